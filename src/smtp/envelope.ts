@@ -1,0 +1,66 @@
+/**
+ * The SMTP envelope (RFC 5321 §2.3.1) as Petrel keeps it with a message: the
+ * reverse-path, the forward-paths with their DSN parameters, and the facts
+ * about the session that later stages (queue, bounce, outbound client) need.
+ * It is plain JSON-able data so the spool can store it without knowing SMTP.
+ */
+
+/** A mailbox as written in a path: local part (unquoted form) and domain. */
+export interface Mailbox {
+  /** The local part with quoting removed (RFC 5321 §4.1.2 Quoted-string is decoded). */
+  readonly localPart: string;
+  /** Domain name (lower-cased) or address literal including brackets, e.g. "[192.0.2.1]". */
+  readonly domain: string;
+}
+
+/** RFC 3461 §4.1 NOTIFY values. */
+export type DsnNotify = "NEVER" | "SUCCESS" | "FAILURE" | "DELAY";
+
+export interface Recipient {
+  /** The forward-path as an address string "local@domain" (local part re-quoted when needed). */
+  readonly address: string;
+  /** RFC 3461 NOTIFY; absent means the default (FAILURE, DELAY at the MTA's discretion). */
+  readonly notify?: readonly DsnNotify[];
+  /** RFC 3461 ORCPT, kept as "addr-type;xtext-decoded-address". */
+  readonly orcpt?: string;
+}
+
+export interface Envelope {
+  /** Reverse-path address; "" is the null reverse-path <> (bounces). */
+  readonly mailFrom: string;
+  readonly recipients: readonly Recipient[];
+  /** RFC 1870 SIZE the client declared, if any. */
+  readonly declaredSize?: number;
+  /** RFC 6152 BODY=8BITMIME / 7BIT. */
+  readonly body?: "7BIT" | "8BITMIME";
+  /** RFC 6531: the transaction used SMTPUTF8. */
+  readonly smtputf8: boolean;
+  /** RFC 3461 RET. */
+  readonly ret?: "FULL" | "HDRS";
+  /** RFC 3461 ENVID (xtext-decoded). */
+  readonly envid?: string;
+  /** RFC 8689 REQUIRETLS: the outbound side must only relay over verified TLS. */
+  readonly requireTls: boolean;
+  /** Who handed the message to us. */
+  readonly client: ClientInfo;
+  /** When the 250 for this message was decided (ms since epoch). */
+  readonly receivedAt: number;
+}
+
+export interface ClientInfo {
+  /** The client's IP (after PROXY protocol, the real one). */
+  readonly address: string;
+  readonly port: number;
+  /** Reverse DNS name if known. */
+  readonly hostname?: string;
+  /** The EHLO/HELO argument. */
+  readonly helo: string;
+  /** "ESMTP", "ESMTPS", "ESMTPSA", ... per RFC 3848, for the Received header. */
+  readonly protocol: string;
+  /** TLS version and cipher when the session was encrypted. */
+  readonly tls?: { readonly version: string; readonly cipher: string };
+  /** The SASL authorization identity, when the client authenticated. */
+  readonly authUser?: string;
+  /** The listener role the message came in on. */
+  readonly role: "mx" | "submission" | "submissions";
+}

@@ -1,0 +1,36 @@
+/**
+ * An SMTP reply (RFC 5321 §4.2): a three-digit code, an optional RFC 3463
+ * enhanced status code (announced by ENHANCEDSTATUSCODES, RFC 2034), and one
+ * or more lines of human-readable text. Replies are values: every part of
+ * Petrel that refuses or accepts something returns one, and only the
+ * connection turns it into bytes.
+ */
+export interface Reply {
+  readonly code: number;
+  /** RFC 3463 class.subject.detail, e.g. "5.1.1"; absent only where RFC 2034 §3 allows (greeting, EHLO). */
+  readonly status?: string;
+  readonly lines: readonly string[];
+}
+
+export function reply(code: number, status: string | undefined, ...lines: string[]): Reply {
+  return { code, status, lines: lines.length > 0 ? lines : [""] };
+}
+
+/** True for 2xx and 3xx replies: the command was accepted (or is in progress). */
+export function isPositive(r: Reply): boolean {
+  return r.code < 400;
+}
+
+/**
+ * Serialise to wire form. Multi-line replies use "code-" on every line but the
+ * last (§4.2.1); RFC 2034 §4 puts the enhanced code at the start of every line.
+ */
+export function serializeReply(r: Reply): string {
+  const prefix = r.status ? `${r.status} ` : "";
+  const last = r.lines.length - 1;
+  let out = "";
+  for (let i = 0; i <= last; i++) {
+    out += `${r.code}${i === last ? " " : "-"}${prefix}${r.lines[i]}\r\n`;
+  }
+  return out;
+}
