@@ -1,0 +1,136 @@
+/**
+ * Watches the header section of a message as it streams past (RFC 5322 §2.2,
+ * §3.5) without buffering it: counts its size against a limit, records which
+ * fields are present, and lets the caller add fields at its end — the way a
+ * submission server adds Message-ID and Date when a client left them out
+ * (RFC 6409 §8.2, §8.3).
+ *
+ * Input is content with CRLF line ends (as DataDecoder produces). Only the
+ * start of each header line (up to its colon) is held back, never a line.
+ */
+
+const CR = 0x0d;
+const LF = 0x0a;
+const SP = 0x20;
+const HT = 0x09;
+const COLON = 0x3a;
+const CRLF = Buffer.from("\r\n");
+/** RFC 5322 §2.1.1: 998 octets is the longest line; a field name is far shorter. */
+const MAX_NAME = 998;
+
+export interface HeaderSectionOptions {
+  /** Largest header section accepted, in octets. */
+  readonly sizeLimit: number;
+  /** Called once when the header section ends; returns header lines (CRLF-terminated) to insert there. */
+  readonly additions?: (fields: ReadonlyMap<string, number>) => string;
+}
+
+export class HeaderSection {
+  private readonly options: HeaderSectionOptions;
+  /** Lower-cased field name → how many times it occurs. */
+  readonly fields = new Map<string, number>();
+  /** Octets of header section seen so far. */
+  size = 0;
+  /** The header section grew past the limit: the message must be refused. */
+  tooLarge = false;
+  private inBody = false;
+  /** The current line's first bytes, held until it is classified. */
+  private head: Buffer | null = null;
+  /** Inside a classified header line (passing bytes through until LF). */
+  private inLine = false;
+
+  constructor(options: HeaderSectionOptions) {
+    this.options = options;
+  }
+
+  get ended(): boolean {
+    return this.inBody;
+  }
+
+  feed(chunk: Buffer): Buffer[] {
+    if (this.inBody) return [chunk];
+    const out: Buffer[] = [];
+    let i = 0;
+    const n = chunk.length;
+    while (i < n && !this.inBody) {
+      if (this.inLine) {
+        const lf = chunk.indexOf(LF, i);
+        const end = lf === -1 ? n : lf + 1;
+        this.emitHeader(out, chunk.subarray(i, end));
+        if (lf !== -1) this.inLine = false;
+        i = end;
+        continue;
+      }
+      // Line start: take bytes up to the colon, LF or the name limit.
+      let j = i;
+      const head = this.head;
+      const held = head === null ? 0 : head.length;
+      let verdict: "field" | "continuation" | "blank" | "body" | "more" = "more";
+      let name = "";
+      while (j < n) {
+        const b = chunk[j];
+        const pos = held + (j - i);
+        if (pos === 0 && (b === SP || b === HT)) { verdict = "continuation"; break; }
+        if (b === COLON) {
+          if (pos === 0) { verdict = "body"; break; }
+          verdict = "field";
+          const bytes = head === null ? chunk.subarray(i, j) : Buffer.concat([head, chunk.subarray(i, j)]);
+          name = bytes.toString("latin1").toLowerCase();
+          break;
+        }
+        if (b === CR && pos === 0) { j++; continue; }
+        if (b === LF) { verdict = pos === 1 && (head?.[0] ?? chunk[i]) === CR ? "blank" : "body"; break; }
+        // RFC 5322 §3.6.8: ftext is printable US-ASCII except colon.
+        if (b < 33 || b > 126 || pos >= MAX_NAME || (pos === 1 && (head?.[0] ?? chunk[i]) === CR)) { verdict = "body"; break; }
+        j++;
+      }
+      if (verdict === "more") {
+        this.head = head === null ? Buffer.from(chunk.subarray(i)) : Buffer.concat([head, chunk.subarray(i)]);
+        return out;
+      }
+      const lineStart = head === null ? chunk.subarray(i, j) : Buffer.concat([head, chunk.subarray(i, j)]);
+      this.head = null;
+      if (verdict === "field" || verdict === "continuation") {
+        if (verdict === "field") this.fields.set(name, (this.fields.get(name) ?? 0) + 1);
+        this.emitHeader(out, lineStart);
+        this.inLine = true;
+        i = j;
+        continue;
+      }
+      // The header section ends here: a blank line, or a line that is no header field.
+      this.endHeader(out);
+      if (verdict === "body") out.push(CRLF);
+      if (lineStart.length > 0) out.push(lineStart);
+      i = j;
+      if (i < n) out.push(chunk.subarray(i));
+      return out;
+    }
+    return out;
+  }
+
+  /** The message ended; if it had only a header section, add the additions now. */
+  finish(): Buffer[] {
+    if (this.inBody) return [];
+    const out: Buffer[] = [];
+    if (this.head !== null) {
+      out.push(this.head);
+      if (this.head[this.head.length - 1] !== LF) out.push(CRLF);
+      this.head = null;
+    }
+    this.endHeader(out);
+    return out;
+  }
+
+  private emitHeader(out: Buffer[], b: Buffer): void {
+    if (b.length === 0) return;
+    this.size += b.length;
+    if (this.size > this.options.sizeLimit) this.tooLarge = true;
+    out.push(b);
+  }
+
+  private endHeader(out: Buffer[]): void {
+    this.inBody = true;
+    const extra = this.options.additions?.(this.fields);
+    if (extra) out.push(Buffer.from(extra, "utf8"));
+  }
+}
