@@ -1,0 +1,377 @@
+/**
+ * The one schema of petrel.yaml. Keys are camelCase; unknown keys are errors.
+ * Every key has a default (see defaults.ts), so an empty file is a complete,
+ * runnable configuration. The JSDoc on each key is the configuration
+ * reference.
+ *
+ * Values that need a person's units use:
+ *   - sizes:     a number of bytes, or "25MiB", "10MB", "512KiB" (units.ts)
+ *   - durations: a number of SECONDS, or "500ms", "30s", "5m", "1h", "5d";
+ *                parsed to MILLISECONDS
+ *
+ * Relative paths (dataDir, certificate and key files) are resolved against
+ * the directory of the configuration file by load.ts, not here: the schema is
+ * pure.
+ */
+import { isIP } from "node:net";
+import { domainToASCII } from "node:url";
+import * as z from "zod";
+import { DEFAULTS, MIN_COMMAND_LINE } from "./defaults.ts";
+import { DURATION_ALLOWED, formatSize, parseDuration, parseSize, SIZE_ALLOWED } from "./units.ts";
+
+// ---------------------------------------------------------------------------
+// Building blocks. Custom checks put the "what is allowed" text in the issue
+// message; load.ts prefixes it with the key path and the value found.
+
+function size(def: number, min = 0) {
+  return z
+    .unknown()
+    .transform((v, ctx): number => {
+      const n = parseSize(v);
+      if (n === undefined) {
+        ctx.addIssue({ code: "custom", message: SIZE_ALLOWED, input: v });
+        return z.NEVER;
+      }
+      if (n < min) {
+        ctx.addIssue({ code: "custom", message: `expected at least ${min} bytes${formatSize(min).endsWith("iB") ? ` (${formatSize(min)})` : ""}`, input: v });
+        return z.NEVER;
+      }
+      return n;
+    })
+    .default(def);
+}
+
+function duration(def: number) {
+  return z
+    .unknown()
+    .transform((v, ctx): number => {
+      const n = parseDuration(v);
+      if (n === undefined) {
+        ctx.addIssue({ code: "custom", message: DURATION_ALLOWED, input: v });
+        return z.NEVER;
+      }
+      return n;
+    })
+    .default(def);
+}
+
+function count(def: number, min = 0) {
+  return z.number().int().min(min).default(def);
+}
+
+const DOMAIN_LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
+
+/** Lower-cased ASCII (A-label) form of a domain name, or undefined if it is not one. */
+export function normalizeDomain(value: string): string | undefined {
+  let d = value.trim().toLowerCase();
+  if (d.endsWith(".")) d = d.slice(0, -1);
+  if (/[^\x00-\x7f]/.test(d)) d = domainToASCII(d);
+  if (d === "" || d.length > 253) return undefined;
+  return d.split(".").every((l) => DOMAIN_LABEL.test(l)) ? d : undefined;
+}
+
+const domainName = z.string().transform((v, ctx): string => {
+  const d = normalizeDomain(v);
+  if (d === undefined) {
+    ctx.addIssue({ code: "custom", message: 'expected a domain name such as "example.com"', input: v });
+    return z.NEVER;
+  }
+  return d;
+});
+
+/** A server name for SNI: a domain, or "*.example.com" (the wildcard stands for exactly one label). */
+const sniName = z.string().transform((v, ctx): string => {
+  const wild = v.startsWith("*.");
+  const d = normalizeDomain(wild ? v.slice(2) : v);
+  if (d === undefined) {
+    ctx.addIssue({ code: "custom", message: 'expected a server name such as "mail.example.com" or "*.example.com"', input: v });
+    return z.NEVER;
+  }
+  return wild ? `*.${d}` : d;
+});
+
+const ipAddress = z.string().refine((v) => isIP(v) !== 0, {
+  message: 'expected an IP address such as "127.0.0.1", "0.0.0.0", "::1" or "::"',
+});
+
+/** "203.0.113.7", "10.0.0.0/8", "2001:db8::/32". */
+export function isCidrOrIp(v: string): boolean {
+  const slash = v.indexOf("/");
+  const ip = slash === -1 ? v : v.slice(0, slash);
+  const family = isIP(ip);
+  if (family === 0) return false;
+  if (slash === -1) return true;
+  const bits = v.slice(slash + 1);
+  if (!/^\d{1,3}$/.test(bits)) return false;
+  return Number(bits) <= (family === 4 ? 32 : 128);
+}
+
+const cidr = z.string().refine(isCidrOrIp, {
+  message: 'expected an IP address or CIDR range such as "10.0.0.1", "10.0.0.0/8" or "2001:db8::/32"',
+});
+
+const ATEXT = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~\\-\\u0080-\\uffff]+";
+const DOT_ATOM = new RegExp(`^${ATEXT}(?:\\.${ATEXT})*$`);
+
+/** "Local@Example.COM" → "Local@example.com"; undefined if not local@domain. */
+export function normalizeMailbox(value: string): string | undefined {
+  const at = value.lastIndexOf("@");
+  if (at <= 0) return undefined;
+  const local = value.slice(0, at);
+  const domain = normalizeDomain(value.slice(at + 1));
+  if (!DOT_ATOM.test(local) || local.length > 64 || domain === undefined) return undefined;
+  return `${local}@${domain}`;
+}
+
+const mailbox = z.string().transform((v, ctx): string => {
+  const m = normalizeMailbox(v);
+  if (m === undefined) {
+    ctx.addIssue({ code: "custom", message: 'expected an address such as "alice@example.com"', input: v });
+    return z.NEVER;
+  }
+  return m;
+});
+
+/** Message for a user password that is not a hash (the value itself is never shown). */
+export const PASSWORD_ALLOWED =
+  'expected a scrypt hash ("$scrypt$..."); plaintext passwords are not accepted: run `petrel hash-password` and paste its output';
+
+const passwordHash = z.string().refine((v) => /^\$scrypt\$\S+$/.test(v), { message: PASSWORD_ALLOWED });
+
+const B64 = "[A-Za-z0-9+/]+={0,2}";
+const SCRAM = new RegExp(`^SCRAM-SHA-256\\$[1-9]\\d*:${B64}\\$${B64}:${B64}$`);
+const scramCredentials = z.string().refine((v) => SCRAM.test(v), {
+  message: 'expected "SCRAM-SHA-256$<iterations>:<salt base64>$<StoredKey base64>:<ServerKey base64>" (run `petrel hash-password`)',
+});
+
+const TLS_VERSIONS = ["TLSv1.2", "TLSv1.3"] as const;
+const minTlsVersion = z
+  .unknown()
+  .transform((v, ctx): (typeof TLS_VERSIONS)[number] => {
+    if (v === "TLSv1.2" || v === "TLSv1.3") return v;
+    const old = v === "TLSv1" || v === "TLSv1.1" || v === "TLSv1.0" || v === "SSLv3";
+    ctx.addIssue({
+      code: "custom",
+      message:
+        'expected "TLSv1.2" or "TLSv1.3"' +
+        (old ? `; ${String(v)} is deprecated (RFC 8996) and insecure, so Petrel refuses to offer it` : ""),
+      input: v,
+    });
+    return z.NEVER;
+  })
+  .default(DEFAULTS.tls.minVersion);
+
+const certKeyPair = z.strictObject({
+  /** Path to the certificate chain (PEM), leaf first. */
+  cert: z.string().min(1),
+  /** Path to the private key (PEM) matching `cert`. */
+  key: z.string().min(1),
+});
+
+// ---------------------------------------------------------------------------
+// The schema.
+
+export const listenerSchema = z.strictObject({
+  /** IP literal to bind: "127.0.0.1", "0.0.0.0" (all IPv4), "::" (all IPv6 and usually IPv4). */
+  address: ipAddress,
+  /** TCP port, 0..65535; 0 picks a free port (tests). */
+  port: z.number().int().min(0).max(65535),
+  /**
+   * "mx": receives mail for local domains from other servers (port 25, STARTTLS offered);
+   * "submission": authenticated clients (port 587, STARTTLS required before AUTH);
+   * "submissions": authenticated clients over implicit TLS (port 465, RFC 8314).
+   */
+  role: z.enum(["mx", "submission", "submissions"]),
+  /** Expect a PROXY protocol (v1/v2) header first; only from `proxyProtocol.trusted` peers. */
+  proxyProtocol: z.boolean().default(false),
+  /** A certificate for this listener instead of `tls.cert`/`tls.key` (SNI entries still apply). */
+  tls: certKeyPair.optional(),
+});
+
+export const configSchema = z.strictObject({
+  /** The server's name: in the greeting, the EHLO reply and Received headers. */
+  hostname: domainName.default(DEFAULTS.hostname),
+  /** Where the spool, generated certificates and other state live; relative to the config file. */
+  dataDir: z.string().min(1).default(DEFAULTS.dataDir),
+  /** Domains whose mail is delivered locally (lower-cased). */
+  domains: z.array(domainName).default(() => [...DEFAULTS.domains]),
+  /** Where Petrel listens. Addresses and ports must not repeat. */
+  listeners: z.array(listenerSchema).default(() => DEFAULTS.listeners.map((l) => ({ ...l }))),
+  tls: z
+    .strictObject({
+      /** Default certificate chain (PEM). With `key`; when both are absent a self-signed
+       * certificate is generated in <dataDir>/tls/. Reloaded when the file changes. */
+      cert: z.string().min(1).optional(),
+      /** Private key (PEM) for `cert`. */
+      key: z.string().min(1).optional(),
+      /** Lowest TLS version offered: "TLSv1.2" or "TLSv1.3" (TLSv1 and TLSv1.1 are refused). */
+      minVersion: minTlsVersion,
+      /** Certificates chosen by the server name the client asks for (SNI). Exact names win over
+       * wildcards; "*.example.com" matches exactly one label; otherwise the default is used. */
+      sni: z
+        .array(
+          z.strictObject({
+            names: z.array(sniName).min(1),
+            cert: z.string().min(1),
+            key: z.string().min(1),
+          }),
+        )
+        .default(() => []),
+    })
+    .prefault({}),
+  proxyProtocol: z
+    .strictObject({
+      /** Peers (IPs or CIDR ranges) allowed to send a PROXY protocol header. */
+      trusted: z.array(cidr).default(() => []),
+    })
+    .prefault({}),
+  limits: z
+    .strictObject({
+      /** Largest message accepted (SIZE, RFC 1870). Default 25MiB. */
+      messageSize: size(DEFAULTS.limits.messageSize),
+      /** Largest header section of a message. Default 1MiB. */
+      headerSize: size(DEFAULTS.limits.headerSize),
+      /** Recipients per message. */
+      recipients: count(DEFAULTS.limits.recipients, 1),
+      /** Messages per connection before the server closes it. */
+      messagesPerConnection: count(DEFAULTS.limits.messagesPerConnection, 1),
+      /** Longest command line in bytes, CRLF included (at least 512, RFC 5321 §4.5.3.1.4). */
+      commandLine: size(DEFAULTS.limits.commandLine, MIN_COMMAND_LINE),
+      /** Errors after which each reply is delayed. */
+      softErrors: count(DEFAULTS.limits.softErrors),
+      /** Errors after which the connection is closed. */
+      hardErrors: count(DEFAULTS.limits.hardErrors, 1),
+      /** Time to wait for the next command (RFC 5321 §4.5.3.2.7: at least 5m). */
+      commandTimeout: duration(DEFAULTS.limits.commandTimeout),
+      /** Time to wait for the next chunk of message data. */
+      dataTimeout: duration(DEFAULTS.limits.dataTimeout),
+      /** Longest whole connection. */
+      sessionTimeout: duration(DEFAULTS.limits.sessionTimeout),
+      /** Simultaneous connections, all listeners together. */
+      connections: count(DEFAULTS.limits.connections, 1),
+      /** Simultaneous connections from one client IP. */
+      connectionsPerClient: count(DEFAULTS.limits.connectionsPerClient, 1),
+      /** Failed AUTH attempts before the connection is closed. */
+      authFailuresPerConnection: count(DEFAULTS.limits.authFailuresPerConnection, 1),
+      /** Failed AUTH attempts from one client IP within `authBanTime` before it is refused. */
+      authFailuresPerClient: count(DEFAULTS.limits.authFailuresPerClient, 1),
+      /** How long a client IP stays refused after too many failed AUTH attempts. */
+      authBanTime: duration(DEFAULTS.limits.authBanTime),
+      /** On shutdown, time given to sessions in progress before they are cut. */
+      shutdownGrace: duration(DEFAULTS.limits.shutdownGrace),
+    })
+    .prefault({}),
+  smtp: z
+    .strictObject({
+      /** A bare LF in message data: "normalize" to CRLF, or "reject" the message. */
+      bareNewline: z.enum(["normalize", "reject"]).default(DEFAULTS.smtp.bareNewline),
+      /** Wait this long before the greeting; clients that talk first are refused. */
+      greetingDelay: duration(DEFAULTS.smtp.greetingDelay),
+      /** Text after the hostname in the 220 greeting. */
+      banner: z.string().default(DEFAULTS.smtp.banner),
+    })
+    .prefault({}),
+  submission: z
+    .strictObject({
+      /** The MAIL FROM of an authenticated client must be its login or one of its `addresses`. */
+      senderMustMatchLogin: z.boolean().default(DEFAULTS.submission.senderMustMatchLogin),
+    })
+    .prefault({}),
+  /** Local users. Passwords are stored only as hashes made by `petrel hash-password`. */
+  users: z
+    .array(
+      z.strictObject({
+        /** Login and mailbox, local@domain. */
+        address: mailbox,
+        /** scrypt hash: "$scrypt$...". */
+        password: passwordHash,
+        /** Optional SCRAM-SHA-256 credentials: "SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>". */
+        scram: scramCredentials.optional(),
+        /** Other sender addresses this user may use. */
+        addresses: z.array(mailbox).optional(),
+      }),
+    )
+    .default(() => []),
+  log: z
+    .strictObject({
+      /** fatal, error, warn, info, debug, trace or silent. */
+      level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default(DEFAULTS.log.level),
+    })
+    .prefault({}),
+});
+
+/** The parsed configuration: every default filled in, units converted (bytes, milliseconds). */
+export type Config = z.output<typeof configSchema>;
+export type ListenerConfig = Config["listeners"][number];
+export type ListenerRole = ListenerConfig["role"];
+export type UserConfig = Config["users"][number];
+export type SniConfig = Config["tls"]["sni"][number];
+export type TlsMinVersion = Config["tls"]["minVersion"];
+
+// ---------------------------------------------------------------------------
+// Checks across keys, run after the schema accepted each value.
+
+export interface CrossIssue {
+  path: (string | number)[];
+  value: unknown;
+  allowed: string;
+}
+
+function wildcardOverlap(a: string, b: string): boolean {
+  if (a === b) return true;
+  const wild = (x: string) => x === "0.0.0.0" || x === "::";
+  if (a === "::" || b === "::") return true; // dual-stack "::" takes the port on every address
+  return (wild(a) && isIP(b) === 4) || (wild(b) && isIP(a) === 4);
+}
+
+export function crossCheck(config: Config): CrossIssue[] {
+  const issues: CrossIssue[] = [];
+  const { listeners } = config;
+  for (let i = 0; i < listeners.length; i++) {
+    for (let j = 0; j < i; j++) {
+      const a = listeners[j];
+      const b = listeners[i];
+      if (a.port !== 0 && a.port === b.port && wildcardOverlap(a.address, b.address)) {
+        issues.push({
+          path: ["listeners", i],
+          value: `${b.address}:${b.port}`,
+          allowed: `expected a distinct address and port: listeners[${j}] already uses ${a.address}:${a.port}`,
+        });
+        break;
+      }
+    }
+    if (listeners[i].proxyProtocol && config.proxyProtocol.trusted.length === 0) {
+      issues.push({
+        path: ["listeners", i, "proxyProtocol"],
+        value: true,
+        allowed: "proxyProtocol.trusted is empty, so no peer may send a PROXY header: list the proxy's address there",
+      });
+    }
+  }
+  if ((config.tls.cert === undefined) !== (config.tls.key === undefined)) {
+    const missing = config.tls.cert === undefined ? "cert" : "key";
+    issues.push({
+      path: ["tls", missing],
+      value: undefined,
+      allowed: "expected tls.cert and tls.key together (or neither, for a generated self-signed certificate)",
+    });
+  }
+  const sniSeen = new Map<string, number>();
+  config.tls.sni.forEach((entry, i) => {
+    entry.names.forEach((name, k) => {
+      const prev = sniSeen.get(name);
+      if (prev !== undefined && prev !== i) {
+        issues.push({ path: ["tls", "sni", i, "names", k], value: name, allowed: `expected each name once: tls.sni[${prev}] already has it` });
+      } else sniSeen.set(name, i);
+    });
+  });
+  const userSeen = new Map<string, number>();
+  config.users.forEach((u, i) => {
+    const prev = userSeen.get(u.address);
+    if (prev !== undefined) {
+      issues.push({ path: ["users", i, "address"], value: u.address, allowed: `expected each user once: users[${prev}] has the same address` });
+    } else userSeen.set(u.address, i);
+  });
+  return issues;
+}
+
