@@ -197,9 +197,9 @@ export class Session {
   }
 
   /** The server is shutting down or a timeout fired: say 421 and close (RFC 5321 §3.8). */
-  shutdown(text: string): void {
+  shutdown(text: string, status = "4.3.2"): void {
     if (this.mode === "closed") return;
-    this.send(reply(421, "4.3.2", `${this.opts.hostname} ${text}`));
+    this.send(reply(421, status, `${this.opts.hostname} ${text}`));
     this.close();
   }
 

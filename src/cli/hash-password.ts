@@ -1,0 +1,29 @@
+import { createInterface } from "node:readline";
+import { hashPassword, scramVerifier } from "../accounts/password.ts";
+
+/**
+ * `petrel hash-password`: the password comes from stdin (one line) or an
+ * interactive prompt, never from argv, where `ps` and shell history see it.
+ */
+export async function hashPasswordCommand(options: { scram: boolean }): Promise<number> {
+  const password = await readPassword();
+  if (password === "") {
+    process.stderr.write("petrel: empty password refused\n");
+    return 2;
+  }
+  process.stdout.write(`password: "${await hashPassword(password)}"\n`);
+  if (options.scram) process.stdout.write(`scram: "${scramVerifier(password)}"\n`);
+  return 0;
+}
+
+async function readPassword(): Promise<string> {
+  const tty = process.stdin.isTTY;
+  if (tty) process.stderr.write("Password: ");
+  const rl = createInterface({ input: process.stdin, terminal: false });
+  for await (const line of rl) {
+    rl.close();
+    if (tty) process.stderr.write("\n");
+    return line;
+  }
+  return "";
+}

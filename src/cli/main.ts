@@ -1,0 +1,50 @@
+#!/usr/bin/env node
+import { parseArgs } from "node:util";
+import { serve } from "./serve.ts";
+import { hashPasswordCommand } from "./hash-password.ts";
+
+/**
+ * The `petrel` command: thin on purpose. It parses arguments and calls the
+ * services; everything worth testing lives behind it.
+ */
+
+const USAGE = `Usage: petrel <command> [options]
+
+Commands:
+  serve [--config FILE]      run the mail server (embedded default without --config)
+  hash-password [--scram]    read a password from stdin or a prompt; print the hash for the config's users: list
+  help                       this text
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case "serve": {
+      const { values } = parseArgs({ args: rest, options: { config: { type: "string", short: "c" } }, strict: true });
+      return serve({ configPath: values.config });
+    }
+    case "hash-password": {
+      const { values } = parseArgs({ args: rest, options: { scram: { type: "boolean" } }, strict: true });
+      return hashPasswordCommand({ scram: values.scram ?? true });
+    }
+    case undefined:
+    case "help":
+    case "--help":
+    case "-h":
+      process.stdout.write(USAGE);
+      return command === undefined ? 2 : 0;
+    default:
+      process.stderr.write(`petrel: unknown command '${command}'\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code !== 0) process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`petrel: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = err && typeof err === "object" && "exitCode" in err ? Number(err.exitCode) : 1;
+  },
+);

@@ -1,0 +1,78 @@
+/**
+ * Limits per client IP that outlive one connection: how many connections it
+ * holds (Postfix smtpd_client_connection_count_limit, default 50 here) and
+ * how many times it failed AUTH (a temporary ban after too many, the way
+ * fail2ban is usually bolted onto Postfix). Time is injected.
+ */
+
+export interface ClientLimitsOptions {
+  readonly connections: number;
+  readonly connectionsPerClient: number;
+  readonly authFailuresPerClient: number;
+  readonly authBanTime: number;
+  readonly now?: () => number;
+}
+
+export type AdmitResult = "ok" | "server-full" | "client-full" | "banned";
+
+export class ClientLimits {
+  private readonly opts: ClientLimitsOptions;
+  private readonly now: () => number;
+  private total = 0;
+  private readonly perClient = new Map<string, number>();
+  /** IP → failures within the current window, and when the window (or ban) started. */
+  private readonly failures = new Map<string, { count: number; since: number; bannedUntil: number }>();
+
+  constructor(opts: ClientLimitsOptions) {
+    this.opts = opts;
+    this.now = opts.now ?? Date.now;
+  }
+
+  get connections(): number {
+    return this.total;
+  }
+
+  /** A new connection from `ip`: admit it (and count it) or say why not. */
+  admit(ip: string): AdmitResult {
+    if (this.isBanned(ip)) return "banned";
+    if (this.total >= this.opts.connections) return "server-full";
+    const n = this.perClient.get(ip) ?? 0;
+    if (n >= this.opts.connectionsPerClient) return "client-full";
+    this.total++;
+    this.perClient.set(ip, n + 1);
+    return "ok";
+  }
+
+  release(ip: string): void {
+    const n = this.perClient.get(ip);
+    if (n === undefined) return;
+    this.total--;
+    if (n <= 1) this.perClient.delete(ip);
+    else this.perClient.set(ip, n - 1);
+  }
+
+  /** Record a failed AUTH; true when the client is now banned. */
+  authFailed(ip: string): boolean {
+    const now = this.now();
+    let f = this.failures.get(ip);
+    if (!f || now - f.since > this.opts.authBanTime) {
+      f = { count: 0, since: now, bannedUntil: 0 };
+      this.failures.set(ip, f);
+    }
+    f.count++;
+    if (f.count >= this.opts.authFailuresPerClient) {
+      f.bannedUntil = now + this.opts.authBanTime;
+      return true;
+    }
+    return false;
+  }
+
+  isBanned(ip: string): boolean {
+    const f = this.failures.get(ip);
+    if (!f) return false;
+    const now = this.now();
+    if (f.bannedUntil > now) return true;
+    if (now - f.since > this.opts.authBanTime) this.failures.delete(ip);
+    return false;
+  }
+}

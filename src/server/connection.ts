@@ -1,0 +1,321 @@
+import type * as net from "node:net";
+import * as tls from "node:tls";
+import type { Logger } from "pino";
+import { Session, type SessionOptions } from "../smtp/session.ts";
+import { serializeReply, reply } from "../smtp/reply.ts";
+import type { SessionTransport } from "../smtp/session-handler.ts";
+import { parseProxyHeader } from "./proxy-protocol.ts";
+import { MessageHandler, type MessageHandlerContext } from "./message-handler.ts";
+import type { ClientLimits } from "./client-limits.ts";
+import type { TlsContextProvider } from "./tls-contexts.ts";
+
+/**
+ * One client connection: the socket, TLS (implicit or STARTTLS), the PROXY
+ * header, timeouts, and the protocol engine driven with the socket's bytes.
+ * Decisions are the MessageHandler's; protocol is the Session's.
+ */
+
+export interface ConnectionSettings {
+  readonly role: "mx" | "submission" | "submissions";
+  readonly listenerTls?: { readonly cert: string; readonly key: string };
+  /** Expect a PROXY header from this peer (listener has proxyProtocol and the peer is trusted). */
+  readonly expectProxyHeader: boolean;
+  readonly session: Omit<SessionOptions, "implicitTls" | "startTlsAvailable" | "authMechanisms" | "requireAuth">;
+  readonly authMechanisms: readonly string[];
+  readonly commandTimeout: number;
+  readonly dataTimeout: number;
+  readonly sessionTimeout: number;
+  readonly greetingDelay: number;
+  readonly handler: Omit<MessageHandlerContext, "client" | "log" | "role">;
+}
+
+/** Time allowed for the PROXY header and for a TLS handshake. */
+const HANDSHAKE_TIMEOUT = 30_000;
+/** A closing socket that the peer does not drain is destroyed after this. */
+const CLOSE_LINGER = 5_000;
+/** Stop reading when this much output is waiting for a client that does not read. */
+const OUTPUT_HIGH_WATER = 1024 * 1024;
+
+let nextConnectionId = 1;
+
+export class Connection {
+  readonly id = nextConnectionId++;
+  private socket: net.Socket | tls.TLSSocket;
+  private readonly raw: net.Socket;
+  private readonly settings: ConnectionSettings;
+  private readonly tlsProvider: TlsContextProvider;
+  private readonly clientLimits: ClientLimits;
+  private log: Logger;
+  private session: Session | null = null;
+  private clientAddress: string;
+  private clientPort: number;
+  private admitted = false;
+  private closed = false;
+  private draining = false;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly done: Promise<void>;
+  private resolveDone!: () => void;
+  private readPaused = { engine: false, output: false };
+
+  constructor(socket: net.Socket, settings: ConnectionSettings, tlsProvider: TlsContextProvider, clientLimits: ClientLimits, log: Logger) {
+    this.raw = socket;
+    this.socket = socket;
+    this.settings = settings;
+    this.tlsProvider = tlsProvider;
+    this.clientLimits = clientLimits;
+    this.clientAddress = normalizeIp(socket.remoteAddress ?? "unknown");
+    this.clientPort = socket.remotePort ?? 0;
+    this.log = log;
+    this.done = new Promise((resolve) => (this.resolveDone = resolve));
+    socket.setNoDelay(true);
+    socket.on("error", (err) => this.log.debug({ err: err.message }, "socket error"));
+    socket.on("close", () => this.onClose());
+  }
+
+  /** Resolves when the connection has closed. */
+  get finished(): Promise<void> {
+    return this.done;
+  }
+
+  async begin(): Promise<void> {
+    try {
+      if (this.settings.expectProxyHeader) {
+        const ok = await this.readProxyHeader();
+        if (!ok) return;
+      }
+      this.log = this.log.child({ conn: this.id, client: this.clientAddress });
+      const admitted = this.clientLimits.admit(this.clientAddress);
+      if (admitted !== "ok") return this.refuse(admitted);
+      this.admitted = true;
+      this.log.info({ port: this.clientPort, role: this.settings.role }, "connect");
+      let implicitTls: { version: string; cipher: string } | null = null;
+      if (this.settings.role === "submissions") {
+        const info = await this.upgrade();
+        if (!info) return;
+        implicitTls = info;
+      }
+      this.startSession(implicitTls);
+    } catch (err) {
+      this.log.error({ err }, "connection setup failed");
+      this.destroy();
+    }
+  }
+
+  /** Graceful shutdown: let a transaction in flight finish, then say 421. */
+  drain(): void {
+    this.draining = true;
+    if (!this.session) {
+      this.destroy();
+      return;
+    }
+    if (!this.session.inTransaction) this.session.shutdown("Service shutting down, closing connection");
+  }
+
+  /** The grace period is over: close now (an unfinished message was never acknowledged). */
+  forceClose(): void {
+    if (this.session) this.session.shutdown("Service shutting down, closing connection");
+    const t = setTimeout(() => this.destroy(), 1000);
+    t.unref();
+  }
+
+  private startSession(implicitTls: { version: string; cipher: string } | null): void {
+    const s = this.settings;
+    const handler = new MessageHandler({
+      ...s.handler,
+      role: s.role,
+      client: { address: this.clientAddress, port: this.clientPort },
+      log: this.log,
+    });
+    const transport: SessionTransport = {
+      write: (data) => this.write(data),
+      startTls: () => void this.startTls(),
+      close: () => this.end(),
+      pause: () => this.setPaused("engine", true),
+      resume: () => this.setPaused("engine", false),
+    };
+    this.session = new Session({
+      ...s.session,
+      implicitTls,
+      startTlsAvailable: implicitTls === null,
+      authMechanisms: s.role === "mx" ? [] : s.authMechanisms,
+      requireAuth: s.role !== "mx",
+    }, handler, transport);
+    this.socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    this.armTimeout();
+    this.timers.push(setTimeout(() => this.session?.shutdown("Error: session time limit exceeded", "4.4.2"), s.sessionTimeout));
+    if (s.greetingDelay > 0) this.timers.push(setTimeout(() => this.session?.start(), s.greetingDelay));
+    else this.session.start();
+  }
+
+  private onData(chunk: Buffer): void {
+    const session = this.session;
+    if (!session) return;
+    session.receive(chunk);
+    this.armTimeout();
+  }
+
+  private timeoutArmedOn: net.Socket | null = null;
+  private timeoutMs = 0;
+
+  /** RFC 5321 §4.5.3.2.7 server timeout; longer while message data streams in. */
+  private armTimeout(): void {
+    const session = this.session;
+    if (!session) return;
+    const ms = session.phase === "data" ? this.settings.dataTimeout : this.settings.commandTimeout;
+    if (this.timeoutArmedOn !== this.socket) {
+      this.timeoutArmedOn = this.socket;
+      this.socket.on("timeout", () => {
+        this.log.info({ phase: session.phase }, "timeout");
+        session.shutdown("Error: timeout exceeded", "4.4.2");
+      });
+    } else if (ms === this.timeoutMs) {
+      return; // the socket re-arms its idle timer on activity by itself
+    }
+    this.timeoutMs = ms;
+    this.socket.setTimeout(ms);
+  }
+
+  private write(data: string): void {
+    if (this.closed || this.socket.destroyed) return;
+    const ok = this.socket.write(data);
+    if (!ok && this.socket.writableLength > OUTPUT_HIGH_WATER) {
+      this.setPaused("output", true);
+      this.socket.once("drain", () => this.setPaused("output", false));
+    }
+    if (this.draining && this.session && !this.session.inTransaction) {
+      queueMicrotask(() => this.session?.shutdown("Service shutting down, closing connection"));
+    }
+  }
+
+  private setPaused(reason: "engine" | "output", paused: boolean): void {
+    this.readPaused[reason] = paused;
+    if (this.readPaused.engine || this.readPaused.output) this.socket.pause();
+    else this.socket.resume();
+  }
+
+  /** RFC 3207: the engine wrote "220 Ready to start TLS"; now the handshake. */
+  private async startTls(): Promise<void> {
+    // Plaintext bytes already read are dropped by the engine; stop reading
+    // them here so anything further goes to the TLS layer (CVE-2011-0411).
+    this.raw.removeAllListeners("data");
+    this.raw.setTimeout(0);
+    const info = await this.upgrade();
+    if (!info || !this.session) return;
+    this.session.tlsEstablished(info);
+    this.socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    this.armTimeout();
+  }
+
+  private upgrade(): Promise<{ version: string; cipher: string } | null> {
+    return new Promise((resolve) => {
+      let secure: tls.TLSSocket;
+      try {
+        secure = new tls.TLSSocket(this.raw, { isServer: true, ...this.tlsProvider.serverOptions(this.settings.listenerTls) });
+      } catch (err) {
+        this.log.error({ err }, "TLS setup failed");
+        this.destroy();
+        resolve(null);
+        return;
+      }
+      this.socket = secure;
+      const timer = setTimeout(() => {
+        this.log.info("TLS handshake timeout");
+        this.destroy();
+        resolve(null);
+      }, HANDSHAKE_TIMEOUT);
+      secure.once("secure", () => {
+        clearTimeout(timer);
+        const version = secure.getProtocol() ?? "TLS";
+        const cipher = secure.getCipher()?.name ?? "unknown";
+        this.log.debug({ version, cipher, servername: (secure as { servername?: string }).servername }, "TLS established");
+        resolve({ version, cipher });
+      });
+      secure.on("error", (err) => {
+        clearTimeout(timer);
+        this.log.info({ err: err.message }, "TLS error");
+        this.destroy();
+        resolve(null);
+      });
+      secure.on("close", () => this.onClose());
+    });
+  }
+
+  /** Read the PROXY v1/v2 header a trusted load balancer sends first. */
+  private readProxyHeader(): Promise<boolean> {
+    return new Promise((resolve) => {
+      let buf: Buffer = Buffer.alloc(0);
+      const timer = setTimeout(() => finish("timeout waiting for PROXY header"), HANDSHAKE_TIMEOUT);
+      const onData = (chunk: Buffer) => {
+        buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+        const r = parseProxyHeader(buf);
+        if (r.status === "incomplete") return;
+        if (r.status === "error") return finish(`bad PROXY header: ${r.reason}`);
+        if (r.source) {
+          this.clientAddress = normalizeIp(r.source.address);
+          this.clientPort = r.source.port;
+        }
+        const rest = buf.subarray(r.consumed);
+        finish(null, rest);
+      };
+      const finish = (problem: string | null, rest?: Buffer) => {
+        clearTimeout(timer);
+        this.raw.removeListener("data", onData);
+        this.raw.pause();
+        if (problem) {
+          this.log.warn({ proxy: this.clientAddress }, problem);
+          this.destroy();
+          resolve(false);
+          return;
+        }
+        if (rest && rest.length > 0) this.raw.unshift(rest);
+        resolve(true);
+      };
+      this.raw.on("data", onData);
+    });
+  }
+
+  private refuse(why: "server-full" | "client-full" | "banned"): void {
+    const r = why === "banned"
+      ? reply(421, "4.7.0", "Error: too many failed authentications from your address; try again later")
+      : why === "client-full"
+        ? reply(421, "4.7.0", "Error: too many connections from your address")
+        : reply(421, "4.3.2", "Error: too many connections; try again later");
+    this.log.warn({ client: this.clientAddress, why }, "connection refused");
+    this.raw.end(serializeReply(r));
+    this.lingerThenDestroy();
+  }
+
+  private end(): void {
+    if (this.closed) return;
+    this.socket.end();
+    this.lingerThenDestroy();
+  }
+
+  private lingerThenDestroy(): void {
+    const t = setTimeout(() => this.destroy(), CLOSE_LINGER);
+    t.unref();
+    this.timers.push(t);
+  }
+
+  private destroy(): void {
+    this.socket.destroy();
+    this.raw.destroy();
+  }
+
+  private onClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const t of this.timers) clearTimeout(t);
+    if (this.session) void this.session.closed();
+    if (this.admitted) {
+      this.clientLimits.release(this.clientAddress);
+      this.log.info("disconnect");
+    }
+    this.resolveDone();
+  }
+}
+
+/** "::ffff:192.0.2.1" → "192.0.2.1": IPv4 clients on a dual-stack socket are IPv4 clients. */
+export function normalizeIp(ip: string): string {
+  return ip.startsWith("::ffff:") && ip.includes(".") ? ip.slice(7) : ip;
+}

@@ -1,0 +1,256 @@
+import type { Logger } from "pino";
+import { reply, type Reply } from "../smtp/reply.ts";
+import type { Envelope, Mailbox } from "../smtp/envelope.ts";
+import type { MailParameters, RcptParameters } from "../smtp/mail-parameters.ts";
+import { formatMailbox } from "../smtp/address.ts";
+import { HeaderSection } from "../smtp/header-section.ts";
+import { messageId, protocolKeyword, receivedHeader, rfc5322Date } from "../smtp/trace-headers.ts";
+import type {
+  AuthExchange, MessageSink, SessionEvent, SessionHandler, SessionState, Transaction,
+} from "../smtp/session-handler.ts";
+import { recipientDecision, resolvePostmaster, senderDecision, type ListenerRole } from "../policy/relay.ts";
+import type { Spool, SpoolWriter } from "../spool/spool.ts";
+import { SpoolError } from "../spool/spool.ts";
+import type { Accounts } from "../accounts/config-accounts.ts";
+import { isSaslMechanismName, startExchange } from "./sasl/mechanism.ts";
+import type { ClientLimits } from "./client-limits.ts";
+
+/**
+ * The server side of the engine's SessionHandler for one connection: asks
+ * `policy/` for decisions, streams accepted messages into the spool with the
+ * trace fields an MTA adds, and writes the log lines that carry the queue id.
+ */
+
+export interface MessageHandlerContext {
+  readonly role: ListenerRole;
+  readonly hostname: string;
+  readonly localDomains: ReadonlySet<string>;
+  readonly primaryDomain: string;
+  readonly spool: Spool;
+  readonly accounts: Accounts;
+  readonly clientLimits: ClientLimits;
+  readonly headerSizeLimit: number;
+  readonly authFailuresPerConnection: number;
+  readonly senderMustMatchLogin: boolean;
+  readonly log: Logger;
+  readonly client: { readonly address: string; readonly port: number };
+  readonly now: () => Date;
+}
+
+/** Body bytes are gathered up to this size before a write to the spool. */
+const WRITE_BATCH = 64 * 1024;
+
+export class MessageHandler implements SessionHandler {
+  private readonly ctx: MessageHandlerContext;
+  private authFailures = 0;
+
+  constructor(ctx: MessageHandlerContext) {
+    this.ctx = ctx;
+  }
+
+  mail(state: SessionState, from: Mailbox | null, _params: MailParameters): Reply | undefined {
+    const refusal = senderDecision(
+      from, state.authUser, (u, a) => this.ctx.accounts.mayUseSender(u, a), this.ctx.senderMustMatchLogin && this.ctx.role !== "mx",
+    );
+    if (refusal) this.ctx.log.info({ from: from ? formatMailbox(from) : "<>", user: state.authUser, reply: refusal.lines[0] }, "sender refused");
+    return refusal;
+  }
+
+  rcpt(state: SessionState, tx: Transaction, to: Mailbox, _params: RcptParameters): Reply | undefined {
+    const rcpt = resolvePostmaster(to, this.ctx.primaryDomain);
+    const refusal = recipientDecision(rcpt, { localDomains: this.ctx.localDomains, authUser: state.authUser });
+    if (refusal) {
+      this.ctx.log.info({ from: tx.mailFrom ? formatMailbox(tx.mailFrom) : "<>", to: formatMailbox(rcpt), reply: refusal.lines[0] }, "recipient refused");
+    }
+    return refusal;
+  }
+
+  async openMessage(state: SessionState, tx: Transaction): Promise<MessageSink | Reply> {
+    let writer: SpoolWriter;
+    try {
+      writer = await this.ctx.spool.create();
+    } catch (err) {
+      this.ctx.log.error({ err }, "spool create failed");
+      return storageFailure;
+    }
+    const esmtp = state.esmtp;
+    const protocol = protocolKeyword({ esmtp, tls: state.tls !== null, authenticated: state.authUser !== null, smtputf8: tx.mailParams.smtputf8 });
+    const recipients = tx.recipients.map((r) => resolvePostmaster(r.mailbox, this.ctx.primaryDomain));
+    const received = receivedHeader({
+      helo: state.helo ?? "unknown",
+      clientAddress: this.ctx.client.address,
+      by: this.ctx.hostname,
+      protocol,
+      queueId: writer.id,
+      tls: state.tls ?? undefined,
+      recipient: recipients.length === 1 ? formatMailbox(recipients[0]) : undefined,
+      date: this.ctx.now(),
+    });
+    const submission = this.ctx.role !== "mx";
+    const header = new HeaderSection({
+      sizeLimit: this.ctx.headerSizeLimit,
+      // RFC 6409 §8.2, §8.3: a submission server may add a missing Message-ID and Date.
+      additions: submission ? (fields) => this.submissionAdditions(fields, writer.id) : undefined,
+    });
+    const envelopeOf = (): Envelope => ({
+      mailFrom: tx.mailFrom ? formatMailbox(tx.mailFrom) : "",
+      recipients: tx.recipients.map((r, i) => ({
+        address: formatMailbox(recipients[i]),
+        ...(r.params.notify ? { notify: r.params.notify } : {}),
+        ...(r.params.orcpt ? { orcpt: r.params.orcpt } : {}),
+      })),
+      ...(tx.mailParams.size !== undefined ? { declaredSize: tx.mailParams.size } : {}),
+      ...(tx.mailParams.body ? { body: tx.mailParams.body } : {}),
+      smtputf8: tx.mailParams.smtputf8,
+      ...(tx.mailParams.ret ? { ret: tx.mailParams.ret } : {}),
+      ...(tx.mailParams.envid ? { envid: tx.mailParams.envid } : {}),
+      requireTls: tx.mailParams.requireTls,
+      client: {
+        address: this.ctx.client.address,
+        port: this.ctx.client.port,
+        helo: state.helo ?? "",
+        protocol,
+        ...(state.tls ? { tls: state.tls } : {}),
+        ...(state.authUser ? { authUser: state.authUser } : {}),
+        role: this.ctx.role,
+      },
+      receivedAt: this.ctx.now().getTime(),
+    });
+    return new SpoolSink(writer, header, Buffer.from(received, "utf8"), envelopeOf, this.ctx.log);
+  }
+
+  startAuth(_state: SessionState, mechanism: string): AuthExchange | undefined {
+    if (!isSaslMechanismName(mechanism)) return undefined;
+    const exchange = startExchange(mechanism, this.ctx.accounts);
+    return {
+      step: async (response) => {
+        try {
+          return await exchange.step(response);
+        } catch (err) {
+          this.ctx.log.error({ err }, "authentication backend failed");
+          return { kind: "failure", reason: "malformed" };
+        }
+      },
+    };
+  }
+
+  authFailed(_state: SessionState): boolean {
+    this.authFailures++;
+    const banned = this.ctx.clientLimits.authFailed(this.ctx.client.address);
+    this.ctx.log.warn({ failures: this.authFailures, banned }, "authentication failed");
+    return banned || this.authFailures >= this.ctx.authFailuresPerConnection;
+  }
+
+  event(name: SessionEvent, detail?: Record<string, unknown>): void {
+    switch (name) {
+      case "auth-success":
+        this.ctx.log.info(detail, "authenticated");
+        break;
+      case "pipelining-violation":
+      case "protocol-error":
+      case "line-too-long":
+      case "message-refused":
+        this.ctx.log.info(detail, name);
+        break;
+      case "tls-requested":
+        this.ctx.log.debug(detail, "STARTTLS");
+        break;
+      default:
+        break;
+    }
+  }
+
+  private submissionAdditions(fields: ReadonlyMap<string, number>, queueId: string): string {
+    let extra = "";
+    if (!fields.has("message-id")) extra += `Message-ID: ${messageId(queueId, this.ctx.hostname)}\r\n`;
+    if (!fields.has("date")) extra += `Date: ${rfc5322Date(this.ctx.now())}\r\n`;
+    return extra;
+  }
+}
+
+const storageFailure = reply(451, "4.3.0", "Error: queue file write error, try again later");
+
+/**
+ * A message on its way into the spool: the Received field first, then the
+ * content as the header watcher passes it, in batches; committed only at
+ * the end, and only then is the 250 given.
+ */
+class SpoolSink implements MessageSink {
+  private readonly writer: SpoolWriter;
+  private readonly header: HeaderSection;
+  private readonly envelopeOf: () => Envelope;
+  private readonly log: Logger;
+  private batch: Buffer[] = [];
+  private batched = 0;
+  private size = 0;
+  private failed: unknown = null;
+
+  constructor(writer: SpoolWriter, header: HeaderSection, received: Buffer, envelopeOf: () => Envelope, log: Logger) {
+    this.writer = writer;
+    this.header = header;
+    this.envelopeOf = envelopeOf;
+    this.log = log;
+    this.add(received);
+  }
+
+  async write(chunk: Buffer): Promise<void> {
+    if (this.failed || this.header.tooLarge) return;
+    for (const part of this.header.feed(chunk)) this.add(part);
+    if (this.batched >= WRITE_BATCH) await this.flush();
+  }
+
+  async end(): Promise<Reply> {
+    for (const part of this.header.finish()) this.add(part);
+    if (this.header.tooLarge) {
+      await this.abort();
+      return reply(552, "5.3.4", "Error: message header section too large");
+    }
+    await this.flush();
+    if (this.failed) return this.storageError(this.failed);
+    const envelope = this.envelopeOf();
+    try {
+      await this.writer.commit(envelope);
+    } catch (err) {
+      return this.storageError(err);
+    }
+    this.log.info({
+      queueId: this.writer.id,
+      from: envelope.mailFrom || "<>",
+      to: envelope.recipients.map((r) => r.address),
+      size: this.size,
+      user: envelope.client.authUser,
+    }, "message accepted");
+    return reply(250, "2.0.0", `Ok: queued as ${this.writer.id}`);
+  }
+
+  async abort(): Promise<void> {
+    this.batch = [];
+    this.batched = 0;
+    await this.writer.abort();
+  }
+
+  private add(b: Buffer): void {
+    if (b.length === 0) return;
+    this.batch.push(b);
+    this.batched += b.length;
+    this.size += b.length;
+  }
+
+  private async flush(): Promise<void> {
+    if (this.batched === 0 || this.failed) return;
+    const data = this.batch.length === 1 ? this.batch[0] : Buffer.concat(this.batch, this.batched);
+    this.batch = [];
+    this.batched = 0;
+    try {
+      await this.writer.write(data);
+    } catch (err) {
+      this.failed = err;
+    }
+  }
+
+  private async storageError(err: unknown): Promise<Reply> {
+    this.log.error({ queueId: this.writer.id, err: err instanceof SpoolError ? { message: err.message, code: err.code } : err }, "message not stored");
+    await this.writer.abort().catch(() => {});
+    return storageFailure;
+  }
+}

@@ -1,0 +1,165 @@
+import * as net from "node:net";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Logger } from "pino";
+import type { Config, ListenerConfig } from "../config/schema.ts";
+import type { Spool } from "../spool/spool.ts";
+import { FileSpool } from "../spool/file-spool.ts";
+import { ConfigAccounts, type Accounts } from "../accounts/config-accounts.ts";
+import { SASL_MECHANISMS } from "./sasl/mechanism.ts";
+import { TlsContextProvider } from "./tls-contexts.ts";
+import { ClientLimits } from "./client-limits.ts";
+import { Connection, type ConnectionSettings } from "./connection.ts";
+import { trustedMatcher } from "./proxy-protocol.ts";
+
+/**
+ * Petrel's receiving side: every configured listener, the TLS certificates,
+ * the spool, and the limits shared between connections. `start()` resolves
+ * once every listener is bound; `close()` shuts down gracefully.
+ */
+
+export interface BoundListener {
+  readonly role: ListenerConfig["role"];
+  readonly address: string;
+  readonly port: number;
+}
+
+export interface SmtpServerOptions {
+  readonly log: Logger;
+  /** Defaults to the file spool in <dataDir>/spool. */
+  readonly spool?: Spool;
+  readonly accounts?: Accounts;
+  readonly now?: () => Date;
+  /** Delay past the soft error limit (Postfix smtpd_error_sleep_time, 1 s); tests pass 0. */
+  readonly errorSleep?: number;
+}
+
+export class SmtpServer {
+  readonly config: Config;
+  readonly spool: Spool;
+  readonly tls: TlsContextProvider;
+  private readonly log: Logger;
+  private readonly servers: net.Server[] = [];
+  private readonly connections = new Set<Connection>();
+  private readonly bound: BoundListener[] = [];
+  private closing: Promise<void> | null = null;
+
+  private constructor(config: Config, spool: Spool, tlsProvider: TlsContextProvider, log: Logger) {
+    this.config = config;
+    this.spool = spool;
+    this.tls = tlsProvider;
+    this.log = log;
+  }
+
+  static async start(config: Config, options: SmtpServerOptions): Promise<SmtpServer> {
+    const log = options.log;
+    const spool = options.spool ?? new FileSpool(join(config.dataDir, "spool"), { onWarning: (m) => log.warn(m) });
+    await spool.open();
+    const tlsProvider = await TlsContextProvider.fromConfig(config, {
+      onReload: (info) => log.info({ certificate: info }, "TLS certificate reloaded"),
+      onError: (err) => log.error({ cert: err.certPath, reason: err.reason }, "TLS certificate reload failed; keeping the old one"),
+    });
+    const server = new SmtpServer(config, spool, tlsProvider, log);
+    try {
+      await server.listen(options);
+    } catch (err) {
+      await server.close();
+      throw err;
+    }
+    return server;
+  }
+
+  /** Where each listener is bound (port 0 in the config becomes the real port). */
+  get listeners(): readonly BoundListener[] {
+    return this.bound;
+  }
+
+  private async listen(options: SmtpServerOptions): Promise<void> {
+    const c = this.config;
+    const accounts = options.accounts ?? new ConfigAccounts(c.users);
+    const clientLimits = new ClientLimits(c.limits);
+    const isTrustedProxy = trustedMatcher(c.proxyProtocol.trusted);
+    const errorSleep = options.errorSleep ?? 1000;
+    const localDomains = new Set(c.domains);
+    for (const l of c.listeners) {
+      const base: Omit<ConnectionSettings, "expectProxyHeader"> = {
+        role: l.role,
+        listenerTls: l.tls,
+        session: {
+          hostname: c.hostname,
+          banner: c.smtp.banner,
+          limits: c.limits,
+          bareNewline: c.smtp.bareNewline,
+          errorDelay: errorSleep > 0 ? () => sleep(errorSleep) : undefined,
+        },
+        authMechanisms: SASL_MECHANISMS,
+        commandTimeout: c.limits.commandTimeout,
+        dataTimeout: c.limits.dataTimeout,
+        sessionTimeout: c.limits.sessionTimeout,
+        greetingDelay: c.smtp.greetingDelay,
+        handler: {
+          hostname: c.hostname,
+          localDomains,
+          primaryDomain: c.domains[0] ?? c.hostname,
+          spool: this.spool,
+          accounts,
+          clientLimits,
+          headerSizeLimit: c.limits.headerSize,
+          authFailuresPerConnection: c.limits.authFailuresPerConnection,
+          senderMustMatchLogin: c.submission.senderMustMatchLogin,
+          now: options.now ?? (() => new Date()),
+        },
+      };
+      const server = net.createServer({ noDelay: true }, (socket) => {
+        if (this.closing) {
+          socket.destroy();
+          return;
+        }
+        const peer = socket.remoteAddress ?? "";
+        const settings = { ...base, expectProxyHeader: l.proxyProtocol && isTrustedProxy(peer) };
+        const conn = new Connection(socket, settings, this.tls, clientLimits, this.log);
+        this.connections.add(conn);
+        void conn.finished.then(() => this.connections.delete(conn));
+        void conn.begin();
+      });
+      server.maxConnections = c.limits.connections + 100; // hard stop; ClientLimits answers 421 first
+      await new Promise<void>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen({ host: l.address, port: l.port }, () => {
+          server.off("error", reject);
+          resolve();
+        });
+      });
+      server.on("error", (err) => this.log.error({ err }, "listener error"));
+      const addr = server.address() as net.AddressInfo;
+      this.servers.push(server);
+      this.bound.push({ role: l.role, address: addr.address, port: addr.port });
+      this.log.info({ role: l.role, address: addr.address, port: addr.port, proxyProtocol: l.proxyProtocol }, "listening");
+    }
+  }
+
+  /**
+   * Graceful shutdown (SIGTERM): stop accepting, let transactions in flight
+   * finish within limits.shutdownGrace, say 421 to everyone else, then close
+   * the spool so no commit is cut in half.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    for (const s of this.servers) s.close();
+    for (const c of this.connections) c.drain();
+    const all = Promise.all([...this.connections].map((c) => c.finished));
+    const grace = sleep(this.config.limits.shutdownGrace, "timeout" as const, { ref: false });
+    if ((await Promise.race([all.then(() => "done" as const), grace])) === "timeout") {
+      this.log.warn({ connections: this.connections.size }, "shutdown grace period over; closing remaining connections");
+      for (const c of this.connections) c.forceClose();
+      await Promise.race([all, sleep(2000, undefined, { ref: false })]);
+    }
+    this.tls.close();
+    await this.spool.close();
+    this.log.info("stopped");
+  }
+}
