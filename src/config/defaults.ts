@@ -62,6 +62,23 @@ export const DEFAULTS = {
     senderMustMatchLogin: true,
   },
   users: [],
+  queue: {
+    minBackoff: 300 * SECOND,
+    maxBackoff: 3600 * SECOND,
+    lifetime: 5 * 24 * 3600 * SECOND,
+    bounceLifetime: 5 * 24 * 3600 * SECOND,
+    delayWarning: 4 * 3600 * SECOND,
+    concurrency: 100,
+    perDestination: 20,
+    recipientsPerDelivery: 50,
+  },
+  delivery: {
+    subaddressSeparator: "+",
+    quota: 0,
+    quotaFull: "defer",
+    maxReceived: 50,
+    lmtp: [],
+  },
   log: {
     level: "info",
   },

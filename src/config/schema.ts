@@ -292,6 +292,50 @@ export const configSchema = z.strictObject({
       }),
     )
     .default(() => []),
+  /** The queue manager: retries, lifetime, concurrency (Postfix qmgr's knobs). */
+  queue: z
+    .strictObject({
+      /** First retry after a temporary failure (Postfix minimal_backoff_time). */
+      minBackoff: duration(DEFAULTS.queue.minBackoff),
+      /** Longest wait between retries (Postfix maximal_backoff_time). */
+      maxBackoff: duration(DEFAULTS.queue.maxBackoff),
+      /** Bounce a message still undelivered after this long (Postfix maximal_queue_lifetime). */
+      lifetime: duration(DEFAULTS.queue.lifetime),
+      /** The same for bounces (null sender), after which they are dropped. */
+      bounceLifetime: duration(DEFAULTS.queue.bounceLifetime),
+      /** Tell the sender a message is delayed after this long; 0 = never (Postfix delay_warning_time). */
+      delayWarning: duration(DEFAULTS.queue.delayWarning),
+      /** Deliveries at once, all destinations. */
+      concurrency: count(DEFAULTS.queue.concurrency, 1),
+      /** Deliveries at once to one destination. */
+      perDestination: count(DEFAULTS.queue.perDestination, 1),
+      /** Recipients per delivery attempt. */
+      recipientsPerDelivery: count(DEFAULTS.queue.recipientsPerDelivery, 1),
+    })
+    .prefault({}),
+  /** Local delivery: Maildir under <dataDir>/mail/<domain>/<user>/, or LMTP per domain. */
+  delivery: z
+    .strictObject({
+      /** Characters that start a sub-address: "+" makes user+tag@domain deliver to user@domain. "" disables. */
+      subaddressSeparator: z.string().max(8).default(DEFAULTS.delivery.subaddressSeparator),
+      /** Default Maildir quota per user; 0 = unlimited. */
+      quota: size(DEFAULTS.delivery.quota),
+      /** A full mailbox: "defer" (retry, 4.2.2) or "bounce" (5.2.2). */
+      quotaFull: z.enum(["defer", "bounce"]).default(DEFAULTS.delivery.quotaFull),
+      /** More Received: headers than this is a mail loop (5.4.6); Postfix hopcount_limit is 50. */
+      maxReceived: count(DEFAULTS.delivery.maxReceived, 1),
+      /** Domains delivered over LMTP (RFC 2033) instead of Maildir, e.g. to Dovecot. */
+      lmtp: z
+        .array(
+          z.strictObject({
+            domains: z.array(domainName).min(1),
+            /** "host:port" or the path of a UNIX socket. */
+            server: z.string().min(1),
+          }),
+        )
+        .default(() => []),
+    })
+    .prefault({}),
   log: z
     .strictObject({
       /** fatal, error, warn, info, debug, trace or silent. */

@@ -35,6 +35,8 @@ export interface MessageHandlerContext {
   readonly log: Logger;
   readonly client: { readonly address: string; readonly port: number };
   readonly now: () => Date;
+  /** Told about each message once it is durably in the spool (the queue manager listens). */
+  readonly onMessage?: (id: string) => void;
 }
 
 /** Body bytes are gathered up to this size before a write to the spool. */
@@ -116,7 +118,7 @@ export class MessageHandler implements SessionHandler {
       },
       receivedAt: this.ctx.now().getTime(),
     });
-    return new SpoolSink(writer, header, Buffer.from(received, "utf8"), envelopeOf, this.ctx.log);
+    return new SpoolSink(writer, header, Buffer.from(received, "utf8"), envelopeOf, this.ctx.log, this.ctx.onMessage);
   }
 
   startAuth(_state: SessionState, mechanism: string): AuthExchange | undefined {
@@ -184,8 +186,10 @@ class SpoolSink implements MessageSink {
   private batched = 0;
   private size = 0;
   private failed: unknown = null;
+  private readonly onCommitted: ((id: string) => void) | undefined;
 
-  constructor(writer: SpoolWriter, header: HeaderSection, received: Buffer, envelopeOf: () => Envelope, log: Logger) {
+  constructor(writer: SpoolWriter, header: HeaderSection, received: Buffer, envelopeOf: () => Envelope, log: Logger, onCommitted?: (id: string) => void) {
+    this.onCommitted = onCommitted;
     this.writer = writer;
     this.header = header;
     this.envelopeOf = envelopeOf;
@@ -220,6 +224,7 @@ class SpoolSink implements MessageSink {
       size: this.size,
       user: envelope.client.authUser,
     }, "message accepted");
+    this.onCommitted?.(this.writer.id);
     return reply(250, "2.0.0", `Ok: queued as ${this.writer.id}`);
   }
 

@@ -30,6 +30,8 @@ export interface SmtpServerOptions {
   readonly spool?: Spool;
   readonly accounts?: Accounts;
   readonly now?: () => Date;
+  /** Called with the queue id of each message once it is durably spooled. */
+  readonly onMessage?: (id: string) => void;
   /** Delay past the soft error limit (Postfix smtpd_error_sleep_time, 1 s); tests pass 0. */
   readonly errorSleep?: number;
 }
@@ -108,6 +110,7 @@ export class SmtpServer {
           authFailuresPerConnection: c.limits.authFailuresPerConnection,
           senderMustMatchLogin: c.submission.senderMustMatchLogin,
           now: options.now ?? (() => new Date()),
+          onMessage: options.onMessage,
         },
       };
       const server = net.createServer({ noDelay: true }, (socket) => {

@@ -62,5 +62,5 @@ export interface ClientInfo {
   /** The SASL authorization identity, when the client authenticated. */
   readonly authUser?: string;
   /** The listener role the message came in on. */
-  readonly role: "mx" | "submission" | "submissions";
+  readonly role: "mx" | "submission" | "submissions" | "local";
 }

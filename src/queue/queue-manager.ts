@@ -1,0 +1,480 @@
+import type { Logger } from "pino";
+import type { Spool, QueueId } from "../spool/spool.ts";
+import type { Envelope } from "../smtp/envelope.ts";
+import type { DeliveryOutcome } from "../delivery/outcome.ts";
+import type { Route, Router } from "../delivery/router.ts";
+import type { Clock } from "./clock.ts";
+import { retryDelay } from "./backoff.ts";
+import { HISTORY_LIMIT, isFinal, QueueStateStore, type MessageState, type RecipientState } from "./queue-state.ts";
+import { fanOut, type RecipientResolver } from "./fan-out.ts";
+
+/**
+ * The queue manager (Postfix's qmgr inside Petrel): takes each spooled
+ * message, fans it out into per-recipient state, and drives every recipient
+ * to a final state — delivered, or bounced with a DSN to the sender —
+ * retrying temporary failures with backoff until the queue lifetime ends.
+ * Agents carry mail; this decides when, how many at once, and what next.
+ */
+
+export interface QueueSettings {
+  /** First retry after a temporary failure (ms). Postfix: 300 s. */
+  readonly minBackoff: number;
+  /** Longest wait between tries (ms). Postfix: 4000 s. */
+  readonly maxBackoff: number;
+  /** Give up and bounce after this long in the queue (ms). Postfix: 5 d. */
+  readonly lifetime: number;
+  /** Give up on a bounce (null sender) after this long (ms). */
+  readonly bounceLifetime: number;
+  /** Send a "delayed" DSN after this long (ms); 0 = never. */
+  readonly delayWarning: number;
+  /** Deliveries in flight, all destinations together. */
+  readonly concurrency: number;
+  /** Deliveries in flight to one destination (Postfix default_destination_concurrency_limit: 20). */
+  readonly perDestination: number;
+  /** Recipients handed to an agent in one delivery (Postfix default_destination_recipient_limit: 50). */
+  readonly recipientsPerDelivery: number;
+}
+
+/** What a DSN needs to say about one recipient (see delivery/bounce.ts). */
+export interface DsnRecipient {
+  readonly address: string;
+  readonly orcpt?: string;
+  readonly action: "failed" | "delayed" | "delivered" | "relayed" | "expanded";
+  readonly status: string;
+  readonly diagnostic?: string;
+  readonly remoteMta?: string;
+  readonly lastAttempt?: Date;
+  readonly willRetryUntil?: Date;
+}
+
+/** Sends a DSN for a message (composes it and puts it in the queue); returns the new queue id, if any. */
+export type DsnSender = (id: QueueId, envelope: Envelope, arrival: Date, recipients: readonly DsnRecipient[]) => Promise<QueueId | null>;
+
+export interface QueueManagerDeps {
+  readonly spool: Spool;
+  readonly state: QueueStateStore;
+  readonly resolve: RecipientResolver;
+  readonly router: Router;
+  readonly sendDsn: DsnSender;
+  readonly clock: Clock;
+  readonly random?: () => number;
+  readonly log: Logger;
+  readonly settings: QueueSettings;
+}
+
+interface Job {
+  readonly msg: Entry;
+  readonly route: Route;
+  readonly recipients: RecipientState[];
+}
+
+interface Entry {
+  state: MessageState;
+  envelope: Envelope;
+  /** Serialises state saves for one message. */
+  saving: Promise<void>;
+}
+
+export interface QueueListItem {
+  readonly id: QueueId;
+  readonly arrival: number;
+  readonly size: number | undefined;
+  readonly sender: string;
+  readonly held: boolean;
+  readonly recipients: readonly {
+    readonly address: string;
+    readonly original: string;
+    readonly status: string;
+    readonly attempts: number;
+    readonly nextAttempt: number;
+    readonly lastError?: string;
+  }[];
+}
+
+export class QueueManager {
+  private readonly d: QueueManagerDeps;
+  private readonly random: () => number;
+  private readonly messages = new Map<QueueId, Entry>();
+  private readonly inFlight = new Map<string, number>();
+  private active = 0;
+  private readonly running = new Set<Promise<void>>();
+  private timer: unknown = null;
+  private timerAt = Infinity;
+  private started = false;
+  private stopped = false;
+  /** Round-robin position across destinations (fairness). */
+  private rr = 0;
+  private readonly pendingEnqueues = new Set<Promise<void>>();
+
+  constructor(deps: QueueManagerDeps) {
+    this.d = deps;
+    this.random = deps.random ?? Math.random;
+  }
+
+  /** Load every spooled message (restart recovery) and begin delivering. */
+  async start(): Promise<void> {
+    await this.d.state.open();
+    const ids = await this.d.spool.list();
+    for (const id of ids) await this.load(id);
+    // States whose message is gone (removed while we were down) are stale.
+    const live = new Set(ids);
+    for (const id of await this.d.state.ids()) if (!live.has(id)) await this.d.state.remove(id);
+    this.started = true;
+    this.d.log.info({ messages: this.messages.size }, "queue started");
+    this.dispatch();
+  }
+
+  /** A message was just committed to the spool. */
+  enqueue(id: QueueId): void {
+    const p = this.load(id).then(() => this.dispatch(), (err) => this.d.log.error({ queueId: id, err }, "could not queue message"));
+    this.pendingEnqueues.add(p);
+    void p.finally(() => this.pendingEnqueues.delete(p));
+  }
+
+  /** Stop starting deliveries; wait for those in flight. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer !== null) this.d.clock.cancel(this.timer);
+    this.timer = null;
+    await Promise.all(this.pendingEnqueues);
+    await Promise.all(this.running);
+    await Promise.all([...this.messages.values()].map((e) => e.saving));
+  }
+
+  /** Resolves when nothing is in flight and nothing is due now (tests). */
+  async idle(): Promise<void> {
+    for (;;) {
+      await Promise.all(this.pendingEnqueues);
+      if (this.running.size === 0) {
+        await Promise.all([...this.messages.values()].map((e) => e.saving));
+        if (this.running.size === 0 && this.pendingEnqueues.size === 0) return;
+      }
+      await Promise.race(this.running);
+    }
+  }
+
+  // ------------------------------------------------------------ operations
+
+  list(): QueueListItem[] {
+    return [...this.messages.values()].map((e) => describe(e)).sort((a, b) => a.arrival - b.arrival);
+  }
+
+  get(id: QueueId): { item: QueueListItem; envelope: Envelope; history: Record<string, RecipientState["history"]> } | null {
+    const e = this.messages.get(id);
+    if (!e) return null;
+    const history: Record<string, RecipientState["history"]> = {};
+    for (const r of e.state.recipients) history[r.address] = r.history;
+    return { item: describe(e), envelope: e.envelope, history };
+  }
+
+  /** Make deferred recipients due now (`postqueue -i` / `-f`). Returns how many messages. */
+  async retry(id: QueueId | "all"): Promise<number> {
+    const entries = id === "all" ? [...this.messages.values()] : [this.messages.get(id)].filter((e) => e !== undefined);
+    const now = this.d.clock.now();
+    for (const e of entries) {
+      for (const r of e.state.recipients) if (r.status === "deferred" || r.status === "queued") r.nextAttempt = now;
+      await this.save(e);
+    }
+    this.dispatch();
+    return entries.length;
+  }
+
+  /** `postsuper -h`: no delivery attempts until released. */
+  async hold(id: QueueId): Promise<boolean> {
+    return this.setHeld(id, true);
+  }
+
+  async release(id: QueueId): Promise<boolean> {
+    const ok = await this.setHeld(id, false);
+    this.dispatch();
+    return ok;
+  }
+
+  /** `postsuper -d`: remove without a bounce. */
+  async delete(id: QueueId): Promise<boolean> {
+    const e = this.messages.get(id);
+    if (!e) return false;
+    this.messages.delete(id);
+    await e.saving;
+    await this.d.spool.remove(id);
+    await this.d.state.remove(id);
+    this.d.log.info({ queueId: id }, "deleted by administrator");
+    return true;
+  }
+
+  // --------------------------------------------------------------- loading
+
+  private async load(id: QueueId): Promise<void> {
+    if (this.messages.has(id)) return;
+    const envelope = await this.d.spool.readEnvelope(id);
+    let state = await this.d.state.load(id);
+    if (!state) {
+      const now = this.d.clock.now();
+      const recipients = await fanOut(envelope, this.d.resolve, now);
+      state = { id, arrival: envelope.receivedAt || now, held: false, recipients };
+      this.messages.set(id, { state, envelope, saving: Promise.resolve() });
+      const entry = this.messages.get(id)!;
+      this.d.log.info({ queueId: id, recipients: recipients.map((r) => r.address) }, "queued");
+      await this.save(entry);
+      const unknown = recipients.filter((r) => r.status === "bounced");
+      if (unknown.length > 0) {
+        await this.dsn(entry, unknown.map((r) => this.dsnRecipient(entry, r, "failed", r.lastError?.enhanced ?? "5.1.1", r.lastError?.diagnostic)));
+      }
+      await this.finishIfDone(entry);
+      return;
+    }
+    this.messages.set(id, { state, envelope, saving: Promise.resolve() });
+  }
+
+  private save(e: Entry): Promise<void> {
+    const snapshot = structuredClone(e.state);
+    e.saving = e.saving.then(() => this.d.state.save(snapshot)).catch((err) => {
+      this.d.log.error({ queueId: e.state.id, err }, "could not save queue state");
+    });
+    return e.saving;
+  }
+
+  private async setHeld(id: QueueId, held: boolean): Promise<boolean> {
+    const e = this.messages.get(id);
+    if (!e) return false;
+    e.state.held = held;
+    await this.save(e);
+    this.d.log.info({ queueId: id }, held ? "held" : "released");
+    return true;
+  }
+
+  // -------------------------------------------------------------- dispatch
+
+  /** Start as many due deliveries as the limits allow, fairly; then arm the timer. */
+  private dispatch(): void {
+    if (!this.started || this.stopped) return;
+    const now = this.d.clock.now();
+    this.expire(now);
+    const byDestination = this.dueJobs(now);
+    const destinations = [...byDestination.keys()];
+    // Visit destinations round-robin, one job each per pass, so a huge
+    // mailing to one destination cannot starve others.
+    let progress = true;
+    while (this.active < this.d.settings.concurrency && progress && destinations.length > 0) {
+      progress = false;
+      for (let k = 0; k < destinations.length && this.active < this.d.settings.concurrency; k++) {
+        const dest = destinations[(this.rr + k) % destinations.length];
+        const jobs = byDestination.get(dest)!;
+        if (jobs.length === 0) continue;
+        if ((this.inFlight.get(dest) ?? 0) >= this.d.settings.perDestination) continue;
+        this.run(jobs.shift()!);
+        progress = true;
+      }
+      this.rr++;
+    }
+    this.armTimer();
+  }
+
+  /** Due recipients grouped into jobs: per destination, one job per message (rotating messages). */
+  private dueJobs(now: number): Map<string, Job[]> {
+    const perDest = new Map<string, Map<QueueId, Job[]>>();
+    for (const e of this.messages.values()) {
+      if (e.state.held) continue;
+      for (const r of e.state.recipients) {
+        if ((r.status !== "queued" && r.status !== "deferred") || r.nextAttempt > now) continue;
+        const route = this.d.router.route(r.address, r.kind);
+        let byMsg = perDest.get(route.destination);
+        if (!byMsg) perDest.set(route.destination, (byMsg = new Map()));
+        let jobs = byMsg.get(e.state.id);
+        if (!jobs) byMsg.set(e.state.id, (jobs = []));
+        let last = jobs[jobs.length - 1];
+        if (!last || last.recipients.length >= this.d.settings.recipientsPerDelivery) {
+          last = { msg: e, route, recipients: [] };
+          jobs.push(last);
+        }
+        last.recipients.push(r);
+      }
+    }
+    const out = new Map<string, Job[]>();
+    for (const [dest, byMsg] of perDest) {
+      // Interleave messages: first job of each message, then second of each, …
+      const lists = [...byMsg.values()];
+      const interleaved: Job[] = [];
+      for (let i = 0; lists.some((l) => i < l.length); i++) for (const l of lists) if (i < l.length) interleaved.push(l[i]);
+      out.set(dest, interleaved);
+    }
+    return out;
+  }
+
+  private armTimer(): void {
+    let next = Infinity;
+    for (const e of this.messages.values()) {
+      if (e.state.held) continue;
+      for (const r of e.state.recipients) {
+        if (r.status === "queued" || r.status === "deferred") next = Math.min(next, r.nextAttempt);
+      }
+    }
+    if (next === Infinity || this.stopped) return;
+    const now = this.d.clock.now();
+    // Due work blocked by concurrency limits is picked up when a job ends.
+    if (next <= now) return;
+    if (this.timer !== null && this.timerAt <= next) return;
+    if (this.timer !== null) this.d.clock.cancel(this.timer);
+    this.timerAt = next;
+    this.timer = this.d.clock.schedule(() => {
+      this.timer = null;
+      this.timerAt = Infinity;
+      this.dispatch();
+    }, next - now);
+  }
+
+  private run(job: Job): void {
+    const dest = job.route.destination;
+    this.active++;
+    this.inFlight.set(dest, (this.inFlight.get(dest) ?? 0) + 1);
+    for (const r of job.recipients) r.status = "delivering";
+    const id = job.msg.state.id;
+    const p = (async () => {
+      let outcomes: DeliveryOutcome[];
+      try {
+        outcomes = await job.route.agent.deliver({
+          queueId: id,
+          envelope: job.msg.envelope,
+          recipients: job.recipients.map((r) => r.address),
+          body: () => this.d.spool.readBody(id),
+        });
+      } catch (err) {
+        this.d.log.error({ queueId: id, err }, "delivery agent failed");
+        outcomes = job.recipients.map(() => ({ status: "deferred" as const, enhanced: "4.3.0", diagnostic: `internal error: ${String(err)}` }));
+      }
+      await this.applyOutcomes(job, outcomes);
+    })().finally(() => {
+      this.active--;
+      const n = (this.inFlight.get(dest) ?? 1) - 1;
+      if (n <= 0) this.inFlight.delete(dest);
+      else this.inFlight.set(dest, n);
+      this.running.delete(p);
+      this.dispatch();
+    });
+    this.running.add(p);
+  }
+
+  // -------------------------------------------------------------- outcomes
+
+  private async applyOutcomes(job: Job, outcomes: readonly DeliveryOutcome[]): Promise<void> {
+    const e = job.msg;
+    const now = this.d.clock.now();
+    const failed: DsnRecipient[] = [];
+    const succeeded: DsnRecipient[] = [];
+    job.recipients.forEach((r, i) => {
+      const o: DeliveryOutcome = outcomes[i] ?? { status: "deferred", enhanced: "4.3.0", diagnostic: "agent gave no outcome" };
+      r.attempts++;
+      r.history.push({ at: now, status: o.status, ...(o.status !== "delivered" ? { enhanced: o.enhanced, diagnostic: o.diagnostic } : {}) });
+      if (r.history.length > HISTORY_LIMIT) r.history.splice(0, r.history.length - HISTORY_LIMIT);
+      const log = { queueId: e.state.id, to: r.address, orig: r.original !== r.address ? r.original : undefined, transport: job.route.transport, attempts: r.attempts };
+      if (o.status === "delivered") {
+        r.status = "delivered";
+        this.d.log.info({ ...log, status: "delivered", detail: o.detail }, "delivered");
+        succeeded.push(this.dsnRecipient(e, r, "delivered", "2.0.0", o.detail));
+      } else if (o.status === "failed") {
+        r.status = "bounced";
+        r.lastError = { enhanced: o.enhanced, diagnostic: o.diagnostic, at: now, ...(o.remoteMta ? { remoteMta: o.remoteMta } : {}) };
+        this.d.log.info({ ...log, status: "bounced", enhanced: o.enhanced, diagnostic: o.diagnostic }, "bounced");
+        failed.push(this.dsnRecipient(e, r, "failed", o.enhanced, o.diagnostic, o.remoteMta));
+      } else {
+        r.lastError = { enhanced: o.enhanced, diagnostic: o.diagnostic, at: now, ...(o.remoteMta ? { remoteMta: o.remoteMta } : {}) };
+        r.status = "deferred";
+        r.nextAttempt = now + retryDelay(r.attempts, this.d.settings, this.random);
+        this.d.log.info({ ...log, status: "deferred", enhanced: o.enhanced, diagnostic: o.diagnostic, retryAt: new Date(r.nextAttempt).toISOString() }, "deferred");
+      }
+    });
+    await this.save(e);
+    if (failed.length > 0) await this.dsn(e, failed);
+    // RFC 3461 §4.1: a success DSN only for recipients that asked for one (dsnRecipients filters).
+    if (succeeded.length > 0) await this.dsn(e, succeeded);
+    await this.delayWarnings(e, now);
+    await this.finishIfDone(e);
+  }
+
+  /** Recipients past the queue lifetime bounce (RFC 3463 X.4.7: delivery time expired). */
+  private expire(now: number): void {
+    for (const e of this.messages.values()) {
+      const lifetime = e.envelope.mailFrom === "" ? this.d.settings.bounceLifetime : this.d.settings.lifetime;
+      if (now - e.state.arrival < lifetime) continue;
+      const expired = e.state.recipients.filter((r) => r.status === "deferred" || r.status === "queued");
+      if (expired.length === 0) continue;
+      const failed = expired.map((r) => {
+        r.status = "bounced";
+        const last = r.lastError?.diagnostic ?? "no delivery attempt succeeded";
+        this.d.log.info({ queueId: e.state.id, to: r.address, status: "expired" }, "bounced");
+        return this.dsnRecipient(e, r, "failed", "4.4.7", `message expired in the queue; last error: ${last}`, r.lastError?.remoteMta);
+      });
+      void this.save(e).then(() => this.dsn(e, failed)).then(() => this.finishIfDone(e));
+    }
+  }
+
+  private async delayWarnings(e: Entry, now: number): Promise<void> {
+    const after = this.d.settings.delayWarning;
+    if (after <= 0 || now - e.state.arrival < after) return;
+    const due = e.state.recipients.filter((r) => r.status === "deferred" && !r.delayWarned);
+    if (due.length === 0) return;
+    for (const r of due) r.delayWarned = true;
+    await this.save(e);
+    const until = new Date(e.state.arrival + this.d.settings.lifetime);
+    await this.dsn(e, due.map((r) => ({
+      ...this.dsnRecipient(e, r, "delayed", r.lastError?.enhanced ?? "4.0.0", r.lastError?.diagnostic, r.lastError?.remoteMta),
+      willRetryUntil: until,
+    })));
+  }
+
+  private dsnRecipient(e: Entry, r: RecipientState, action: DsnRecipient["action"], status: string, diagnostic?: string, remoteMta?: string): DsnRecipient {
+    const rcpt = e.envelope.recipients.find((x) => x.address === r.original);
+    return {
+      address: r.original,
+      ...(rcpt?.orcpt ? { orcpt: rcpt.orcpt } : {}),
+      action,
+      status,
+      ...(diagnostic ? { diagnostic } : {}),
+      ...(remoteMta ? { remoteMta } : {}),
+      lastAttempt: new Date(this.d.clock.now()),
+    };
+  }
+
+  private async dsn(e: Entry, recipients: DsnRecipient[]): Promise<void> {
+    try {
+      const id = await this.d.sendDsn(e.state.id, e.envelope, new Date(e.state.arrival), recipients);
+      if (id) {
+        this.d.log.info({ queueId: e.state.id, dsn: id, action: recipients[0].action }, "sender notified");
+        this.enqueue(id);
+      }
+    } catch (err) {
+      // Not fatal: the recipients' states are final either way; the log has it.
+      this.d.log.error({ queueId: e.state.id, err }, "could not create DSN");
+    }
+  }
+
+  private async finishIfDone(e: Entry): Promise<void> {
+    if (!e.state.recipients.every(isFinal)) return;
+    if (this.messages.get(e.state.id) !== e) return;
+    this.messages.delete(e.state.id);
+    await e.saving;
+    await this.d.spool.remove(e.state.id);
+    await this.d.state.remove(e.state.id);
+    this.d.log.info({ queueId: e.state.id }, "removed");
+  }
+}
+
+
+function describe(e: Entry): QueueListItem {
+  return {
+    id: e.state.id,
+    arrival: e.state.arrival,
+    size: e.envelope.declaredSize,
+    sender: e.envelope.mailFrom,
+    held: e.state.held,
+    recipients: e.state.recipients.map((r) => ({
+      address: r.address,
+      original: r.original,
+      status: r.status,
+      attempts: r.attempts,
+      nextAttempt: r.nextAttempt,
+      ...(r.lastError ? { lastError: `${r.lastError.enhanced} ${r.lastError.diagnostic}` } : {}),
+    })),
+  };
+}
+
