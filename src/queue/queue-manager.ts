@@ -104,7 +104,11 @@ export class QueueManager {
   private stopped = false;
   /** Round-robin position across destinations (fairness). */
   private rr = 0;
+  /** Background work (loading, expiry) that idle() and stop() wait for. */
   private readonly pendingEnqueues = new Set<Promise<void>>();
+  /** When each (destination, message) last got a delivery slot. */
+  private readonly lastServed = new Map<string, number>();
+  private served = 0;
 
   constructor(deps: QueueManagerDeps) {
     this.d = deps;
@@ -126,7 +130,10 @@ export class QueueManager {
 
   /** A message was just committed to the spool. */
   enqueue(id: QueueId): void {
-    const p = this.load(id).then(() => this.dispatch(), (err) => this.d.log.error({ queueId: id, err }, "could not queue message"));
+    this.background(this.load(id).then(() => this.dispatch(), (err) => this.d.log.error({ queueId: id, err }, "could not queue message")));
+  }
+
+  private background(p: Promise<void>): void {
     this.pendingEnqueues.add(p);
     void p.finally(() => this.pendingEnqueues.delete(p));
   }
@@ -195,6 +202,7 @@ export class QueueManager {
     const e = this.messages.get(id);
     if (!e) return false;
     this.messages.delete(id);
+    this.forget(id);
     await e.saving;
     await this.d.spool.remove(id);
     await this.d.state.remove(id);
@@ -292,8 +300,11 @@ export class QueueManager {
     }
     const out = new Map<string, Job[]>();
     for (const [dest, byMsg] of perDest) {
-      // Interleave messages: first job of each message, then second of each, …
-      const lists = [...byMsg.values()];
+      // Interleave messages, least recently served first: one job of each
+      // message in turn, so a big mailing shares a destination fairly.
+      const lists = [...byMsg.entries()]
+        .sort((a, b) => (this.lastServed.get(`${dest}\0${a[0]}`) ?? -1) - (this.lastServed.get(`${dest}\0${b[0]}`) ?? -1))
+        .map(([, jobs]) => jobs);
       const interleaved: Job[] = [];
       for (let i = 0; lists.some((l) => i < l.length); i++) for (const l of lists) if (i < l.length) interleaved.push(l[i]);
       out.set(dest, interleaved);
@@ -325,6 +336,7 @@ export class QueueManager {
 
   private run(job: Job): void {
     const dest = job.route.destination;
+    this.lastServed.set(`${dest}\0${job.msg.state.id}`, this.served++);
     this.active++;
     this.inFlight.set(dest, (this.inFlight.get(dest) ?? 0) + 1);
     for (const r of job.recipients) r.status = "delivering";
@@ -404,7 +416,7 @@ export class QueueManager {
         this.d.log.info({ queueId: e.state.id, to: r.address, status: "expired" }, "bounced");
         return this.dsnRecipient(e, r, "failed", "4.4.7", `message expired in the queue; last error: ${last}`, r.lastError?.remoteMta);
       });
-      void this.save(e).then(() => this.dsn(e, failed)).then(() => this.finishIfDone(e));
+      this.background(this.save(e).then(() => this.dsn(e, failed)).then(() => this.finishIfDone(e)));
     }
   }
 
@@ -435,7 +447,9 @@ export class QueueManager {
     };
   }
 
-  private async dsn(e: Entry, recipients: DsnRecipient[]): Promise<void> {
+  private async dsn(e: Entry, all: DsnRecipient[]): Promise<void> {
+    const recipients = all.filter((r) => wantsDsn(e.envelope, r));
+    if (recipients.length === 0) return;
     try {
       const id = await this.d.sendDsn(e.state.id, e.envelope, new Date(e.state.arrival), recipients);
       if (id) {
@@ -448,10 +462,15 @@ export class QueueManager {
     }
   }
 
+  private forget(id: QueueId): void {
+    for (const key of this.lastServed.keys()) if (key.endsWith(`\0${id}`)) this.lastServed.delete(key);
+  }
+
   private async finishIfDone(e: Entry): Promise<void> {
     if (!e.state.recipients.every(isFinal)) return;
     if (this.messages.get(e.state.id) !== e) return;
     this.messages.delete(e.state.id);
+    this.forget(e.state.id);
     await e.saving;
     await this.d.spool.remove(e.state.id);
     await this.d.state.remove(e.state.id);
@@ -459,6 +478,19 @@ export class QueueManager {
   }
 }
 
+
+/**
+ * RFC 3461 §4.1 and RFC 5321 §4.5.5: never notify the null sender (a bounce
+ * is never bounced); NOTIFY=NEVER means no DSN; without NOTIFY, failures
+ * and delays are reported; success only when asked for.
+ */
+export function wantsDsn(envelope: Envelope, r: DsnRecipient): boolean {
+  if (envelope.mailFrom === "") return false;
+  const notify = envelope.recipients.find((x) => x.address === r.address)?.notify;
+  const want = r.action === "failed" ? "FAILURE" : r.action === "delayed" ? "DELAY" : "SUCCESS";
+  if (!notify) return want !== "SUCCESS";
+  return notify.includes(want);
+}
 
 function describe(e: Entry): QueueListItem {
   return {
