@@ -1,0 +1,104 @@
+/**
+ * The local delivery agent: final delivery of a message into the Maildir of
+ * each local recipient, `<maildirRoot>/<domain>/<localpart>/` (lower-cased) —
+ * the layout Dovecot reads with `mail_location = maildir:<root>/%d/%n`.
+ *
+ * Per recipient: the address is checked so it names exactly one directory
+ * (no "/", no "." or ".." — else 5.1.3), the message is checked for a loop
+ * (a Delivered-To for this recipient, or too many Received fields — 5.4.6),
+ * then written by `deliverToMaildir` with `Return-Path:` and `Delivered-To:`
+ * on top. Each recipient gets its own outcome; one failing does not stop the
+ * others.
+ */
+import { join } from "node:path";
+import { hostname as osHostname } from "node:os";
+import type { DeliveryAgent, DeliveryOutcome, DeliveryRequest } from "./outcome.ts";
+import { deliverToMaildir, type MaildirFs } from "./maildir.ts";
+import { countTraceFields, isLoop, loopOutcome, DEFAULT_MAX_RECEIVED, type TraceCounts } from "./loop-detection.ts";
+
+export interface LocalAgentOptions {
+  /** Root of all mailboxes, normally `<dataDir>/mail`. */
+  readonly maildirRoot: string;
+  /** Mailbox size limit in bytes for an address; undefined = unlimited. */
+  readonly quotaFor?: (address: string) => number | undefined;
+  /** A full mailbox: "defer" (4.2.2, default, as Postfix with a quota policy) or "bounce" (5.2.2). */
+  readonly quotaFull?: "defer" | "bounce";
+  /** Host name in Maildir file names; default os.hostname(). */
+  readonly hostname?: string;
+  /** Received fields at or above which the message is a loop; default 50. */
+  readonly maxReceived?: number;
+  /** fsync files and directories (default true). */
+  readonly fsync?: boolean;
+  /** File-system layer (tests inject failures). */
+  readonly fs?: MaildirFs;
+}
+
+/** Where a local address's Maildir lives, or why it cannot have one. */
+export type MaildirPath = { readonly ok: true; readonly path: string } | { readonly ok: false; readonly reason: string };
+
+/** Map "local@domain" to `<root>/<domain>/<local>` (lower-cased), refusing anything that is not one safe path component each. */
+export function maildirPathFor(root: string, address: string): MaildirPath {
+  const at = address.lastIndexOf("@");
+  if (at <= 0 || at === address.length - 1) return { ok: false, reason: `not a local@domain address: ${address}` };
+  let local = address.slice(0, at);
+  const domain = address.slice(at + 1).toLowerCase();
+  if (local.length >= 2 && local.startsWith('"') && local.endsWith('"')) local = local.slice(1, -1).replace(/\\(.)/g, "$1");
+  local = local.toLowerCase();
+  for (const [what, part] of [["local part", local], ["domain", domain]] as const) {
+    if (part === "" || part === "." || part === ".." || /[/\\\x00-\x1f\x7f]/.test(part)) {
+      return { ok: false, reason: `${what} ${JSON.stringify(part)} cannot name a mailbox directory` };
+    }
+  }
+  return { ok: true, path: join(root, domain, local) };
+}
+
+export class LocalAgent implements DeliveryAgent {
+  private readonly options: LocalAgentOptions;
+  private readonly hostname: string;
+
+  constructor(options: LocalAgentOptions) {
+    this.options = options;
+    this.hostname = options.hostname ?? osHostname();
+  }
+
+  async deliver(request: DeliveryRequest): Promise<DeliveryOutcome[]> {
+    let counts: TraceCounts;
+    try {
+      counts = await countTraceFields(request.body());
+    } catch (err) {
+      const msg = err instanceof Error ? err.message : String(err);
+      const outcome: DeliveryOutcome = { status: "deferred", enhanced: "4.3.0", diagnostic: `cannot read queued message ${request.queueId}: ${msg}` };
+      return request.recipients.map(() => outcome);
+    }
+    const outcomes: DeliveryOutcome[] = [];
+    for (const rcpt of request.recipients) outcomes.push(await this.deliverOne(request, rcpt, counts));
+    return outcomes;
+  }
+
+  private async deliverOne(request: DeliveryRequest, rcpt: string, counts: TraceCounts): Promise<DeliveryOutcome> {
+    const where = maildirPathFor(this.options.maildirRoot, rcpt);
+    if (!where.ok) return { status: "failed", enhanced: "5.1.3", diagnostic: where.reason };
+    const loop = isLoop(counts, { deliveredTo: rcpt, maxReceived: this.options.maxReceived ?? DEFAULT_MAX_RECEIVED });
+    if (loop.loop) return loopOutcome(loop.reason);
+    let body;
+    try {
+      body = request.body();
+    } catch (err) {
+      const msg = err instanceof Error ? err.message : String(err);
+      return { status: "deferred", enhanced: "4.3.0", diagnostic: `cannot read queued message ${request.queueId}: ${msg}` };
+    }
+    const result = await deliverToMaildir(
+      where.path,
+      body,
+      { returnPath: request.envelope.mailFrom, deliveredTo: rcpt },
+      {
+        quota: this.options.quotaFor?.(rcpt),
+        quotaFull: this.options.quotaFull,
+        fsync: this.options.fsync,
+        hostname: this.hostname,
+        fs: this.options.fs,
+      },
+    );
+    return result.outcome;
+  }
+}

@@ -1,0 +1,368 @@
+/**
+ * Delivery into a Maildir (https://cr.yp.to/proto/maildir.html), the way
+ * Dovecot reads it (https://doc.dovecot.org/admin_manual/mailbox_formats/maildir/):
+ *
+ * 1. `cur/`, `new/` and `tmp/` exist (created mode 0700, and the new
+ *    directory entries fsync'd, when missing);
+ * 2. the message is written to `tmp/<unique>` — a `Return-Path:` and a
+ *    `Delivered-To:` field first, then the spooled message streamed chunk by
+ *    chunk with CRLF turned into LF (Maildir files use the local line end;
+ *    Dovecot's default `mail_save_crlf = no` and IMAP gives CRLF back);
+ * 3. the file is fsync'd and renamed to `new/<unique>,S=<size>,W=<vsize>`
+ *    (Dovecot's size fields: S= the file size, used by its quota; W= the
+ *    RFC 822 size with CRLF line ends), and `new/` is fsync'd.
+ *
+ * `<unique>` is `<seconds>.M<microseconds>P<pid>Q<counter>R<random>.<host>`:
+ * unique within this process by the counter and across processes and hosts
+ * by pid, random and host name (with "/", ":" and "," written as \057, \072,
+ * \054 so the name stays one path component and Dovecot's parser is not fooled).
+ *
+ * Failures never leave a file behind in tmp/: disk full (ENOSPC) and other
+ * I/O errors are temporary (4.3.0); a full mailbox (the optional quota, or
+ * EDQUOT) is 4.2.2 or 5.2.2 as configured.
+ */
+import { open, mkdir, rename, unlink, readdir, stat } from "node:fs/promises";
+import { hostname as osHostname } from "node:os";
+import { randomBytes } from "node:crypto";
+import { dirname, join } from "node:path";
+import type { Readable } from "node:stream";
+import type { DeliveryOutcome } from "./outcome.ts";
+
+/** The file-system calls a Maildir delivery makes; injectable so tests can fail any of them. */
+export interface MaildirFs {
+  /** mkdir -p with this mode; resolves to the first directory created, or undefined if all existed. */
+  mkdirp(path: string, mode: number): Promise<string | undefined>;
+  /** Create a new file exclusively (O_CREAT | O_EXCL | O_WRONLY), mode 0600. */
+  createExclusive(path: string): Promise<MaildirFile>;
+  rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+  readdir(path: string): Promise<string[]>;
+  stat(path: string): Promise<{ size: number; mtimeMs: number }>;
+  /** fsync a directory so the entries created or renamed in it are durable. */
+  syncDir(path: string): Promise<void>;
+}
+
+export interface MaildirFile {
+  /** Write all of `data` (looping over short writes). */
+  write(data: Buffer): Promise<void>;
+  sync(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export const nodeMaildirFs: MaildirFs = {
+  async mkdirp(path, mode) {
+    return mkdir(path, { recursive: true, mode });
+  },
+  async createExclusive(path) {
+    const h = await open(path, "wx", 0o600);
+    return {
+      async write(data) {
+        let off = 0;
+        while (off < data.length) {
+          const { bytesWritten } = await h.write(data, off, data.length - off);
+          off += bytesWritten;
+        }
+      },
+      sync: () => h.sync(),
+      close: () => h.close(),
+    };
+  },
+  rename: (from, to) => rename(from, to),
+  unlink: (path) => unlink(path),
+  readdir: (path) => readdir(path),
+  async stat(path) {
+    const s = await stat(path);
+    return { size: s.size, mtimeMs: s.mtimeMs };
+  },
+  async syncDir(path) {
+    const h = await open(path, "r");
+    try {
+      await h.sync();
+    } finally {
+      await h.close();
+    }
+  },
+};
+
+export interface MaildirOptions {
+  /** Mailbox size limit in bytes (sum of the S= sizes of every message); none when absent. */
+  readonly quota?: number;
+  /** What a full mailbox means: "defer" (4.2.2, the default) or "bounce" (5.2.2). */
+  readonly quotaFull?: "defer" | "bounce";
+  /** fsync the file and the directory (default true). Turn off only for tests and benchmarks. */
+  readonly fsync?: boolean;
+  /** Host name in the unique file name; default os.hostname(). */
+  readonly hostname?: string;
+  readonly fs?: MaildirFs;
+}
+
+export interface MaildirResult {
+  readonly outcome: DeliveryOutcome;
+  /** Path of the delivered file (in new/), when delivered. */
+  readonly path?: string;
+  /** Its size in bytes (the S= value), when delivered. */
+  readonly size?: number;
+}
+
+export interface MaildirHeaders {
+  /** The envelope sender (reverse-path) without angle brackets; "" for the null sender. */
+  readonly returnPath: string;
+  /** The recipient address this copy is delivered to. */
+  readonly deliveredTo: string;
+}
+
+let counter = 0;
+
+/** Escape what may not appear in the host part of a Maildir file name (Maildir spec, Dovecot). */
+export function sanitizeHostname(host: string): string {
+  return host.replace(/[/:,\\]/g, (c) => "\\" + c.charCodeAt(0).toString(8).padStart(3, "0"));
+}
+
+/** A fresh unique base name for a new message (without the ,S= and ,W= suffixes). */
+export function uniqueName(host: string = osHostname()): string {
+  const nowUs = Math.floor((performance.timeOrigin + performance.now()) * 1000);
+  const sec = Math.floor(nowUs / 1e6);
+  const usec = nowUs % 1e6;
+  counter = (counter + 1) % Number.MAX_SAFE_INTEGER;
+  return `${sec}.M${usec}P${process.pid}Q${counter}R${randomBytes(4).toString("hex")}.${sanitizeHostname(host)}`;
+}
+
+/**
+ * Deliver one message into the Maildir at `dir`. Never throws for a delivery
+ * problem: the outcome says what happened.
+ */
+export async function deliverToMaildir(
+  dir: string,
+  message: Readable,
+  headers: MaildirHeaders,
+  options: MaildirOptions = {},
+): Promise<MaildirResult> {
+  const fs = options.fs ?? nodeMaildirFs;
+  const doSync = options.fsync ?? true;
+  const quotaFull = options.quotaFull ?? "defer";
+  if (/[\x00-\x1f\x7f]/.test(headers.returnPath) || /[\x00-\x1f\x7f]/.test(headers.deliveredTo)) {
+    message.destroy();
+    return { outcome: { status: "failed", enhanced: "5.1.3", diagnostic: "control character in an address; refusing to write it into a header" } };
+  }
+
+  let tmpPath: string | undefined;
+  let file: MaildirFile | undefined;
+  try {
+    await ensureMaildir(fs, dir, doSync);
+
+    let current = 0;
+    if (options.quota !== undefined) {
+      current = await maildirSize(fs, dir);
+      if (current >= options.quota) {
+        message.destroy();
+        return { outcome: quotaOutcome(quotaFull, current, options.quota) };
+      }
+    }
+
+    let base = "";
+    for (let attempt = 0; ; attempt++) {
+      base = uniqueName(options.hostname);
+      tmpPath = join(dir, "tmp", base);
+      try {
+        file = await fs.createExclusive(tmpPath);
+        break;
+      } catch (err) {
+        tmpPath = undefined;
+        if (errCode(err) !== "EEXIST" || attempt >= 5) throw err;
+      }
+    }
+
+    const head = Buffer.from(`Return-Path: <${headers.returnPath}>\nDelivered-To: ${headers.deliveredTo}\n`, "utf8");
+    let size = head.length;
+    let lfs = 2;
+    await file.write(head);
+    const conv = new CrlfToLf();
+    for await (const chunk of message) {
+      const out = conv.convert(typeof chunk === "string" ? Buffer.from(chunk) : chunk);
+      if (out.length === 0) continue;
+      size += out.length;
+      lfs += countLf(out);
+      await file.write(out);
+    }
+    const tail = conv.flush();
+    if (tail.length > 0) {
+      size += tail.length;
+      await file.write(tail);
+    }
+
+    if (options.quota !== undefined && current + size > options.quota) {
+      await discard(fs, file, tmpPath);
+      file = undefined;
+      tmpPath = undefined;
+      return { outcome: quotaOutcome(quotaFull, current + size, options.quota) };
+    }
+
+    if (doSync) await file.sync();
+    const f = file;
+    file = undefined;
+    await f.close();
+    const finalPath = join(dir, "new", `${base},S=${size},W=${size + lfs}`);
+    await fs.rename(tmpPath, finalPath);
+    tmpPath = undefined;
+    if (doSync) await fs.syncDir(join(dir, "new"));
+    return { outcome: { status: "delivered", detail: `delivered to maildir ${finalPath}` }, path: finalPath, size };
+  } catch (err) {
+    message.destroy();
+    if (tmpPath !== undefined) await discard(fs, file, tmpPath);
+    else if (file !== undefined) await file.close().catch(() => {});
+    return { outcome: errorOutcome(err, dir, quotaFull) };
+  }
+}
+
+async function discard(fs: MaildirFs, file: MaildirFile | undefined, path: string): Promise<void> {
+  if (file !== undefined) await file.close().catch(() => {});
+  await fs.unlink(path).catch(() => {});
+}
+
+function errCode(err: unknown): string | undefined {
+  return typeof err === "object" && err !== null && "code" in err ? String((err as { code: unknown }).code) : undefined;
+}
+
+function quotaOutcome(mode: "defer" | "bounce", size: number, quota: number): DeliveryOutcome {
+  const diagnostic = `mailbox full: ${size} bytes would exceed the quota of ${quota} bytes`;
+  return mode === "bounce"
+    ? { status: "failed", enhanced: "5.2.2", diagnostic }
+    : { status: "deferred", enhanced: "4.2.2", diagnostic };
+}
+
+function errorOutcome(err: unknown, dir: string, quotaFull: "defer" | "bounce"): DeliveryOutcome {
+  const code = errCode(err);
+  const msg = err instanceof Error ? err.message : String(err);
+  if (code === "EDQUOT") {
+    const diagnostic = `mailbox full: disk quota exceeded writing to ${dir}`;
+    return quotaFull === "bounce"
+      ? { status: "failed", enhanced: "5.2.2", diagnostic }
+      : { status: "deferred", enhanced: "4.2.2", diagnostic };
+  }
+  if (code === "ENOSPC") return { status: "deferred", enhanced: "4.3.0", diagnostic: `no space left on device writing to maildir ${dir}` };
+  return { status: "deferred", enhanced: "4.3.0", diagnostic: `cannot deliver to maildir ${dir}: ${msg}` };
+}
+
+/** Create cur/ new/ tmp/ (and parents) when missing, making the new entries durable. */
+async function ensureMaildir(fs: MaildirFs, dir: string, doSync: boolean): Promise<void> {
+  const toSync = new Set<string>();
+  for (const sub of ["tmp", "new", "cur"]) {
+    const path = join(dir, sub);
+    const created = await fs.mkdirp(path, 0o700);
+    if (created === undefined || !doSync) continue;
+    // Every directory from the parent of the first one created down to `path`
+    // gained an entry (or is new and must be fsync'd itself).
+    for (let p = path; ; p = dirname(p)) {
+      toSync.add(p);
+      if (p === created || p === dirname(p)) {
+        toSync.add(dirname(p));
+        break;
+      }
+    }
+  }
+  // Deepest first, so a parent is synced after its children exist.
+  for (const p of [...toSync].sort((a, b) => b.length - a.length)) await fs.syncDir(p);
+}
+
+/** CRLF → LF, streaming; a CR at the end of a chunk waits to see the next byte. Bare CR stays. */
+export class CrlfToLf {
+  private pendingCr = false;
+
+  convert(chunk: Buffer): Buffer {
+    const out = Buffer.allocUnsafe(chunk.length + 1);
+    let o = 0;
+    let i = 0;
+    if (this.pendingCr) {
+      this.pendingCr = false;
+      if (chunk.length === 0) {
+        this.pendingCr = true;
+        return out.subarray(0, 0);
+      }
+      if (chunk[0] !== 0x0a) out[o++] = 0x0d;
+    }
+    const end = chunk.length > 0 && chunk[chunk.length - 1] === 0x0d ? chunk.length - 1 : chunk.length;
+    while (i < end) {
+      const cr = chunk.indexOf(0x0d, i);
+      if (cr === -1 || cr >= end) {
+        o += chunk.copy(out, o, i, end);
+        i = end;
+        break;
+      }
+      o += chunk.copy(out, o, i, cr);
+      if (chunk[cr + 1] !== 0x0a) out[o++] = 0x0d; // bare CR is content
+      i = cr + 1;
+    }
+    if (end < chunk.length) this.pendingCr = true;
+    return out.subarray(0, o);
+  }
+
+  /** Bytes still held back (a final bare CR). */
+  flush(): Buffer {
+    if (!this.pendingCr) return Buffer.alloc(0);
+    this.pendingCr = false;
+    return Buffer.from("\r");
+  }
+}
+
+function countLf(buf: Buffer): number {
+  let n = 0;
+  for (let i = buf.indexOf(0x0a); i !== -1; i = buf.indexOf(0x0a, i + 1)) n++;
+  return n;
+}
+
+interface DirSizeCache {
+  readonly mtimeMs: number;
+  readonly scannedAt: number;
+  readonly size: number;
+}
+
+/** Per directory (cur/, new/): the summed message sizes, valid while the directory is unchanged. */
+const sizeCache = new Map<string, DirSizeCache>();
+/** Directory timestamps are coarse (a kernel tick, or a second on some file systems): a directory modified this recently is rescanned. */
+const MTIME_SLACK_MS = 2000;
+const SIZE_FIELD = /,S=(\d+)/;
+
+/**
+ * The mailbox size: the S= sizes of every message in cur/ and new/ of the
+ * Maildir and of its Maildir++ folders (".Sent", ...). Names without S= are
+ * stat'ed. Per-directory sums are cached and reused while the directory's
+ * mtime is unchanged (and old enough to be trusted).
+ */
+export async function maildirSize(fs: MaildirFs, dir: string): Promise<number> {
+  const dirs = [join(dir, "cur"), join(dir, "new")];
+  for (const name of await fs.readdir(dir)) {
+    if (name.startsWith(".") && name !== "." && name !== "..") dirs.push(join(dir, name, "cur"), join(dir, name, "new"));
+  }
+  let total = 0;
+  for (const d of dirs) total += await dirSize(fs, d);
+  return total;
+}
+
+async function dirSize(fs: MaildirFs, d: string): Promise<number> {
+  let st: { mtimeMs: number };
+  try {
+    st = await fs.stat(d);
+  } catch (err) {
+    if (errCode(err) === "ENOENT" || errCode(err) === "ENOTDIR") return 0;
+    throw err;
+  }
+  const cached = sizeCache.get(d);
+  if (cached && cached.mtimeMs === st.mtimeMs && cached.mtimeMs < cached.scannedAt - MTIME_SLACK_MS) return cached.size;
+  const scannedAt = Date.now();
+  let size = 0;
+  for (const name of await fs.readdir(d)) {
+    if (name.startsWith(".")) continue;
+    const m = SIZE_FIELD.exec(name.split(":")[0]);
+    if (m) {
+      size += Number(m[1]);
+      continue;
+    }
+    try {
+      size += (await fs.stat(join(d, name))).size;
+    } catch {
+      // Moved or expunged meanwhile.
+    }
+  }
+  sizeCache.set(d, { mtimeMs: st.mtimeMs, scannedAt, size });
+  return size;
+}

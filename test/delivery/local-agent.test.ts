@@ -1,0 +1,82 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { LocalAgent, maildirPathFor } from "../../src/delivery/local-agent.ts";
+import { lf, request, tempDir } from "./helpers.ts";
+
+const message = Buffer.from("Received: from a by b\r\nSubject: hello\r\n\r\nHi.\r\n.\r\n");
+
+async function only(dir: string): Promise<string> {
+  const names = await readdir(join(dir, "new"));
+  assert.equal(names.length, 1, `one message in ${dir}`);
+  return readFile(join(dir, "new", names[0]), "latin1");
+}
+
+test("delivers each recipient into <root>/<domain>/<localpart>/ (lower-cased) with its own Delivered-To", async (t) => {
+  const root = await tempDir(t);
+  const agent = new LocalAgent({ maildirRoot: root, hostname: "mx" });
+  const out = await agent.deliver(request(message, "s@example.org", ["Alice@Example.COM", "bob@example.com"]));
+  assert.deepEqual(out.map((o) => o.status), ["delivered", "delivered"]);
+  assert.equal(await only(join(root, "example.com", "alice")), "Return-Path: <s@example.org>\nDelivered-To: Alice@Example.COM\n" + lf(message).toString("latin1"));
+  assert.match(await only(join(root, "example.com", "bob")), /^Return-Path: <s@example.org>\nDelivered-To: bob@example.com\nReceived:/);
+});
+
+test("the null reverse-path is Return-Path: <>", async (t) => {
+  const root = await tempDir(t);
+  const out = await new LocalAgent({ maildirRoot: root }).deliver(request(message, "", ["a@example.com"]));
+  assert.equal(out[0].status, "delivered");
+  assert.match(await only(join(root, "example.com", "a")), /^Return-Path: <>\n/);
+});
+
+test("path traversal and unusable addresses are refused with 5.1.3, the others delivered", async (t) => {
+  const root = join(await tempDir(t), "mail");
+  const bad = ["../x@example.com", "a/b@example.com", "..@example.com", ".@example.com", "x@..", "x@a/b", "noat", "x@", "@example.com", '"../.."@example.com', "a\\b@example.com", "a\u0000@example.com"];
+  const out = await new LocalAgent({ maildirRoot: root }).deliver(request(message, "s@x", [...bad, "ok@example.com"]));
+  for (let i = 0; i < bad.length; i++) {
+    const o = out[i];
+    assert.ok(o.status === "failed" && o.enhanced === "5.1.3", `${bad[i]} → ${JSON.stringify(o)}`);
+  }
+  assert.equal(out.at(-1)!.status, "delivered");
+  assert.deepEqual(await readdir(root), ["example.com"]);
+  assert.deepEqual(await readdir(join(root, "example.com")), ["ok"]);
+});
+
+test("maildirPathFor unquotes a quoted local part", () => {
+  const r = maildirPathFor("/m", '"John.Doe"@Example.com');
+  assert.deepEqual(r, { ok: true, path: "/m/example.com/john.doe" });
+});
+
+test("a message already delivered to this recipient is a loop (5.4.6); other recipients still get it", async (t) => {
+  const root = await tempDir(t);
+  const looping = Buffer.from("Delivered-To: alice@example.com\r\nSubject: again\r\n\r\nx\r\n");
+  const out = await new LocalAgent({ maildirRoot: root }).deliver(request(looping, "s@x", ["ALICE@example.com", "bob@example.com"]));
+  assert.ok(out[0].status === "failed" && out[0].enhanced === "5.4.6" && /loop/.test(out[0].diagnostic));
+  assert.equal(out[1].status, "delivered");
+});
+
+test("too many Received fields is a loop (5.4.6)", async (t) => {
+  const root = await tempDir(t);
+  const hops = Buffer.from("Received: x\r\n".repeat(50) + "\r\nbody\r\n");
+  const out = await new LocalAgent({ maildirRoot: root }).deliver(request(hops, "s@x", ["a@example.com"]));
+  assert.ok(out[0].status === "failed" && out[0].enhanced === "5.4.6");
+  const fewer = await new LocalAgent({ maildirRoot: root, maxReceived: 51 }).deliver(request(hops, "s@x", ["a@example.com"]));
+  assert.equal(fewer[0].status, "delivered");
+});
+
+test("quotaFor applies per address; a full mailbox defers (4.2.2) by default, bounces (5.2.2) when asked", async (t) => {
+  const root = await tempDir(t);
+  const quotaFor = (a: string) => (a.startsWith("small@") ? 10 : undefined);
+  const out = await new LocalAgent({ maildirRoot: root, quotaFor }).deliver(request(message, "s@x", ["small@example.com", "big@example.com"]));
+  assert.ok(out[0].status === "deferred" && out[0].enhanced === "4.2.2");
+  assert.equal(out[1].status, "delivered");
+  const b = await new LocalAgent({ maildirRoot: root, quotaFor, quotaFull: "bounce" }).deliver(request(message, "s@x", ["small@example.com"]));
+  assert.ok(b[0].status === "failed" && b[0].enhanced === "5.2.2");
+});
+
+test("an unreadable queued message defers every recipient (4.3.0)", async (t) => {
+  const root = await tempDir(t);
+  const req = { ...request(message, "s@x", ["a@example.com", "b@example.com"]), body: () => { throw new Error("ENOENT: gone"); } };
+  const out = await new LocalAgent({ maildirRoot: root }).deliver(req);
+  assert.deepEqual(out.map((o) => o.status === "deferred" && o.enhanced), ["4.3.0", "4.3.0"]);
+});
