@@ -1,7 +1,7 @@
 import pino from "pino";
 import { loadConfig } from "../config/load.ts";
 import { ConfigError } from "../config/config-error.ts";
-import { SmtpServer } from "../server/smtp-server.ts";
+import { startMta, type Mta } from "../mta.ts";
 
 /** `petrel serve`: load the config, start listening, stop cleanly on SIGTERM/SIGINT. */
 export async function serve(options: { configPath?: string }): Promise<number> {
@@ -16,9 +16,9 @@ export async function serve(options: { configPath?: string }): Promise<number> {
     throw err;
   }
   const log = pino({ level: config.log.level, base: { pid: process.pid } });
-  let server: SmtpServer;
+  let mta: Mta;
   try {
-    server = await SmtpServer.start(config, { log });
+    mta = await startMta(config, { log });
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
     if (e.code === "EADDRINUSE" || e.code === "EACCES" || e.code === "EADDRNOTAVAIL") {
@@ -30,6 +30,7 @@ export async function serve(options: { configPath?: string }): Promise<number> {
     }
     throw err;
   }
+  const server = mta.smtp;
   const lines = [`Petrel is running as ${config.hostname}; data in ${config.dataDir}`];
   for (const l of server.listeners) {
     const what = l.role === "mx" ? "incoming mail (port 25 role)" : l.role === "submission" ? "submission, STARTTLS + AUTH" : "submission, implicit TLS + AUTH";
@@ -41,6 +42,7 @@ export async function serve(options: { configPath?: string }): Promise<number> {
     lines.push("Send a test message:");
     lines.push(`  swaks --server ${mx.address}:${mx.port} --to postmaster@${domain}`);
   }
+  lines.push(`Local mail is delivered to Maildirs in ${config.dataDir}/mail/<domain>/<user>/.`);
   lines.push("Stop with Ctrl-C (SIGINT) or SIGTERM.");
   process.stderr.write(lines.join("\n") + "\n");
 
@@ -50,7 +52,7 @@ export async function serve(options: { configPath?: string }): Promise<number> {
       if (stopping) return;
       stopping = true;
       log.info({ signal }, "shutting down");
-      server.close().then(() => resolve(0), (err) => {
+      mta.close().then(() => resolve(0), (err) => {
         log.error({ err }, "shutdown failed");
         resolve(1);
       });

@@ -1,6 +1,7 @@
 import { reply, type Reply } from "../smtp/reply.ts";
 import type { Mailbox } from "../smtp/envelope.ts";
 import { formatMailbox } from "../smtp/address.ts";
+import type { RecipientResolution } from "../accounts/account-store.ts";
 
 /**
  * Who may send mail where: the questions a session asks before it accepts a
@@ -9,11 +10,6 @@ import { formatMailbox } from "../smtp/address.ts";
  */
 
 export type ListenerRole = "mx" | "submission" | "submissions";
-
-export interface RelayPolicyInput {
-  readonly localDomains: ReadonlySet<string>;
-  readonly authUser: string | null;
-}
 
 /**
  * RFC 5321 §4.1.1.3: "<Postmaster>" without a domain means this host's
@@ -26,15 +22,26 @@ export function resolvePostmaster(to: Mailbox, primaryDomain: string): Mailbox {
   return to;
 }
 
-export function isLocalDomain(domain: string, localDomains: ReadonlySet<string>): boolean {
-  return localDomains.has(domain.toLowerCase());
+/** The lookups a recipient decision may make (answered by the account store). */
+export interface RecipientDirectory {
+  isLocalDomain(domain: string): Promise<boolean>;
+  resolveRecipient(address: string): Promise<RecipientResolution>;
 }
 
-/** RCPT TO decision; undefined means accept. */
-export function recipientDecision(to: Mailbox, input: RelayPolicyInput): Reply | undefined {
-  if (isLocalDomain(to.domain, input.localDomains)) return undefined;
-  if (input.authUser !== null) return undefined;
-  return reply(554, "5.7.1", `<${formatMailbox(to)}>: Relay access denied`);
+/**
+ * RCPT TO decision; undefined means accept. A local recipient must exist
+ * now, so an unknown one is refused in the dialogue (550 5.1.1) instead of
+ * being bounced later to a possibly forged sender (backscatter).
+ */
+export async function recipientDecision(to: Mailbox, authUser: string | null, directory: RecipientDirectory): Promise<Reply | undefined> {
+  const address = formatMailbox(to);
+  if (await directory.isLocalDomain(to.domain)) {
+    const resolution = await directory.resolveRecipient(address);
+    if (resolution.kind === "unknown") return reply(550, "5.1.1", `<${address}>: Recipient address rejected: no such user here`);
+    return undefined;
+  }
+  if (authUser !== null) return undefined;
+  return reply(554, "5.7.1", `<${address}>: Relay access denied`);
 }
 
 /**

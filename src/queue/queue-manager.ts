@@ -115,16 +115,20 @@ export class QueueManager {
     this.random = deps.random ?? Math.random;
   }
 
-  /** Load every spooled message (restart recovery) and begin delivering. */
-  async start(): Promise<void> {
+  /**
+   * Load every spooled message (restart recovery) and begin delivering.
+   * With `deliver: false` (the CLI when no server runs) it only loads, so
+   * the queue can be listed and changed without delivering anything.
+   */
+  async start(options: { deliver?: boolean } = {}): Promise<void> {
     await this.d.state.open();
     const ids = await this.d.spool.list();
     for (const id of ids) await this.load(id);
     // States whose message is gone (removed while we were down) are stale.
     const live = new Set(ids);
     for (const id of await this.d.state.ids()) if (!live.has(id)) await this.d.state.remove(id);
-    this.started = true;
-    this.d.log.info({ messages: this.messages.size }, "queue started");
+    this.started = options.deliver ?? true;
+    if (this.started) this.d.log.info({ messages: this.messages.size }, "queue started");
     this.dispatch();
   }
 

@@ -12,6 +12,7 @@ import { recipientDecision, resolvePostmaster, senderDecision, type ListenerRole
 import type { Spool, SpoolWriter } from "../spool/spool.ts";
 import { SpoolError } from "../spool/spool.ts";
 import type { Accounts } from "../accounts/config-accounts.ts";
+import type { RecipientDirectory } from "../policy/relay.ts";
 import { isSaslMechanismName, startExchange } from "./sasl/mechanism.ts";
 import type { ClientLimits } from "./client-limits.ts";
 
@@ -24,10 +25,9 @@ import type { ClientLimits } from "./client-limits.ts";
 export interface MessageHandlerContext {
   readonly role: ListenerRole;
   readonly hostname: string;
-  readonly localDomains: ReadonlySet<string>;
   readonly primaryDomain: string;
   readonly spool: Spool;
-  readonly accounts: Accounts;
+  readonly accounts: Accounts & RecipientDirectory;
   readonly clientLimits: ClientLimits;
   readonly headerSizeLimit: number;
   readonly authFailuresPerConnection: number;
@@ -58,9 +58,15 @@ export class MessageHandler implements SessionHandler {
     return refusal;
   }
 
-  rcpt(state: SessionState, tx: Transaction, to: Mailbox, _params: RcptParameters): Reply | undefined {
+  async rcpt(state: SessionState, tx: Transaction, to: Mailbox, _params: RcptParameters): Promise<Reply | undefined> {
     const rcpt = resolvePostmaster(to, this.ctx.primaryDomain);
-    const refusal = recipientDecision(rcpt, { localDomains: this.ctx.localDomains, authUser: state.authUser });
+    let refusal: Reply | undefined;
+    try {
+      refusal = await recipientDecision(rcpt, state.authUser, this.ctx.accounts);
+    } catch (err) {
+      this.ctx.log.error({ err }, "recipient lookup failed");
+      return reply(451, "4.3.0", "Error: temporary lookup failure, try again later");
+    }
     if (refusal) {
       this.ctx.log.info({ from: tx.mailFrom ? formatMailbox(tx.mailFrom) : "<>", to: formatMailbox(rcpt), reply: refusal.lines[0] }, "recipient refused");
     }

@@ -5,7 +5,9 @@ import type { Logger } from "pino";
 import type { Config, ListenerConfig } from "../config/schema.ts";
 import type { Spool } from "../spool/spool.ts";
 import { FileSpool } from "../spool/file-spool.ts";
-import { ConfigAccounts, type Accounts } from "../accounts/config-accounts.ts";
+import type { Accounts } from "../accounts/config-accounts.ts";
+import type { RecipientDirectory } from "../policy/relay.ts";
+import { FileAccountStore } from "../accounts/file-account-store.ts";
 import { SASL_MECHANISMS } from "./sasl/mechanism.ts";
 import { TlsContextProvider } from "./tls-contexts.ts";
 import { ClientLimits } from "./client-limits.ts";
@@ -28,7 +30,8 @@ export interface SmtpServerOptions {
   readonly log: Logger;
   /** Defaults to the file spool in <dataDir>/spool. */
   readonly spool?: Spool;
-  readonly accounts?: Accounts;
+  /** Logins and local recipients; defaults to the account store in <dataDir> merged with the config's users. */
+  readonly accounts?: Accounts & RecipientDirectory;
   readonly now?: () => Date;
   /** Called with the queue id of each message once it is durably spooled. */
   readonly onMessage?: (id: string) => void;
@@ -45,6 +48,8 @@ export class SmtpServer {
   private readonly connections = new Set<Connection>();
   private readonly bound: BoundListener[] = [];
   private closing: Promise<void> | null = null;
+  /** The spool is closed on shutdown only when this server opened it. */
+  private ownsSpool = false;
 
   private constructor(config: Config, spool: Spool, tlsProvider: TlsContextProvider, log: Logger) {
     this.config = config;
@@ -56,12 +61,13 @@ export class SmtpServer {
   static async start(config: Config, options: SmtpServerOptions): Promise<SmtpServer> {
     const log = options.log;
     const spool = options.spool ?? new FileSpool(join(config.dataDir, "spool"), { onWarning: (m) => log.warn(m) });
-    await spool.open();
+    await spool.open(); // idempotent: an injected spool may already be open
     const tlsProvider = await TlsContextProvider.fromConfig(config, {
       onReload: (info) => log.info({ certificate: info }, "TLS certificate reloaded"),
       onError: (err) => log.error({ cert: err.certPath, reason: err.reason }, "TLS certificate reload failed; keeping the old one"),
     });
     const server = new SmtpServer(config, spool, tlsProvider, log);
+    server.ownsSpool = options.spool === undefined;
     try {
       await server.listen(options);
     } catch (err) {
@@ -78,11 +84,12 @@ export class SmtpServer {
 
   private async listen(options: SmtpServerOptions): Promise<void> {
     const c = this.config;
-    const accounts = options.accounts ?? new ConfigAccounts(c.users);
+    const accounts = options.accounts ?? new FileAccountStore({
+      dataDir: c.dataDir, configDomains: c.domains, configUsers: c.users, subaddressSeparator: c.delivery.subaddressSeparator,
+    });
     const clientLimits = new ClientLimits(c.limits);
     const isTrustedProxy = trustedMatcher(c.proxyProtocol.trusted);
     const errorSleep = options.errorSleep ?? 1000;
-    const localDomains = new Set(c.domains);
     for (const l of c.listeners) {
       const base: Omit<ConnectionSettings, "expectProxyHeader"> = {
         role: l.role,
@@ -101,7 +108,6 @@ export class SmtpServer {
         greetingDelay: c.smtp.greetingDelay,
         handler: {
           hostname: c.hostname,
-          localDomains,
           primaryDomain: c.domains[0] ?? c.hostname,
           spool: this.spool,
           accounts,
@@ -162,7 +168,7 @@ export class SmtpServer {
       await Promise.race([all, sleep(2000, undefined, { ref: false })]);
     }
     this.tls.close();
-    await this.spool.close();
+    if (this.ownsSpool) await this.spool.close();
     this.log.info("stopped");
   }
 }

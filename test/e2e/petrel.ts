@@ -6,6 +6,7 @@ import { parseConfig } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
 import { SmtpServer, type SmtpServerOptions } from "../../src/server/smtp-server.ts";
 import { hashPassword, scramVerifier } from "../../src/accounts/password.ts";
+import { FileAccountStore } from "../../src/accounts/file-account-store.ts";
 
 /**
  * Start a whole Petrel receiving server in this process for a test: every
@@ -55,7 +56,11 @@ export async function startPetrel(
   };
   const config = parseConfig(raw, "test");
   const log = pino({ level: config.log.level });
-  const server = await SmtpServer.start(config, { log, errorSleep: 0, ...options });
+  // Every address at example.test exists (a catch-all to alice), so tests can
+  // use any local recipient; unknown users are tested at other domains.
+  const accounts = new FileAccountStore({ dataDir, configDomains: config.domains, configUsers: config.users });
+  await accounts.addAlias("@example.test", ALICE.address);
+  const server = await SmtpServer.start(config, { log, errorSleep: 0, accounts, ...options });
   const port = (role: string) => server.listeners.find((l) => l.role === role)?.port ?? -1;
   return {
     server, config, dataDir,

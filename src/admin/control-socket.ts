@@ -1,0 +1,117 @@
+import * as net from "node:net";
+import { chmod, unlink } from "node:fs/promises";
+import type { Logger } from "pino";
+import type { QueueManager } from "../queue/queue-manager.ts";
+import { isQueueId } from "../spool/queue-id.ts";
+
+/**
+ * A local control channel for the `petrel` CLI while `petrel serve` runs
+ * (the role Postfix's public/ fifos play for postqueue and postsuper): a
+ * UNIX socket in the data directory, readable only by its owner, one JSON
+ * request and one JSON answer per line. It calls the same QueueManager
+ * methods the CLI calls when no server is running.
+ */
+
+export type ControlRequest =
+  | { op: "list" }
+  | { op: "show"; id: string }
+  | { op: "retry"; id: string | "all" }
+  | { op: "hold"; id: string }
+  | { op: "release"; id: string }
+  | { op: "delete"; id: string };
+
+export type ControlResponse = { ok: true; result: unknown } | { ok: false; error: string };
+
+/** The operations, shared by the socket server and the CLI's offline mode. */
+export async function execute(queue: QueueManager, req: ControlRequest): Promise<ControlResponse> {
+  if (req.op !== "list" && !(req.op === "retry" && req.id === "all") && !isQueueId(req.id)) {
+    return { ok: false, error: `not a queue id: ${JSON.stringify(req.id)}` };
+  }
+  switch (req.op) {
+    case "list":
+      return { ok: true, result: queue.list() };
+    case "show": {
+      const m = queue.get(req.id);
+      return m ? { ok: true, result: m } : { ok: false, error: `no message ${req.id} in the queue` };
+    }
+    case "retry":
+      return { ok: true, result: await queue.retry(req.id) };
+    case "hold":
+    case "release":
+    case "delete": {
+      const done = await queue[req.op](req.id);
+      return done ? { ok: true, result: true } : { ok: false, error: `no message ${req.id} in the queue` };
+    }
+    default:
+      return { ok: false, error: "unknown operation" };
+  }
+}
+
+export async function startControlSocket(path: string, queue: QueueManager, log: Logger): Promise<{ close(): Promise<void> }> {
+  await unlink(path).catch(() => {});
+  const server = net.createServer((socket) => {
+    let buf = "";
+    socket.setEncoding("utf8");
+    socket.on("data", (chunk: string) => {
+      buf += chunk;
+      if (buf.length > 64 * 1024) return socket.destroy();
+      const nl = buf.indexOf("\n");
+      if (nl === -1) return;
+      const line = buf.slice(0, nl);
+      buf = "";
+      let req: ControlRequest;
+      try {
+        req = JSON.parse(line) as ControlRequest;
+      } catch {
+        socket.end(JSON.stringify({ ok: false, error: "bad request" }) + "\n");
+        return;
+      }
+      execute(queue, req).then(
+        (res) => socket.end(JSON.stringify(res) + "\n"),
+        (err) => {
+          log.error({ err }, "control request failed");
+          socket.end(JSON.stringify({ ok: false, error: String(err) }) + "\n");
+        },
+      );
+    });
+    socket.on("error", () => {});
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(path, () => resolve());
+  });
+  await chmod(path, 0o600);
+  return {
+    close: () => new Promise<void>((resolve) => server.close(() => {
+      void unlink(path).catch(() => {}).then(() => resolve());
+    })),
+  };
+}
+
+/** Client side: send one request; null when no server is listening (the CLI then works offline). */
+export function request(path: string, req: ControlRequest, timeoutMs = 30_000): Promise<ControlResponse | null> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(path);
+    let buf = "";
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no answer from the running server on ${path}`));
+    }, timeoutMs);
+    socket.setEncoding("utf8");
+    socket.on("connect", () => socket.write(JSON.stringify(req) + "\n"));
+    socket.on("data", (c: string) => (buf += c));
+    socket.on("end", () => {
+      clearTimeout(timer);
+      try {
+        resolve(JSON.parse(buf) as ControlResponse);
+      } catch {
+        reject(new Error("garbled answer from the running server"));
+      }
+    });
+    socket.on("error", (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      if (err.code === "ENOENT" || err.code === "ECONNREFUSED") resolve(null);
+      else reject(err);
+    });
+  });
+}
