@@ -70,18 +70,29 @@ export class HeaderSection {
       while (j < n) {
         const b = chunk[j];
         const pos = held + (j - i);
+        const first = head?.[0] ?? chunk[i];
         if (pos === 0 && (b === SP || b === HT)) { verdict = "continuation"; break; }
+        if (b === CR && pos === 0) { j++; continue; }
+        if (b === LF) { verdict = pos === 1 && first === CR ? "blank" : "body"; break; }
+        // A CR not followed by LF never starts a field name.
+        if (pos === 1 && first === CR) { verdict = "body"; break; }
         if (b === COLON) {
           if (pos === 0) { verdict = "body"; break; }
           verdict = "field";
           const bytes = head === null ? chunk.subarray(i, j) : Buffer.concat([head, chunk.subarray(i, j)]);
-          name = bytes.toString("latin1").toLowerCase();
+          // RFC 5322 §4.5.6 obs-optional: white space may sit between the name and the colon.
+          name = bytes.toString("latin1").toLowerCase().replace(/[ \t]+$/, "");
           break;
         }
-        if (b === CR && pos === 0) { j++; continue; }
-        if (b === LF) { verdict = pos === 1 && (head?.[0] ?? chunk[i]) === CR ? "blank" : "body"; break; }
-        // RFC 5322 §3.6.8: ftext is printable US-ASCII except colon.
-        if (b < 33 || b > 126 || pos >= MAX_NAME || (pos === 1 && (head?.[0] ?? chunk[i]) === CR)) { verdict = "body"; break; }
+        const prev = j > i ? chunk[j - 1] : head !== null ? head[head.length - 1] : -1;
+        if (b === SP || b === HT) {
+          if (pos >= MAX_NAME) { verdict = "body"; break; }
+          j++;
+          continue;
+        }
+        // RFC 5322 §3.6.8: ftext is printable US-ASCII except colon; after
+        // white space only more white space or the colon may follow.
+        if (b < 33 || b > 126 || pos >= MAX_NAME || prev === SP || prev === HT) { verdict = "body"; break; }
         j++;
       }
       if (verdict === "more") {
@@ -112,6 +123,11 @@ export class HeaderSection {
   finish(): Buffer[] {
     if (this.inBody) return [];
     const out: Buffer[] = [];
+    // The content ended inside a header line: end it before the additions.
+    if (this.inLine) {
+      out.push(CRLF);
+      this.inLine = false;
+    }
     if (this.head !== null) {
       out.push(this.head);
       if (this.head[this.head.length - 1] !== LF) out.push(CRLF);

@@ -29,7 +29,8 @@ export class LineEndNormalizer {
     const out: Buffer[] = [];
     const n = chunk.length;
     if (n === 0) return out;
-    if (this.lastByte === CR && chunk[0] !== LF) this.bareCrSeen = true;
+    // Bare CR is looked for only under "reject" (as in DataDecoder), here and below alike.
+    if (this.policy === "reject" && this.lastByte === CR && chunk[0] !== LF) this.bareCrSeen = true;
     let from = 0;
     let lf = chunk.indexOf(LF);
     while (lf !== -1) {

@@ -31,6 +31,7 @@ export const tooManyRecipients = reply(452, "4.5.3", "Error: too many recipients
 export const unknownCommand = reply(500, "5.5.2", "Error: command not recognized");
 export const emptyCommand = reply(500, "5.5.2", "Error: empty command");
 export const lineTooLong = reply(500, "5.5.6", "Error: command line too long");
+export const nulInCommand = reply(500, "5.5.2", "Error: NUL character in command");
 export const invalidUtf8 = reply(500, "5.5.2", "Error: command is not valid UTF-8");
 export const bareLf = reply(500, "5.5.2", "Error: bare <LF> received; SMTP requires <CR><LF> line ends (RFC 5321 §2.3.8)");
 export const bareCr = reply(500, "5.5.2", "Error: bare <CR> received; SMTP requires <CR><LF> line ends (RFC 5321 §2.3.8)");

@@ -158,7 +158,8 @@ export class Session {
       this.seenInput = true;
       // A TLS ClientHello (record type 22, version 3.x) on a plaintext port:
       // the client wanted port 465 or forgot STARTTLS. Say so and close.
-      if (chunk[0] === 0x16 && chunk[1] === 0x03 && this.tls === null) {
+      // (0x16 never starts an SMTP command, so one byte is enough to tell.)
+      if (chunk[0] === 0x16 && (chunk.length === 1 || chunk[1] === 0x03) && this.tls === null) {
         this.handler.event?.("protocol-error", { problem: "tls on plaintext port" });
         this.send(R.notSmtp);
         this.close();
@@ -231,10 +232,16 @@ export class Session {
     }
   }
 
-  /** In command mode a partial line cannot progress until more input arrives. */
+  /**
+   * In command mode a partial line cannot progress until more input arrives;
+   * takeLine() waits only on a single chunk without LF that is within the
+   * line limit. Anything else (several chunks to join, an over-long line to
+   * discard) must be processed now, or a paused transport is never resumed.
+   */
   private canProgress(): boolean {
     if (this.mode !== "command" && this.mode !== "auth") return true;
-    return this.queue.some((b) => b.includes(LF));
+    return this.queue.length > 1 || this.discarding >= 0 || this.queued > this.opts.limits.commandLine ||
+      this.queue.some((b) => b.includes(LF));
   }
 
   private async step(): Promise<boolean> {
@@ -347,6 +354,12 @@ export class Session {
       return;
     }
     const body = raw.subarray(0, raw.length - 2);
+    if (body.includes(0)) {
+      // RFC 5321 §4.1.1: commands are text; a NUL would be cut off or smuggled by C code downstream.
+      this.handler.event?.("protocol-error", { problem: "NUL" });
+      this.error(R.nulInCommand);
+      return;
+    }
     if (!isUtf8(body)) {
       this.error(R.invalidUtf8);
       return;
@@ -441,11 +454,16 @@ export class Session {
     const path = parsePath(text, { allowUtf8: true, allowNull: true });
     if (!path.ok) return this.error(R.badAddress(path.reason));
     const e = this.esmtp;
+    // RFC 4954 §5: AUTH= is allowed whenever AUTH was offered (clients such as
+    // Postfix and Exim send AUTH=<> then); from an unauthenticated client it
+    // is not trusted and counts as AUTH=<>.
+    const authOffered = this.authUser !== null || (this.tls !== null && this.opts.authMechanisms.length > 0 && this.handler.startAuth !== undefined);
     const parsed = parseMailParameters(path.rest, {
-      size: e, eightBitMime: e, smtputf8: e, dsn: e, auth: e && this.authUser !== null, requireTls: e && this.tls !== null,
+      size: e, eightBitMime: e, smtputf8: e, dsn: e, auth: e && authOffered, requireTls: e && this.tls !== null,
     });
     if (!parsed.ok) return this.error(reply(parsed.code, parsed.status, parsed.text));
     const params = parsed.params;
+    if (params.auth !== undefined && this.authUser === null) params.auth = "<>";
     if (path.mailbox !== null && !params.smtputf8 && !isAscii(path.mailbox.localPart + path.mailbox.domain)) {
       return this.error(R.needSmtputf8);
     }
@@ -455,6 +473,9 @@ export class Session {
     const decision = await this.handler.mail(this.state, path.mailbox, params);
     if (this.mode === "closed") return;
     if (decision && decision.code >= 400) return this.error(decision);
+    // A BDAT refused before this MAIL (RFC 3030 §2: "503" for BDAT without
+    // MAIL) left its failure behind; this transaction starts clean.
+    this.resetTransaction();
     this.mailFrom = path.mailbox;
     this.mailParams = params;
     this.recipients = [];
@@ -473,7 +494,11 @@ export class Session {
     if (!this.mailParams.smtputf8 && !isAscii(path.mailbox.localPart + path.mailbox.domain)) {
       return this.error(R.needSmtputf8);
     }
-    if (this.recipients.length >= this.opts.limits.recipients) return this.error(R.tooManyRecipients);
+    // RFC 5321 §4.5.3.1.10: the client is expected to send the rest in a later
+    // transaction; this is not a client error (Postfix does not count it
+    // either, up to smtpd_recipient_overshoot_limit), or a client with more
+    // recipients than the limit would be cut off by the error limit.
+    if (this.recipients.length >= this.opts.limits.recipients) return this.reply(R.tooManyRecipients);
     const decision = await this.handler.rcpt(this.state, this.transaction(), path.mailbox, parsed.params);
     if (this.mode === "closed") return;
     if (decision && decision.code >= 400) return this.error(decision);
@@ -667,7 +692,9 @@ export class Session {
     const chunk = this.shift();
     const decoded = this.decoder!.feed(chunk);
     await this.writeContent(decoded.content);
-    if (!decoded.done) return;
+    // The connection may have gone while the sink was writing: the message
+    // was aborted by closed(); do not come back to life as "command".
+    if (!decoded.done || this.isClosed()) return;
     this.unshift(decoded.rest);
     this.mode = "command";
     const decoder = this.decoder!;
@@ -690,6 +717,7 @@ export class Session {
       }
       this.bdatRemaining -= chunk.length;
       if (this.bdatFailure === null && this.normalizer) await this.writeContent(this.normalizer.feed(chunk));
+      if (this.isClosed()) return;
     }
     if (this.bdatRemaining === 0) await this.bdatChunkDone();
   }
@@ -716,6 +744,7 @@ export class Session {
     }
     const normalizer = this.normalizer!;
     await this.writeContent(normalizer.finish());
+    if (this.isClosed()) return;
     if (this.opts.bareNewline === "reject" && normalizer.bareNewlineSeen) {
       await this.abortMessage();
       this.resetTransaction();
@@ -752,6 +781,9 @@ export class Session {
     this.resetTransaction();
     if (final.code < 400) {
       this.transactions++;
+      // Postfix smtpd_hard_error_limit counts errors "without delivering mail".
+      this.errors = 0;
+      this.handler.event?.("message-accepted");
       this.reply(final);
     } else {
       this.error(final);

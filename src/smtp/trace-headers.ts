@@ -63,7 +63,11 @@ export function messageId(queueId: string, hostname: string): string {
   return `<${queueId}@${hostname}>`;
 }
 
-/** Keep client-supplied text from breaking the header: no CR, LF, or parentheses nesting tricks. */
+/**
+ * Keep client-supplied text from breaking the header: no CR, LF, other
+ * control characters (NUL, ESC … are not allowed in a header field, RFC 5322
+ * §2.2), or parentheses nesting tricks.
+ */
 function sanitize(s: string): string {
-  return s.replace(/[\r\n\t]/g, " ").replace(/[()<>\\]/g, "?").slice(0, 255);
+  return s.replace(/[\x00-\x1f\x7f-\x9f]/g, " ").replace(/[()<>\\]/g, "?").slice(0, 255);
 }
