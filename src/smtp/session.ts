@@ -51,6 +51,8 @@ export interface SessionOptions {
   readonly errorDelay?: () => Promise<void>;
 }
 
+/** RFC 4954 §4: the longest AUTH command or response line. */
+const AUTH_LINE = 12288;
 /** A command that never ends is cut off after this many octets without CRLF. */
 export const MAX_UNTERMINATED_LINE = 1024 * 1024;
 /** Buffered input while a decision is pending before we stop reading the socket. */
@@ -291,7 +293,8 @@ export class Session {
    * dialogue), as is invalid UTF-8.
    */
   private takeLine(): Buffer | "overflow" | null {
-    const limit = this.opts.limits.commandLine;
+    // RFC 4954 §4: AUTH and its responses may be up to 12288 octets long.
+    const limit = this.mode === "auth" ? Math.max(this.opts.limits.commandLine, AUTH_LINE) : this.opts.limits.commandLine;
     while (this.queue.length > 0) {
       let head = this.queue[0];
       if (this.discarding >= 0) {
@@ -595,6 +598,7 @@ export class Session {
   private async authCommand(arg: string): Promise<void> {
     if (this.opts.authMechanisms.length === 0 || !this.handler.startAuth) return this.error(R.authNotEnabled);
     if (this.tls === null) return this.error(R.encryptionRequired);
+    if (this.helo === null) return this.error(R.needHelo);
     if (this.authUser !== null) return this.error(R.alreadyAuthenticated);
     if (this.mailFrom !== undefined) return this.error(R.transactionInProgress);
     const parts = arg.trim().split(/ +/);
