@@ -2,6 +2,7 @@
 import { parseArgs } from "node:util";
 import { serve } from "./serve.ts";
 import { hashPasswordCommand } from "./hash-password.ts";
+import { accountsCommand, ACCOUNTS_USAGE } from "./accounts-commands.ts";
 
 /**
  * The `petrel` command: thin on purpose. It parses arguments and calls the
@@ -13,8 +14,10 @@ const USAGE = `Usage: petrel <command> [options]
 Commands:
   serve [--config FILE]      run the mail server (embedded default without --config)
   hash-password [--scram]    read a password from stdin or a prompt; print the hash for the config's users: list
+  domain|user|alias ...      manage local domains, users and aliases (below)
   help                       this text
-`;
+
+${ACCOUNTS_USAGE}`;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -27,6 +30,10 @@ async function main(argv: string[]): Promise<number> {
       const { values } = parseArgs({ args: rest, options: { scram: { type: "boolean" } }, strict: true });
       return hashPasswordCommand({ scram: values.scram ?? true });
     }
+    case "domain":
+    case "user":
+    case "alias":
+      return accountsCommand([command, ...rest], process);
     case undefined:
     case "help":
     case "--help":

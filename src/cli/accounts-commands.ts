@@ -1,0 +1,354 @@
+/**
+ * `petrel domain|user|alias …`: manage the account store from a shell. Thin: it parses arguments,
+ * reads passwords, calls the FileAccountStore and prints. The command is a function of
+ * (args, io) returning an exit code, so tests run it in-process.
+ *
+ * Exit codes: 0 done; 1 refused (unknown domain, duplicate user, alias loop, …); 2 usage error
+ * (bad arguments, password mismatch); 78 the configuration file is wrong; 130 interrupted at a
+ * password prompt.
+ *
+ * Passwords are never taken from argv (ps and shell history would see them): they are read from
+ * stdin's first line when stdin is not a terminal, else prompted for twice without echo.
+ */
+import { parseArgs } from "node:util";
+import { StringDecoder } from "node:string_decoder";
+import { loadConfig } from "../config/load.ts";
+import { ConfigError } from "../config/config-error.ts";
+import { formatSize, parseSize, SIZE_ALLOWED } from "../config/units.ts";
+import { normalizeMailbox } from "../config/schema.ts";
+import type { Config } from "../config/schema.ts";
+import { AccountError } from "../accounts/account-store.ts";
+import { FileAccountStore } from "../accounts/file-account-store.ts";
+
+export interface CommandIo {
+  readonly stdin: NodeJS.ReadableStream & { isTTY?: boolean; setRawMode?: (raw: boolean) => unknown };
+  readonly stdout: { write(text: string): unknown };
+  readonly stderr: { write(text: string): unknown };
+}
+
+export const ACCOUNTS_USAGE = `Account commands (each takes --config FILE; list commands take --json):
+  domain add DOMAIN                 make DOMAIN a local domain
+  domain remove DOMAIN [--force]    remove it (--force: with its users and aliases)
+  domain list                       local domains
+  user add ADDRESS [--quota SIZE]   add a user; the password is read from stdin or prompted for
+  user passwd ADDRESS               change a user's password (stdin or prompt)
+  user remove ADDRESS               remove a user
+  user list [DOMAIN]                users (of DOMAIN)
+  alias add SOURCE TARGET...        SOURCE (local@domain, or @domain for a catch-all) → TARGETs
+  alias remove SOURCE [TARGET]      remove one target, or the whole alias
+  alias list                        aliases
+`;
+
+class UsageError extends Error {}
+class Interrupted extends Error {}
+
+const COMMON = {
+  config: { type: "string", short: "c" },
+  json: { type: "boolean" },
+  force: { type: "boolean" },
+  quota: { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+interface Parsed {
+  noun: string;
+  verb: string;
+  positionals: string[];
+  config?: string;
+  json: boolean;
+  force: boolean;
+  quota?: string;
+  help: boolean;
+}
+
+const VERBS: Record<string, Record<string, { min: number; max: number; options: readonly string[] }>> = {
+  domain: {
+    add: { min: 1, max: 1, options: [] },
+    remove: { min: 1, max: 1, options: ["force"] },
+    list: { min: 0, max: 0, options: ["json"] },
+  },
+  user: {
+    add: { min: 1, max: 1, options: ["quota"] },
+    remove: { min: 1, max: 1, options: [] },
+    passwd: { min: 1, max: 1, options: [] },
+    list: { min: 0, max: 1, options: ["json"] },
+  },
+  alias: {
+    add: { min: 2, max: Infinity, options: [] },
+    remove: { min: 1, max: 2, options: [] },
+    list: { min: 0, max: 0, options: ["json"] },
+  },
+};
+
+function parse(args: readonly string[]): Parsed {
+  const [noun, ...rest] = args;
+  const verbs = VERBS[noun];
+  if (!verbs) throw new UsageError(`unknown command '${noun}'`);
+  let values;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({ args: [...rest], options: COMMON, strict: true, allowPositionals: true }));
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const [verb, ...params] = positionals;
+  if (values.help) return { noun, verb: verb ?? "", positionals: params, json: false, force: false, help: true };
+  if (verb === undefined) throw new UsageError(`${noun}: which one? ${Object.keys(verbs).join(", ")}`);
+  const spec = verbs[verb];
+  if (!spec) throw new UsageError(`${noun}: unknown subcommand '${verb}' (expected ${Object.keys(verbs).join(", ")})`);
+  if (params.length < spec.min) throw new UsageError(`${noun} ${verb}: missing argument`);
+  if (params.length > spec.max) throw new UsageError(`${noun} ${verb}: unexpected argument '${params[spec.max]}'`);
+  for (const opt of ["json", "force", "quota"] as const) {
+    if (values[opt] !== undefined && !spec.options.includes(opt)) throw new UsageError(`${noun} ${verb}: --${opt} does not apply here`);
+  }
+  return {
+    noun,
+    verb,
+    positionals: params,
+    config: values.config,
+    json: values.json ?? false,
+    force: values.force ?? false,
+    quota: values.quota,
+    help: false,
+  };
+}
+
+/** Run `petrel <domain|user|alias> …`; `args` starts with the noun. Resolves the exit code. */
+export async function accountsCommand(args: readonly string[], io: CommandIo): Promise<number> {
+  let p: Parsed;
+  try {
+    p = parse(args);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    io.stderr.write(`petrel: ${err.message}\n\n${ACCOUNTS_USAGE}`);
+    return 2;
+  }
+  if (p.help) {
+    io.stdout.write(ACCOUNTS_USAGE);
+    return 0;
+  }
+
+  let config: Config;
+  try {
+    config = await loadConfig(p.config, { checkFiles: false });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      io.stderr.write(`petrel: the configuration has errors; nothing was changed.\n${err.message}\n`);
+      return 78;
+    }
+    throw err;
+  }
+  const store = FileAccountStore.fromConfig(config);
+
+  try {
+    return await run(p, store, config, io);
+  } catch (err) {
+    if (err instanceof AccountError) {
+      const message = err.code === "domain-in-use" ? err.message.replace(/, or force the removal.*$/, ", or add --force to remove them with the domain") : err.message;
+      io.stderr.write(`petrel: ${message}\n`);
+      return 1;
+    }
+    if (err instanceof UsageError) {
+      io.stderr.write(`petrel: ${err.message}\n`);
+      return 2;
+    }
+    if (err instanceof Interrupted) {
+      io.stderr.write("petrel: interrupted; nothing was changed\n");
+      return 130;
+    }
+    throw err;
+  }
+}
+
+async function run(p: Parsed, store: FileAccountStore, config: Config, io: CommandIo): Promise<number> {
+  const out = (line: string) => io.stdout.write(`${line}\n`);
+  const [a, b] = p.positionals;
+  const configDomains = new Set(config.domains);
+  switch (`${p.noun} ${p.verb}`) {
+    case "domain add":
+      await store.addDomain(a);
+      out(`added domain ${a.toLowerCase()}`);
+      return 0;
+    case "domain remove":
+      await store.removeDomain(a, { force: p.force });
+      out(`removed domain ${a.toLowerCase()}`);
+      return 0;
+    case "domain list": {
+      const domains = await store.listDomains();
+      const source = (d: string) => (configDomains.has(d) ? "config" : "store");
+      if (p.json) out(JSON.stringify(domains.map((d) => ({ domain: d, source: source(d) }))));
+      else for (const d of domains) out(source(d) === "config" ? `${d}  (config file)` : d);
+      return 0;
+    }
+    case "user add": {
+      let quota: number | undefined;
+      if (p.quota !== undefined) {
+        quota = parseSize(p.quota);
+        if (quota === undefined) throw new UsageError(`--quota '${p.quota}': ${SIZE_ALLOWED}`);
+      }
+      // Check what can be checked before asking for a password.
+      await precheckAddress(store, a, "new");
+      const password = await readNewPassword(io);
+      await store.addUser(a, password, { quota });
+      out(`added user ${a.trim().toLowerCase()}`);
+      return 0;
+    }
+    case "user passwd": {
+      await precheckAddress(store, a, "existing");
+      const password = await readNewPassword(io);
+      await store.setPassword(a, password);
+      out(`changed the password of ${a.trim().toLowerCase()}`);
+      return 0;
+    }
+    case "user remove": {
+      await store.removeUser(a);
+      const address = a.trim().toLowerCase();
+      out(`removed user ${address}`);
+      const pointing = (await store.listAliases()).filter((al) => al.targets.some((t) => t.toLowerCase() === address));
+      if (pointing.length > 0) {
+        io.stderr.write(`petrel: note: still aliased to ${address}: ${pointing.map((al) => al.source).join(", ")} (petrel alias remove SOURCE ${address})\n`);
+      }
+      return 0;
+    }
+    case "user list": {
+      const users = await store.listUsers(a);
+      if (p.json) out(JSON.stringify(users));
+      else {
+        for (const u of users) {
+          const extra = [u.quota !== undefined ? `quota ${formatSize(u.quota)}` : "", u.source === "config" ? "(config file)" : ""];
+          out([u.address, ...extra.filter(Boolean)].join("  "));
+        }
+      }
+      return 0;
+    }
+    case "alias add": {
+      const targets = p.positionals.slice(1);
+      await store.addAlias(a, targets);
+      out(`added alias ${a.trim().toLowerCase()} → ${targets.join(", ")}`);
+      return 0;
+    }
+    case "alias remove":
+      await store.removeAlias(a, b);
+      out(b === undefined ? `removed alias ${a.trim().toLowerCase()}` : `removed ${b} from alias ${a.trim().toLowerCase()}`);
+      return 0;
+    case "alias list": {
+      const aliases = await store.listAliases();
+      if (p.json) out(JSON.stringify(aliases));
+      else for (const al of aliases) out(`${al.source} → ${al.targets.join(", ")}`);
+      return 0;
+    }
+  }
+  throw new UsageError(`${p.noun} ${p.verb}: not implemented`);
+}
+
+/** Refuse early (before a password prompt) what the store would refuse anyway. */
+async function precheckAddress(store: FileAccountStore, input: string, want: "new" | "existing"): Promise<void> {
+  const address = normalizeMailbox(input.trim())?.toLowerCase();
+  if (address === undefined) throw new AccountError("invalid-address", `invalid address '${input}': expected local@domain, such as alice@example.org`);
+  const user = await store.getUser(address);
+  if (want === "existing") {
+    if (!user) throw new AccountError("not-found", `no such user: ${address}`);
+    if (user.source === "config") throw new AccountError("config-defined", `user ${user.address} is defined in the config file (users:); change it there`);
+    return;
+  }
+  const domain = address.slice(address.lastIndexOf("@") + 1);
+  if (!(await store.isLocalDomain(domain))) {
+    throw new AccountError("unknown-domain", `domain ${domain} is not a local domain; add it with: petrel domain add ${domain}`);
+  }
+  if (user) throw new AccountError("exists", `user ${user.address} already exists${user.source === "config" ? " (defined in the config file)" : ""}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Passwords
+
+async function readNewPassword(io: CommandIo): Promise<string> {
+  if (!io.stdin.isTTY) {
+    const line = await readFirstLine(io.stdin);
+    if (line === "") throw new UsageError("empty password refused (give it as the first line of stdin)");
+    return line;
+  }
+  const first = await promptHidden(io, "Password: ");
+  if (first === "") throw new UsageError("empty password refused");
+  const second = await promptHidden(io, "Retype password: ");
+  if (first !== second) throw new UsageError("the passwords do not match; nothing was changed");
+  return first;
+}
+
+/** The first line of a non-terminal stream (without its CR LF / LF). */
+function readFirstLine(input: NodeJS.ReadableStream): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const decoder = new StringDecoder("utf8");
+    let text = "";
+    const done = (value: string) => {
+      input.off("data", onData);
+      input.off("end", onEnd);
+      input.off("error", onError);
+      input.pause();
+      resolve(value.endsWith("\r") ? value.slice(0, -1) : value);
+    };
+    const onData = (chunk: Buffer | string) => {
+      text += typeof chunk === "string" ? chunk : decoder.write(chunk);
+      const nl = text.indexOf("\n");
+      if (nl >= 0) done(text.slice(0, nl));
+    };
+    const onEnd = () => done(text + decoder.end());
+    const onError = (err: Error) => {
+      input.off("data", onData);
+      input.off("end", onEnd);
+      reject(err);
+    };
+    input.on("data", onData);
+    input.on("end", onEnd);
+    input.on("error", onError);
+    input.resume();
+  });
+}
+
+/** Prompt on stderr and read one line from a terminal in raw mode, echoing nothing. */
+function promptHidden(io: CommandIo, prompt: string): Promise<string> {
+  const input = io.stdin;
+  io.stderr.write(prompt);
+  return new Promise((resolve, reject) => {
+    const decoder = new StringDecoder("utf8");
+    let text = "";
+    input.setRawMode?.(true);
+    const finish = (err: Error | null) => {
+      input.off("data", onData);
+      input.setRawMode?.(false);
+      input.pause();
+      io.stderr.write("\n");
+      if (err) reject(err);
+      else resolve(text);
+    };
+    const onData = (chunk: Buffer | string) => {
+      const s = typeof chunk === "string" ? chunk : decoder.write(chunk);
+      let i = 0;
+      for (const ch of s) {
+        i += ch.length;
+        if (ch === "\r" || ch === "\n") {
+          // A pasted "pw\rpw\r" arrives in one chunk: keep the rest for the next prompt.
+          finish(null);
+          if (i < s.length) input.unshift(Buffer.from(s.slice(i), "utf8"));
+          return;
+        }
+        if (ch === "\u0003") return finish(new Interrupted()); // Ctrl-C
+        if (ch === "\u0004") {
+          if (text === "") return finish(new Interrupted()); // Ctrl-D on an empty line
+          continue;
+        }
+        if (ch === "\u007f" || ch === "\b") {
+          text = [...text].slice(0, -1).join("");
+          continue;
+        }
+        if (ch === "\u0015") {
+          text = ""; // Ctrl-U
+          continue;
+        }
+        if (ch < " ") continue; // other control characters (escape sequences' ESC among them)
+        text += ch;
+      }
+    };
+    input.on("data", onData);
+    input.resume();
+  });
+}
