@@ -8,7 +8,21 @@
  * Nothing here ever returns or logs a password, a hash or a SCRAM verifier except through the
  * `SaslCredentials` methods the SASL mechanisms need.
  */
-import type { Accounts } from "./config-accounts.ts";
+import type { SaslCredentials } from "../server/sasl/mechanism.ts";
+
+/** What the SMTP server needs of accounts: SASL verification and sender ownership. */
+export interface Accounts extends SaslCredentials {
+  /** May this authenticated user send as `address` (MAIL FROM)? */
+  mayUseSender(user: string, address: string): boolean;
+}
+
+/** A user as written in the config file's `users:` list (bootstrap accounts). */
+export interface ConfigUser {
+  readonly address: string;
+  readonly password: string;
+  readonly scram?: string;
+  readonly addresses?: readonly string[];
+}
 
 /** A user as the store shows it: never carries a password hash or verifier. */
 export interface UserRecord {

@@ -19,7 +19,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { normalizeDomain, normalizeMailbox } from "../config/schema.ts";
 import type { Config } from "../config/schema.ts";
-import type { ConfigUser } from "./config-accounts.ts";
+import type { ConfigUser } from "./account-store.ts";
 import { hashPassword, parseScramVerifier, saslPrep, scramVerifier, verifyPassword } from "./password.ts";
 import { AccountError } from "./account-store.ts";
 import type { AccountStore, AliasRecord, RecipientResolution, UserRecord } from "./account-store.ts";

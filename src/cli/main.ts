@@ -3,6 +3,7 @@ import { parseArgs } from "node:util";
 import { serve } from "./serve.ts";
 import { hashPasswordCommand } from "./hash-password.ts";
 import { accountsCommand, ACCOUNTS_USAGE } from "./accounts-commands.ts";
+import { queueCommand } from "./queue-commands.ts";
 
 /**
  * The `petrel` command: thin on purpose. It parses arguments and calls the
@@ -15,6 +16,8 @@ Commands:
   serve [--config FILE]      run the mail server (embedded default without --config)
   hash-password [--scram]    read a password from stdin or a prompt; print the hash for the config's users: list
   domain|user|alias ...      manage local domains, users and aliases (below)
+  queue list|show|summary|retry|hold|release|delete
+                             inspect and manage the mail queue (petrel queue help)
   help                       this text
 
 ${ACCOUNTS_USAGE}`;
@@ -30,6 +33,8 @@ async function main(argv: string[]): Promise<number> {
       const { values } = parseArgs({ args: rest, options: { scram: { type: "boolean" } }, strict: true });
       return hashPasswordCommand({ scram: values.scram ?? true });
     }
+    case "queue":
+      return queueCommand(rest, process);
     case "domain":
     case "user":
     case "alias":

@@ -500,7 +500,7 @@ function describe(e: Entry): QueueListItem {
   return {
     id: e.state.id,
     arrival: e.state.arrival,
-    size: e.envelope.declaredSize,
+    size: e.envelope.size ?? e.envelope.declaredSize,
     sender: e.envelope.mailFrom,
     held: e.state.held,
     recipients: e.state.recipients.map((r) => ({

@@ -11,7 +11,7 @@ import type {
 import { recipientDecision, resolvePostmaster, senderDecision, type ListenerRole } from "../policy/relay.ts";
 import type { Spool, SpoolWriter } from "../spool/spool.ts";
 import { SpoolError } from "../spool/spool.ts";
-import type { Accounts } from "../accounts/config-accounts.ts";
+import type { Accounts } from "../accounts/account-store.ts";
 import type { RecipientDirectory } from "../policy/relay.ts";
 import { isSaslMechanismName, startExchange } from "./sasl/mechanism.ts";
 import type { ClientLimits } from "./client-limits.ts";
@@ -100,7 +100,8 @@ export class MessageHandler implements SessionHandler {
       // RFC 6409 §8.2, §8.3: a submission server may add a missing Message-ID and Date.
       additions: submission ? (fields) => this.submissionAdditions(fields, writer.id) : undefined,
     });
-    const envelopeOf = (): Envelope => ({
+    const envelopeOf = (size: number): Envelope => ({
+      size,
       mailFrom: tx.mailFrom ? formatMailbox(tx.mailFrom) : "",
       recipients: tx.recipients.map((r, i) => ({
         address: formatMailbox(recipients[i]),
@@ -186,7 +187,7 @@ const storageFailure = reply(451, "4.3.0", "Error: queue file write error, try a
 class SpoolSink implements MessageSink {
   private readonly writer: SpoolWriter;
   private readonly header: HeaderSection;
-  private readonly envelopeOf: () => Envelope;
+  private readonly envelopeOf: (size: number) => Envelope;
   private readonly log: Logger;
   private batch: Buffer[] = [];
   private batched = 0;
@@ -194,7 +195,7 @@ class SpoolSink implements MessageSink {
   private failed: unknown = null;
   private readonly onCommitted: ((id: string) => void) | undefined;
 
-  constructor(writer: SpoolWriter, header: HeaderSection, received: Buffer, envelopeOf: () => Envelope, log: Logger, onCommitted?: (id: string) => void) {
+  constructor(writer: SpoolWriter, header: HeaderSection, received: Buffer, envelopeOf: (size: number) => Envelope, log: Logger, onCommitted?: (id: string) => void) {
     this.onCommitted = onCommitted;
     this.writer = writer;
     this.header = header;
@@ -217,7 +218,7 @@ class SpoolSink implements MessageSink {
     }
     await this.flush();
     if (this.failed) return this.storageError(this.failed);
-    const envelope = this.envelopeOf();
+    const envelope = this.envelopeOf(this.size);
     try {
       await this.writer.commit(envelope);
     } catch (err) {

@@ -5,7 +5,7 @@ import type { Logger } from "pino";
 import type { Config, ListenerConfig } from "../config/schema.ts";
 import type { Spool } from "../spool/spool.ts";
 import { FileSpool } from "../spool/file-spool.ts";
-import type { Accounts } from "../accounts/config-accounts.ts";
+import type { Accounts } from "../accounts/account-store.ts";
 import type { RecipientDirectory } from "../policy/relay.ts";
 import { FileAccountStore } from "../accounts/file-account-store.ts";
 import { SASL_MECHANISMS } from "./sasl/mechanism.ts";

@@ -29,6 +29,8 @@ export interface Envelope {
   /** Reverse-path address; "" is the null reverse-path <> (bounces). */
   readonly mailFrom: string;
   readonly recipients: readonly Recipient[];
+  /** Octets of the message as stored (trace headers included). */
+  readonly size?: number;
   /** RFC 1870 SIZE the client declared, if any. */
   readonly declaredSize?: number;
   /** RFC 6152 BODY=8BITMIME / 7BIT. */

@@ -1,0 +1,152 @@
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { parseArgs } from "node:util";
+import pino from "pino";
+import { loadConfig } from "../config/load.ts";
+import { buildQueue } from "../mta.ts";
+import { execute, request, type ControlRequest, type ControlResponse } from "../admin/control-socket.ts";
+import { formatList, formatSummary, summarize } from "../queue/queue-report.ts";
+import type { QueueListItem } from "../queue/queue-manager.ts";
+
+/**
+ * `petrel queue …`: the queue tools (Postfix's mailq, postqueue, postsuper
+ * and qshape in one). With a server running they go through its control
+ * socket; without one they open the queue on disk themselves. Either way the
+ * same QueueManager methods do the work.
+ */
+
+export interface Io {
+  readonly stdin: NodeJS.ReadableStream & { isTTY?: boolean };
+  readonly stdout: { write(s: string): unknown };
+  readonly stderr: { write(s: string): unknown };
+}
+
+const USAGE = `Usage: petrel queue <command> [--config FILE] [--json]
+  list                 messages in the queue with each recipient's state and last error
+  show ID              one message: envelope, recipients, attempt history
+  summary              waiting recipients by destination domain and age (like qshape)
+  retry ID | --all     try deferred recipients again now
+  hold ID              no delivery attempts until released
+  release ID           undo hold
+  delete ID [--yes]    remove a message without a bounce (asks unless --yes)
+`;
+
+export async function queueCommand(argv: string[], io: Io): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: { config: { type: "string", short: "c" }, json: { type: "boolean" }, all: { type: "boolean" }, yes: { type: "boolean", short: "y" } },
+    });
+  } catch (err) {
+    io.stderr.write(`petrel queue: ${(err as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  const [sub, id, ...extra] = positionals;
+  if (extra.length > 0) {
+    io.stderr.write(`petrel queue: unexpected arguments: ${extra.join(" ")}\n`);
+    return 2;
+  }
+  let req: ControlRequest;
+  switch (sub) {
+    case "list":
+    case "summary":
+      req = { op: "list" };
+      break;
+    case "show":
+    case "hold":
+    case "release":
+    case "delete":
+      if (!id) {
+        io.stderr.write(`petrel queue ${sub}: which message? Give its queue id (see: petrel queue list)\n`);
+        return 2;
+      }
+      req = { op: sub, id };
+      break;
+    case "retry":
+      if (!id && !values.all) {
+        io.stderr.write("petrel queue retry: give a queue id, or --all\n");
+        return 2;
+      }
+      req = { op: "retry", id: values.all ? "all" : id! };
+      break;
+    default:
+      io.stderr.write(sub ? `petrel queue: unknown command '${sub}'\n\n${USAGE}` : USAGE);
+      return sub ? 2 : 0;
+  }
+  const config = await loadConfig(values.config);
+  if (req.op === "delete" && !values.yes) {
+    if (!io.stdin.isTTY) {
+      io.stderr.write(`petrel queue delete: add --yes to delete ${req.id} without asking\n`);
+      return 2;
+    }
+    io.stderr.write(`Delete message ${req.id} from the queue without notifying the sender? [y/N] `);
+    if (!/^y(es)?$/i.test(await readLine(io.stdin))) {
+      io.stderr.write("Nothing deleted.\n");
+      return 1;
+    }
+  }
+  const res = await run(config, req);
+  if (!res.ok) {
+    io.stderr.write(`petrel queue ${sub}: ${res.error}\n`);
+    return 1;
+  }
+  const now = Date.now();
+  if (values.json) {
+    const out = sub === "summary" ? summarize(res.result as QueueListItem[], now) : res.result;
+    io.stdout.write(JSON.stringify(out, null, 2) + "\n");
+    return 0;
+  }
+  switch (sub) {
+    case "list":
+      io.stdout.write(formatList(res.result as QueueListItem[], now));
+      break;
+    case "summary":
+      io.stdout.write(formatSummary(summarize(res.result as QueueListItem[], now)));
+      break;
+    case "show": {
+      const m = res.result as { item: QueueListItem; envelope: unknown; history: Record<string, unknown[]> };
+      io.stdout.write(formatList([m.item], now).replace(/\n-- .*\n$/, "\n"));
+      io.stdout.write(`envelope: ${JSON.stringify(m.envelope, null, 2)}\n`);
+      for (const [rcpt, h] of Object.entries(m.history)) {
+        io.stdout.write(`history of <${rcpt}>:\n`);
+        for (const a of h as { at: number; status: string; enhanced?: string; diagnostic?: string }[]) {
+          io.stdout.write(`  ${new Date(a.at).toISOString()}  ${a.status}${a.enhanced ? ` ${a.enhanced}` : ""}${a.diagnostic ? ` ${a.diagnostic}` : ""}\n`);
+        }
+      }
+      break;
+    }
+    case "retry":
+      io.stdout.write(`${res.result as number} message(s) scheduled for delivery now\n`);
+      break;
+    default:
+      io.stdout.write(`${sub === "hold" ? "Held" : sub === "release" ? "Released" : "Deleted"} ${id}\n`);
+  }
+  return 0;
+}
+
+/** Through the running server if there is one, else on the files directly. */
+async function run(config: Awaited<ReturnType<typeof loadConfig>>, req: ControlRequest): Promise<ControlResponse> {
+  const viaServer = await request(join(config.dataDir, "control.sock"), req);
+  if (viaServer) return viaServer;
+  const { spool, queue } = buildQueue(config, { log: pino({ level: "silent" }) });
+  await spool.open();
+  try {
+    await queue.start({ deliver: false });
+    return await execute(queue, req);
+  } finally {
+    await queue.stop();
+    await spool.close();
+  }
+}
+
+async function readLine(input: NodeJS.ReadableStream): Promise<string> {
+  const rl = createInterface({ input, terminal: false });
+  for await (const line of rl) {
+    rl.close();
+    return line.trim();
+  }
+  return "";
+}
