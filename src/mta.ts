@@ -114,21 +114,8 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
 }
 
 /** A user's own quota, else the configured default (0 = unlimited). */
-function userQuota(accounts: FileAccountStore, fallback: number): (address: string) => number | undefined {
-  let cache = new Map<string, number>();
-  let refreshed = 0;
-  const refresh = () => {
-    refreshed = Date.now();
-    void accounts.listUsers().then((users) => {
-      cache = new Map(users.filter((u) => u.quota !== undefined).map((u) => [u.address.toLowerCase(), u.quota!]));
-    }).catch(() => {});
-  };
-  refresh();
-  return (address) => {
-    // The agent asks synchronously; the answer follows `petrel user` changes within seconds.
-    if (Date.now() - refreshed > 5000) refresh();
-    return cache.get(address.toLowerCase()) ?? (fallback > 0 ? fallback : undefined);
-  };
+function userQuota(accounts: FileAccountStore, fallback: number): (address: string) => Promise<number | undefined> {
+  return async (address) => (await accounts.getUser(address))?.quota ?? (fallback > 0 ? fallback : undefined);
 }
 
 function lmtpTarget(server: string): { host: string; port: number } | { path: string } {

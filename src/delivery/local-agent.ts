@@ -20,7 +20,7 @@ export interface LocalAgentOptions {
   /** Root of all mailboxes, normally `<dataDir>/mail`. */
   readonly maildirRoot: string;
   /** Mailbox size limit in bytes for an address; undefined = unlimited. */
-  readonly quotaFor?: (address: string) => number | undefined;
+  readonly quotaFor?: (address: string) => number | undefined | Promise<number | undefined>;
   /** A full mailbox: "defer" (4.2.2, default, as Postfix with a quota policy) or "bounce" (5.2.2). */
   readonly quotaFull?: "defer" | "bounce";
   /** Host name in Maildir file names; default os.hostname(). */
@@ -92,7 +92,7 @@ export class LocalAgent implements DeliveryAgent {
       body,
       { returnPath: request.envelope.mailFrom, deliveredTo: rcpt },
       {
-        quota: this.options.quotaFor?.(rcpt),
+        quota: await this.options.quotaFor?.(rcpt),
         quotaFull: this.options.quotaFull,
         fsync: this.options.fsync,
         hostname: this.hostname,

@@ -452,6 +452,10 @@ export class QueueManager {
   }
 
   private async dsn(e: Entry, all: DsnRecipient[]): Promise<void> {
+    if (e.envelope.mailFrom === "" && all.some((r) => r.action === "failed")) {
+      // RFC 5321 §4.5.5 / §6.1: a bounce that cannot be delivered is never bounced again.
+      this.d.log.warn({ queueId: e.state.id, to: all.map((r) => r.address) }, "undeliverable bounce discarded (double bounce)");
+    }
     const recipients = all.filter((r) => wantsDsn(e.envelope, r));
     if (recipients.length === 0) return;
     try {

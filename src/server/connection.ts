@@ -236,7 +236,12 @@ export class Connection {
         this.destroy();
         resolve(null);
       });
-      secure.on("close", () => this.onClose());
+      secure.on("close", () => {
+        // Gone before or during the handshake: no timer may outlive the connection.
+        clearTimeout(timer);
+        resolve(null);
+        this.onClose();
+      });
     });
   }
 
