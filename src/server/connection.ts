@@ -141,6 +141,8 @@ export class Connection {
       requireAuth: s.role !== "mx",
     }, handler, transport);
     this.socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    // Reading was paused while a PROXY header was parsed; a listener alone does not undo pause().
+    this.socket.resume();
     this.armTimeout();
     this.timers.push(setTimeout(() => this.session?.shutdown("Error: session time limit exceeded", "4.4.2"), s.sessionTimeout));
     if (s.greetingDelay > 0) this.timers.push(setTimeout(() => this.session?.start(), s.greetingDelay));
