@@ -16,6 +16,14 @@ export async function serve(options: { configPath?: string }): Promise<number> {
     throw err;
   }
   const log = pino({ level: config.log.level, base: { pid: process.pid } });
+  // Signals are caught from the start: a SIGTERM while starting up still
+  // shuts down cleanly once the listeners are up.
+  let signalled: string | null = null;
+  let onSignal: (signal: string) => void = (signal) => {
+    signalled = signal;
+  };
+  process.once("SIGTERM", () => onSignal("SIGTERM"));
+  process.once("SIGINT", () => onSignal("SIGINT"));
   let mta: Mta;
   try {
     mta = await startMta(config, { log });
@@ -57,8 +65,8 @@ export async function serve(options: { configPath?: string }): Promise<number> {
         resolve(1);
       });
     };
-    process.once("SIGTERM", () => stop("SIGTERM"));
-    process.once("SIGINT", () => stop("SIGINT"));
+    onSignal = stop;
+    if (signalled) stop(signalled);
     process.on("SIGHUP", () => void server.tls.reload());
   });
 }

@@ -522,7 +522,12 @@ export class Session {
       if (!("code" in opened)) await opened.abort();
       return;
     }
-    if ("code" in opened) return this.error(opened);
+    if ("code" in opened) {
+      // The message cannot be taken (e.g. 451 storage failure): the
+      // transaction is over, so the client can start again without RSET.
+      this.resetTransaction();
+      return this.error(opened);
+    }
     this.sink = opened;
     this.decoder = new DataDecoder(this.opts.bareNewline);
     this.messageBytes = 0;

@@ -1,0 +1,105 @@
+/**
+ * "Streams, not buffers": a 20 MiB message through DATA to the real
+ * `petrel serve` (a child process, so its RSS is its own) must not raise
+ * the server's resident memory by anything like the message size.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import {
+  SmtpClient, expectCode, pollUntil, queuedId, readDelivered, rssOf, servePetrel, stopPetrel, tempDir, whereabouts, writeConfig, type PetrelProcess,
+} from "./fixtures/robust-helpers.ts";
+
+const MiB = 1024 * 1024;
+const MESSAGE = 20 * MiB;
+
+/** Line `n` of the big message: 78 characters + CRLF, never starting with ".". */
+function line(n: number): string {
+  return `L${String(n).padStart(9, "0")} ${"0123456789abcdefghijklmnopqrstuvwxyz".repeat(2).slice(0, 66)}\r\n`;
+}
+
+test("a 20 MiB message through DATA raises the server's RSS by less than 10 MiB", { timeout: 30_000 }, async (t) => {
+  const { dir, cleanup } = await tempDir();
+  const dataDir = join(dir, "data");
+  let p: PetrelProcess | null = null;
+  let sampler: NodeJS.Timeout | undefined;
+  try {
+    const config = await writeConfig(dir, {
+      hostname: "mx.example.test",
+      dataDir,
+      domains: ["example.test"],
+      listeners: [{ address: "127.0.0.1", port: 0, role: "mx" }],
+      limits: { messageSize: "25MiB" },
+      log: { level: "warn" },
+    });
+    // The "listening" lines are at info level; this config logs warnings only, so find the port from the summary.
+    // V8's heap is kept tight: left alone it grows its young generation by ~16 MiB under the
+    // allocation churn of any 20 MiB stream (measured: heapUsed stays ~22-31 MiB, ArrayBuffers
+    // <= 9 MiB, yet RSS +13-19 MiB), which says nothing about buffering. Message bytes held
+    // in Buffers live outside the V8 heap, so a server that buffered would still show here.
+    p = await servePetrel(config, 0, 15_000, { NODE_OPTIONS: "--max-old-space-size=64 --max-semi-space-size=2" });
+    const port = await portFromSummary(p);
+    const c = await SmtpClient.connect(port);
+    await c.ehlo();
+    // Warm up with a 4 MiB message (code compiled, buffers pooled), and let the queue deliver it
+    // so that its delivery does not overlap the measurement.
+    const warm = await sendBig(c, 4 * MiB, "warm-up");
+    await pollUntil(async () => ((await readDelivered(dataDir)).some((d) => d.id === warm.id) ? true : undefined), 10_000);
+    const baseline = await rssOf(p.pid);
+    let peak = baseline;
+    const pid = p.pid;
+    sampler = setInterval(() => {
+      rssOf(pid).then((r) => (peak = Math.max(peak, r)), () => {});
+    }, 10);
+    const { id, sent } = await sendBig(c, MESSAGE, "big");
+    clearInterval(sampler);
+    sampler = undefined;
+    peak = Math.max(peak, await rssOf(pid));
+    await c.quit();
+    const growth = peak - baseline;
+    t.diagnostic(`RSS baseline ${(baseline / MiB).toFixed(1)} MiB, peak ${(peak / MiB).toFixed(1)} MiB, growth ${(growth / MiB).toFixed(1)} MiB for ${(sent / MiB).toFixed(1)} MiB`);
+    assert.ok(growth < 10 * MiB, `RSS grew by ${(growth / MiB).toFixed(1)} MiB while receiving ${(sent / MiB).toFixed(1)} MiB`);
+
+    assert.equal((await stopPetrel(p)).code, 0);
+    p = null;
+    const copies = (await whereabouts(dataDir)).get(id);
+    assert.ok(copies && copies.length > 0, "the big message was stored");
+    assert.ok(copies.every((x) => x.content.length === sent), `stored whole (${sent} bytes)`);
+  } finally {
+    if (sampler) clearInterval(sampler);
+    if (p) {
+      p.kill("SIGKILL");
+      await p.exited;
+    }
+    await cleanup();
+  }
+});
+
+/** MAIL, RCPT, DATA and a `size`-byte body written with back-pressure; the queue id. */
+async function sendBig(c: SmtpClient, size: number, subject: string): Promise<{ id: string; sent: number }> {
+  expectCode(await c.cmd("MAIL FROM:<a@example.org>"), 250);
+  expectCode(await c.cmd("RCPT TO:<postmaster@example.test>"), 250);
+  expectCode(await c.cmd("DATA"), 354);
+  const head = `Subject: ${subject}\r\n\r\n`;
+  c.write(head);
+  let sent = head.length;
+  let n = 0;
+  while (sent < size) {
+    let chunk = "";
+    while (chunk.length < 256 * 1024) chunk += line(n++);
+    sent += chunk.length;
+    if (!c.socket.write(chunk)) await new Promise((r) => c.socket.once("drain", r));
+  }
+  c.write(".\r\n");
+  return { id: queuedId(await c.read()), sent };
+}
+
+async function portFromSummary(p: PetrelProcess): Promise<number> {
+  for (let i = 0; i < 500; i++) {
+    const m = /listening on 127\.0\.0\.1:(\d+) +incoming mail/.exec(p.stderr());
+    if (m) return Number(m[1]);
+    if (p.child.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`no listener in the summary: ${p.stderr()}`);
+}
