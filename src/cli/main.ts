@@ -4,6 +4,7 @@ import { serve } from "./serve.ts";
 import { hashPasswordCommand } from "./hash-password.ts";
 import { accountsCommand, ACCOUNTS_USAGE } from "./accounts-commands.ts";
 import { queueCommand } from "./queue-commands.ts";
+import { sendCommand } from "./send.ts";
 
 /**
  * The `petrel` command: thin on purpose. It parses arguments and calls the
@@ -18,6 +19,7 @@ Commands:
   domain|user|alias ...      manage local domains, users and aliases (below)
   queue list|show|summary|retry|hold|release|delete
                              inspect and manage the mail queue (petrel queue help)
+  send --server HOST[:PORT] --from A --to B ...   compose and send a message (petrel send --help)
   help                       this text
 
 ${ACCOUNTS_USAGE}`;
@@ -35,6 +37,8 @@ async function main(argv: string[]): Promise<number> {
     }
     case "queue":
       return queueCommand(rest, process);
+    case "send":
+      return sendCommand(rest, process);
     case "domain":
     case "user":
     case "alias":

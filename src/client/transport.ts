@@ -1,0 +1,81 @@
+/**
+ * The client's sockets: TCP or implicit-TLS connect with a timeout, the TLS
+ * options for a ConnectOptions (SNI, certificate checks, extra CA), and the
+ * classification of socket errors into SmtpClientError kinds.
+ */
+import * as net from "node:net";
+import * as tls from "node:tls";
+import type { ConnectOptions, Timeouts, TlsInfo } from "./smtp-connection.ts";
+import { SmtpClientError } from "./smtp-error.ts";
+
+export const NETWORK_ERRNOS = new Set([
+  "ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EAI_FAIL", "EAI_NONAME", "EHOSTUNREACH", "ENETUNREACH", "ETIMEDOUT",
+  "EADDRNOTAVAIL", "EADDRINUSE", "ECONNRESET", "EPIPE", "ECONNABORTED", "EHOSTDOWN", "ENETDOWN", "EINVAL",
+]);
+
+export const seconds = (ms: number) => `${ms / 1000} s`;
+
+export function errnoOf(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" ? code : undefined;
+}
+
+export function tlsOptions(opts: ConnectOptions): tls.ConnectionOptions {
+  const name = opts.servername ?? (net.isIP(opts.host) ? undefined : opts.host);
+  return {
+    ...(name !== undefined && !net.isIP(name) ? { servername: name } : {}),
+    // checkServerIdentity uses servername || host: give it the name even when it is an IP.
+    ...(opts.servername !== undefined && net.isIP(opts.servername) ? { host: opts.servername } : {}),
+    rejectUnauthorized: opts.verifyCertificate,
+    ...(opts.ca !== undefined ? { ca: [...tls.rootCertificates, opts.ca.toString()] } : {}),
+    minVersion: "TLSv1.2",
+  };
+}
+
+export function tlsInfo(s: tls.TLSSocket): TlsInfo {
+  const err = s.authorizationError as unknown;
+  const info: TlsInfo = { version: s.getProtocol() ?? "unknown", cipher: s.getCipher()?.name ?? "unknown", authorized: s.authorized };
+  if (err) info.authorizationError = typeof err === "string" ? err : (errnoOf(err) ?? String((err as Error).message ?? err));
+  return info;
+}
+
+/** TCP (or implicit TLS) connect with a timeout; errors classified. */
+export function openSocket(opts: ConnectOptions, t: Timeouts): Promise<net.Socket> {
+  const { host, port } = opts;
+  const implicit = opts.tls === "implicit";
+  return new Promise((resolve, reject) => {
+    const base = { host, port, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) };
+    const socket: net.Socket = implicit ? tls.connect({ ...base, ...tlsOptions(opts) }) : net.connect(base);
+    let tcpUp = false;
+    const done = (err: SmtpClientError | null) => {
+      clearTimeout(timer);
+      socket.off("error", onError);
+      if (err) {
+        socket.on("error", () => {});
+        socket.destroy();
+        reject(err);
+      } else resolve(socket);
+    };
+    const timer = setTimeout(() => {
+      done(tcpUp
+        ? new SmtpClientError("timeout", "TLS", `no TLS handshake with ${host} port ${port} within ${seconds(t.connect)}`, { host, port, timeoutMs: t.connect })
+        : new SmtpClientError("timeout", "connect", `no answer from ${host} port ${port} within ${seconds(t.connect)}`, { host, port, timeoutMs: t.connect }));
+    }, t.connect);
+    const onError = (err: Error) => {
+      const code = errnoOf(err);
+      if (!tcpUp && (code === undefined || NETWORK_ERRNOS.has(code))) {
+        done(new SmtpClientError("connect", "connect", `cannot connect to ${host} port ${port}: ${err.message}`, { host, port, code, cause: err }));
+      } else if (tcpUp && (code === "ECONNRESET" || code === "EPIPE")) {
+        done(new SmtpClientError("connect", "TLS", `${host} port ${port} closed the connection during the TLS handshake`, { host, port, code, cause: err }));
+      } else {
+        done(new SmtpClientError("tls", "TLS", `TLS with ${host} port ${port} failed: ${err.message}`, { host, port, code, cause: err }));
+      }
+    };
+    socket.once("connect", () => {
+      tcpUp = true;
+      if (!implicit) done(null);
+    });
+    if (implicit) socket.once("secureConnect", () => done(null));
+    socket.once("error", onError);
+  });
+}
