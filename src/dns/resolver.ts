@@ -1,0 +1,133 @@
+/**
+ * The resolver the delivery agents and policy checks ask: MX, A/AAAA and TXT, spoken over the
+ * real DNS wire protocol to configured servers (default: the system's, from /etc/resolv.conf),
+ * with a cache. Answers are values: "hosts", "null-mx", "permanent" (the DNS says no: bounce)
+ * or "temporary" (the DNS could not say: retry later).
+ */
+import { getServers } from "node:dns";
+import { lookupHostAddresses, type AddressOrder, type HostAddresses } from "./addresses.ts";
+import { RecordLookup, type LookupStats } from "./lookup.ts";
+import { resolveMxHosts } from "./mx.ts";
+import { normalizeName, parseServerAddress } from "./names.ts";
+import type { TxtAnswer } from "dns-packet";
+
+export interface MxHost {
+  readonly exchange: string;
+  readonly preference: number;
+  /** IPv6 first then IPv4, unless `addressOrder: "ipv4-first"`. */
+  readonly addresses: readonly string[];
+}
+
+export type MxResult =
+  /** Sorted by preference, equal preferences shuffled; implicit when there was no MX and the domain's own A/AAAA were used (RFC 5321 §5.1). */
+  | { kind: "hosts"; hosts: MxHost[]; implicit: boolean }
+  /** RFC 7505 "0 .": the domain accepts no mail (5.1.10). */
+  | { kind: "null-mx" }
+  /** NXDOMAIN, no MX and no A/AAAA, or MX hosts that all do not exist. */
+  | { kind: "permanent"; reason: string }
+  /** SERVFAIL, REFUSED, timeout, network error, CNAME loop: retry later. */
+  | { kind: "temporary"; reason: string };
+
+export type AddressResult = { kind: "addresses"; addresses: string[] } | { kind: "permanent" | "temporary"; reason: string };
+
+/** NODATA is an empty list of records; NXDOMAIN is permanent. Each record's strings are joined without separator (RFC 7208 §3.3). */
+export type TxtResult = { kind: "txt"; records: string[] } | { kind: "permanent" | "temporary"; reason: string };
+
+export interface Resolver {
+  resolveMx(domain: string): Promise<MxResult>;
+  /** A/AAAA for a host (after CNAMEs). */
+  resolveAddresses(host: string): Promise<AddressResult>;
+  resolveTxt(name: string): Promise<TxtResult>;
+}
+
+export interface ResolverOptions {
+  /** "address", "address:port", "[v6]:port"; default: node:dns getServers() (i.e. /etc/resolv.conf). */
+  servers?: string[];
+  /** Per try, ms (default 3000). */
+  timeout?: number;
+  /** Rounds over the servers (default 2). */
+  tries?: number;
+  /** Cache entries (default 10000). */
+  cacheSize?: number;
+  /** How long a temporary failure is remembered, ms (default 30000; 0 = not at all). */
+  failureTtl?: number;
+  clock?: { now(): number };
+  /** For shuffling equal MX preferences; [0, 1). */
+  random?: () => number;
+  /** Ask for AAAA too (default true). */
+  ipv6?: boolean;
+  /** Order of addresses in a host's list (default "ipv6-first"). */
+  addressOrder?: AddressOrder;
+}
+
+export type ResolverStats = LookupStats;
+
+export interface ClosableResolver extends Resolver {
+  /** Abort lookups in flight (they end "temporary") and drop the cache. */
+  close(): void;
+  stats(): ResolverStats;
+}
+
+export function createResolver(options: ResolverOptions = {}): ClosableResolver {
+  const serverTexts = options.servers ?? getServers();
+  const servers = (serverTexts.length > 0 ? serverTexts : ["127.0.0.1"]).map(parseServerAddress);
+  const records = new RecordLookup({
+    servers,
+    timeoutMs: options.timeout ?? 3000,
+    tries: Math.max(1, options.tries ?? 2),
+    cacheSize: options.cacheSize ?? 10_000,
+    failureTtlMs: options.failureTtl ?? 30_000,
+    clock: options.clock ?? { now: () => Date.now() },
+  });
+  const random = options.random ?? Math.random;
+  const addressOptions = { ipv6: options.ipv6 ?? true, order: options.addressOrder ?? "ipv6-first" } as const;
+  const addresses = (host: string): Promise<HostAddresses> =>
+    lookupHostAddresses(host, (name, type) => records.lookup(name, type), addressOptions);
+
+  return {
+    async resolveMx(domain) {
+      const name = normalizeName(domain);
+      if (!name.ok) return { kind: "permanent", reason: name.reason };
+      return resolveMxHosts(name.name, { lookup: (n, t) => records.lookup(n, t), addresses, random });
+    },
+
+    async resolveAddresses(host) {
+      const name = normalizeName(host);
+      if (!name.ok) return { kind: "permanent", reason: name.reason };
+      const r = await addresses(name.name);
+      switch (r.kind) {
+        case "addresses":
+        case "temporary":
+          return r;
+        case "nxdomain":
+          return { kind: "permanent", reason: `${name.name}: host not found (NXDOMAIN)` };
+        case "nodata":
+          return { kind: "permanent", reason: `${name.name}: no A/AAAA records` };
+      }
+    },
+
+    async resolveTxt(input) {
+      const name = normalizeName(input);
+      if (!name.ok) return { kind: "permanent", reason: name.reason };
+      const r = await records.lookup(name.name, "TXT");
+      switch (r.kind) {
+        case "records":
+          return { kind: "txt", records: r.answers.map((a) => txtString((a as TxtAnswer).data)) };
+        case "nodata":
+          return { kind: "txt", records: [] };
+        case "nxdomain":
+          return { kind: "permanent", reason: `${name.name}: domain not found (NXDOMAIN)` };
+        case "temporary":
+          return r;
+      }
+    },
+
+    close: () => records.close(),
+    stats: () => records.stats(),
+  };
+}
+
+function txtString(data: TxtAnswer["data"]): string {
+  const parts = Array.isArray(data) ? data : [data];
+  return Buffer.concat(parts.map((p) => (typeof p === "string" ? Buffer.from(p) : p))).toString("utf8");
+}
