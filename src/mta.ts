@@ -9,7 +9,10 @@ import { QueueStateStore } from "./queue/queue-state.ts";
 import { systemClock, type Clock } from "./queue/clock.ts";
 import { LocalAgent } from "./delivery/local-agent.ts";
 import { LmtpAgent } from "./delivery/lmtp-client.ts";
-import { createRouter, remoteUnavailable } from "./delivery/router.ts";
+import { createRouter, type ConfiguredRoute } from "./delivery/router.ts";
+import { RemoteAgent } from "./delivery/remote-agent.ts";
+import { createResolver, type Resolver } from "./dns/resolver.ts";
+import { readFile } from "node:fs/promises";
 import { createDsnSender } from "./delivery/bounce-agent.ts";
 import type { DeliveryAgent } from "./delivery/outcome.ts";
 import { startControlSocket } from "./admin/control-socket.ts";
@@ -24,8 +27,12 @@ import { startControlSocket } from "./admin/control-socket.ts";
 export interface MtaOptions {
   readonly log: Logger;
   readonly clock?: Clock;
-  /** Remote delivery agent (outbound SMTP); until it exists remote mail stays queued. */
+  /** Remote delivery agent (outbound SMTP to MX hosts); built from the config when absent. */
   readonly remote?: DeliveryAgent;
+  /** DNS resolver; built from `dns.servers` when absent. */
+  readonly resolver?: Resolver;
+  /** Extra CA trusted when verifying outbound TLS (tests). */
+  readonly ca?: string | Buffer;
   /** Delay past the soft error limit (tests pass 0). */
   readonly errorSleep?: number;
   /** fsync Maildir files (tests may turn it off for speed). */
@@ -42,7 +49,7 @@ export interface Mta {
 }
 
 /** The pieces both `petrel serve` and the offline CLI need: spool, accounts, queue. */
-export function buildQueue(config: Config, options: Pick<MtaOptions, "log" | "clock" | "remote" | "fsync">): { spool: FileSpool; accounts: FileAccountStore; queue: QueueManager } {
+export function buildQueue(config: Config, options: Pick<MtaOptions, "log" | "clock" | "remote" | "fsync" | "resolver" | "ca">): { spool: FileSpool; accounts: FileAccountStore; queue: QueueManager } {
   const log = options.log;
   const clock = options.clock ?? systemClock;
   const spool = new FileSpool(join(config.dataDir, "spool"), { onWarning: (m) => log.warn(m) });
@@ -61,16 +68,40 @@ export function buildQueue(config: Config, options: Pick<MtaOptions, "log" | "cl
     quotaFor: userQuota(accounts, config.delivery.quota),
     fsync: options.fsync,
   });
-  const lmtp = new Map<string, { agent: DeliveryAgent; server: string }>();
-  for (const route of config.delivery.lmtp) {
-    const agent = new LmtpAgent({ target: lmtpTarget(route.server), lhloName: config.hostname });
-    for (const d of route.domains) lmtp.set(d, { agent, server: route.server });
-  }
+  const resolver = options.resolver ?? createResolver({ servers: config.dns.servers });
+  const outbound = config.outbound;
+  const remoteBase = {
+    resolver,
+    heloName: outbound.heloName ?? config.hostname,
+    sourceAddress: outbound.sourceAddress,
+    sourceAddress6: outbound.sourceAddress6,
+    reuseMs: outbound.connectionReuse,
+    log,
+    ...(options.ca ? { ca: options.ca } : {}),
+  };
+  const remote = options.remote ?? new RemoteAgent({ ...remoteBase, port: outbound.port, tls: outbound.tls });
+  const routes: ConfiguredRoute[] = config.transport.map((t) => {
+    if (t.type === "local") return { domains: t.domains, transport: "local", destination: "", agent: local };
+    if (t.type === "lmtp") {
+      const host = t.host!;
+      const target = host.startsWith("/") ? { path: host } : { host, port: t.port ?? 24 };
+      return { domains: t.domains, transport: "lmtp", destination: `lmtp:${host}:${t.port ?? 24}`, agent: new LmtpAgent({ target, lhloName: config.hostname }) };
+    }
+    const auth = t.auth;
+    const agent = new RemoteAgent({
+      ...remoteBase,
+      port: t.port ?? outbound.port,
+      tls: t.tls ?? outbound.tls,
+      ...(t.host ? { relay: { host: t.host, port: t.port ?? 25 } } : {}),
+      ...(auth ? { auth: { user: auth.user, password: async () => (await readFile(auth.passwordFile, "utf8")).replace(/\r?\n$/, "") } } : {}),
+    });
+    return { domains: t.domains, transport: "remote", destination: t.host ? `relay:${t.host}:${t.port ?? 25}` : "", agent };
+  });
   const queue = new QueueManager({
     spool,
     state: new QueueStateStore(join(config.dataDir, "queue-state")),
     resolve: (address) => accounts.resolveRecipient(address),
-    router: createRouter({ local, remote: options.remote ?? remoteUnavailable, lmtp }),
+    router: createRouter({ local, remote, routes }),
     sendDsn: createDsnSender({ spool, hostname: config.hostname, now: () => new Date(clock.now()) }),
     clock,
     log: log.child({ component: "queue" }),
@@ -116,11 +147,4 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
 /** A user's own quota, else the configured default (0 = unlimited). */
 function userQuota(accounts: FileAccountStore, fallback: number): (address: string) => Promise<number | undefined> {
   return async (address) => (await accounts.getUser(address))?.quota ?? (fallback > 0 ? fallback : undefined);
-}
-
-function lmtpTarget(server: string): { host: string; port: number } | { path: string } {
-  if (server.startsWith("/")) return { path: server };
-  const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(server);
-  if (!m) return { host: server, port: 24 };
-  return { host: m[1], port: Number(m[2]) };
 }

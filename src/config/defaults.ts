@@ -77,7 +77,11 @@ export const DEFAULTS = {
     quota: 0,
     quotaFull: "defer",
     maxReceived: 50,
-    lmtp: [],
+  },
+  outbound: {
+    port: 25,
+    tls: "opportunistic",
+    connectionReuse: 10 * SECOND,
   },
   log: {
     level: "info",

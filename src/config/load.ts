@@ -135,6 +135,11 @@ export function parseConfig(raw: unknown, source: string, options: ParseOptions 
     files.push({ path: ["listeners", i, "tls", "cert"], value: lt.cert, set: (a) => (lt.cert = a) });
     files.push({ path: ["listeners", i, "tls", "key"], value: lt.key, set: (a) => (lt.key = a) });
   });
+  config.transport.forEach((t, i) => {
+    const auth = t.auth;
+    if (auth === undefined) return;
+    files.push({ path: ["transport", i, "auth", "passwordFile"], value: auth.passwordFile, set: (a) => (auth.passwordFile = a) });
+  });
   for (const f of files) {
     const abs = resolve(baseDir, f.value);
     f.set(abs);

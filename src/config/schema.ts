@@ -324,18 +324,54 @@ export const configSchema = z.strictObject({
       quotaFull: z.enum(["defer", "bounce"]).default(DEFAULTS.delivery.quotaFull),
       /** More Received: headers than this is a mail loop (5.4.6); Postfix hopcount_limit is 50. */
       maxReceived: count(DEFAULTS.delivery.maxReceived, 1),
-      /** Domains delivered over LMTP (RFC 2033) instead of Maildir, e.g. to Dovecot. */
-      lmtp: z
-        .array(
-          z.strictObject({
-            domains: z.array(domainName).min(1),
-            /** "host:port" or the path of a UNIX socket. */
-            server: z.string().min(1),
-          }),
-        )
-        .default(() => []),
     })
     .prefault({}),
+  /** DNS for outbound delivery (MX, A/AAAA). */
+  dns: z
+    .strictObject({
+      /** Resolvers as "address" or "address:port" ("[v6]:port"); empty = the system's (/etc/resolv.conf). */
+      servers: z.array(z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[0-9.]+|[0-9a-fA-F:]+)(:\d{1,5})?$/, "expected an IP address, optionally with :port")).default(() => []),
+    })
+    .prefault({}),
+  /** Outbound SMTP to other servers (the remote agent). */
+  outbound: z
+    .strictObject({
+      /** Name in EHLO; default: hostname. */
+      heloName: domainName.optional(),
+      /** Port of the MX hosts; 25 on the internet (tests and special setups change it). */
+      port: z.number().int().min(1).max(65535).default(DEFAULTS.outbound.port),
+      /** Source IPv4 / IPv6 address for outbound connections. */
+      sourceAddress: ipAddress.optional(),
+      sourceAddress6: ipAddress.optional(),
+      /** TLS toward MX hosts: "opportunistic" (STARTTLS when offered, unverified), "required" (verified STARTTLS or defer), "none". */
+      tls: z.enum(["opportunistic", "required", "none"]).default(DEFAULTS.outbound.tls),
+      /** Keep an idle connection for reuse by the next message to the same host this long. */
+      connectionReuse: duration(DEFAULTS.outbound.connectionReuse),
+    })
+    .prefault({}),
+  /**
+   * Routes by recipient domain (Postfix's transport map and relayhost): "*" is
+   * the default route for all non-local mail (a smarthost). type "smtp" with a
+   * host relays there (e.g. a provider on 587 with AUTH); "smtp" without a host
+   * uses MX with this entry's TLS policy; "lmtp" hands local mail to an LMTP
+   * server such as Dovecot (host "/path" is a UNIX socket); "local" is Maildir.
+   */
+  transport: z
+    .array(
+      z.strictObject({
+        domains: z.array(z.union([z.literal("*"), domainName])).min(1),
+        type: z.enum(["smtp", "lmtp", "local"]),
+        host: z.string().min(1).optional(),
+        port: z.number().int().min(1).max(65535).optional(),
+        /** smtp: "required" (verified STARTTLS), "opportunistic", "implicit" (port 465), "none". */
+        tls: z.enum(["required", "opportunistic", "implicit", "none"]).optional(),
+        /** AUTH toward a relay; the password is read from a file, never written in the config. */
+        auth: z.strictObject({ user: z.string().min(1), passwordFile: z.string().min(1) }).optional(),
+      }).refine((t) => t.type === "local" ? t.host === undefined : t.type === "smtp" || t.host !== undefined, {
+        message: 'expected "host" for type lmtp, and no "host" for type local',
+      }),
+    )
+    .default(() => []),
   log: z
     .strictObject({
       /** fatal, error, warn, info, debug, trace or silent. */

@@ -1,4 +1,4 @@
-import type { DeliveryAgent, DeliveryOutcome, DeliveryRequest } from "./outcome.ts";
+import type { DeliveryAgent } from "./outcome.ts";
 import type { Transport } from "../queue/queue-state.ts";
 
 /**
@@ -18,11 +18,22 @@ export interface Router {
   route(address: string, kind: "mailbox" | "forward"): Route;
 }
 
+export interface ConfiguredRoute {
+  /** Recipient domains, or "*" for all mail that is not local (a smarthost). */
+  readonly domains: readonly string[];
+  readonly transport: Transport;
+  /** Concurrency key; "" means "the recipient's domain" (MX delivery with its own policy). */
+  readonly destination: string;
+  readonly agent: DeliveryAgent;
+}
+
 export interface RouterSettings {
+  /** Maildir delivery for local mailboxes. */
   readonly local: DeliveryAgent;
+  /** SMTP to the domain's MX hosts. */
   readonly remote: DeliveryAgent;
-  /** Per-domain LMTP agents (RFC 2033), e.g. Dovecot's. */
-  readonly lmtp?: ReadonlyMap<string, { readonly agent: DeliveryAgent; readonly server: string }>;
+  /** The transport map, first match wins; "*" applies only to non-local mail. */
+  readonly routes?: readonly ConfiguredRoute[];
 }
 
 export function domainOf(address: string): string {
@@ -31,27 +42,14 @@ export function domainOf(address: string): string {
 }
 
 export function createRouter(s: RouterSettings): Router {
+  const routes = s.routes ?? [];
   return {
     route(address, kind) {
       const domain = domainOf(address);
+      const entry = routes.find((r) => r.domains.includes(domain)) ?? (kind === "forward" ? routes.find((r) => r.domains.includes("*")) : undefined);
+      if (entry) return { transport: entry.transport, destination: entry.destination || domain, agent: entry.agent };
       if (kind === "forward") return { transport: "remote", destination: domain, agent: s.remote };
-      const lmtp = s.lmtp?.get(domain);
-      if (lmtp) return { transport: "lmtp", destination: `lmtp:${lmtp.server}`, agent: lmtp.agent };
       return { transport: "local", destination: `local:${domain}`, agent: s.local };
     },
   };
 }
-
-/**
- * Until the outbound SMTP client exists, remote recipients wait in the
- * queue (deferred, retried, and bounced only when they expire) — never lost.
- */
-export const remoteUnavailable: DeliveryAgent = {
-  async deliver(request: DeliveryRequest): Promise<DeliveryOutcome[]> {
-    return request.recipients.map(() => ({
-      status: "deferred" as const,
-      enhanced: "4.4.0",
-      diagnostic: "remote delivery is not available in this version of Petrel; the message stays queued",
-    }));
-  },
-};

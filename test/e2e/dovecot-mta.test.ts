@@ -48,7 +48,7 @@ async function mta(lmtp: boolean): Promise<Mta> {
     dataDir: dirname(dovecot.mailRoot),
     domains: ["example.com"],
     listeners: [{ address: "127.0.0.1", port: 0, role: "mx" }],
-    delivery: lmtp ? { lmtp: [{ domains: ["example.com"], server: `127.0.0.1:${dovecot.lmtpPort}` }] } : {},
+    transport: lmtp ? [{ domains: ["example.com"], type: "lmtp", host: "127.0.0.1", port: dovecot.lmtpPort }] : [],
     limits: { shutdownGrace: 2 },
     log: { level: "silent" },
   }, "test");
