@@ -189,11 +189,11 @@ export class RemoteAgent implements DeliveryAgent {
       const outcomes = new Map<string, DeliveryOutcome>();
       for (const r of result.recipients) {
         if (r.reply.code >= 300 || !result.final) {
-          outcomes.set(r.address, fromReply(r.reply, where, c.name, "RCPT TO"));
+          outcomes.set(r.address, fromReply(r.reply, c.name));
         } else {
           outcomes.set(r.address, result.final.code < 300
             ? { status: "delivered", detail: `${where} said: ${text(result.final)}` }
-            : fromReply(result.final, where, c.name, "end of DATA"));
+            : fromReply(result.final, c.name));
         }
       }
       return done(outcomes, conn.usable);
@@ -204,7 +204,7 @@ export class RemoteAgent implements DeliveryAgent {
         return { next: temp("4.7.0", `authentication to ${where} failed: ${err.reply ? text(err.reply) : err.message}`, c.name) };
       }
       if (err instanceof SmtpClientError && err.reply) {
-        const o = fromReply(err.reply, where, c.name, err.phase);
+        const o = fromReply(err.reply, c.name);
         // A permanent refusal of the sender or the message applies at every MX.
         if (o.status === "failed") return { outcomes: all(recipients, o) };
         return { next: o };
@@ -290,9 +290,13 @@ function text(r: Reply): string {
   return `${r.code} ${r.status ? r.status + " " : ""}${r.lines.join(" ")}`;
 }
 
-/** Postfix-style diagnostics: "host mx.b.test[127.0.0.3] said: 550 5.1.1 … (in reply to RCPT TO command)". */
-function fromReply(r: Reply, where: string, remoteMta: string, phase: string): DeliveryOutcome {
-  const diagnostic = `host ${where} said: ${text(r)} (in reply to ${phase} command)`;
+/**
+ * The remote server's own reply is the diagnostic (a DSN's "Diagnostic-Code:
+ * smtp; 550 5.1.1 …", RFC 3464 §2.3.6); the host is the Remote-MTA. Where and
+ * when it was said goes to the log.
+ */
+function fromReply(r: Reply, remoteMta: string): DeliveryOutcome {
+  const diagnostic = text(r);
   const cls = r.code >= 500 ? "5" : "4";
   const enhanced = r.status && r.status.startsWith(cls) ? r.status : `${cls}.0.0`;
   return r.code >= 500 ? perm(enhanced, diagnostic, remoteMta) : temp(enhanced, diagnostic, remoteMta);
@@ -300,7 +304,7 @@ function fromReply(r: Reply, where: string, remoteMta: string, phase: string): D
 
 function connectFailure(where: string, err: unknown): DeliveryOutcome {
   if (err instanceof SmtpClientError) {
-    if (err.reply) return fromReply(err.reply, where, where, err.phase);
+    if (err.reply) return fromReply(err.reply, where);
     const why = err.kind === "timeout" ? "timed out" : err.kind === "tls" ? `TLS failed: ${err.message}` : err.code ?? err.message;
     // RFC 3463: 4.4.1 no answer from host, 4.4.2 bad connection, 4.7.5 TLS (cryptographic) failure.
     return temp(networkStatus(err) ?? (err.kind === "tls" ? "4.7.5" : "4.4.2"), `connect to ${where}: ${why}`);

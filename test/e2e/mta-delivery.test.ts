@@ -1,4 +1,4 @@
-import { test } from "node:test";
+import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -10,6 +10,7 @@ import { parseConfig } from "../../src/config/load.ts";
 import { startMta, type Mta } from "../../src/mta.ts";
 import { queueCommand } from "../../src/cli/queue-commands.ts";
 import { PassThrough } from "node:stream";
+import { startDnsServer } from "../support/dns-server.ts";
 
 /**
  * The whole inbound path in one process: SMTP in, spool, queue manager,
@@ -170,7 +171,17 @@ test("a permanent local failure bounces a DSN into the local sender's Maildir", 
 });
 
 test("remote mail stays queued (deferred) across a restart, and the queue tools see and change it", async () => {
-  const r = await start();
+  // far.test's MX is a loopback port where nothing listens: connection refused, so deferred.
+  const closed = await new Promise<number>((resolve) => {
+    const srv = net.createServer().listen(0, "127.0.0.1", () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+  const dns = await startDnsServer({ "far.test": { MX: [[10, "mx.far.test"]] }, "mx.far.test": { A: ["127.0.0.1"] } });
+  after(() => dns.close());
+  const net_ = { dns: { servers: [dns.server] }, outbound: { port: closed } };
+  const r = await start(net_);
   let r2: Running | null = null;
   try {
     const t = nodemailer.createTransport({
@@ -185,7 +196,7 @@ test("remote mail stays queued (deferred) across a restart, and the queue tools 
     let c = io();
     assert.equal(await queueCommand(["list", "--config", r.configPath], c.io), 0);
     assert.match(c.out(), new RegExp(`${id}.*\\n  from <alice@example.test>\\n  to   <carol@far.test>  deferred, 1 attempt`));
-    assert.match(c.out(), /last error: 4\.4\.0 /);
+    assert.match(c.out(), /last error: 4\.4\.1 connect to mx\.far\.test\[127\.0\.0\.1\]: ECONNREFUSED/);
     c = io();
     assert.equal(await queueCommand(["summary", "--config", r.configPath, "--json"], c.io), 0);
     const rows = JSON.parse(c.out()) as { domain: string; total: number }[];
@@ -207,7 +218,7 @@ test("remote mail stays queued (deferred) across a restart, and the queue tools 
     assert.equal(shown.item.recipients[0].attempts, 1);
 
     // Restart: the message is still there, still held.
-    r2 = await start({}, r.dir);
+    r2 = await start(net_, r.dir);
     assert.equal(r2.mta.queue.get(id)?.item.held, true);
     c = io();
     assert.equal(await queueCommand(["delete", id, "--yes", "--config", r2.configPath], c.io), 0);

@@ -1,0 +1,209 @@
+/**
+ * The whole path of a message across the "internet": two Petrel instances on
+ * two loopback addresses (127.0.0.2 = a.test, 127.0.0.3 = b.test) and a DNS
+ * server on loopback with their MX records. `petrel send` submits to A with
+ * STARTTLS and AUTH; A looks up b.test's MX and transfers over SMTP with
+ * STARTTLS; B delivers into bob's Maildir. Then the failure paths.
+ */
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import * as net from "node:net";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PassThrough } from "node:stream";
+import pino from "pino";
+import { parseConfig } from "../../src/config/load.ts";
+import { startMta, type Mta } from "../../src/mta.ts";
+import { sendCommand } from "../../src/cli/send.ts";
+import { startDnsServer, type TestDnsServer } from "../support/dns-server.ts";
+
+let dns: TestDnsServer;
+/** One port number free on every address used, so "port 25" is the same everywhere. */
+let mxPort: number;
+const dirs: string[] = [];
+
+async function portFreeOn(addresses: string[]): Promise<number> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const port = await new Promise<number>((resolve) => {
+      const s = net.createServer().listen(0, addresses[0], () => {
+        const p = (s.address() as net.AddressInfo).port;
+        s.close(() => resolve(p));
+      });
+    });
+    const ok = await Promise.all(addresses.map((a) => new Promise<boolean>((resolve) => {
+      const s = net.createServer();
+      s.once("error", () => resolve(false));
+      s.listen(port, a, () => s.close(() => resolve(true)));
+    })));
+    if (ok.every(Boolean)) return port;
+  }
+  throw new Error("no common free port");
+}
+
+before(async () => {
+  mxPort = await portFreeOn(["127.0.0.2", "127.0.0.3", "127.0.0.4"]);
+  dns = await startDnsServer({
+    "a.test": { MX: [[10, "mx.a.test"]] },
+    "mx.a.test": { A: ["127.0.0.2"] },
+    "b.test": { MX: [[10, "mx.b.test"]] },
+    "mx.b.test": { A: ["127.0.0.3"] },
+    "null.test": { MX: [[0, "."]] },
+    // Two MX hosts: the preferred one (127.0.0.4) has nothing listening.
+    "two.test": { MX: [[10, "down.two.test"], [20, "mx.b.test"]] },
+    "down.two.test": { A: ["127.0.0.4"] },
+  });
+});
+after(async () => {
+  await dns?.close();
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+interface Instance {
+  mta: Mta;
+  dir: string;
+  submission: number;
+  maildir(address: string): Promise<string[]>;
+}
+
+async function instance(name: "a" | "b", domains: string[], dir?: string): Promise<Instance> {
+  if (!dir) {
+    dir = await mkdtemp(join(tmpdir(), `petrel-${name}-`));
+    dirs.push(dir);
+  }
+  const address = name === "a" ? "127.0.0.2" : "127.0.0.3";
+  const config = parseConfig({
+    hostname: `mx.${name}.test`,
+    dataDir: dir,
+    domains,
+    listeners: [
+      { address, port: mxPort, role: "mx" },
+      { address, port: 0, role: "submission" },
+    ],
+    dns: { servers: [dns.server] },
+    outbound: { port: mxPort, connectionReuse: 0, sourceAddress: address },
+    queue: { minBackoff: 1 },
+    limits: { shutdownGrace: 2 },
+    log: { level: "silent" },
+  }, "test");
+  const mta = await startMta(config, { log: pino({ level: "silent" }), errorSleep: 0, fsync: false, controlSocket: false });
+  const user = name === "a" ? "alice@a.test" : "bob@b.test";
+  if (!(await mta.accounts.getUser(user))) await mta.accounts.addUser(user, `${name}-password`);
+  const d = dir;
+  return {
+    mta, dir: d,
+    submission: mta.smtp.listeners.find((l) => l.role === "submission")!.port,
+    async maildir(addr) {
+      const [local, domain] = addr.split("@");
+      const nd = join(d, "mail", domain, local, "new");
+      const names = (await readdir(nd).catch(() => [] as string[])).sort();
+      return Promise.all(names.map((n) => readFile(join(nd, n), "utf8")));
+    },
+  };
+}
+
+async function until<T>(what: () => Promise<T | undefined | false>, label: string, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    const v = await what();
+    if (v) return v;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`timed out waiting for ${label}`);
+}
+
+/** `petrel send` in-process, the password from a file (never argv). */
+async function petrelSend(args: string[], password: string): Promise<{ code: number; out: string; err: string }> {
+  const { writeFile } = await import("node:fs/promises");
+  const pwFile = join(dirs[0], `pw-${Math.random().toString(36).slice(2)}`);
+  await writeFile(pwFile, password + "\n", { mode: 0o600 });
+  let out = "";
+  let err = "";
+  const stdin = new PassThrough();
+  stdin.end();
+  const code = await sendCommand([...args, "--password-file", pwFile, "--insecure"], {
+    stdin, stdout: { write: (s: string) => (out += s) }, stderr: { write: (s: string) => (err += s) },
+  } as never);
+  return { code, out, err };
+}
+
+test("alice@a.test → A (submission, STARTTLS, AUTH) → MX lookup → B (SMTP, STARTTLS) → bob's Maildir, and back", async () => {
+  const a = await instance("a", ["a.test"]);
+  const b = await instance("b", ["b.test"]);
+  try {
+    const sent = await petrelSend([
+      "--server", `127.0.0.2:${a.submission}`, "--tls", "starttls", "--user", "alice@a.test",
+      "--from", "alice@a.test", "--to", "bob@b.test", "--subject", "Grüße über das Netz", "--text", "Hallo Bob!\n.dot line\n",
+    ], "a-password");
+    assert.equal(sent.code, 0, sent.err + sent.out);
+    const aId = /queued as (\S+)/.exec(sent.out)?.[1];
+    assert.ok(aId, sent.out);
+
+    const [msg] = await until(async () => (await b.maildir("bob@b.test")).length === 1 && b.maildir("bob@b.test"), "delivery at B");
+    // Trace fields: B's Received (from A, over TLS) above A's Received (from the client, authenticated).
+    assert.match(msg, /^Return-Path: <alice@a\.test>\nDelivered-To: bob@b\.test\nReceived: from mx\.a\.test \(\[127\.0\.0\.2\]\)\n\t\(using TLSv1\.3 with cipher [^)]+\)\n\tby mx\.b\.test \(Petrel\) with ESMTPS id \S+\n\tfor <bob@b\.test>; .+\nReceived: from \S+ \(\[127\.0\.0\.[0-9]+\]\)\n\t\(using TLSv1\.3 with cipher [^)]+\)\n\tby mx\.a\.test \(Petrel\) with ESMTPSA id /);
+    assert.ok(msg.includes(`with ESMTPSA id ${aId}`), "A's queue id in A's Received");
+    assert.match(msg, /\nSubject: =\?UTF-8\?/);
+    assert.match(msg, /\nMessage-ID: <[^>]+>\n/);
+    assert.ok(msg.includes("\n\nHallo Bob!\n.dot line\n"), msg);
+    await until(async () => a.mta.queue.list().length === 0 && b.mta.queue.list().length === 0, "queues empty");
+
+    // And the reverse direction.
+    const back = await petrelSend([
+      "--server", `127.0.0.3:${b.submission}`, "--user", "bob@b.test",
+      "--from", "bob@b.test", "--to", "alice@a.test", "--subject", "Re: Grüße", "--text", "Danke!",
+    ], "b-password");
+    assert.equal(back.code, 0, back.err + back.out);
+    const [reply] = await until(async () => (await a.maildir("alice@a.test")).length === 1 && a.maildir("alice@a.test"), "delivery at A");
+    assert.match(reply, /^Return-Path: <bob@b\.test>\nDelivered-To: alice@a\.test\nReceived: from mx\.b\.test/);
+  } finally {
+    await a.mta.close();
+    await b.mta.close();
+  }
+});
+
+test("failure paths: MX refusing connections is retried and delivered when it is back; 550 and null MX bounce; a down MX is skipped", async () => {
+  const a = await instance("a", ["a.test"]);
+  let b: Instance | null = null;
+  try {
+    const send = (to: string) => petrelSend([
+      "--server", `127.0.0.2:${a.submission}`, "--user", "alice@a.test", "--from", "alice@a.test", "--to", to, "--subject", `to ${to}`, "--text", "hi",
+    ], "a-password");
+
+    // B is down: connection refused → deferred with the reason, retried later.
+    assert.equal((await send("bob@b.test")).code, 0);
+    const id = await until(async () => {
+      const m = a.mta.queue.list().find((x) => x.recipients[0].address === "bob@b.test");
+      return m && m.recipients[0].status === "deferred" && m.id;
+    }, "deferral");
+    assert.match(a.mta.queue.get(id)!.item.recipients[0].lastError ?? "", /^4\.4\.1 connect to mx\.b\.test\[127\.0\.0\.3\]: ECONNREFUSED/);
+
+    // B comes back; the retry delivers.
+    b = await instance("b", ["b.test", "two.test"]);
+    await a.mta.queue.retry(id);
+    await until(async () => (await b!.maildir("bob@b.test")).length === 1, "delivery after retry");
+
+    // B answers 550 for an unknown user → alice gets a DSN with B's reply.
+    assert.equal((await send("nobody@b.test")).code, 0);
+    const [dsn] = await until(async () => (await a.maildir("alice@a.test")).length === 1 && a.maildir("alice@a.test"), "DSN for 550");
+    assert.match(dsn, /Final-Recipient: rfc822; ?nobody@b\.test/);
+    assert.match(dsn, /Status: 5\.1\.1/);
+    assert.match(dsn, /Remote-MTA: dns; ?mx\.b\.test/);
+    assert.match(dsn, /Diagnostic-Code: smtp; ?550 5\.1\.1 <nobody@b\.test>: Recipient address rejected/);
+
+    // Null MX → immediate DSN with 5.1.10.
+    assert.equal((await send("anyone@null.test")).code, 0);
+    const dsns = await until(async () => (await a.maildir("alice@a.test")).length === 2 && a.maildir("alice@a.test"), "DSN for null MX");
+    assert.match(dsns[1], /Final-Recipient: rfc822; ?anyone@null\.test/);
+    assert.match(dsns[1], /Status: 5\.1\.10/);
+
+    // two.test: the preferred MX (127.0.0.4) is down, the second (B) takes it.
+    await b.mta.accounts.addUser("carol@two.test", "c");
+    assert.equal((await send("carol@two.test")).code, 0);
+    await until(async () => (await b!.maildir("carol@two.test")).length === 1, "delivery via the second MX");
+    await until(async () => a.mta.queue.list().length === 0, "A's queue empty");
+  } finally {
+    await a.mta.close();
+    await b?.mta.close();
+  }
+});
