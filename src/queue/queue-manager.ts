@@ -5,6 +5,7 @@ import type { DeliveryOutcome } from "../delivery/outcome.ts";
 import type { Route, Router } from "../delivery/router.ts";
 import type { Clock } from "./clock.ts";
 import { retryDelay } from "./backoff.ts";
+import { MinHeap } from "./min-heap.ts";
 import { HISTORY_LIMIT, isFinal, QueueStateStore, type MessageState, type RecipientState } from "./queue-state.ts";
 import { fanOut, type RecipientResolver } from "./fan-out.ts";
 
@@ -102,13 +103,21 @@ export class QueueManager {
   private timerAt = Infinity;
   private started = false;
   private stopped = false;
-  /** Round-robin position across destinations (fairness). */
-  private rr = 0;
   /** Background work (loading, expiry) that idle() and stop() wait for. */
   private readonly pendingEnqueues = new Set<Promise<void>>();
-  /** When each (destination, message) last got a delivery slot. */
-  private readonly lastServed = new Map<string, number>();
-  private served = 0;
+  /**
+   * Work due now, per destination: the messages with due recipients there,
+   * in rotation order. Destinations are visited round-robin, and each
+   * message gets one delivery in turn, so a huge mailing to one destination
+   * neither starves other destinations nor other senders' mail there.
+   */
+  private readonly ready = new Map<string, { readonly route: Route; readonly ids: QueueId[]; readonly members: Set<QueueId> }>();
+  private readonly destinations: string[] = [];
+  private rr = 0;
+  /** Recipients due later, by time (a message may appear more than once; stale entries are skipped). */
+  private readonly later = new MinHeap<{ readonly at: number; readonly id: QueueId }>((x) => x.at);
+  /** The route of each recipient, computed once. */
+  private readonly routes = new WeakMap<RecipientState, Route>();
 
   constructor(deps: QueueManagerDeps) {
     this.d = deps;
@@ -129,6 +138,8 @@ export class QueueManager {
     for (const id of await this.d.state.ids()) if (!live.has(id)) await this.d.state.remove(id);
     this.started = options.deliver ?? true;
     if (this.started) this.d.log.info({ messages: this.messages.size }, "queue started");
+    const now = this.d.clock.now();
+    for (const e of this.messages.values()) this.schedule(e, now);
     this.dispatch();
   }
 
@@ -184,6 +195,7 @@ export class QueueManager {
     const now = this.d.clock.now();
     for (const e of entries) {
       for (const r of e.state.recipients) if (r.status === "deferred" || r.status === "queued") r.nextAttempt = now;
+      this.schedule(e, now);
       await this.save(e);
     }
     this.dispatch();
@@ -197,6 +209,8 @@ export class QueueManager {
 
   async release(id: QueueId): Promise<boolean> {
     const ok = await this.setHeld(id, false);
+    const e = this.messages.get(id);
+    if (e) this.schedule(e, this.d.clock.now());
     this.dispatch();
     return ok;
   }
@@ -206,7 +220,6 @@ export class QueueManager {
     const e = this.messages.get(id);
     if (!e) return false;
     this.messages.delete(id);
-    this.forget(id);
     await e.saving;
     await this.d.spool.remove(id);
     await this.d.state.remove(id);
@@ -233,9 +246,12 @@ export class QueueManager {
         await this.dsn(entry, unknown.map((r) => this.dsnRecipient(entry, r, "failed", r.lastError?.enhanced ?? "5.1.1", r.lastError?.diagnostic)));
       }
       await this.finishIfDone(entry);
+      if (this.started) this.schedule(entry, this.d.clock.now());
       return;
     }
-    this.messages.set(id, { state, envelope, saving: Promise.resolve() });
+    const entry: Entry = { state, envelope, saving: Promise.resolve() };
+    this.messages.set(id, entry);
+    if (this.started) this.schedule(entry, this.d.clock.now());
   }
 
   private save(e: Entry): Promise<void> {
@@ -257,77 +273,89 @@ export class QueueManager {
 
   // -------------------------------------------------------------- dispatch
 
-  /** Start as many due deliveries as the limits allow, fairly; then arm the timer. */
+  /**
+   * Put a message's waiting recipients where dispatch finds them: due ones
+   * into their destination's ready queue, later ones into the time heap.
+   */
+  private schedule(e: Entry, now: number): void {
+    if (e.state.held || this.messages.get(e.state.id) !== e) return;
+    let next = Infinity;
+    for (const r of e.state.recipients) {
+      if (r.status !== "queued" && r.status !== "deferred") continue;
+      if (r.nextAttempt > now) {
+        next = Math.min(next, r.nextAttempt);
+        continue;
+      }
+      const route = this.routeOf(r);
+      let q = this.ready.get(route.destination);
+      if (!q) {
+        this.ready.set(route.destination, (q = { route, ids: [], members: new Set() }));
+        this.destinations.push(route.destination);
+      }
+      if (!q.members.has(e.state.id)) {
+        q.members.add(e.state.id);
+        q.ids.push(e.state.id);
+      }
+    }
+    if (next !== Infinity) this.later.push({ at: next, id: e.state.id });
+  }
+
+  private routeOf(r: RecipientState): Route {
+    let route = this.routes.get(r);
+    if (!route) this.routes.set(r, (route = this.d.router.route(r.address, r.kind)));
+    return route;
+  }
+
+  /** Start as many due deliveries as the limits allow, fairly; then arm the timer. Cost: O(deliveries started). */
   private dispatch(): void {
     if (!this.started || this.stopped) return;
     const now = this.d.clock.now();
-    this.expire(now);
-    const byDestination = this.dueJobs(now);
-    const destinations = [...byDestination.keys()];
-    // Visit destinations round-robin, one job each per pass, so a huge
-    // mailing to one destination cannot starve others.
-    let progress = true;
-    while (this.active < this.d.settings.concurrency && progress && destinations.length > 0) {
-      progress = false;
-      for (let k = 0; k < destinations.length && this.active < this.d.settings.concurrency; k++) {
-        const dest = destinations[(this.rr + k) % destinations.length];
-        const jobs = byDestination.get(dest)!;
-        if (jobs.length === 0) continue;
-        if ((this.inFlight.get(dest) ?? 0) >= this.d.settings.perDestination) continue;
-        this.run(jobs.shift()!);
-        progress = true;
+    for (let top = this.later.peek(); top && top.at <= now; top = this.later.peek()) {
+      this.later.pop();
+      const e = this.messages.get(top.id);
+      if (e) this.schedule(e, now);
+    }
+    const s = this.d.settings;
+    let blocked = 0;
+    while (this.active < s.concurrency && this.destinations.length > 0 && blocked < this.destinations.length) {
+      const k = this.rr % this.destinations.length;
+      const dest = this.destinations[k];
+      const q = this.ready.get(dest);
+      if (!q || q.ids.length === 0) {
+        this.destinations.splice(k, 1);
+        this.ready.delete(dest);
+        continue;
+      }
+      if ((this.inFlight.get(dest) ?? 0) >= s.perDestination) {
+        this.rr++;
+        blocked++;
+        continue;
+      }
+      const id = q.ids.shift()!;
+      q.members.delete(id);
+      const e = this.messages.get(id);
+      if (!e || e.state.held) continue;
+      if (this.expire(e, now)) continue;
+      const due = e.state.recipients.filter((r) => (r.status === "queued" || r.status === "deferred") && r.nextAttempt <= now && this.routeOf(r).destination === dest);
+      if (due.length === 0) continue;
+      const batch = due.slice(0, s.recipientsPerDelivery);
+      this.run({ msg: e, route: q.route, recipients: batch });
+      if (due.length > batch.length) {
+        // More of this message for this destination: back of the line.
+        q.members.add(id);
+        q.ids.push(id);
       }
       this.rr++;
+      blocked = 0;
     }
     this.armTimer();
   }
 
-  /** Due recipients grouped into jobs: per destination, one job per message (rotating messages). */
-  private dueJobs(now: number): Map<string, Job[]> {
-    const perDest = new Map<string, Map<QueueId, Job[]>>();
-    for (const e of this.messages.values()) {
-      if (e.state.held) continue;
-      for (const r of e.state.recipients) {
-        if ((r.status !== "queued" && r.status !== "deferred") || r.nextAttempt > now) continue;
-        const route = this.d.router.route(r.address, r.kind);
-        let byMsg = perDest.get(route.destination);
-        if (!byMsg) perDest.set(route.destination, (byMsg = new Map()));
-        let jobs = byMsg.get(e.state.id);
-        if (!jobs) byMsg.set(e.state.id, (jobs = []));
-        let last = jobs[jobs.length - 1];
-        if (!last || last.recipients.length >= this.d.settings.recipientsPerDelivery) {
-          last = { msg: e, route, recipients: [] };
-          jobs.push(last);
-        }
-        last.recipients.push(r);
-      }
-    }
-    const out = new Map<string, Job[]>();
-    for (const [dest, byMsg] of perDest) {
-      // Interleave messages, least recently served first: one job of each
-      // message in turn, so a big mailing shares a destination fairly.
-      const lists = [...byMsg.entries()]
-        .sort((a, b) => (this.lastServed.get(`${dest}\0${a[0]}`) ?? -1) - (this.lastServed.get(`${dest}\0${b[0]}`) ?? -1))
-        .map(([, jobs]) => jobs);
-      const interleaved: Job[] = [];
-      for (let i = 0; lists.some((l) => i < l.length); i++) for (const l of lists) if (i < l.length) interleaved.push(l[i]);
-      out.set(dest, interleaved);
-    }
-    return out;
-  }
-
   private armTimer(): void {
-    let next = Infinity;
-    for (const e of this.messages.values()) {
-      if (e.state.held) continue;
-      for (const r of e.state.recipients) {
-        if (r.status === "queued" || r.status === "deferred") next = Math.min(next, r.nextAttempt);
-      }
-    }
-    if (next === Infinity || this.stopped) return;
+    if (this.stopped) return;
+    const next = this.later.peek()?.at;
+    if (next === undefined) return;
     const now = this.d.clock.now();
-    // Due work blocked by concurrency limits is picked up when a job ends.
-    if (next <= now) return;
     if (this.timer !== null && this.timerAt <= next) return;
     if (this.timer !== null) this.d.clock.cancel(this.timer);
     this.timerAt = next;
@@ -335,12 +363,11 @@ export class QueueManager {
       this.timer = null;
       this.timerAt = Infinity;
       this.dispatch();
-    }, next - now);
+    }, Math.max(0, next - now));
   }
 
   private run(job: Job): void {
     const dest = job.route.destination;
-    this.lastServed.set(`${dest}\0${job.msg.state.id}`, this.served++);
     this.active++;
     this.inFlight.set(dest, (this.inFlight.get(dest) ?? 0) + 1);
     for (const r of job.recipients) r.status = "delivering";
@@ -395,7 +422,8 @@ export class QueueManager {
       } else {
         r.lastError = { enhanced: o.enhanced, diagnostic: o.diagnostic, at: now, ...(o.remoteMta ? { remoteMta: o.remoteMta } : {}) };
         r.status = "deferred";
-        r.nextAttempt = now + retryDelay(r.attempts, this.d.settings, this.random);
+        // Never wait past the expiry: the message is looked at (and bounced) then.
+        r.nextAttempt = Math.min(now + retryDelay(r.attempts, this.d.settings, this.random), Math.max(now, e.state.arrival + this.lifetime(e)));
         this.d.log.info({ ...log, status: "deferred", enhanced: o.enhanced, diagnostic: o.diagnostic, retryAt: new Date(r.nextAttempt).toISOString() }, "deferred");
       }
     });
@@ -405,23 +433,30 @@ export class QueueManager {
     if (succeeded.length > 0) await this.dsn(e, succeeded);
     await this.delayWarnings(e, now);
     await this.finishIfDone(e);
+    this.schedule(e, this.d.clock.now());
   }
 
-  /** Recipients past the queue lifetime bounce (RFC 3463 X.4.7: delivery time expired). */
-  private expire(now: number): void {
-    for (const e of this.messages.values()) {
-      const lifetime = e.envelope.mailFrom === "" ? this.d.settings.bounceLifetime : this.d.settings.lifetime;
-      if (now - e.state.arrival < lifetime) continue;
-      const expired = e.state.recipients.filter((r) => r.status === "deferred" || r.status === "queued");
-      if (expired.length === 0) continue;
-      const failed = expired.map((r) => {
-        r.status = "bounced";
-        const last = r.lastError?.diagnostic ?? "no delivery attempt succeeded";
-        this.d.log.info({ queueId: e.state.id, to: r.address, status: "expired" }, "bounced");
-        return this.dsnRecipient(e, r, "failed", "4.4.7", `message expired in the queue; last error: ${last}`, r.lastError?.remoteMta);
-      });
-      this.background(this.save(e).then(() => this.dsn(e, failed)).then(() => this.finishIfDone(e)));
-    }
+  /**
+   * A message past the queue lifetime: its waiting recipients bounce (RFC
+   * 3463 X.4.7, delivery time expired). Checked when the message is next
+   * due; deferrals never wait past the expiry time.
+   */
+  private expire(e: Entry, now: number): boolean {
+    if (now - e.state.arrival < this.lifetime(e)) return false;
+    const expired = e.state.recipients.filter((r) => r.status === "deferred" || r.status === "queued");
+    if (expired.length === 0) return false;
+    const failed = expired.map((r) => {
+      r.status = "bounced";
+      const last = r.lastError?.diagnostic ?? "no delivery attempt succeeded";
+      this.d.log.info({ queueId: e.state.id, to: r.address, status: "expired" }, "bounced");
+      return this.dsnRecipient(e, r, "failed", "4.4.7", `message expired in the queue; last error: ${last}`, r.lastError?.remoteMta);
+    });
+    this.background(this.save(e).then(() => this.dsn(e, failed)).then(() => this.finishIfDone(e)));
+    return true;
+  }
+
+  private lifetime(e: Entry): number {
+    return e.envelope.mailFrom === "" ? this.d.settings.bounceLifetime : this.d.settings.lifetime;
   }
 
   private async delayWarnings(e: Entry, now: number): Promise<void> {
@@ -470,15 +505,10 @@ export class QueueManager {
     }
   }
 
-  private forget(id: QueueId): void {
-    for (const key of this.lastServed.keys()) if (key.endsWith(`\0${id}`)) this.lastServed.delete(key);
-  }
-
   private async finishIfDone(e: Entry): Promise<void> {
     if (!e.state.recipients.every(isFinal)) return;
     if (this.messages.get(e.state.id) !== e) return;
     this.messages.delete(e.state.id);
-    this.forget(e.state.id);
     await e.saving;
     await this.d.spool.remove(e.state.id);
     await this.d.state.remove(e.state.id);

@@ -341,3 +341,32 @@ test("concurrency per destination is respected", async () => {
     await f.close();
   }
 });
+
+test("work per message stays constant as the queue grows: each recipient is routed once", async () => {
+  const f = await fixture({ settings: { concurrency: 4, perDestination: 4 } });
+  try {
+    let routed = 0;
+    const queue = f.queue as unknown as { d: { router: { route: (a: string, k: "mailbox" | "forward") => unknown } } };
+    const router = queue.d.router;
+    const original = router.route.bind(router);
+    router.route = (a, k) => {
+      routed++;
+      return original(a, k);
+    };
+    const n = 1500;
+    const ids: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const w = await f.spool.create();
+      await w.write(Buffer.from(`m${i}\r\n`));
+      await w.commit({ mailFrom: "s@far.test", recipients: [{ address: `u${i % 7}@local.test` }], smtputf8: false, requireTls: false, receivedAt: f.clock.now(), client: { address: "127.0.0.1", port: 1, helo: "x", protocol: "ESMTP", role: "mx" } });
+      ids.push(w.id);
+    }
+    for (const id of ids) f.queue.enqueue(id);
+    await f.queue.idle();
+    assert.equal(f.local.calls.length, n);
+    assert.equal(routed, n, "one routing decision per recipient, not one per dispatch");
+    assert.deepEqual(await f.spool.list(), []);
+  } finally {
+    await f.close();
+  }
+});
