@@ -1,0 +1,105 @@
+/**
+ * Petrel as a server under test, in its own process:
+ *
+ *   node bench/petrel-entry.ts MODE ADDRESS PORT DATADIR
+ *
+ * MODE is
+ *   durable  SmtpServer with the FileSpool (accept only: fsync'd, nothing delivers)
+ *   discard  SmtpServer with the bench-only DiscardSpool (protocol path, no disk)
+ *   mta      the whole startMta (accept + queue manager + Maildir delivery)
+ *
+ * One mx listener, local domain bench.test with the user u@bench.test (and a
+ * catch-all to it), logs silent. Limits that a load generator from one IP
+ * would hit are raised (connections, connections per client, messages per
+ * connection); everything else is Petrel's default. Prints one JSON line
+ * {"ready":true,...} when listening; stops cleanly on SIGTERM. With
+ * PETREL_BENCH_PROFILE=FILE, SIGUSR2 starts and stops a CPU profile.
+ */
+import { mkdir } from "node:fs/promises";
+import pino from "pino";
+import { parseConfig } from "../src/config/load.ts";
+import { SmtpServer } from "../src/server/smtp-server.ts";
+import { FileAccountStore } from "../src/accounts/file-account-store.ts";
+import { DiscardSpool } from "./discard-spool.ts";
+
+const [mode, address, portText, dataDir] = process.argv.slice(2);
+if (!["durable", "discard", "mta"].includes(mode) || !address || !portText || !dataDir) {
+  process.stderr.write("usage: petrel-entry.ts durable|discard|mta ADDRESS PORT DATADIR\n");
+  process.exit(64);
+}
+
+export const BENCH_DOMAIN = "bench.test";
+export const BENCH_USER = "u@bench.test";
+
+await mkdir(dataDir, { recursive: true });
+const config = parseConfig({
+  hostname: "petrel.bench.test",
+  dataDir,
+  domains: [BENCH_DOMAIN],
+  listeners: [{ address, port: Number(portText), role: "mx" }],
+  limits: { connections: 20000, connectionsPerClient: 20000, messagesPerConnection: 1000000 },
+  log: { level: "silent" },
+}, "bench");
+const log = pino({ level: "silent" });
+
+const accounts = new FileAccountStore({ dataDir, configDomains: config.domains, configUsers: config.users });
+if (!(await accounts.getUser(BENCH_USER))) {
+  await accounts.addUser(BENCH_USER, "bench-password-not-used");
+  await accounts.addAlias(`@${BENCH_DOMAIN}`, BENCH_USER);
+}
+
+let close: () => Promise<void>;
+let port: number;
+if (mode === "mta") {
+  // imported only here, so the accept-only modes run even while the rest of the MTA is being changed
+  const { startMta } = await import("../src/mta.ts");
+  const mta = await startMta(config, { log, errorSleep: 0, controlSocket: false });
+  close = () => mta.close();
+  port = mta.smtp.listeners[0].port;
+} else {
+  const server = await SmtpServer.start(config, {
+    log, errorSleep: 0, accounts, spool: mode === "discard" ? new DiscardSpool() : undefined,
+  });
+  close = () => server.close();
+  port = server.listeners[0].port;
+}
+process.stdout.write(JSON.stringify({ ready: true, pid: process.pid, port, mode }) + "\n");
+
+// CPU profile of a chosen stretch (bench/run.ts --cpu-prof): SIGUSR2 starts the
+// V8 profiler, the next SIGUSR2 writes the profile to $PETREL_BENCH_PROFILE.
+const profilePath = process.env.PETREL_BENCH_PROFILE;
+if (profilePath) {
+  const { Session } = await import("node:inspector/promises");
+  const { writeFile } = await import("node:fs/promises");
+  let session: InstanceType<typeof Session> | null = null;
+  process.on("SIGUSR2", () => {
+    void (async () => {
+      if (session === null) {
+        session = new Session();
+        session.connect();
+        await session.post("Profiler.enable");
+        await session.post("Profiler.setSamplingInterval", { interval: 200 });
+        await session.post("Profiler.start");
+        process.stdout.write(JSON.stringify({ profiling: true }) + "\n");
+      } else {
+        const { profile } = await session.post("Profiler.stop");
+        await writeFile(profilePath, JSON.stringify(profile));
+        session.disconnect();
+        session = null;
+        process.stdout.write(JSON.stringify({ profileWritten: profilePath }) + "\n");
+      }
+    })();
+  });
+}
+
+let stopping = false;
+const stop = () => {
+  if (stopping) return;
+  stopping = true;
+  close().then(() => process.exit(0), (err: unknown) => {
+    process.stderr.write(`close failed: ${String(err)}\n`);
+    process.exit(1);
+  });
+};
+process.on("SIGTERM", stop);
+process.on("SIGINT", stop);
