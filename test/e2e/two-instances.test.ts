@@ -66,7 +66,7 @@ interface Instance {
   maildir(address: string): Promise<string[]>;
 }
 
-async function instance(name: "a" | "b", domains: string[], dir?: string): Promise<Instance> {
+async function instance(name: "a" | "b", domains: string[], dir?: string, extra: Record<string, unknown> = {}, ca?: string): Promise<Instance> {
   if (!dir) {
     dir = await mkdtemp(join(tmpdir(), `petrel-${name}-`));
     dirs.push(dir);
@@ -85,8 +85,9 @@ async function instance(name: "a" | "b", domains: string[], dir?: string): Promi
     queue: { minBackoff: 1 },
     limits: { shutdownGrace: 2 },
     log: { level: "silent" },
+    ...extra,
   }, "test");
-  const mta = await startMta(config, { log: pino({ level: "silent" }), errorSleep: 0, fsync: false, controlSocket: false });
+  const mta = await startMta(config, { log: pino({ level: "silent" }), errorSleep: 0, fsync: false, controlSocket: false, ...(ca ? { ca } : {}) });
   const user = name === "a" ? "alice@a.test" : "bob@b.test";
   if (!(await mta.accounts.getUser(user))) await mta.accounts.addUser(user, `${name}-password`);
   const d = dir;
@@ -205,5 +206,30 @@ test("failure paths: MX refusing connections is retried and delivered when it is
   } finally {
     await a.mta.close();
     await b?.mta.close();
+  }
+});
+
+test("smarthost: A relays all non-local mail through B's submission port with verified STARTTLS and AUTH", async () => {
+  const b = await instance("b", ["b.test"], undefined, { submission: { senderMustMatchLogin: false } });
+  const { writeFile } = await import("node:fs/promises");
+  const pw = join(b.dir, "relay-password");
+  await writeFile(pw, "b-password\n", { mode: 0o600 });
+  const ca = await readFile(join(b.dir, "tls", "self-signed.crt"), "utf8");
+  const a = await instance("a", ["a.test"], undefined, {
+    transport: [{ domains: ["*"], type: "smtp", host: "mx.b.test", port: b.submission, tls: "required", auth: { user: "bob@b.test", passwordFile: pw } }],
+  }, ca);
+  try {
+    await b.mta.accounts.addUser("carol@b.test", "c");
+    const sent = await petrelSend([
+      "--server", `127.0.0.2:${a.submission}`, "--user", "alice@a.test", "--from", "alice@a.test", "--to", "carol@b.test", "--subject", "via the smarthost", "--text", "relayed",
+    ], "a-password");
+    assert.equal(sent.code, 0, sent.err);
+    const [msg] = await until(async () => (await b.maildir("carol@b.test")).length === 1 && b.maildir("carol@b.test"), "delivery through the smarthost");
+    // B received it on its submission listener, authenticated, over TLS (ESMTPSA), from A's address.
+    assert.match(msg, /^Return-Path: <alice@a\.test>\nDelivered-To: carol@b\.test\nReceived: from mx\.a\.test \(\[127\.0\.0\.2\]\)\n\t\(using TLSv1\.[23] with cipher [^)]+\)\n\tby mx\.b\.test \(Petrel\) with ESMTPSA id /);
+    await until(async () => a.mta.queue.list().length === 0, "A's queue empty");
+  } finally {
+    await a.mta.close();
+    await b.mta.close();
   }
 });
