@@ -240,9 +240,11 @@ export class QueueManager {
       this.messages.set(id, { state, envelope, saving: Promise.resolve() });
       const entry = this.messages.get(id)!;
       this.d.log.info({ queueId: id, recipients: recipients.map((r) => r.address) }, "queued");
-      await this.save(entry);
+      // Nothing has happened yet that the envelope cannot tell again after a
+      // restart, so no state file until something does (a bounce, a deferral).
       const unknown = recipients.filter((r) => r.status === "bounced");
       if (unknown.length > 0) {
+        await this.save(entry);
         await this.dsn(entry, unknown.map((r) => this.dsnRecipient(entry, r, "failed", r.lastError?.enhanced ?? "5.1.1", r.lastError?.diagnostic)));
       }
       await this.finishIfDone(entry);
@@ -427,7 +429,10 @@ export class QueueManager {
         this.d.log.info({ ...log, status: "deferred", enhanced: o.enhanced, diagnostic: o.diagnostic, retryAt: new Date(r.nextAttempt).toISOString() }, "deferred");
       }
     });
-    await this.save(e);
+    // A message now complete is removed (state file included) below; saving
+    // it first would only cost an fsync — unless a DSN is about to be sent,
+    // whose recipients must not bounce again after a crash.
+    if (!e.state.recipients.every(isFinal) || failed.length > 0) await this.save(e);
     if (failed.length > 0) await this.dsn(e, failed);
     // RFC 3461 §4.1: a success DSN only for recipients that asked for one (dsnRecipients filters).
     if (succeeded.length > 0) await this.dsn(e, succeeded);
