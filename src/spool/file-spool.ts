@@ -298,8 +298,9 @@ export class FileSpool implements Spool {
     this.checkId(id);
     this.assertOpen();
     try {
+      // No directory fsync: a removal lost in a crash only brings the message
+      // back for another delivery attempt (at-least-once), never loses one.
       await this.fs.unlink(this.messagePath(id));
-      await this.dirSync();
     } catch (err) {
       throw toSpoolError(`cannot remove ${id}`, err);
     }
