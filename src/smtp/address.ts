@@ -297,6 +297,15 @@ export function parsePath(text: string, options: { allowUtf8: boolean; allowNull
   } else {
     if (!isDomainName(domainRaw, options.allowUtf8)) return fail("invalid domain");
     domain = domainRaw.toLowerCase();
+    // Lower-casing can lengthen a U-label ("İ" is 2 octets, "i̇" 3): the
+    // limits must hold for the domain we keep, or it could not be sent on.
+    if (domain !== domainRaw) {
+      if (octets(domain) > MAX_DOMAIN) return { ok: false, reason: `domain too long: over ${MAX_DOMAIN} octets` };
+      if (!isDomainName(domain, options.allowUtf8)) return fail("invalid domain");
+      if (octets(s.slice(0, end + 1)) - octets(domainRaw) + octets(domain) > MAX_PATH) {
+        return { ok: false, reason: `path too long: over ${MAX_PATH} octets` };
+      }
+    }
   }
   return { ok: true, mailbox: { localPart, domain }, rest };
 }

@@ -242,8 +242,15 @@ export class Session {
    */
   private canProgress(): boolean {
     if (this.mode !== "command" && this.mode !== "auth") return true;
-    return this.queue.length > 1 || this.discarding >= 0 || this.queued > this.opts.limits.commandLine ||
+    // The same limit as takeLine(), or a partial AUTH line between the two
+    // limits would restart the pump forever (a busy loop on microtasks).
+    return this.queue.length > 1 || this.discarding >= 0 || this.queued > this.lineLimit() ||
       this.queue.some((b) => b.includes(LF));
+  }
+
+  /** The longest line takeLine() waits for. RFC 4954 §4: AUTH and its responses may be up to 12288 octets. */
+  private lineLimit(): number {
+    return this.mode === "auth" ? Math.max(this.opts.limits.commandLine, AUTH_LINE) : this.opts.limits.commandLine;
   }
 
   private async step(): Promise<boolean> {
@@ -293,8 +300,7 @@ export class Session {
    * dialogue), as is invalid UTF-8.
    */
   private takeLine(): Buffer | "overflow" | null {
-    // RFC 4954 §4: AUTH and its responses may be up to 12288 octets long.
-    const limit = this.mode === "auth" ? Math.max(this.opts.limits.commandLine, AUTH_LINE) : this.opts.limits.commandLine;
+    const limit = this.lineLimit();
     while (this.queue.length > 0) {
       let head = this.queue[0];
       if (this.discarding >= 0) {

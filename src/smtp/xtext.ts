@@ -18,7 +18,8 @@ const PLUS = 0x2b;
 const EQUALS = 0x3d;
 const BACKSLASH = 0x5c;
 
-const utf8Decoder = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM: a leading U+FEFF is content, not a byte-order mark to strip ("+EF+BB+BFx" is "\u{FEFF}x").
+const utf8Decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const utf8Encoder = new TextEncoder();
 
 function hexValue(s: string, at: number): number {
