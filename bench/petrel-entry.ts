@@ -5,6 +5,7 @@
  *
  * MODE is
  *   durable  SmtpServer with the FileSpool (accept only: fsync'd, nothing delivers)
+ *   journal  SmtpServer with the JournalSpool (accept only: group-committed journal, nothing delivers)
  *   discard  SmtpServer with the bench-only DiscardSpool (protocol path, no disk)
  *   mta      the whole startMta (accept + queue manager + Maildir delivery)
  *
@@ -21,10 +22,11 @@ import { parseConfig } from "../src/config/load.ts";
 import { SmtpServer } from "../src/server/smtp-server.ts";
 import { FileAccountStore } from "../src/accounts/file-account-store.ts";
 import { DiscardSpool } from "./discard-spool.ts";
+import { join } from "node:path";
 
 const [mode, address, portText, dataDir] = process.argv.slice(2);
-if (!["durable", "discard", "mta"].includes(mode) || !address || !portText || !dataDir) {
-  process.stderr.write("usage: petrel-entry.ts durable|discard|mta ADDRESS PORT DATADIR\n");
+if (!["durable", "journal", "discard", "mta"].includes(mode) || !address || !portText || !dataDir) {
+  process.stderr.write("usage: petrel-entry.ts durable|journal|discard|mta ADDRESS PORT DATADIR\n");
   process.exit(64);
 }
 
@@ -57,10 +59,17 @@ if (mode === "mta") {
   close = () => mta.close();
   port = mta.smtp.listeners[0].port;
 } else {
-  const server = await SmtpServer.start(config, {
-    log, errorSleep: 0, accounts, spool: mode === "discard" ? new DiscardSpool() : undefined,
-  });
-  close = () => server.close();
+  let spool: import("../src/spool/spool.ts").Spool | undefined;
+  if (mode === "discard") spool = new DiscardSpool();
+  if (mode === "journal") {
+    const { JournalSpool } = await import("../src/spool/journal-spool.ts");
+    spool = new JournalSpool(join(dataDir, "spool"));
+  }
+  const server = await SmtpServer.start(config, { log, errorSleep: 0, accounts, spool });
+  close = async () => {
+    await server.close();
+    if (mode === "journal") await spool?.close(); // an injected spool is the caller's to close
+  };
   port = server.listeners[0].port;
 }
 process.stdout.write(JSON.stringify({ ready: true, pid: process.pid, port, mode }) + "\n");

@@ -103,6 +103,12 @@ export const SERVERS: readonly ServerDef[] = [
     start: nodeServer("petrel-entry.ts", "durable", "127.0.0.11"),
   },
   {
+    id: "petrel-journal", label: "Petrel, JournalSpool (accept only)", kind: "durable", petrel: true,
+    address: "127.0.0.14", singleProcess: true,
+    unavailable: () => null,
+    start: nodeServer("petrel-entry.ts", "journal", "127.0.0.14"),
+  },
+  {
     id: "petrel-discard", label: "Petrel, discard spool", kind: "discard", petrel: true,
     address: "127.0.0.12", singleProcess: true,
     unavailable: () => null,

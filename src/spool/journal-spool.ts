@@ -1,0 +1,418 @@
+/**
+ * The journal spool: a `Spool` where many sessions' messages share one
+ * fdatasync (group commit), so durable acceptance costs a fraction of an
+ * fsync per message instead of an fsync, a rename and a directory fsync.
+ *
+ * Layout under the spool directory:
+ *   segments/<n>.seg  append-only journal segments (records: see journal-record.ts)
+ *   large/<id>        bodies too large to keep in memory until commit
+ *
+ * Why this shape:
+ * - The body must stream in before the envelope is known, and must not sit
+ *   whole in memory. So a small body (≤ inlineLimit, default 256 KiB, and
+ *   within a spool-wide budget) is held in memory until commit and written
+ *   inside its record; a larger one spills into large/<id> as it arrives.
+ * - Commit of a small message = one record [header][envelope][body] handed to
+ *   the single committer (segment-log.ts), which writes every record pending
+ *   at that moment with one writev and makes them durable with ONE fdatasync,
+ *   then resolves all of those commits. Nothing waits on a timer: an idle
+ *   committer starts at once; a busy one collects the next batch meanwhile.
+ * - Commit of a large message = fsync large/<id> (its own fsync: for a big
+ *   body that cost is small beside the transfer), wait for the shared fsync
+ *   of large/ (started when the file was created), then a record that only
+ *   references the file, group-committed like the others. A crash before
+ *   that record is durable leaves an orphan file that recovery deletes.
+ * - So commit() resolves only when envelope and body are on stable storage,
+ *   exactly as FileSpool promises; a record whose batch failed is rejected
+ *   and cut off (see segment-log.ts), and recovery checks every byte
+ *   (journal-recovery.ts), so nothing partial is ever listed.
+ *
+ * Removal appends a tombstone. For an inline message it is not synced by
+ * itself (it rides along with the next synced batch): a tombstone lost in a
+ * crash only brings the message back for one more delivery attempt, which the
+ * queue treats as any redelivery. For a large message the tombstone is synced
+ * before large/<id> is unlinked, so no live record ever points at a missing file.
+ * A segment is deleted when none of its messages is live, it is not the
+ * active one, and every older segment it holds tombstones (or seals) for is
+ * already gone (deleting it earlier would lose those tombstones). There is no
+ * compaction yet: one long-lived message keeps its segment (and the segments
+ * holding tombstones for it) on disk.
+ *
+ * Envelopes of live messages are kept in memory (as JSON bytes): list() and
+ * readEnvelope() do no I/O, and open() has read them anyway.
+ */
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import { crc32 } from "node:zlib";
+import type { Envelope } from "../smtp/envelope.ts";
+import { toSpoolError } from "./file-spool-writer.ts";
+import { GroupSync } from "./group-sync.ts";
+import { addDependency, recoverJournal, type IndexEntry } from "./journal-recovery.ts";
+import { HEADER_SIZE, messageRecord, nodeJournalFs, parseEnvelope, segmentName, tombstoneRecord, type JournalFileHandle, type JournalFs } from "./journal-record.ts";
+import { JournalSpoolWriter, type CommitBody, type JournalWriterHost } from "./journal-writer.ts";
+import { isQueueId, newQueueId } from "./queue-id.ts";
+import { SegmentLog } from "./segment-log.ts";
+import { SpoolError, type QueueId, type Spool, type SpoolWriter } from "./spool.ts";
+
+export interface JournalSpoolOptions {
+  /** fsync/fdatasync at all (default true). false is only for benchmarks: it gives up durability. */
+  readonly fsync?: boolean;
+  readonly onWarning?: (message: string) => void;
+  /** Filesystem operations (default node:fs/promises); tests inject failures here. */
+  readonly fs?: JournalFs;
+  readonly now?: () => number;
+  readonly random?: (size: number) => Buffer;
+  /** Largest body written inline in the journal (default 256 KiB). */
+  readonly inlineLimit?: number;
+  /** Inline body bytes all writers together may hold in memory (default 32 MiB); beyond it bodies spill to files. */
+  readonly inlineBudget?: number;
+  /** Roll to a new segment past this size (default 16 MiB). */
+  readonly segmentSize?: number;
+}
+
+export interface JournalSpoolStats {
+  /** Commits that resolved. */
+  readonly commits: number;
+  /** Journal fdatasyncs (each covers a whole batch of commits). */
+  readonly journalSyncs: number;
+  /** Batches written to the journal. */
+  readonly batches: number;
+  /** fsyncs of large body files. */
+  readonly fileSyncs: number;
+  /** Directory fsyncs (segments/ and large/). */
+  readonly dirSyncs: number;
+  /** Segment files on disk. */
+  readonly segments: number;
+}
+
+const READ_CHUNK = 64 * 1024;
+const DIR_MODE = 0o700;
+
+export class JournalSpool implements Spool {
+  readonly dir: string;
+  private readonly segmentsDir: string;
+  private readonly largeDir: string;
+  private readonly fsync: boolean;
+  private readonly fs: JournalFs;
+  private readonly warn: (message: string) => void;
+  private readonly now: () => number;
+  private readonly random: ((size: number) => Buffer) | undefined;
+  private readonly inlineLimit: number;
+  private readonly inlineBudget: number;
+  private readonly segmentSize: number;
+  private state: "new" | "opening" | "open" | "closed" = "new";
+  private openPromise: Promise<void> | null = null;
+  private index = new Map<QueueId, IndexEntry>();
+  /** Segment files that exist (until their unlink is durable), with their live message counts. */
+  private live = new Map<number, number>();
+  private dependsOn = new Map<number, Set<number>>();
+  private retired = new Set<number>();
+  private deleting = new Set<number>();
+  private cleanupChain: Promise<void> = Promise.resolve();
+  private log: SegmentLog | null = null;
+  private segmentsDirHandle: JournalFileHandle | null = null;
+  private largeDirHandle: JournalFileHandle | null = null;
+  private readonly segmentsDirSync: GroupSync;
+  private readonly largeDirSync: GroupSync;
+  private readonly writers = new Set<JournalSpoolWriter>();
+  private readonly commits = new Set<Promise<void>>();
+  private inlineHeld = 0;
+  private counters = { commits: 0, fileSyncs: 0 };
+  private readonly host: JournalWriterHost;
+
+  constructor(dir: string, options: JournalSpoolOptions = {}) {
+    this.dir = dir;
+    this.segmentsDir = join(dir, "segments");
+    this.largeDir = join(dir, "large");
+    this.fsync = options.fsync ?? true;
+    this.fs = options.fs ?? nodeJournalFs;
+    this.warn = options.onWarning ?? (() => {});
+    this.now = options.now ?? Date.now;
+    this.random = options.random;
+    this.inlineLimit = options.inlineLimit ?? 256 * 1024;
+    this.inlineBudget = options.inlineBudget ?? 32 * 1024 * 1024;
+    this.segmentSize = options.segmentSize ?? 16 * 1024 * 1024;
+    const dirSync = (handle: () => JournalFileHandle | null) => async () => {
+      const h = handle();
+      if (h === null) throw new SpoolError("spool is not open", { code: "ECLOSED" });
+      await h.sync();
+    };
+    this.segmentsDirSync = new GroupSync(dirSync(() => this.segmentsDirHandle));
+    this.largeDirSync = new GroupSync(dirSync(() => this.largeDirHandle));
+    this.host = this.makeHost();
+  }
+
+  get stats(): JournalSpoolStats {
+    return {
+      commits: this.counters.commits,
+      journalSyncs: this.log?.syncs ?? 0,
+      batches: this.log?.batches ?? 0,
+      fileSyncs: this.counters.fileSyncs,
+      dirSyncs: this.segmentsDirSync.syncs + this.largeDirSync.syncs,
+      segments: this.live.size,
+    };
+  }
+
+  open(): Promise<void> {
+    if (this.openPromise === null) {
+      this.state = "opening";
+      this.openPromise = this.doOpen().then(
+        () => {
+          this.state = "open";
+        },
+        async (err: unknown) => {
+          await this.releaseHandles();
+          this.state = "new";
+          this.openPromise = null;
+          throw toSpoolError(`cannot open spool ${this.dir}`, err);
+        },
+      );
+    }
+    return this.openPromise;
+  }
+
+  private async doOpen(): Promise<void> {
+    const fs = this.fs;
+    for (const d of [this.dir, this.segmentsDir, this.largeDir]) await fs.mkdir(d, { recursive: true, mode: DIR_MODE });
+    if (this.fsync) {
+      const top = await fs.open(this.dir, "r");
+      try {
+        await top.sync();
+      } finally {
+        await top.close();
+      }
+      this.segmentsDirHandle = await fs.open(this.segmentsDir, "r");
+      this.largeDirHandle = await fs.open(this.largeDir, "r");
+    }
+    const recovered = await recoverJournal(this.segmentsDir, this.largeDir, fs, this.fsync, this.warn);
+    this.index = recovered.index;
+    this.dependsOn = recovered.dependsOn;
+    this.live = new Map(recovered.segments.map((n) => [n, 0]));
+    for (const e of this.index.values()) this.live.set(e.segment, (this.live.get(e.segment) ?? 0) + 1);
+    for (const n of recovered.segments) this.retired.add(n);
+    const log = new SegmentLog({
+      dir: this.segmentsDir,
+      fs,
+      firstSegment: (recovered.segments.at(-1) ?? 0) + 1,
+      syncEnabled: this.fsync,
+      segmentSize: this.segmentSize,
+      dirSync: this.segmentsDirSync,
+      onRetired: (n) => {
+        if (!this.live.has(n)) this.live.set(n, 0);
+        this.retired.add(n);
+        this.scheduleSegmentCleanup();
+      },
+      onSealWritten: (inSegment, sealed) => addDependency(this.dependsOn, inSegment, sealed),
+    });
+    this.log = log;
+    await log.start();
+    this.live.set(log.activeSegment, this.live.get(log.activeSegment) ?? 0);
+    this.scheduleSegmentCleanup();
+    await this.cleanupChain;
+  }
+
+  private async releaseHandles(): Promise<void> {
+    await this.log?.close();
+    this.log = null;
+    await this.segmentsDirSync.idle();
+    await this.largeDirSync.idle();
+    for (const h of [this.segmentsDirHandle, this.largeDirHandle]) await h?.close().catch(() => {});
+    this.segmentsDirHandle = null;
+    this.largeDirHandle = null;
+  }
+
+  private assertOpen(): void {
+    if (this.state !== "open") {
+      throw new SpoolError(this.state === "closed" ? "spool is closed" : "spool is not open", { code: "ECLOSED" });
+    }
+  }
+
+  private checkId(id: QueueId): void {
+    if (!isQueueId(id)) throw new SpoolError(`not a queue id: ${JSON.stringify(id)}`, { code: "EINVAL" });
+  }
+
+  private entry(id: QueueId): IndexEntry {
+    const e = this.index.get(id);
+    if (e === undefined || e.removing) throw new SpoolError(`no such message: ${id}`, { code: "ENOENT" });
+    return e;
+  }
+
+  async create(): Promise<SpoolWriter> {
+    this.assertOpen();
+    let id = newQueueId(this.now(), this.random);
+    // ids are unique within a process; a restart in the same millisecond draws new random bits
+    while (this.index.has(id)) id = newQueueId(this.now(), this.random);
+    const writer = new JournalSpoolWriter(this.host, id);
+    this.writers.add(writer);
+    return writer;
+  }
+
+  async list(): Promise<QueueId[]> {
+    this.assertOpen();
+    const ids: QueueId[] = [];
+    for (const e of this.index.values()) if (!e.removing) ids.push(e.id);
+    return ids.sort();
+  }
+
+  async readEnvelope(id: QueueId): Promise<Envelope> {
+    this.checkId(id);
+    const e = this.entry(id);
+    return parseEnvelope(e.envelopeJson) as Envelope;
+  }
+
+  /**
+   * The body as a byte stream. An invalid id throws at once; an unknown id,
+   * I/O errors, and a body whose checksum does not match arrive as an 'error'
+   * event (the mismatch only after the last byte).
+   */
+  readBody(id: QueueId): Readable {
+    this.checkId(id);
+    const fs = this.fs;
+    const found = this.index.get(id);
+    const e = found !== undefined && !found.removing ? found : null;
+    const path = e === null ? "" : e.large ? join(this.largeDir, id) : join(this.segmentsDir, segmentName(e.segment));
+    async function* chunks(): AsyncGenerator<Buffer> {
+      let fh: JournalFileHandle | null = null;
+      try {
+        if (e === null) throw new SpoolError(`no such message: ${id}`, { code: "ENOENT" });
+        fh = await fs.open(path, "r");
+        let crc = 0;
+        let done = 0;
+        while (done < e.bodyLength) {
+          const size = Math.min(READ_CHUNK, e.bodyLength - done);
+          const buf = Buffer.allocUnsafe(size);
+          const { bytesRead } = await fh.read(buf, 0, size, e.bodyOffset + done);
+          if (bytesRead === 0) throw new SpoolError("unexpected end of file", { code: "ECORRUPT" });
+          const chunk = bytesRead === size ? buf : buf.subarray(0, bytesRead);
+          crc = crc32(chunk, crc);
+          done += bytesRead;
+          yield chunk;
+        }
+        if (crc !== e.bodyCrc) throw new SpoolError("body checksum mismatch", { code: "ECORRUPT" });
+      } catch (err) {
+        throw toSpoolError(`cannot read body of ${id}`, err);
+      } finally {
+        await fh?.close().catch(() => {});
+      }
+    }
+    return Readable.from(chunks(), { objectMode: false });
+  }
+
+  async remove(id: QueueId): Promise<void> {
+    this.checkId(id);
+    this.assertOpen();
+    const e = this.entry(id);
+    const log = this.log;
+    if (log === null) throw new SpoolError("spool is not open", { code: "ECLOSED" });
+    e.removing = true;
+    try {
+      // Synced only when a file is unlinked after it (see the top of this file).
+      await log.append([tombstoneRecord(id)], HEADER_SIZE, e.large, (pos) => {
+        this.index.delete(id);
+        this.live.set(e.segment, (this.live.get(e.segment) ?? 1) - 1);
+        addDependency(this.dependsOn, pos.segment, e.segment);
+      });
+    } catch (err) {
+      e.removing = false;
+      throw toSpoolError(`cannot remove ${id}`, err);
+    }
+    if (e.large) {
+      await this.fs.unlink(join(this.largeDir, id)).catch((err: unknown) => {
+        this.warn(`spool journal: cannot delete large/${id}: ${String(err)} (removed at next start)`);
+      });
+    }
+    if (this.live.get(e.segment) === 0 && this.retired.has(e.segment)) this.scheduleSegmentCleanup();
+  }
+
+  /** Delete segments nothing needs any more (see the top of this file); serialized. */
+  private scheduleSegmentCleanup(): void {
+    this.cleanupChain = this.cleanupChain
+      .then(() => this.deleteDeadSegments())
+      .catch((err: unknown) => this.warn(`spool journal: cannot delete a segment: ${String(err)}`));
+  }
+
+  private async deleteDeadSegments(): Promise<void> {
+    for (;;) {
+      const dead: number[] = [];
+      for (const [n, count] of this.live) {
+        if (count !== 0 || !this.retired.has(n) || this.deleting.has(n)) continue;
+        const deps = this.dependsOn.get(n);
+        if (deps !== undefined && [...deps].some((d) => this.live.has(d))) continue;
+        dead.push(n);
+      }
+      if (dead.length === 0) return;
+      for (const n of dead) {
+        this.deleting.add(n);
+        await this.fs.unlink(join(this.segmentsDir, segmentName(n)));
+      }
+      // Durable before any segment that holds tombstones for these may go.
+      if (this.fsync) await this.segmentsDirSync.request();
+      for (const n of dead) {
+        this.live.delete(n);
+        this.dependsOn.delete(n);
+        this.retired.delete(n);
+        this.deleting.delete(n);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.state === "closed") return;
+    if (this.openPromise !== null) await this.openPromise.catch(() => {});
+    this.state = "closed";
+    await Promise.allSettled([...this.commits]);
+    await Promise.allSettled([...this.writers].map((w) => w.abort()));
+    await this.log?.idle();
+    await this.cleanupChain;
+    await this.releaseHandles();
+  }
+
+  private makeHost(): JournalWriterHost {
+    return {
+      fs: this.fs,
+      syncEnabled: this.fsync,
+      largeDir: this.largeDir,
+      inlineLimit: this.inlineLimit,
+      reserveInline: (n) => {
+        if (this.inlineHeld + n > this.inlineBudget) return false;
+        this.inlineHeld += n;
+        return true;
+      },
+      releaseInline: (n) => {
+        this.inlineHeld -= n;
+      },
+      largeDirSync: () => (this.fsync ? this.largeDirSync.request() : Promise.resolve()),
+      commitRecord: (id, json, body) => this.commitRecord(id, json, body),
+      trackCommit: (p) => {
+        this.commits.add(p);
+        const forget = (): void => {
+          this.commits.delete(p);
+        };
+        p.then(forget, forget);
+      },
+      writerDone: (writer, committed) => {
+        this.writers.delete(writer);
+        if (committed) this.counters.commits++;
+      },
+      countFileSync: () => {
+        this.counters.fileSyncs++;
+      },
+    };
+  }
+
+  private async commitRecord(id: QueueId, envelopeJson: Buffer, body: CommitBody): Promise<void> {
+    const log = this.log;
+    if (log === null) throw new SpoolError("spool is closed", { code: "ECLOSED" });
+    const buffers = messageRecord(id, envelopeJson, body);
+    let length = 0;
+    for (const b of buffers) length += b.length;
+    await log.append(buffers, length, true, (pos) => {
+      const bodyOffset = body.inline !== null ? pos.offset + HEADER_SIZE + envelopeJson.length : 0;
+      this.index.set(id, {
+        id, segment: pos.segment, offset: pos.offset, bodyOffset, bodyLength: body.length, bodyCrc: body.crc,
+        large: body.inline === null, envelopeJson, removing: false,
+      });
+      this.live.set(pos.segment, (this.live.get(pos.segment) ?? 0) + 1);
+    });
+  }
+}
