@@ -1,7 +1,8 @@
 import { join } from "node:path";
 import type { Logger } from "pino";
 import type { Config } from "./config/schema.ts";
-import { FileSpool } from "./spool/file-spool.ts";
+import { createSpool } from "./spool/create-spool.ts";
+import type { Spool } from "./spool/spool.ts";
 import { FileAccountStore } from "./accounts/file-account-store.ts";
 import { SmtpServer } from "./server/smtp-server.ts";
 import { QueueManager } from "./queue/queue-manager.ts";
@@ -49,10 +50,10 @@ export interface Mta {
 }
 
 /** The pieces both `petrel serve` and the offline CLI need: spool, accounts, queue. */
-export function buildQueue(config: Config, options: Pick<MtaOptions, "log" | "clock" | "remote" | "fsync" | "resolver" | "ca">): { spool: FileSpool; accounts: FileAccountStore; queue: QueueManager } {
+export async function buildQueue(config: Config, options: Pick<MtaOptions, "log" | "clock" | "remote" | "fsync" | "resolver" | "ca">): Promise<{ spool: Spool; accounts: FileAccountStore; queue: QueueManager }> {
   const log = options.log;
   const clock = options.clock ?? systemClock;
-  const spool = new FileSpool(join(config.dataDir, "spool"), { onWarning: (m) => log.warn(m) });
+  const spool = await createSpool(config.dataDir, config.spool.format, (m) => log.warn(m));
   const accounts = new FileAccountStore({
     dataDir: config.dataDir,
     configDomains: config.domains,
@@ -111,7 +112,7 @@ export function buildQueue(config: Config, options: Pick<MtaOptions, "log" | "cl
 }
 
 export async function startMta(config: Config, options: MtaOptions): Promise<Mta> {
-  const { spool, accounts, queue } = buildQueue(config, options);
+  const { spool, accounts, queue } = await buildQueue(config, options);
   await spool.open();
   await queue.start();
   let smtp: SmtpServer;

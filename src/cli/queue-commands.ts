@@ -131,7 +131,7 @@ export async function queueCommand(argv: string[], io: Io): Promise<number> {
 async function run(config: Awaited<ReturnType<typeof loadConfig>>, req: ControlRequest): Promise<ControlResponse> {
   const viaServer = await request(join(config.dataDir, "control.sock"), req);
   if (viaServer) return viaServer;
-  const { spool, queue } = buildQueue(config, { log: pino({ level: "silent" }) });
+  const { spool, queue } = await buildQueue(config, { log: pino({ level: "silent" }) });
   await spool.open();
   try {
     await queue.start({ deliver: false });

@@ -78,6 +78,9 @@ export const DEFAULTS = {
     quotaFull: "defer",
     maxReceived: 50,
   },
+  spool: {
+    format: "files",
+  },
   outbound: {
     port: 25,
     tls: "opportunistic",

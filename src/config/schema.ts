@@ -326,6 +326,13 @@ export const configSchema = z.strictObject({
       maxReceived: count(DEFAULTS.delivery.maxReceived, 1),
     })
     .prefault({}),
+  /** How accepted messages are stored in <dataDir>/spool. */
+  spool: z
+    .strictObject({
+      /** "files": a file per message; "journal": group commit into shared segment files (faster under load). */
+      format: z.enum(["files", "journal"]).default(DEFAULTS.spool.format),
+    })
+    .prefault({}),
   /** DNS for outbound delivery (MX, A/AAAA). */
   dns: z
     .strictObject({

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { Config, ListenerConfig } from "../config/schema.ts";
 import type { Spool } from "../spool/spool.ts";
-import { FileSpool } from "../spool/file-spool.ts";
+import { createSpool } from "../spool/create-spool.ts";
 import type { Accounts } from "../accounts/account-store.ts";
 import type { RecipientDirectory } from "../policy/relay.ts";
 import { FileAccountStore } from "../accounts/file-account-store.ts";
@@ -60,7 +60,7 @@ export class SmtpServer {
 
   static async start(config: Config, options: SmtpServerOptions): Promise<SmtpServer> {
     const log = options.log;
-    const spool = options.spool ?? new FileSpool(join(config.dataDir, "spool"), { onWarning: (m) => log.warn(m) });
+    const spool = options.spool ?? await createSpool(config.dataDir, config.spool.format, (m) => log.warn(m));
     await spool.open(); // idempotent: an injected spool may already be open
     const tlsProvider = await TlsContextProvider.fromConfig(config, {
       onReload: (info) => log.info({ certificate: info }, "TLS certificate reloaded"),

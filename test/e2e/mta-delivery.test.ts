@@ -233,3 +233,37 @@ test("remote mail stays queued (deferred) across a restart, and the queue tools 
     await rm(r.dir, { recursive: true, force: true });
   }
 });
+
+test("spool.format journal: mail is accepted, delivered and survives a restart; switching format with mail queued is refused", async () => {
+  const closed = await new Promise<number>((resolve) => {
+    const srv = net.createServer().listen(0, "127.0.0.1", () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+  const dns = await startDnsServer({ "far.test": { MX: [[10, "mx.far.test"]] }, "mx.far.test": { A: ["127.0.0.1"] } });
+  after(() => dns.close());
+  const extra = { spool: { format: "journal" }, dns: { servers: [dns.server] }, outbound: { port: closed } };
+  const r = await start(extra);
+  let r2: Running | null = null;
+  try {
+    await r.mta.accounts.addAlias("fwd@example.test", "carol@far.test");
+    const t = await smtp(r.mx, [
+      "EHLO c", "MAIL FROM:<s@far.test>", "RCPT TO:<alice@example.test>", "DATA", "Subject: j\r\n\r\njournal\r\n.",
+      // An alias that forwards outside: accepted on mx, then deferred (nothing listens at far.test).
+      "MAIL FROM:<s@far.test>", "RCPT TO:<fwd@example.test>", "DATA", "Subject: out\r\n\r\nstays queued\r\n.", "QUIT",
+    ]);
+    assert.equal((t.match(/250 2\.0\.0 Ok: queued as/g) ?? []).length, 2, t);
+    const [msg] = await until(async () => (await r.maildir("alice@example.test")).length === 1 && r.maildir("alice@example.test"), "journal delivery");
+    assert.ok(msg.endsWith("Subject: j\n\njournal\n"));
+    const deferred = await until(async () => r.mta.queue.list().find((m) => m.recipients[0].status === "deferred"), "deferral");
+    await r.stop();
+    await assert.rejects(start({ ...extra, spool: { format: "files" } }, r.dir), /spool\.format is "files" but .* still holds 1 queued message\(s\) in the "journal" format/);
+    r2 = await start(extra, r.dir);
+    assert.equal(r2.mta.queue.get(deferred.id)?.item.recipients[0].address, "carol@far.test", "the queued message survived the restart");
+  } finally {
+    if (r2) await r2.stop();
+    else await r.stop().catch(() => {});
+    await rm(r.dir, { recursive: true, force: true });
+  }
+});
