@@ -10,6 +10,7 @@
  * Passwords are never taken from argv (ps and shell history would see them): they are read from
  * stdin's first line when stdin is not a terminal, else prompted for twice without echo.
  */
+import { promptHidden } from "./prompt.ts";
 import { parseArgs } from "node:util";
 import { StringDecoder } from "node:string_decoder";
 import { loadConfig } from "../config/load.ts";
@@ -267,9 +268,9 @@ async function readNewPassword(io: CommandIo): Promise<string> {
     if (line === "") throw new UsageError("empty password refused (give it as the first line of stdin)");
     return line;
   }
-  const first = await promptHidden(io, "Password: ");
+  const first = await promptHidden(io, "Password: ", () => new Interrupted());
   if (first === "") throw new UsageError("empty password refused");
-  const second = await promptHidden(io, "Retype password: ");
+  const second = await promptHidden(io, "Retype password: ", () => new Interrupted());
   if (first !== second) throw new UsageError("the passwords do not match; nothing was changed");
   return first;
 }
@@ -304,51 +305,3 @@ function readFirstLine(input: NodeJS.ReadableStream): Promise<string> {
   });
 }
 
-/** Prompt on stderr and read one line from a terminal in raw mode, echoing nothing. */
-function promptHidden(io: CommandIo, prompt: string): Promise<string> {
-  const input = io.stdin;
-  io.stderr.write(prompt);
-  return new Promise((resolve, reject) => {
-    const decoder = new StringDecoder("utf8");
-    let text = "";
-    input.setRawMode?.(true);
-    const finish = (err: Error | null) => {
-      input.off("data", onData);
-      input.setRawMode?.(false);
-      input.pause();
-      io.stderr.write("\n");
-      if (err) reject(err);
-      else resolve(text);
-    };
-    const onData = (chunk: Buffer | string) => {
-      const s = typeof chunk === "string" ? chunk : decoder.write(chunk);
-      let i = 0;
-      for (const ch of s) {
-        i += ch.length;
-        if (ch === "\r" || ch === "\n") {
-          // A pasted "pw\rpw\r" arrives in one chunk: keep the rest for the next prompt.
-          finish(null);
-          if (i < s.length) input.unshift(Buffer.from(s.slice(i), "utf8"));
-          return;
-        }
-        if (ch === "\u0003") return finish(new Interrupted()); // Ctrl-C
-        if (ch === "\u0004") {
-          if (text === "") return finish(new Interrupted()); // Ctrl-D on an empty line
-          continue;
-        }
-        if (ch === "\u007f" || ch === "\b") {
-          text = [...text].slice(0, -1).join("");
-          continue;
-        }
-        if (ch === "\u0015") {
-          text = ""; // Ctrl-U
-          continue;
-        }
-        if (ch < " ") continue; // other control characters (escape sequences' ESC among them)
-        text += ch;
-      }
-    };
-    input.on("data", onData);
-    input.resume();
-  });
-}

@@ -1,5 +1,6 @@
 import { createInterface } from "node:readline";
 import { hashPassword, scramVerifier } from "../accounts/password.ts";
+import { promptHidden } from "./prompt.ts";
 
 /**
  * `petrel hash-password`: the password comes from stdin (one line) or an
@@ -17,12 +18,11 @@ export async function hashPasswordCommand(options: { scram: boolean }): Promise<
 }
 
 async function readPassword(): Promise<string> {
-  const tty = process.stdin.isTTY;
-  if (tty) process.stderr.write("Password: ");
+  // On a terminal: a prompt that echoes nothing. Otherwise the first line of stdin.
+  if (process.stdin.isTTY) return promptHidden(process, "Password: ", () => new Error("interrupted"));
   const rl = createInterface({ input: process.stdin, terminal: false });
   for await (const line of rl) {
     rl.close();
-    if (tty) process.stderr.write("\n");
     return line;
   }
   return "";

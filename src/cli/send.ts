@@ -13,10 +13,10 @@
  * Exit codes: 0 sent to every recipient; 1 not sent, or some recipients
  * refused (the others got it); 2 usage error.
  */
+import { promptHidden } from "./prompt.ts";
 import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
 import { parseArgs } from "node:util";
-import { StringDecoder } from "node:string_decoder";
 import { send } from "../client/send.ts";
 import { explain } from "../client/explain.ts";
 import { replyText } from "../smtp/reply-parser.ts";
@@ -145,35 +145,6 @@ async function readPassword(file: string | undefined, io: SendIo): Promise<strin
   if (!io.stdin.isTTY) {
     throw new UsageError("--user needs a password: give --password-file FILE or set PETREL_PASSWORD (no terminal to ask on)");
   }
-  return promptHidden(io, "Password: ");
+  return promptHidden(io, "Password: ", () => new UsageError("interrupted; nothing was sent"));
 }
 
-/** Prompt on stderr and read one line from the terminal in raw mode, echoing nothing. */
-function promptHidden(io: SendIo, prompt: string): Promise<string> {
-  const input = io.stdin;
-  io.stderr.write(prompt);
-  return new Promise((resolve, reject) => {
-    const decoder = new StringDecoder("utf8");
-    let text = "";
-    input.setRawMode?.(true);
-    const finish = (err: Error | null) => {
-      input.off("data", onData);
-      input.setRawMode?.(false);
-      input.pause();
-      io.stderr.write("\n");
-      if (err) reject(err);
-      else resolve(text);
-    };
-    const onData = (chunk: Buffer | string) => {
-      for (const ch of typeof chunk === "string" ? chunk : decoder.write(chunk)) {
-        if (ch === "\r" || ch === "\n") return finish(null);
-        if (ch === "\u0003" || (ch === "\u0004" && text === "")) return finish(new UsageError("interrupted; nothing was sent"));
-        if (ch === "\u007f" || ch === "\b") text = [...text].slice(0, -1).join("");
-        else if (ch === "\u0015") text = "";
-        else if (ch >= " ") text += ch;
-      }
-    };
-    input.on("data", onData);
-    input.resume();
-  });
-}

@@ -35,9 +35,9 @@
  */
 import { join } from "node:path";
 import { Readable } from "node:stream";
-import { crc32 } from "node:zlib";
 import type { Envelope } from "../smtp/envelope.ts";
 import { FileSpoolWriter, toSpoolError, type WriterHost } from "./file-spool-writer.ts";
+import { checkedBodyStream } from "./checked-body.ts";
 import { GroupSync } from "./group-sync.ts";
 import { isQueueId, newQueueId } from "./queue-id.ts";
 import { nodeFs, readEnvelopeAt, readFooter, type SpoolFileHandle, type SpoolFs } from "./spool-file.ts";
@@ -66,7 +66,6 @@ export interface FileSpoolStats {
 }
 
 /** Read size for bodies. */
-const READ_CHUNK = 64 * 1024;
 /** Files checked at once by open(). */
 const OPEN_PARALLELISM = 32;
 const FILE_MODE = 0o600;
@@ -267,32 +266,18 @@ export class FileSpool implements Spool {
     this.checkId(id);
     const fs = this.fs;
     const path = this.messagePath(id);
-    async function* chunks(): AsyncGenerator<Buffer> {
-      let fh: SpoolFileHandle | null = null;
+    return checkedBodyStream(id, async () => {
+      const handle = await fs.open(path, "r");
       try {
-        fh = await fs.open(path, "r");
-        const footer = await readFooter(fh);
-        let crc = 0;
-        let position = 0;
-        while (position < footer.bodyLength) {
-          const size = Math.min(READ_CHUNK, footer.bodyLength - position);
-          const buf = Buffer.allocUnsafe(size);
-          const { bytesRead } = await fh.read(buf, 0, size, position);
-          if (bytesRead === 0) throw new SpoolError("unexpected end of file", { code: "ECORRUPT" });
-          const chunk = bytesRead === size ? buf : buf.subarray(0, bytesRead);
-          crc = crc32(chunk, crc);
-          position += bytesRead;
-          yield chunk;
-        }
-        if (crc !== footer.bodyCrc) throw new SpoolError("body checksum mismatch", { code: "ECORRUPT" });
+        const footer = await readFooter(handle);
+        return { handle, body: { offset: 0, length: footer.bodyLength, crc: footer.bodyCrc } };
       } catch (err) {
-        throw toSpoolError(`cannot read body of ${id}`, err);
-      } finally {
-        await fh?.close().catch(() => {});
+        await handle.close().catch(() => {});
+        throw err;
       }
-    }
-    return Readable.from(chunks(), { objectMode: false });
+    }, toSpoolError);
   }
+
 
   async remove(id: QueueId): Promise<void> {
     this.checkId(id);

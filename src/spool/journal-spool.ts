@@ -43,7 +43,7 @@
  */
 import { join } from "node:path";
 import { Readable } from "node:stream";
-import { crc32 } from "node:zlib";
+import { checkedBodyStream } from "./checked-body.ts";
 import type { Envelope } from "../smtp/envelope.ts";
 import { toSpoolError } from "./file-spool-writer.ts";
 import { GroupSync } from "./group-sync.ts";
@@ -85,7 +85,6 @@ export interface JournalSpoolStats {
   readonly segments: number;
 }
 
-const READ_CHUNK = 64 * 1024;
 const DIR_MODE = 0o700;
 
 export class JournalSpool implements Spool {
@@ -271,32 +270,12 @@ export class JournalSpool implements Spool {
     const found = this.index.get(id);
     const e = found !== undefined && !found.removing ? found : null;
     const path = e === null ? "" : e.large ? join(this.largeDir, id) : join(this.segmentsDir, segmentName(e.segment));
-    async function* chunks(): AsyncGenerator<Buffer> {
-      let fh: JournalFileHandle | null = null;
-      try {
-        if (e === null) throw new SpoolError(`no such message: ${id}`, { code: "ENOENT" });
-        fh = await fs.open(path, "r");
-        let crc = 0;
-        let done = 0;
-        while (done < e.bodyLength) {
-          const size = Math.min(READ_CHUNK, e.bodyLength - done);
-          const buf = Buffer.allocUnsafe(size);
-          const { bytesRead } = await fh.read(buf, 0, size, e.bodyOffset + done);
-          if (bytesRead === 0) throw new SpoolError("unexpected end of file", { code: "ECORRUPT" });
-          const chunk = bytesRead === size ? buf : buf.subarray(0, bytesRead);
-          crc = crc32(chunk, crc);
-          done += bytesRead;
-          yield chunk;
-        }
-        if (crc !== e.bodyCrc) throw new SpoolError("body checksum mismatch", { code: "ECORRUPT" });
-      } catch (err) {
-        throw toSpoolError(`cannot read body of ${id}`, err);
-      } finally {
-        await fh?.close().catch(() => {});
-      }
-    }
-    return Readable.from(chunks(), { objectMode: false });
+    return checkedBodyStream(id, async () => {
+      if (e === null) throw new SpoolError(`no such message: ${id}`, { code: "ENOENT" });
+      return { handle: await fs.open(path, "r"), body: { offset: e.bodyOffset, length: e.bodyLength, crc: e.bodyCrc } };
+    }, toSpoolError);
   }
+
 
   async remove(id: QueueId): Promise<void> {
     this.checkId(id);

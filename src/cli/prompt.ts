@@ -1,0 +1,60 @@
+import { StringDecoder } from "node:string_decoder";
+
+/**
+ * Reading a secret from a person: never from argv (where `ps` and shell
+ * history see it), and never echoed.
+ */
+
+export interface PromptIo {
+  readonly stdin: NodeJS.ReadableStream & { isTTY?: boolean; setRawMode?: (raw: boolean) => unknown };
+  readonly stderr: { write(text: string): unknown };
+}
+
+/** Prompt on stderr and read one line from a terminal in raw mode, echoing nothing. */
+export function promptHidden(io: PromptIo, prompt: string, interrupted: () => Error): Promise<string> {
+  const input = io.stdin;
+  io.stderr.write(prompt);
+  return new Promise((resolve, reject) => {
+    const decoder = new StringDecoder("utf8");
+    let text = "";
+    input.setRawMode?.(true);
+    const finish = (err: Error | null) => {
+      input.off("data", onData);
+      input.setRawMode?.(false);
+      input.pause();
+      io.stderr.write("\n");
+      if (err) reject(err);
+      else resolve(text);
+    };
+    const onData = (chunk: Buffer | string) => {
+      const s = typeof chunk === "string" ? chunk : decoder.write(chunk);
+      let i = 0;
+      for (const ch of s) {
+        i += ch.length;
+        if (ch === "\r" || ch === "\n") {
+          // A pasted "pw\rpw\r" arrives in one chunk: keep the rest for the next prompt.
+          finish(null);
+          if (i < s.length) input.unshift(Buffer.from(s.slice(i), "utf8"));
+          return;
+        }
+        if (ch === "\u0003") return finish(interrupted()); // Ctrl-C
+        if (ch === "\u0004") {
+          if (text === "") return finish(interrupted()); // Ctrl-D on an empty line
+          continue;
+        }
+        if (ch === "\u007f" || ch === "\b") {
+          text = [...text].slice(0, -1).join("");
+          continue;
+        }
+        if (ch === "\u0015") {
+          text = ""; // Ctrl-U
+          continue;
+        }
+        if (ch < " ") continue; // other control characters (escape sequences' ESC among them)
+        text += ch;
+      }
+    };
+    input.on("data", onData);
+    input.resume();
+  });
+}
