@@ -51,6 +51,10 @@ export async function serve(options: { configPath?: string }): Promise<number> {
     lines.push(`  swaks --server ${mx.address}:${mx.port} --to postmaster@${domain}`);
   }
   lines.push(`Local mail is delivered to Maildirs in ${config.dataDir}/mail/<domain>/<user>/.`);
+  if ((await mta.accounts.listUsers()).length === 0) {
+    const domain = config.domains[0] ?? config.hostname;
+    lines.push(`No users yet: add one to log in on the submission ports:  bin/petrel user add you@${domain}`);
+  }
   lines.push("Stop with Ctrl-C (SIGINT) or SIGTERM.");
   process.stderr.write(lines.join("\n") + "\n");
 
