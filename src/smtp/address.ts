@@ -48,9 +48,9 @@ const MAX_LABEL = 63;
 const ATEXT_ASCII = /^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]$/;
 const NON_ASCII = /[^\x00-\x7f]/;
 
-const encoder = new TextEncoder();
+/** UTF-8 length in octets (RFC 5321 §4.5.3.1 limits count octets), without encoding. */
 function octets(s: string): number {
-  return encoder.encode(s).length;
+  return Buffer.byteLength(s, "utf8");
 }
 
 function fail(reason: string): PathResult {
