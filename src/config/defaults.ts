@@ -79,7 +79,7 @@ export const DEFAULTS = {
     maxReceived: 50,
   },
   spool: {
-    format: "files",
+    format: "journal",
   },
   outbound: {
     port: 25,

@@ -329,7 +329,7 @@ export const configSchema = z.strictObject({
   /** How accepted messages are stored in <dataDir>/spool. */
   spool: z
     .strictObject({
-      /** "files": a file per message; "journal": group commit into shared segment files (faster under load). */
+      /** "journal" (default): group commit into shared segment files, one fdatasync for many messages; "files": a file per message. */
       format: z.enum(["files", "journal"]).default(DEFAULTS.spool.format),
     })
     .prefault({}),

@@ -12,7 +12,8 @@ import {
 } from "./fixtures/robust-helpers.ts";
 
 async function withPetrel(overrides: Record<string, unknown>, fn: (p: TestPetrel) => Promise<void>): Promise<void> {
-  const p = await startPetrel(overrides);
+  // The file spool: these tests look at its tmp/ directory for partial messages.
+  const p = await startPetrel({ spool: { format: "files" }, ...overrides });
   try {
     await fn(p);
   } finally {

@@ -37,7 +37,7 @@ async function refused(port: number): Promise<boolean> {
 }
 
 test("server.close(): DATA in flight finishes with 250 then 421 4.3.2; idle session gets 421; new connections refused", async () => {
-  const p = await startPetrel();
+  const p = await startPetrel({ spool: { format: "files" } });
   let closing: Promise<void> | null = null;
   try {
     const busy = await SmtpClient.connect(p.mx);
@@ -76,7 +76,7 @@ test("server.close(): DATA in flight finishes with 250 then 421 4.3.2; idle sess
 });
 
 test("shutdownGrace: 1 s — a stuck DATA is cut off with 421 and nothing partial is stored", async () => {
-  const p = await startPetrel({ limits: { shutdownGrace: 1 } });
+  const p = await startPetrel({ spool: { format: "files" }, limits: { shutdownGrace: 1 } });
   try {
     const ok = await SmtpClient.connect(p.mx);
     await ok.ehlo();
@@ -114,6 +114,7 @@ test("SIGTERM to petrel serve: DATA in flight gets 250, then 421; idle gets 421;
     dataDir,
     domains: ["example.test"],
     listeners: [{ address: "127.0.0.1", port: 0, role: "mx" }],
+    spool: { format: "files" },
     log: { level: "info" },
   });
   let p: PetrelProcess | null = null;
@@ -153,7 +154,7 @@ test("SIGTERM to petrel serve: DATA in flight gets 250, then 421; idle gets 421;
 });
 
 test("a message acknowledged before close() is readable from the running server's spool", async () => {
-  const p = await startPetrel();
+  const p = await startPetrel({ spool: { format: "files" } });
   try {
     const c = await SmtpClient.connect(p.mx);
     await c.ehlo();
