@@ -21,6 +21,7 @@
  * I/O errors are temporary (4.3.0); a full mailbox (the optional quota, or
  * EDQUOT) is 4.2.2 or 5.2.2 as configured.
  */
+import { GroupSync } from "../spool/group-sync.ts";
 import { open, mkdir, rename, unlink, readdir, stat } from "node:fs/promises";
 import { hostname as osHostname } from "node:os";
 import { randomBytes } from "node:crypto";
@@ -204,7 +205,7 @@ export async function deliverToMaildir(
     const finalPath = join(dir, "new", `${base},S=${size},W=${size + lfs}`);
     await fs.rename(tmpPath, finalPath);
     tmpPath = undefined;
-    if (doSync) await fs.syncDir(join(dir, "new"));
+    if (doSync) await groupSyncDir(fs, join(dir, "new"));
     return { outcome: { status: "delivered", detail: `delivered to maildir ${finalPath}` }, path: finalPath, size };
   } catch (err) {
     message.destroy();
@@ -241,6 +242,20 @@ function errorOutcome(err: unknown, dir: string, quotaFull: "defer" | "bounce"):
   }
   if (code === "ENOSPC") return { status: "deferred", enhanced: "4.3.0", diagnostic: `no space left on device writing to maildir ${dir}` };
   return { status: "deferred", enhanced: "4.3.0", diagnostic: `cannot deliver to maildir ${dir}: ${msg}` };
+}
+
+/**
+ * The fsync of new/ that makes a delivery's rename durable, shared by the
+ * deliveries into the same mailbox that are waiting at that moment (group
+ * commit, as the spool does for its directory).
+ */
+const dirSyncs = new WeakMap<MaildirFs, Map<string, GroupSync>>();
+function groupSyncDir(fs: MaildirFs, path: string): Promise<void> {
+  let byPath = dirSyncs.get(fs);
+  if (!byPath) dirSyncs.set(fs, (byPath = new Map()));
+  let g = byPath.get(path);
+  if (!g) byPath.set(path, (g = new GroupSync(() => fs.syncDir(path))));
+  return g.request();
 }
 
 /** Create cur/ new/ tmp/ (and parents) when missing, making the new entries durable. */

@@ -209,3 +209,24 @@ test("a long line (1 MiB) and 8-bit bytes stream through unchanged", async (t) =
   assert.equal(r.outcome.status, "delivered");
   assert.deepEqual(await readFile(r.path!), Buffer.concat([Buffer.from("Return-Path: <sender@example.org>\nDelivered-To: rcpt@example.com\n"), lf(body)]));
 });
+
+test("concurrent deliveries into one Maildir share the fsync of new/ (group commit), each still waiting for one", async (t) => {
+  const dir = await tempDir(t);
+  let newSyncs = 0;
+  const fs: MaildirFs = {
+    ...nodeMaildirFs,
+    async syncDir(path) {
+      if (path.endsWith("/new")) newSyncs++;
+      await nodeMaildirFs.syncDir(path);
+    },
+  };
+  // Create the Maildir first so only new/ syncs are counted below.
+  await deliverToMaildir(dir, Readable.from([Buffer.from("x\r\n")]), { returnPath: "a@b", deliveredTo: "c@d" }, { fs });
+  newSyncs = 0;
+  const n = 50;
+  const results = await Promise.all(Array.from({ length: n }, (_, i) =>
+    deliverToMaildir(dir, Readable.from([Buffer.from(`m${i}\r\n`)]), { returnPath: "a@b", deliveredTo: "c@d" }, { fs })));
+  assert.ok(results.every((r) => r.outcome.status === "delivered"));
+  assert.equal((await readdir(join(dir, "new"))).length, n + 1);
+  assert.ok(newSyncs >= 1 && newSyncs < n, `${newSyncs} fsyncs of new/ for ${n} deliveries`);
+});
