@@ -5,40 +5,13 @@ import { join } from "node:path";
 import { JournalSpool, type JournalSpoolOptions } from "../../src/spool/journal-spool.ts";
 import { newQueueId } from "../../src/spool/queue-id.ts";
 import { SpoolError } from "../../src/spool/spool.ts";
-import { readAll, sampleEnvelope, tempDir } from "./helpers.ts";
+import { bigBody, readAll, sampleEnvelope, store, tempDir, withSpoolIn } from "./helpers.ts";
 
-async function withSpool(
+function withSpool(
   fn: (spool: JournalSpool, dir: string, warnings: string[]) => Promise<void>,
   options: JournalSpoolOptions = {},
 ): Promise<void> {
-  const { dir, cleanup } = await tempDir();
-  const warnings: string[] = [];
-  const spool = new JournalSpool(dir, { ...options, onWarning: (m) => warnings.push(m) });
-  try {
-    await spool.open();
-    await fn(spool, dir, warnings);
-  } finally {
-    await spool.close();
-    await cleanup();
-  }
-}
-
-async function store(spool: JournalSpool, chunks: Buffer[], envelope = sampleEnvelope()): Promise<string> {
-  const w = await spool.create();
-  for (const c of chunks) await w.write(c);
-  await w.commit(envelope);
-  return w.id;
-}
-
-/** 5 MiB holding every byte value, in pseudo-random order. */
-function bigBody(): Buffer {
-  const b = Buffer.alloc(5 * 1024 * 1024);
-  let x = 0x12345678;
-  for (let i = 0; i < b.length; i++) {
-    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-    b[i] = i < 256 ? i : x >>> 24;
-  }
-  return b;
+  return withSpoolIn((dir, onWarning) => new JournalSpool(dir, { ...options, onWarning }), fn);
 }
 
 function oddChunks(body: Buffer): Buffer[] {
