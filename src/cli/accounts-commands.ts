@@ -10,9 +10,8 @@
  * Passwords are never taken from argv (ps and shell history would see them): they are read from
  * stdin's first line when stdin is not a terminal, else prompted for twice without echo.
  */
-import { promptHidden } from "./prompt.ts";
+import { promptHidden, readFirstLine } from "./prompt.ts";
 import { parseArgs } from "node:util";
-import { StringDecoder } from "node:string_decoder";
 import { loadConfig } from "../config/load.ts";
 import { ConfigError } from "../config/config-error.ts";
 import { formatSize, parseSize, SIZE_ALLOWED } from "../config/units.ts";
@@ -275,33 +274,4 @@ async function readNewPassword(io: CommandIo): Promise<string> {
   return first;
 }
 
-/** The first line of a non-terminal stream (without its CR LF / LF). */
-function readFirstLine(input: NodeJS.ReadableStream): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const decoder = new StringDecoder("utf8");
-    let text = "";
-    const done = (value: string) => {
-      input.off("data", onData);
-      input.off("end", onEnd);
-      input.off("error", onError);
-      input.pause();
-      resolve(value.endsWith("\r") ? value.slice(0, -1) : value);
-    };
-    const onData = (chunk: Buffer | string) => {
-      text += typeof chunk === "string" ? chunk : decoder.write(chunk);
-      const nl = text.indexOf("\n");
-      if (nl >= 0) done(text.slice(0, nl));
-    };
-    const onEnd = () => done(text + decoder.end());
-    const onError = (err: Error) => {
-      input.off("data", onData);
-      input.off("end", onEnd);
-      reject(err);
-    };
-    input.on("data", onData);
-    input.on("end", onEnd);
-    input.on("error", onError);
-    input.resume();
-  });
-}
 

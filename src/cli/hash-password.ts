@@ -1,6 +1,5 @@
-import { createInterface } from "node:readline";
 import { hashPassword, scramVerifier } from "../accounts/password.ts";
-import { promptHidden } from "./prompt.ts";
+import { promptHidden, readFirstLine } from "./prompt.ts";
 
 /**
  * `petrel hash-password`: the password comes from stdin (one line) or an
@@ -20,10 +19,5 @@ export async function hashPasswordCommand(options: { scram: boolean }): Promise<
 async function readPassword(): Promise<string> {
   // On a terminal: a prompt that echoes nothing. Otherwise the first line of stdin.
   if (process.stdin.isTTY) return promptHidden(process, "Password: ", () => new Error("interrupted"));
-  const rl = createInterface({ input: process.stdin, terminal: false });
-  for await (const line of rl) {
-    rl.close();
-    return line;
-  }
-  return "";
+  return readFirstLine(process.stdin);
 }

@@ -58,3 +58,33 @@ export function promptHidden(io: PromptIo, prompt: string, interrupted: () => Er
     input.resume();
   });
 }
+
+/** The first line of a non-terminal stream (without its CR LF / LF). */
+export function readFirstLine(input: NodeJS.ReadableStream): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const decoder = new StringDecoder("utf8");
+    let text = "";
+    const done = (value: string) => {
+      input.off("data", onData);
+      input.off("end", onEnd);
+      input.off("error", onError);
+      input.pause();
+      resolve(value.endsWith("\r") ? value.slice(0, -1) : value);
+    };
+    const onData = (chunk: Buffer | string) => {
+      text += typeof chunk === "string" ? chunk : decoder.write(chunk);
+      const nl = text.indexOf("\n");
+      if (nl >= 0) done(text.slice(0, nl));
+    };
+    const onEnd = () => done(text + decoder.end());
+    const onError = (err: Error) => {
+      input.off("data", onData);
+      input.off("end", onEnd);
+      reject(err);
+    };
+    input.on("data", onData);
+    input.on("end", onEnd);
+    input.on("error", onError);
+    input.resume();
+  });
+}

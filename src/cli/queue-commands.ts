@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { createInterface } from "node:readline";
+import { readFirstLine } from "./prompt.ts";
 import { parseArgs } from "node:util";
 import pino from "pino";
 import { loadConfig } from "../config/load.ts";
@@ -83,7 +83,7 @@ export async function queueCommand(argv: string[], io: Io): Promise<number> {
       return 2;
     }
     io.stderr.write(`Delete message ${req.id} from the queue without notifying the sender? [y/N] `);
-    if (!/^y(es)?$/i.test(await readLine(io.stdin))) {
+    if (!/^y(es)?$/i.test((await readFirstLine(io.stdin)).trim())) {
       io.stderr.write("Nothing deleted.\n");
       return 1;
     }
@@ -140,13 +140,4 @@ async function run(config: Awaited<ReturnType<typeof loadConfig>>, req: ControlR
     await queue.stop();
     await spool.close();
   }
-}
-
-async function readLine(input: NodeJS.ReadableStream): Promise<string> {
-  const rl = createInterface({ input, terminal: false });
-  for await (const line of rl) {
-    rl.close();
-    return line.trim();
-  }
-  return "";
 }

@@ -1,5 +1,8 @@
 import type { Envelope } from "../smtp/envelope.ts";
 import type { RecipientState } from "./queue-state.ts";
+import type { RecipientResolution } from "../accounts/account-store.ts";
+
+export type { RecipientResolution };
 
 /**
  * Turning an envelope into delivery work: each envelope recipient is
@@ -8,11 +11,6 @@ import type { RecipientState } from "./queue-state.ts";
  * delivered once. A local recipient that no longer resolves (removed since
  * RCPT) bounces with 5.1.1 rather than disappearing.
  */
-
-export type RecipientResolution =
-  | { readonly kind: "not-local" }
-  | { readonly kind: "unknown"; readonly reason: string }
-  | { readonly kind: "local"; readonly targets: readonly { readonly type: "mailbox" | "forward"; readonly address: string }[] };
 
 export type RecipientResolver = (address: string) => Promise<RecipientResolution>;
 

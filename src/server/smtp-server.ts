@@ -1,5 +1,4 @@
 import * as net from "node:net";
-import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { Config, ListenerConfig } from "../config/schema.ts";
