@@ -121,7 +121,8 @@ export function parseConfig(raw: unknown, source: string, options: ParseOptions 
 
   // Resolve relative paths against the config file's directory.
   config.dataDir = resolve(baseDir, config.dataDir);
-  const files: Array<{ path: KeyPath; value: string; set: (abs: string) => void }> = [];
+  // `what` names the file in the error: certificates and keys are PEM files, a relay password is not.
+  const files: Array<{ path: KeyPath; value: string; set: (abs: string) => void; what?: string }> = [];
   const tls = config.tls;
   if (tls.cert !== undefined) files.push({ path: ["tls", "cert"], value: tls.cert, set: (a) => (tls.cert = a) });
   if (tls.key !== undefined) files.push({ path: ["tls", "key"], value: tls.key, set: (a) => (tls.key = a) });
@@ -138,14 +139,14 @@ export function parseConfig(raw: unknown, source: string, options: ParseOptions 
   config.transport.forEach((t, i) => {
     const auth = t.auth;
     if (auth === undefined) return;
-    files.push({ path: ["transport", i, "auth", "passwordFile"], value: auth.passwordFile, set: (a) => (auth.passwordFile = a) });
+    files.push({ path: ["transport", i, "auth", "passwordFile"], value: auth.passwordFile, set: (a) => (auth.passwordFile = a), what: "password file" });
   });
   for (const f of files) {
     const abs = resolve(baseDir, f.value);
     f.set(abs);
     if (options.checkFiles === false) continue;
     const problem = fileProblem(abs);
-    if (problem) add(f.path, f.value, `expected a readable PEM file: ${abs} ${problem}`);
+    if (problem) add(f.path, f.value, `expected a readable ${f.what ?? "PEM file"}: ${abs} ${problem}`);
   }
 
   if (issues.length > 0) throw sorted(source, issues);

@@ -170,8 +170,8 @@ describe("errors name the key, the value and what is allowed", () => {
   });
 
   test("bad duration", () => {
-    const err = configError(() => parseConfig({ limits: { commandTimeout: "5 minutes" } }, "petrel.yaml"));
-    assert.match(issueAt(err, "limits.commandTimeout").message, /got "5 minutes"; expected a duration: a number of seconds .*"30s", "5m"/);
+    const err = configError(() => parseConfig({ limits: { commandTimeout: "5 fortnights" } }, "petrel.yaml"));
+    assert.match(issueAt(err, "limits.commandTimeout").message, /got "5 fortnights"; expected a duration: a number of seconds .*"30s", "5m"/);
   });
 
   test("negative and fractional numbers", () => {
@@ -261,6 +261,31 @@ describe("errors name the key, the value and what is allowed", () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+
+  test("a missing transport[].auth.passwordFile is called a password file, not a PEM file", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "petrel-config-"));
+    try {
+      const file = join(dir, "petrel.yaml");
+      await writeFile(file, "transport:\n  - domains: ['*']\n    type: smtp\n    host: smtp.provider.example\n    auth: { user: me, passwordFile: relay-password }\n");
+      await assert.rejects(loadConfig(file), (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        const message = issueAt(err, "transport[0].auth.passwordFile").message;
+        assert.match(message, new RegExp(`expected a readable password file: ${join(dir, "relay-password").replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} does not exist$`));
+        assert.doesNotMatch(message, /PEM/);
+        return true;
+      });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("durations in the file may be written with a space and a unit word: \"5 min\", \"30 s\", \"1 h\"", () => {
+    const config = parseConfig({ queue: { minBackoff: "5 min", maxBackoff: "1 h", delayWarning: "2 hours" }, limits: { shutdownGrace: "30 s" } }, "petrel.yaml");
+    assert.equal(config.queue.minBackoff, 300_000);
+    assert.equal(config.queue.maxBackoff, 3_600_000);
+    assert.equal(config.queue.delayWarning, 7_200_000);
+    assert.equal(config.limits.shutdownGrace, 30_000);
   });
 
   test("relative certificate paths resolve against the config file's directory", async () => {

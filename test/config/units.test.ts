@@ -34,8 +34,23 @@ test("durations: bare numbers are seconds, output is milliseconds", () => {
   assert.equal(parseDuration("1.5 h"), 5_400_000);
 });
 
+test("durations: the unit may follow a space and be written as a word, like sizes (\"10 MB\")", () => {
+  assert.equal(parseDuration("5 min"), 300_000);
+  assert.equal(parseDuration("5min"), 300_000);
+  assert.equal(parseDuration("30 s"), 30_000);
+  assert.equal(parseDuration("30 sec"), 30_000);
+  assert.equal(parseDuration("1 h"), 3_600_000);
+  assert.equal(parseDuration("2 hours"), 7_200_000);
+  assert.equal(parseDuration("1 hr"), 3_600_000);
+  assert.equal(parseDuration("500 ms"), 500);
+  assert.equal(parseDuration("1 day"), 86_400_000);
+  assert.equal(parseDuration("5 Days"), 5 * 86_400_000);
+  assert.equal(parseDuration("10 minutes"), 600_000);
+  assert.equal(parseDuration(" 1 second "), 1000);
+});
+
 test("durations: what is not a duration", () => {
-  for (const bad of ["5x", "", "-5s", "s", "5 minutes", -1, Infinity, null, false]) {
+  for (const bad of ["5x", "", "-5s", "s", "5 mo", "5 months", "5 m in", "5 constructor", "5 __proto__", -1, Infinity, null, false]) {
     assert.equal(parseDuration(bad), undefined, `parseDuration(${JSON.stringify(bad)})`);
   }
 });
