@@ -5,7 +5,7 @@ import pino from "pino";
 import { loadConfig } from "../config/load.ts";
 import { buildQueue } from "../mta.ts";
 import { execute, request, type ControlRequest, type ControlResponse } from "../admin/control-socket.ts";
-import { formatList, formatSummary, summarize } from "../queue/queue-report.ts";
+import { formatList, formatSummary, summarize, summaryReport } from "../queue/queue-report.ts";
 import type { QueueListItem } from "../queue/queue-manager.ts";
 
 /**
@@ -24,7 +24,8 @@ export interface Io {
 const USAGE = `Usage: petrel queue <command> [--config FILE] [--json]
   list                 messages in the queue with each recipient's state and last error
   show ID              one message: envelope, recipients, attempt history
-  summary              waiting recipients by destination domain and age (like qshape)
+  summary              waiting recipients by destination domain and age in minutes (like qshape;
+                       --json gives each column's bounds as ageBuckets)
   retry ID | --all     try deferred recipients again now
   hold ID              no delivery attempts until released
   release ID           undo hold
@@ -95,7 +96,7 @@ export async function queueCommand(argv: string[], io: Io): Promise<number> {
   }
   const now = Date.now();
   if (values.json) {
-    const out = sub === "summary" ? summarize(res.result as QueueListItem[], now) : res.result;
+    const out = sub === "summary" ? summaryReport(res.result as QueueListItem[], now) : res.result;
     io.stdout.write(JSON.stringify(out, null, 2) + "\n");
     return 0;
   }

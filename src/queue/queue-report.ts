@@ -16,6 +16,27 @@ export interface SummaryRow {
   readonly buckets: number[];
 }
 
+/**
+ * One age column, in minutes: the recipients of messages older than
+ * `minMinutes` (the first column includes 0) and at most `maxMinutes` old;
+ * `maxMinutes` null is the open-ended last column.
+ */
+export interface AgeBucket {
+  readonly minMinutes: number;
+  readonly maxMinutes: number | null;
+}
+
+/** The columns of SummaryRow.buckets, with their bounds. */
+export const AGE_BUCKET_BOUNDS: readonly AgeBucket[] = [
+  ...AGE_BUCKETS.map((max, i) => ({ minMinutes: i === 0 ? 0 : AGE_BUCKETS[i - 1], maxMinutes: max })),
+  { minMinutes: AGE_BUCKETS[AGE_BUCKETS.length - 1], maxMinutes: null },
+];
+
+/** `petrel queue summary --json`: the rows, and what each bucket column means (scripts need the bounds). */
+export function summaryReport(items: readonly QueueListItem[], now: number): { readonly ageBuckets: readonly AgeBucket[]; readonly rows: SummaryRow[] } {
+  return { ageBuckets: AGE_BUCKET_BOUNDS, rows: summarize(items, now) };
+}
+
 export function summarize(items: readonly QueueListItem[], now: number): SummaryRow[] {
   const rows = new Map<string, SummaryRow>();
   const total: SummaryRow = { domain: "TOTAL", total: 0, buckets: new Array(AGE_BUCKETS.length + 1).fill(0) };

@@ -199,8 +199,10 @@ test("remote mail stays queued (deferred) across a restart, and the queue tools 
     assert.match(c.out(), /last error: 4\.4\.1 connect to mx\.far\.test\[127\.0\.0\.1\]: ECONNREFUSED/);
     c = io();
     assert.equal(await queueCommand(["summary", "--config", r.configPath, "--json"], c.io), 0);
-    const rows = JSON.parse(c.out()) as { domain: string; total: number }[];
-    assert.deepEqual(rows.map((x) => [x.domain, x.total]), [["TOTAL", 1], ["far.test", 1]]);
+    const summary = JSON.parse(c.out()) as { ageBuckets: { minMinutes: number; maxMinutes: number | null }[]; rows: { domain: string; total: number; buckets: number[] }[] };
+    assert.deepEqual(summary.rows.map((x) => [x.domain, x.total]), [["TOTAL", 1], ["far.test", 1]]);
+    assert.deepEqual(summary.ageBuckets[0], { minMinutes: 0, maxMinutes: 5 }, "a fresh message is in the first column, 0 to 5 minutes");
+    assert.equal(summary.rows[1].buckets[0], 1);
     c = io();
     assert.equal(await queueCommand(["hold", id, "--config", r.configPath], c.io), 0);
     assert.equal(r.mta.queue.get(id)?.item.held, true);
