@@ -34,8 +34,14 @@ export async function execute(queue: QueueManager, req: ControlRequest): Promise
       const m = queue.get(req.id);
       return m ? { ok: true, result: m } : { ok: false, error: `no message ${req.id} in the queue` };
     }
-    case "retry":
-      return { ok: true, result: await queue.retry(req.id) };
+    case "retry": {
+      const done = await queue.retry(req.id);
+      if (!done) return { ok: false, error: `no message ${req.id} in the queue` };
+      if (req.id !== "all" && done.held.length > 0) {
+        return { ok: false, error: `message ${req.id} is on hold, so nothing was scheduled; release it first: petrel queue release ${req.id}` };
+      }
+      return { ok: true, result: done };
+    }
     case "hold":
     case "release":
     case "delete": {

@@ -6,7 +6,7 @@ import { loadConfig } from "../config/load.ts";
 import { buildQueue } from "../mta.ts";
 import { execute, request, type ControlRequest, type ControlResponse } from "../admin/control-socket.ts";
 import { formatList, formatSummary, summarize, summaryReport } from "../queue/queue-report.ts";
-import type { QueueListItem } from "../queue/queue-manager.ts";
+import type { QueueListItem, RetryResult } from "../queue/queue-manager.ts";
 
 /**
  * `petrel queue …`: the queue tools (Postfix's mailq, postqueue, postsuper
@@ -26,7 +26,7 @@ const USAGE = `Usage: petrel queue <command> [--config FILE] [--json]
   show ID              one message: envelope, recipients, attempt history
   summary              waiting recipients by destination domain and age in minutes (like qshape;
                        --json gives each column's bounds as ageBuckets)
-  retry ID | --all     try deferred recipients again now
+  retry ID | --all     try deferred recipients again now (held messages stay held)
   hold ID              no delivery attempts until released
   release ID           undo hold
   delete ID [--yes]    remove a message without a bounce (asks unless --yes)
@@ -119,9 +119,14 @@ export async function queueCommand(argv: string[], io: Io): Promise<number> {
       }
       break;
     }
-    case "retry":
-      io.stdout.write(`${res.result as number} message(s) scheduled for delivery now\n`);
+    case "retry": {
+      const done = res.result as RetryResult;
+      io.stdout.write(`${done.scheduled} message(s) scheduled for delivery now\n`);
+      if (done.held.length > 0) {
+        io.stdout.write(`${done.held.length} message(s) on hold left alone (release with petrel queue release ID): ${done.held.join(" ")}\n`);
+      }
       break;
+    }
     default:
       io.stdout.write(`${sub === "hold" ? "Held" : sub === "release" ? "Released" : "Deleted"} ${id}\n`);
   }

@@ -76,6 +76,12 @@ interface Entry {
   saving: Promise<void>;
 }
 
+/** What `retry` did: how many messages it made due now, and which it left alone because they are held. */
+export interface RetryResult {
+  readonly scheduled: number;
+  readonly held: readonly QueueId[];
+}
+
 export interface QueueListItem {
   readonly id: QueueId;
   readonly arrival: number;
@@ -189,17 +195,31 @@ export class QueueManager {
     return { item: describe(e), envelope: e.envelope, history };
   }
 
-  /** Make deferred recipients due now (`postqueue -i` / `-f`). Returns how many messages. */
-  async retry(id: QueueId | "all"): Promise<number> {
+  /**
+   * Make waiting recipients due now (`postqueue -i` / `-f`). A held message
+   * is left alone (as `postqueue -f` does): hold wins until release. Null
+   * when `id` is no message in the queue.
+   */
+  async retry(id: QueueId | "all"): Promise<RetryResult | null> {
     const entries = id === "all" ? [...this.messages.values()] : [this.messages.get(id)].filter((e) => e !== undefined);
+    if (id !== "all" && entries.length === 0) return null;
     const now = this.d.clock.now();
+    const held: QueueId[] = [];
+    let scheduled = 0;
     for (const e of entries) {
-      for (const r of e.state.recipients) if (r.status === "deferred" || r.status === "queued") r.nextAttempt = now;
+      if (e.state.held) {
+        held.push(e.state.id);
+        continue;
+      }
+      const waiting = e.state.recipients.filter((r) => r.status === "deferred" || r.status === "queued");
+      if (waiting.length === 0) continue;
+      for (const r of waiting) r.nextAttempt = now;
       this.schedule(e, now);
       await this.save(e);
+      scheduled++;
     }
     this.dispatch();
-    return entries.length;
+    return { scheduled, held };
   }
 
   /** `postsuper -h`: no delivery attempts until released. */

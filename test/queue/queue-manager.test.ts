@@ -275,9 +275,16 @@ test("hold stops attempts until release; retry makes deferred due now; delete re
     await f.queue.release(id);
     await f.queue.idle();
     assert.equal(f.remote.calls.length, 2, "released and overdue: attempted");
-    assert.equal(await f.queue.retry(id), 1);
+    assert.deepEqual(await f.queue.retry(id), { scheduled: 1, held: [] });
     await f.queue.idle();
     assert.equal(f.remote.calls.length, 3, "retry: attempted at once");
+    // Held again: retry leaves it alone and says so; nothing is attempted.
+    await f.queue.hold(id);
+    assert.deepEqual(await f.queue.retry(id), { scheduled: 0, held: [id] });
+    assert.deepEqual(await f.queue.retry("all"), { scheduled: 0, held: [id] });
+    await f.queue.idle();
+    assert.equal(f.remote.calls.length, 3, "retry of a held message: no attempt");
+    assert.equal(await f.queue.retry("01AAAAAAAAAAAAAAAA"), null);
     assert.equal(await f.queue.delete(id), true);
     assert.deepEqual(await f.spool.list(), []);
     assert.deepEqual(f.dsns, []);
