@@ -59,6 +59,7 @@ export async function buildQueue(config: Config, options: Pick<MtaOptions, "log"
     configDomains: config.domains,
     configUsers: config.users,
     subaddressSeparator: config.delivery.subaddressSeparator,
+    postmaster: config.postmaster,
     onReloadError: (err) => log.error({ err: err.message }, "accounts file unreadable; keeping the last good copy"),
   });
   const local = new LocalAgent({
@@ -66,6 +67,7 @@ export async function buildQueue(config: Config, options: Pick<MtaOptions, "log"
     hostname: config.hostname,
     quotaFull: config.delivery.quotaFull,
     maxReceived: config.delivery.maxReceived,
+    mailboxExists: (address) => accounts.hasMailbox(address),
     quotaFor: userQuota(accounts, config.delivery.quota),
     fsync: options.fsync,
   });
@@ -107,12 +109,14 @@ export async function buildQueue(config: Config, options: Pick<MtaOptions, "log"
     clock,
     log: log.child({ component: "queue" }),
     settings: config.queue,
+    maxReceived: config.delivery.maxReceived,
   });
   return { spool, accounts, queue };
 }
 
 export async function startMta(config: Config, options: MtaOptions): Promise<Mta> {
   const { spool, accounts, queue } = await buildQueue(config, options);
+  await warnUnreadPostmaster(config, accounts, options.log);
   await spool.open();
   await queue.start();
   let smtp: SmtpServer;
@@ -143,6 +147,28 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
       return closing;
     },
   };
+}
+
+/**
+ * RFC 5321 §4.5.1 makes postmaster@ of every local domain deliverable; when
+ * it ends in the fallback Maildir (no user, alias or `postmaster:` setting
+ * covers it), nobody reads it: say so once at start-up.
+ */
+async function warnUnreadPostmaster(config: Config, accounts: FileAccountStore, log: Logger): Promise<void> {
+  const unread: string[] = [];
+  for (const domain of await accounts.listDomains()) {
+    const address = `postmaster@${domain}`;
+    const r = await accounts.resolveRecipient(address);
+    const fallback = r.kind === "local" && r.targets.length === 1 && r.targets[0].type === "mailbox" && r.targets[0].address === address;
+    if (fallback && !(await accounts.getUser(address))) unread.push(domain);
+  }
+  if (unread.length === 0) return;
+  log.warn(
+    { domains: unread, postmaster: config.postmaster ?? null },
+    config.postmaster === undefined
+      ? "postmaster is not set: mail to postmaster@ of these domains lands in a Maildir no user can log into (and abuse@ is refused); set postmaster: to an address someone reads"
+      : `postmaster: ${config.postmaster} is no user or alias here, so mail to postmaster@ of these domains lands in a Maildir no user can log into`,
+  );
 }
 
 /** A user's own quota, else the configured default (0 = unlimited). */

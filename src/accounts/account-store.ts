@@ -59,6 +59,8 @@ export interface AccountStore extends Accounts {
   isLocalDomain(domain: string): Promise<boolean>;
   /** Where mail for `address` ("local@domain") goes: sub-addressing, aliases, catch-all, postmaster. */
   resolveRecipient(address: string): Promise<RecipientResolution>;
+  /** Whether `address` is a mailbox local delivery may write into now (a user, or postmaster@ of a local domain). */
+  hasMailbox(address: string): Promise<boolean>;
 
   listDomains(): Promise<string[]>;
   addDomain(domain: string): Promise<void>;

@@ -29,6 +29,7 @@ import type { AccountsFile, StoredUser } from "./accounts-file.ts";
 import {
   aliasProblems,
   DEFAULT_SUBADDRESS_SEPARATORS,
+  isMailbox,
   ownsAddress,
   resolveRecipient,
   splitAddress,
@@ -50,6 +51,8 @@ export interface FileAccountStoreOptions {
   readonly configUsers?: readonly ConfigUser[];
   /** Sub-address separator characters, e.g. "+" (default) or "+-"; "" turns sub-addressing off. */
   readonly subaddressSeparator?: string;
+  /** The `postmaster` setting: receives postmaster@ and abuse@ of every local domain (see recipient-resolution.ts). */
+  readonly postmaster?: string;
   /** Check accounts.json for changes by other processes at most this often (ms). Default 1000; 0 = on every call. */
   readonly reloadInterval?: number;
   /** Give up waiting for the lock after this many ms. Default 10 000. */
@@ -117,6 +120,7 @@ export class FileAccountStore implements AccountStore {
   readonly #configDomains: readonly string[];
   readonly #configUsers: readonly ConfigUser[];
   readonly #separators: string;
+  readonly #postmaster: string | undefined;
   readonly #reloadInterval: number;
   readonly #lockTimeout: number;
   readonly #now: () => number;
@@ -134,6 +138,7 @@ export class FileAccountStore implements AccountStore {
     this.#configDomains = options.configDomains ?? [];
     this.#configUsers = options.configUsers ?? [];
     this.#separators = options.subaddressSeparator ?? DEFAULT_SUBADDRESS_SEPARATORS;
+    this.#postmaster = options.postmaster;
     this.#reloadInterval = options.reloadInterval ?? 1000;
     this.#lockTimeout = options.lockTimeout ?? 10_000;
     this.#now = options.now ?? Date.now;
@@ -258,7 +263,11 @@ export class FileAccountStore implements AccountStore {
   }
 
   async resolveRecipient(address: string): Promise<RecipientResolution> {
-    return resolveRecipient(this.#current().snapshot, address, { separators: this.#separators });
+    return resolveRecipient(this.#current().snapshot, address, { separators: this.#separators, postmaster: this.#postmaster });
+  }
+
+  async hasMailbox(address: string): Promise<boolean> {
+    return isMailbox(this.#current().snapshot, address);
   }
 
   // -------------------------------------------------------------------------------------------

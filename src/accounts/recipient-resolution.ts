@@ -12,8 +12,11 @@
  *     (the separator is configurable, default "+"; a string such as "+-" allows either; the part
  *     before the FIRST separator character is used; an empty base is not sub-addressing).
  *  5. postmaster@<any local domain> always resolves (RFC 5321 §4.5.1): to its alias if one is
- *     defined (and yields something), else to the user, else to the mailbox "postmaster@domain"
- *     even though no such user exists. It is checked before the catch-all.
+ *     defined (and yields something), else to the user, else to the `postmaster` address when one
+ *     is configured (like Postfix's "postmaster: root" alias entry, for every local domain), else
+ *     to the mailbox "postmaster@domain" even though no such user exists. abuse@ (RFC 2142 §2)
+ *     follows the same rule when `postmaster` is configured (and is unknown when it is not). Both
+ *     are checked before the catch-all.
  *  6. The catch-all alias "@domain" is used only when nothing above matched.
  *
  * Alias targets are expanded recursively with the same rules: a target in a local domain is
@@ -40,7 +43,12 @@ export interface AccountSnapshot {
 export interface ResolveOptions {
   /** Sub-address separator characters; "" turns sub-addressing off. Default "+". */
   readonly separators?: string;
+  /** Where postmaster@ and abuse@ of every local domain go when no alias or user of that name exists there. */
+  readonly postmaster?: string;
 }
+
+/** The role addresses (RFC 2142 §2, RFC 5321 §4.5.1) that the `postmaster` setting receives for every local domain. */
+const ROLE_LOCAL_PARTS: ReadonlySet<string> = new Set(["postmaster", "abuse"]);
 
 export const DEFAULT_SUBADDRESS_SEPARATORS = "+";
 /** How many aliases may nest (an alias whose target is an alias is depth 2). */
@@ -75,10 +83,12 @@ class Resolver {
   usedCatchAll = false;
   private readonly snap: AccountSnapshot;
   private readonly separators: string;
+  private readonly postmaster: string | undefined;
 
   constructor(snap: AccountSnapshot, options: ResolveOptions) {
     this.snap = snap;
     this.separators = options.separators ?? DEFAULT_SUBADDRESS_SEPARATORS;
+    this.postmaster = options.postmaster;
   }
 
   /** Targets for a local-domain address; null when nothing matched at all. */
@@ -119,12 +129,30 @@ class Resolver {
       return [];
     }
     if (user !== undefined) return [{ type: "mailbox", address: user }];
+    const role = this.roleTargets(lower, key, depth, path);
+    if (role) return role;
     if (postmaster) return [{ type: "mailbox", address: key }];
     return null;
   }
 
+  /**
+   * postmaster@ / abuse@ sent to the `postmaster` setting, expanded like an alias; null when not
+   * configured, not a role address, or when the setting leads back here or to nothing (then
+   * postmaster@ falls back to its own mailbox).
+   */
+  private roleTargets(lower: string, key: string, depth: number, path: readonly string[]): Target[] | null {
+    if (this.postmaster === undefined || !ROLE_LOCAL_PARTS.has(lower) || path.includes(key)) return null;
+    const targets = this.expandTargets(key, [this.postmaster], depth, path);
+    return targets.length > 0 ? targets : null;
+  }
+
   /** Expand the alias `key` (already known to exist). */
   expand(key: string, depth: number, path: readonly string[]): Target[] {
+    return this.expandTargets(key, this.snap.aliases.get(key) ?? [], depth, path);
+  }
+
+  /** Resolve `targets` as the expansion of `key` (an alias, or a role address routed by the `postmaster` setting). */
+  private expandTargets(key: string, targets: readonly string[], depth: number, path: readonly string[]): Target[] {
     if (path.includes(key)) {
       this.problems.push({ kind: "loop", text: `alias loop: ${[...path, key].join(" → ")}` });
       return [];
@@ -135,7 +163,7 @@ class Resolver {
     }
     const out: Target[] = [];
     const inner = [...path, key];
-    for (const target of this.snap.aliases.get(key) ?? []) {
+    for (const target of targets) {
       const { local, domain } = splitAddress(target);
       if (!this.snap.domains.has(domain)) {
         out.push({ type: "forward", address: `${local}@${domain}` });
@@ -190,6 +218,18 @@ export function resolveRecipientDetailed(snap: AccountSnapshot, address: string,
 /** Where mail for `address` goes (see the rules at the top of this file). */
 export function resolveRecipient(snap: AccountSnapshot, address: string, options: ResolveOptions = {}): RecipientResolution {
   return resolveRecipientDetailed(snap, address, options).resolution;
+}
+
+/**
+ * Whether local delivery may write into the mailbox `address` now: a user of a local domain, or
+ * postmaster@ of one (rule 5). Asked again at delivery, because the user may have been removed
+ * while mail for it waited in the queue (Postfix's virtual(8) looks the recipient up then too).
+ */
+export function isMailbox(snap: AccountSnapshot, address: string): boolean {
+  const { local, domain } = splitAddress(address);
+  if (!snap.domains.has(domain)) return false;
+  const lower = local.toLowerCase();
+  return lower === "postmaster" || snap.users.has(`${lower}@${domain}`);
 }
 
 /**

@@ -292,6 +292,14 @@ export const configSchema = z.strictObject({
       }),
     )
     .default(() => []),
+  /**
+   * Who reads postmaster@ and abuse@ mail (RFC 5321 §4.5.1, RFC 2142) of every local domain: a
+   * local user or any other address, used where no user or alias of that name exists in the
+   * domain (like the "postmaster: root" entry of Postfix's aliases). Unset: postmaster@ lands in
+   * the Maildir <dataDir>/mail/<domain>/postmaster/ that no user can log into, abuse@ is unknown,
+   * and start-up logs a warning.
+   */
+  postmaster: mailbox.optional(),
   /** The queue manager: retries, lifetime, concurrency (Postfix qmgr's knobs). */
   queue: z
     .strictObject({
@@ -322,8 +330,12 @@ export const configSchema = z.strictObject({
       quota: size(DEFAULTS.delivery.quota),
       /** A full mailbox: "defer" (retry, 4.2.2) or "bounce" (5.2.2). */
       quotaFull: z.enum(["defer", "bounce"]).default(DEFAULTS.delivery.quotaFull),
-      /** More Received: headers than this is a mail loop (5.4.6); Postfix hopcount_limit is 50. */
-      maxReceived: count(DEFAULTS.delivery.maxReceived, 1),
+      /**
+       * A message whose header section carries this many Received: fields, this server's own
+       * included, is a mail loop (Postfix hopcount_limit, 50): refused at the end of DATA/BDAT with
+       * 554 5.4.6, never forwarded, and bounced (5.4.6) if it reaches local delivery anyway.
+       */
+      maxReceived: count(DEFAULTS.delivery.maxReceived, 2),
     })
     .prefault({}),
   /** How accepted messages are stored in <dataDir>/spool. */

@@ -3,12 +3,15 @@
  * each local recipient, `<maildirRoot>/<domain>/<localpart>/` (lower-cased) —
  * the layout Dovecot reads with `mail_location = maildir:<root>/%d/%n`.
  *
- * Per recipient: the address is checked so it names exactly one directory
+ * Per recipient: the mailbox must still exist — mail queued for a user who
+ * was removed since bounces 5.1.1 (as Postfix's virtual(8) looks the
+ * recipient up at delivery), so whoever gets the address next does not
+ * inherit it; the address is checked so it names exactly one directory
  * (no "/", no "." or ".." — else 5.1.3), the message is checked for a loop
  * (a Delivered-To for this recipient, or too many Received fields — 5.4.6),
- * then written by `deliverToMaildir` with `Return-Path:` and `Delivered-To:`
- * on top. Each recipient gets its own outcome; one failing does not stop the
- * others.
+ * then written by `deliverToMaildir` with `Return-Path:`, `X-Original-To:`
+ * and `Delivered-To:` on top. Each recipient gets its own outcome; one
+ * failing does not stop the others.
  */
 import { join } from "node:path";
 import { hostname as osHostname } from "node:os";
@@ -19,6 +22,8 @@ import { countTraceFields, isLoop, loopOutcome, DEFAULT_MAX_RECEIVED, type Trace
 export interface LocalAgentOptions {
   /** Root of all mailboxes, normally `<dataDir>/mail`. */
   readonly maildirRoot: string;
+  /** Whether a mailbox may be delivered to now (its user exists); absent = every address. */
+  readonly mailboxExists?: (address: string) => Promise<boolean>;
   /** Mailbox size limit in bytes for an address; undefined = unlimited. */
   readonly quotaFor?: (address: string) => number | undefined | Promise<number | undefined>;
   /** A full mailbox: "defer" (4.2.2, default, as Postfix with a quota policy) or "bounce" (5.2.2). */
@@ -76,6 +81,9 @@ export class LocalAgent implements DeliveryAgent {
   }
 
   private async deliverOne(request: DeliveryRequest, rcpt: string, counts: TraceCounts): Promise<DeliveryOutcome> {
+    if (this.options.mailboxExists && !(await this.options.mailboxExists(rcpt))) {
+      return { status: "failed", enhanced: "5.1.1", diagnostic: `550 5.1.1 <${rcpt}>: no such user here` };
+    }
     const where = maildirPathFor(this.options.maildirRoot, rcpt);
     if (!where.ok) return { status: "failed", enhanced: "5.1.3", diagnostic: where.reason };
     const loop = isLoop(counts, { deliveredTo: rcpt, maxReceived: this.options.maxReceived ?? DEFAULT_MAX_RECEIVED });
@@ -90,7 +98,7 @@ export class LocalAgent implements DeliveryAgent {
     const result = await deliverToMaildir(
       where.path,
       body,
-      { returnPath: request.envelope.mailFrom, deliveredTo: rcpt },
+      { returnPath: request.envelope.mailFrom, originalTo: request.originalRecipients?.get(rcpt) ?? rcpt, deliveredTo: rcpt },
       {
         quota: await this.options.quotaFor?.(rcpt),
         quotaFull: this.options.quotaFull,

@@ -4,8 +4,9 @@
  *
  * 1. `cur/`, `new/` and `tmp/` exist (created mode 0700, and the new
  *    directory entries fsync'd, when missing);
- * 2. the message is written to `tmp/<unique>` — a `Return-Path:` and a
- *    `Delivered-To:` field first, then the spooled message streamed chunk by
+ * 2. the message is written to `tmp/<unique>` — `Return-Path:`,
+ *    `X-Original-To:` and `Delivered-To:` fields first (the order Postfix's
+ *    local(8) and virtual(8) write them), then the spooled message streamed chunk by
  *    chunk with CRLF turned into LF (Maildir files use the local line end;
  *    Dovecot's default `mail_save_crlf = no` and IMAP gives CRLF back);
  * 3. the file is fsync'd and renamed to `new/<unique>,S=<size>,W=<vsize>`
@@ -19,7 +20,8 @@
  *
  * Failures never leave a file behind in tmp/: disk full (ENOSPC) and other
  * I/O errors are temporary (4.3.0); a full mailbox (the optional quota, or
- * EDQUOT) is 4.2.2 or 5.2.2 as configured.
+ * EDQUOT) is 4.2.2 or 5.2.2 as configured; a message larger than the whole
+ * quota can never fit and is 5.2.3 whatever the configuration.
  */
 import { GroupSync } from "../spool/group-sync.ts";
 import { open, mkdir, rename, unlink, readdir, stat } from "node:fs/promises";
@@ -108,6 +110,12 @@ export interface MaildirResult {
 export interface MaildirHeaders {
   /** The envelope sender (reverse-path) without angle brackets; "" for the null sender. */
   readonly returnPath: string;
+  /**
+   * The recipient as it was received (RCPT TO), before sub-address stripping
+   * and alias expansion, for X-Original-To (as Postfix writes it), so filters
+   * such as Sieve see "alice+news@" where Delivered-To says "alice@".
+   */
+  readonly originalTo?: string;
   /** The recipient address this copy is delivered to. */
   readonly deliveredTo: string;
 }
@@ -141,11 +149,17 @@ export async function deliverToMaildir(
   const fs = options.fs ?? nodeMaildirFs;
   const doSync = options.fsync ?? true;
   const quotaFull = options.quotaFull ?? "defer";
-  if (/[\x00-\x1f\x7f]/.test(headers.returnPath) || /[\x00-\x1f\x7f]/.test(headers.deliveredTo)) {
+  if ([headers.returnPath, headers.deliveredTo, headers.originalTo ?? ""].some((a) => /[\x00-\x1f\x7f]/.test(a))) {
     message.destroy();
     return { outcome: { status: "failed", enhanced: "5.1.3", diagnostic: "control character in an address; refusing to write it into a header" } };
   }
 
+  const head = Buffer.from(
+    `Return-Path: <${headers.returnPath}>\n` +
+    (headers.originalTo !== undefined ? `X-Original-To: ${headers.originalTo}\n` : "") +
+    `Delivered-To: ${headers.deliveredTo}\n`,
+    "utf8",
+  );
   let tmpPath: string | undefined;
   let file: MaildirFile | undefined;
   try {
@@ -155,8 +169,10 @@ export async function deliverToMaildir(
     if (options.quota !== undefined) {
       current = await maildirSize(fs, dir);
       if (current >= options.quota) {
-        message.destroy();
-        return { outcome: quotaOutcome(quotaFull, current, options.quota) };
+        // Full now; but whether it may ever fit decides between waiting and
+        // bouncing, so learn the size it would have (a read, nothing written).
+        const size = head.length + (await lfSize(message));
+        return { outcome: size > options.quota ? tooLargeOutcome(size, options.quota) : quotaOutcome(quotaFull, current + size, options.quota) };
       }
     }
 
@@ -173,9 +189,8 @@ export async function deliverToMaildir(
       }
     }
 
-    const head = Buffer.from(`Return-Path: <${headers.returnPath}>\nDelivered-To: ${headers.deliveredTo}\n`, "utf8");
     let size = head.length;
-    let lfs = 2;
+    let lfs = countLf(head);
     await file.write(head);
     const conv = new CrlfToLf();
     for await (const chunk of message) {
@@ -195,7 +210,7 @@ export async function deliverToMaildir(
       await discard(fs, file, tmpPath);
       file = undefined;
       tmpPath = undefined;
-      return { outcome: quotaOutcome(quotaFull, current + size, options.quota) };
+      return { outcome: size > options.quota ? tooLargeOutcome(size, options.quota) : quotaOutcome(quotaFull, current + size, options.quota) };
     }
 
     if (doSync) await file.sync();
@@ -229,6 +244,26 @@ function quotaOutcome(mode: "defer" | "bounce", size: number, quota: number): De
   return mode === "bounce"
     ? { status: "failed", enhanced: "5.2.2", diagnostic }
     : { status: "deferred", enhanced: "4.2.2", diagnostic };
+}
+
+/**
+ * A message larger than the whole quota: no expunge can make room, so it is
+ * permanent at once rather than retried for the queue lifetime. RFC 3463
+ * X.2.3 "message length exceeds administrative limit" is the per-mailbox
+ * limit below the system's message size limit, which this is; X.2.2
+ * "mailbox full" means the recipient can delete messages to make space and
+ * is "a persistent transient failure", which this is not.
+ */
+function tooLargeOutcome(size: number, quota: number): DeliveryOutcome {
+  return { status: "failed", enhanced: "5.2.3", diagnostic: `message too large for the mailbox: ${size} bytes exceed its whole quota of ${quota} bytes` };
+}
+
+/** The size a message would have in a Maildir file (LF line ends), read from its stream; the stream is consumed. */
+async function lfSize(message: Readable): Promise<number> {
+  const conv = new CrlfToLf();
+  let size = 0;
+  for await (const chunk of message) size += conv.convert(typeof chunk === "string" ? Buffer.from(chunk) : chunk).length;
+  return size + conv.flush().length;
 }
 
 function errorOutcome(err: unknown, dir: string, quotaFull: "defer" | "bounce"): DeliveryOutcome {

@@ -19,6 +19,8 @@ export interface DeliveryRequest {
   readonly envelope: Envelope;
   /** The addresses this request is for (already resolved: a local mailbox or an external address). */
   readonly recipients: readonly string[];
+  /** For each of `recipients`, the envelope recipient it was received as (before sub-address stripping and alias expansion), when known. */
+  readonly originalRecipients?: ReadonlyMap<string, string>;
   /** A fresh stream of the spooled message (CRLF line ends) on each call. */
   body(): Readable;
 }

@@ -9,12 +9,16 @@ export type { RecipientResolution };
  * resolved (aliases, catch-all, sub-addressing) into the mailboxes and
  * external addresses it stands for. The same target reached twice is
  * delivered once. A local recipient that no longer resolves (removed since
- * RCPT) bounces with 5.1.1 rather than disappearing.
+ * RCPT) bounces with 5.1.1 rather than disappearing. An address outside our
+ * domains (relayed, or an alias's forward) is not forwarded when the message
+ * already carries `maxReceived` Received: fields (RFC 5321 §6.3): it bounces
+ * with 5.4.6 here instead of going round once more.
  */
 
 export type RecipientResolver = (address: string) => Promise<RecipientResolution>;
 
-export async function fanOut(envelope: Envelope, resolve: RecipientResolver, now: number): Promise<RecipientState[]> {
+export async function fanOut(envelope: Envelope, resolve: RecipientResolver, now: number, maxReceived?: number): Promise<RecipientState[]> {
+  const looping = maxReceived !== undefined && envelope.hopCount !== undefined && envelope.hopCount >= maxReceived;
   const out: RecipientState[] = [];
   const seen = new Set<string>();
   const add = (address: string, original: string, kind: "mailbox" | "forward"): RecipientState | null => {
@@ -22,6 +26,10 @@ export async function fanOut(envelope: Envelope, resolve: RecipientResolver, now
     if (seen.has(key)) return null;
     seen.add(key);
     const r: RecipientState = { address, original, kind, status: "queued", attempts: 0, nextAttempt: now, history: [] };
+    if (kind === "forward" && looping) {
+      r.status = "bounced";
+      r.lastError = { enhanced: "5.4.6", diagnostic: `mail forwarding loop: too many hops (${envelope.hopCount} Received fields, limit ${maxReceived}); not forwarded to <${address}>`, at: now };
+    }
     out.push(r);
     return r;
   };

@@ -61,6 +61,8 @@ export interface QueueManagerDeps {
   readonly random?: () => number;
   readonly log: Logger;
   readonly settings: QueueSettings;
+  /** A message with this many Received: fields is not forwarded (delivery.maxReceived); absent = no check here. */
+  readonly maxReceived?: number;
 }
 
 interface Job {
@@ -255,7 +257,7 @@ export class QueueManager {
     let state = await this.d.state.load(id);
     if (!state) {
       const now = this.d.clock.now();
-      const recipients = await fanOut(envelope, this.d.resolve, now);
+      const recipients = await fanOut(envelope, this.d.resolve, now, this.d.maxReceived);
       state = { id, arrival: envelope.receivedAt || now, held: false, recipients };
       this.messages.set(id, { state, envelope, saving: Promise.resolve() });
       const entry = this.messages.get(id)!;
@@ -401,6 +403,7 @@ export class QueueManager {
           queueId: id,
           envelope: job.msg.envelope,
           recipients: job.recipients.map((r) => r.address),
+          originalRecipients: new Map(job.recipients.map((r) => [r.address, r.original])),
           body: () => this.d.spool.readBody(id),
         });
       } catch (err) {

@@ -30,6 +30,8 @@ export interface MessageHandlerContext {
   readonly accounts: Accounts & RecipientDirectory;
   readonly clientLimits: ClientLimits;
   readonly headerSizeLimit: number;
+  /** A message with this many Received: fields, ours included, is a mail loop (delivery.maxReceived). */
+  readonly maxReceived: number;
   readonly authFailuresPerConnection: number;
   readonly senderMustMatchLogin: boolean;
   readonly log: Logger;
@@ -124,8 +126,9 @@ export class MessageHandler implements SessionHandler {
         role: this.ctx.role,
       },
       receivedAt: this.ctx.now().getTime(),
+      hopCount: hopCount(header),
     });
-    return new SpoolSink(writer, header, Buffer.from(received, "utf8"), envelopeOf, this.ctx.log, this.ctx.onMessage);
+    return new SpoolSink(writer, header, Buffer.from(received, "utf8"), envelopeOf, this.ctx.maxReceived, this.ctx.log, this.ctx.onMessage);
   }
 
   startAuth(_state: SessionState, mechanism: string): AuthExchange | undefined {
@@ -179,15 +182,28 @@ export class MessageHandler implements SessionHandler {
 
 const storageFailure = reply(451, "4.3.0", "Error: queue file write error, try again later");
 
+/** Received: fields the stored message carries: the client's (counted as they stream past) and ours. */
+function hopCount(header: HeaderSection): number {
+  return (header.fields.get("received") ?? 0) + 1;
+}
+
 /**
  * A message on its way into the spool: the Received field first, then the
  * content as the header watcher passes it, in batches; committed only at
  * the end, and only then is the 250 given.
+ *
+ * Mail loops are stopped where mail enters (RFC 5321 §6.3, as Postfix checks
+ * hopcount_limit when mail is received): once the header section carries
+ * `maxReceived` Received: fields counting ours, nothing more is stored and
+ * the end of data is refused with 554 5.4.6 — the client keeps the message
+ * and reports it, so nothing bounces back and forth and no one here
+ * sends a bounce (no backscatter).
  */
 class SpoolSink implements MessageSink {
   private readonly writer: SpoolWriter;
   private readonly header: HeaderSection;
   private readonly envelopeOf: (size: number) => Envelope;
+  private readonly maxReceived: number;
   private readonly log: Logger;
   private batch: Buffer[] = [];
   private batched = 0;
@@ -195,17 +211,22 @@ class SpoolSink implements MessageSink {
   private failed: unknown = null;
   private readonly onCommitted: ((id: string) => void) | undefined;
 
-  constructor(writer: SpoolWriter, header: HeaderSection, received: Buffer, envelopeOf: (size: number) => Envelope, log: Logger, onCommitted?: (id: string) => void) {
+  constructor(writer: SpoolWriter, header: HeaderSection, received: Buffer, envelopeOf: (size: number) => Envelope, maxReceived: number, log: Logger, onCommitted?: (id: string) => void) {
     this.onCommitted = onCommitted;
     this.writer = writer;
     this.header = header;
     this.envelopeOf = envelopeOf;
+    this.maxReceived = maxReceived;
     this.log = log;
     this.add(received);
   }
 
+  private get looping(): boolean {
+    return hopCount(this.header) >= this.maxReceived;
+  }
+
   async write(chunk: Buffer): Promise<void> {
-    if (this.failed || this.header.tooLarge) return;
+    if (this.failed || this.header.tooLarge || this.looping) return;
     for (const part of this.header.feed(chunk)) this.add(part);
     if (this.batched >= WRITE_BATCH) await this.flush();
   }
@@ -215,6 +236,13 @@ class SpoolSink implements MessageSink {
     if (this.header.tooLarge) {
       await this.abort();
       return reply(552, "5.3.4", "Error: message header section too large");
+    }
+    if (this.looping) {
+      const hops = hopCount(this.header);
+      await this.abort();
+      const envelope = this.envelopeOf(this.size);
+      this.log.info({ from: envelope.mailFrom || "<>", to: envelope.recipients.map((r) => r.address), hops, limit: this.maxReceived }, "mail loop refused");
+      return reply(554, "5.4.6", `Error: mail forwarding loop: too many hops (${hops} Received: fields, limit ${this.maxReceived})`);
     }
     await this.flush();
     if (this.failed) return this.storageError(this.failed);

@@ -84,7 +84,7 @@ export class SmtpServer {
   private async listen(options: SmtpServerOptions): Promise<void> {
     const c = this.config;
     const accounts = options.accounts ?? new FileAccountStore({
-      dataDir: c.dataDir, configDomains: c.domains, configUsers: c.users, subaddressSeparator: c.delivery.subaddressSeparator,
+      dataDir: c.dataDir, configDomains: c.domains, configUsers: c.users, subaddressSeparator: c.delivery.subaddressSeparator, postmaster: c.postmaster,
     });
     const clientLimits = new ClientLimits(c.limits);
     const isTrustedProxy = trustedMatcher(c.proxyProtocol.trusted);
@@ -112,6 +112,7 @@ export class SmtpServer {
           accounts,
           clientLimits,
           headerSizeLimit: c.limits.headerSize,
+          maxReceived: c.delivery.maxReceived,
           authFailuresPerConnection: c.limits.authFailuresPerConnection,
           senderMustMatchLogin: c.submission.senderMustMatchLogin,
           now: options.now ?? (() => new Date()),

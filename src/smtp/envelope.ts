@@ -47,6 +47,13 @@ export interface Envelope {
   readonly client: ClientInfo;
   /** When the 250 for this message was decided (ms since epoch). */
   readonly receivedAt: number;
+  /**
+   * Received: fields in the stored header section, this server's own
+   * included: the hop count of RFC 5321 §6.3, kept so the queue can check it
+   * before forwarding without reading the message. Absent on messages Petrel
+   * composed itself (DSNs).
+   */
+  readonly hopCount?: number;
 }
 
 export interface ClientInfo {

@@ -18,8 +18,29 @@ test("delivers each recipient into <root>/<domain>/<localpart>/ (lower-cased) wi
   const agent = new LocalAgent({ maildirRoot: root, hostname: "mx" });
   const out = await agent.deliver(request(message, "s@example.org", ["Alice@Example.COM", "bob@example.com"]));
   assert.deepEqual(out.map((o) => o.status), ["delivered", "delivered"]);
-  assert.equal(await only(join(root, "example.com", "alice")), "Return-Path: <s@example.org>\nDelivered-To: Alice@Example.COM\n" + lf(message).toString("latin1"));
-  assert.match(await only(join(root, "example.com", "bob")), /^Return-Path: <s@example.org>\nDelivered-To: bob@example.com\nReceived:/);
+  assert.equal(await only(join(root, "example.com", "alice")), "Return-Path: <s@example.org>\nX-Original-To: Alice@Example.COM\nDelivered-To: Alice@Example.COM\n" + lf(message).toString("latin1"));
+  assert.match(await only(join(root, "example.com", "bob")), /^Return-Path: <s@example.org>\nX-Original-To: bob@example.com\nDelivered-To: bob@example.com\nReceived:/);
+});
+
+test("X-Original-To is the recipient as received (sub-address, alias), Delivered-To the mailbox", async (t) => {
+  const root = await tempDir(t);
+  const req = {
+    ...request(message, "s@example.org", ["alice@example.com", "bob@example.com"]),
+    originalRecipients: new Map([["alice@example.com", "alice+news@example.com"], ["bob@example.com", "team@example.com"]]),
+  };
+  const out = await new LocalAgent({ maildirRoot: root }).deliver(req);
+  assert.deepEqual(out.map((o) => o.status), ["delivered", "delivered"]);
+  assert.match(await only(join(root, "example.com", "alice")), /^Return-Path: <s@example\.org>\nX-Original-To: alice\+news@example\.com\nDelivered-To: alice@example\.com\nReceived:/);
+  assert.match(await only(join(root, "example.com", "bob")), /^Return-Path: <s@example\.org>\nX-Original-To: team@example\.com\nDelivered-To: bob@example\.com\n/);
+});
+
+test("a mailbox that no longer exists bounces 5.1.1 and gets no Maildir; the others are delivered", async (t) => {
+  const root = await tempDir(t);
+  const mailboxExists = async (a: string) => a !== "gone@example.com";
+  const out = await new LocalAgent({ maildirRoot: root, mailboxExists }).deliver(request(message, "s@x", ["gone@example.com", "here@example.com"]));
+  assert.ok(out[0].status === "failed" && out[0].enhanced === "5.1.1" && /<gone@example\.com>: no such user here/.test(out[0].diagnostic), JSON.stringify(out[0]));
+  assert.equal(out[1].status, "delivered");
+  assert.deepEqual(await readdir(join(root, "example.com")), ["here"]);
 });
 
 test("the null reverse-path is Return-Path: <>", async (t) => {
@@ -66,12 +87,27 @@ test("too many Received fields is a loop (5.4.6)", async (t) => {
 
 test("quotaFor applies per address; a full mailbox defers (4.2.2) by default, bounces (5.2.2) when asked", async (t) => {
   const root = await tempDir(t);
-  const quotaFor = (a: string) => (a.startsWith("small@") ? 10 : undefined);
+  // Room for exactly one copy (the Maildir file: three header lines + the message with LF).
+  const one = Buffer.byteLength("Return-Path: <s@x>\nX-Original-To: small@example.com\nDelivered-To: small@example.com\n") + lf(message).length;
+  const quotaFor = (a: string) => (a.startsWith("small@") ? one : undefined);
+  const first = await new LocalAgent({ maildirRoot: root, quotaFor }).deliver(request(message, "s@x", ["small@example.com"]));
+  assert.equal(first[0].status, "delivered", "exactly the quota fits");
   const out = await new LocalAgent({ maildirRoot: root, quotaFor }).deliver(request(message, "s@x", ["small@example.com", "big@example.com"]));
-  assert.ok(out[0].status === "deferred" && out[0].enhanced === "4.2.2");
+  assert.ok(out[0].status === "deferred" && out[0].enhanced === "4.2.2", JSON.stringify(out[0]));
   assert.equal(out[1].status, "delivered");
   const b = await new LocalAgent({ maildirRoot: root, quotaFor, quotaFull: "bounce" }).deliver(request(message, "s@x", ["small@example.com"]));
   assert.ok(b[0].status === "failed" && b[0].enhanced === "5.2.2");
+});
+
+test("a message larger than the whole quota bounces at once (5.2.3) whatever quotaFull says: it can never fit", async (t) => {
+  const root = await tempDir(t);
+  const quotaFor = () => 10;
+  for (const quotaFull of ["defer", "bounce"] as const) {
+    const out = await new LocalAgent({ maildirRoot: root, quotaFor, quotaFull }).deliver(request(message, "s@x", ["small@example.com"]));
+    assert.ok(out[0].status === "failed" && out[0].enhanced === "5.2.3" && /exceed its whole quota of 10 bytes/.test(out[0].diagnostic), JSON.stringify(out[0]));
+  }
+  assert.deepEqual(await readdir(join(root, "example.com", "small", "new")), []);
+  assert.deepEqual(await readdir(join(root, "example.com", "small", "tmp")), []);
 });
 
 test("an unreadable queued message defers every recipient (4.3.0)", async (t) => {

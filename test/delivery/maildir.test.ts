@@ -190,10 +190,41 @@ test("quota: existing S= sizes (and stat for names without S=, and Maildir++ fol
 
   const deferred = await deliverToMaildir(dir, chunked(message, 8), headers, { quota: 1700 + size + 10 });
   assert.ok(deferred.outcome.status === "deferred" && deferred.outcome.enhanced === "4.2.2" && /mailbox full/.test(deferred.outcome.diagnostic));
-  const bounced = await deliverToMaildir(dir, chunked(message, 8), headers, { quota: 100, quotaFull: "bounce" });
+  const bounced = await deliverToMaildir(dir, chunked(message, 8), headers, { quota: 1700 + size + 10, quotaFull: "bounce" });
   assert.ok(bounced.outcome.status === "failed" && bounced.outcome.enhanced === "5.2.2");
   assert.deepEqual(await readdir(join(dir, "tmp")), []);
   assert.equal((await readdir(join(dir, "new"))).length, 2);
+});
+
+test("quota: a message larger than the whole quota is 5.2.3 at once, whether the mailbox is empty or already full, in either quotaFull mode", async (t) => {
+  const size = expected.length;
+  for (const quotaFull of ["defer", "bounce"] as const) {
+    const empty = await tempDir(t);
+    const r = await deliverToMaildir(empty, chunked(message, 8), headers, { quota: size - 1, quotaFull });
+    assert.ok(r.outcome.status === "failed" && r.outcome.enhanced === "5.2.3", JSON.stringify(r.outcome));
+    assert.equal(r.outcome.diagnostic, `message too large for the mailbox: ${size} bytes exceed its whole quota of ${size - 1} bytes`);
+    assert.deepEqual(await readdir(join(empty, "tmp")), []);
+    assert.deepEqual(await readdir(join(empty, "new")), []);
+
+    // Already over the quota: the size decides between waiting (it may fit once mail is expunged) and bouncing.
+    const full = await tempDir(t);
+    await mkdir(join(full, "cur"), { recursive: true });
+    await writeFile(join(full, "cur", "1.M1P1.h,S=5000:2,S"), "x");
+    const big = await deliverToMaildir(full, chunked(message, 8), headers, { quota: size - 1, quotaFull });
+    assert.ok(big.outcome.status === "failed" && big.outcome.enhanced === "5.2.3", JSON.stringify(big.outcome));
+    const fits = await deliverToMaildir(full, chunked(message, 8), headers, { quota: size, quotaFull });
+    assert.equal(fits.outcome.status === "failed" || fits.outcome.status === "deferred" ? fits.outcome.enhanced : "", quotaFull === "defer" ? "4.2.2" : "5.2.2");
+    assert.deepEqual(await readdir(join(full, "new")), []);
+  }
+});
+
+test("X-Original-To sits between Return-Path and Delivered-To, as Postfix writes them", async (t) => {
+  const dir = await tempDir(t);
+  const r = await deliverToMaildir(dir, chunked(message, 8), { ...headers, originalTo: "rcpt+tag@example.com" });
+  assert.deepEqual(await readFile(r.path!), Buffer.concat([Buffer.from("Return-Path: <sender@example.org>\nX-Original-To: rcpt+tag@example.com\nDelivered-To: rcpt@example.com\n"), lf(message)]));
+  assert.match(r.path!, new RegExp(`,S=${r.size},W=${r.size! + lf(message).toString("latin1").split("\n").length - 1 + 3}$`));
+  const evil = await deliverToMaildir(dir, chunked(message, 8), { ...headers, originalTo: "a@b\r\nX-Evil: 1" });
+  assert.equal(evil.outcome.status, "failed");
 });
 
 test("addresses with control characters are never written into a header", async (t) => {

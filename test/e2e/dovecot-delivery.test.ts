@@ -74,7 +74,7 @@ function request(mailFrom: string, recipients: string[]): DeliveryRequest {
   };
 }
 
-test("LocalAgent → Maildir → Dovecot IMAP returns the message byte for byte, with Return-Path and Delivered-To on top", { skip }, async () => {
+test("LocalAgent → Maildir → Dovecot IMAP returns the message byte for byte, with Return-Path, X-Original-To and Delivered-To on top", { skip }, async () => {
   const agent = new LocalAgent({ maildirRoot: dovecot.mailRoot, hostname: "petrel.test" });
   const out = await agent.deliver(request("zoe@example.org", ["alice@example.com"]));
   assert.deepEqual(out, [out[0]]);
@@ -83,7 +83,7 @@ test("LocalAgent → Maildir → Dovecot IMAP returns the message byte for byte,
 
   const got = await imapFetchAll(dovecot.imapPort, "alice@example.com", "alice-secret");
   assert.equal(got.length, 1, await dovecot.log());
-  const expected = Buffer.concat([Buffer.from("Return-Path: <zoe@example.org>\r\nDelivered-To: alice@example.com\r\n"), message]);
+  const expected = Buffer.concat([Buffer.from("Return-Path: <zoe@example.org>\r\nX-Original-To: alice@example.com\r\nDelivered-To: alice@example.com\r\n"), message]);
   assert.ok(got[0].body.equals(expected), `IMAP BODY[] differs:\n${JSON.stringify(got[0].body.toString("latin1").slice(0, 400))}`);
   assert.equal(got[0].size, expected.length, "RFC822.SIZE (from the W= field) is right");
 });

@@ -88,7 +88,7 @@ test("smtplib → Petrel (mx) → Maildir → Dovecot IMAP: the message comes ba
     const got = await imapFetchAll(dovecot.imapPort, "alice@example.com", "alice-secret");
     assert.equal(got.length, 1, await dovecot.log());
     const text = got[0].body.toString("utf8");
-    const trace = /^Return-Path: <zoe@example\.org>\r\nDelivered-To: alice@example\.com\r\nReceived: from client\.example\.org \(\[127\.0\.0\.1\]\)\r\n\tby mx\.petrel\.test \(Petrel\) with ESMTP id \S+\r\n\tfor <alice@example\.com>; [^\r]+\r\n/.exec(text);
+    const trace = /^Return-Path: <zoe@example\.org>\r\nX-Original-To: alice@example\.com\r\nDelivered-To: alice@example\.com\r\nReceived: from client\.example\.org \(\[127\.0\.0\.1\]\)\r\n\tby mx\.petrel\.test \(Petrel\) with ESMTP id \S+\r\n\tfor <alice@example\.com>; [^\r]+\r\n/.exec(text);
     assert.ok(trace, text.slice(0, 300));
     assert.equal(text.slice(trace[0].length), body, "the rest is byte-identical");
   } finally {

@@ -1,113 +1,19 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as net from "node:net";
-import pino from "pino";
 import nodemailer from "nodemailer";
-import { parseConfig } from "../../src/config/load.ts";
-import { startMta, type Mta } from "../../src/mta.ts";
 import { queueCommand } from "../../src/cli/queue-commands.ts";
-import { PassThrough } from "node:stream";
 import { startDnsServer } from "../support/dns-server.ts";
+import { io, smtp, start, until, type Running } from "./fixtures/mta-helpers.ts";
 
 /**
  * The whole inbound path in one process: SMTP in, spool, queue manager,
  * Maildir out, bounces back — what a user of `petrel serve` depends on.
  */
 
-interface Running {
-  mta: Mta;
-  dir: string;
-  mx: number;
-  submission: number;
-  configPath: string;
-  maildir(address: string): Promise<string[]>;
-  stop(): Promise<void>;
-}
-
-async function start(extra: Record<string, unknown> = {}, dir?: string): Promise<Running> {
-  dir ??= await mkdtemp(join(tmpdir(), "petrel-mta-"));
-  const raw = {
-    hostname: "mx.example.test",
-    dataDir: dir,
-    domains: ["example.test"],
-    listeners: [
-      { address: "127.0.0.1", port: 0, role: "mx" },
-      { address: "127.0.0.1", port: 0, role: "submission" },
-    ],
-    log: { level: "silent" },
-    limits: { shutdownGrace: 2 },
-    ...extra,
-  };
-  const config = parseConfig(raw, "test");
-  const mta = await startMta(config, { log: pino({ level: "silent" }), errorSleep: 0, fsync: false });
-  if (!(await mta.accounts.listUsers()).some((u) => u.address === "alice@example.test")) {
-    await mta.accounts.addUser("alice@example.test", "alice-password");
-    await mta.accounts.addUser("bob@example.test", "bob-password");
-    await mta.accounts.addAlias("team@example.test", ["alice@example.test", "bob@example.test"]);
-  }
-  const port = (role: string) => mta.smtp.listeners.find((l) => l.role === role)!.port;
-  const { writeFile } = await import("node:fs/promises");
-  const configPath = join(dir, "petrel.yaml");
-  await writeFile(configPath, JSON.stringify(raw));
-  return {
-    mta, dir, mx: port("mx"), submission: port("submission"), configPath,
-    async maildir(address) {
-      const [local, domain] = address.split("@");
-      const newDir = join(dir!, "mail", domain, local, "new");
-      const names = await readdir(newDir).catch(() => [] as string[]);
-      return Promise.all(names.sort().map((n) => readFile(join(newDir, n), "utf8")));
-    },
-    async stop() {
-      await mta.close();
-    },
-  };
-}
-
-/** A client that waits for each reply before the next command (no pipelining). */
-async function smtp(port: number, lines: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect(port, "127.0.0.1");
-    let out = "";
-    let pending = "";
-    let next = 0;
-    s.on("data", (d) => {
-      out += d.toString();
-      pending += d.toString();
-      // A complete reply ends with a line "ddd <text>".
-      if (!/(^|\n)\d{3} [^\n]*\r\n$/.test(pending)) return;
-      pending = "";
-      if (next < lines.length) s.write(lines[next++] + "\r\n");
-    });
-    s.on("end", () => resolve(out));
-    s.on("error", reject);
-  });
-}
-
-async function until<T>(what: () => Promise<T | undefined | false>, label: string): Promise<T> {
-  for (let i = 0; i < 500; i++) {
-    const v = await what();
-    if (v) return v;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`timed out waiting for ${label}`);
-}
-
-function io(input = "") {
-  let out = "";
-  let err = "";
-  const stdin = new PassThrough();
-  stdin.end(input);
-  return {
-    io: { stdin, stdout: { write: (s: string) => (out += s) }, stderr: { write: (s: string) => (err += s) } },
-    out: () => out,
-    err: () => err,
-  };
-}
-
-test("mx mail to a user lands in their Maildir with Return-Path, Delivered-To and Received", async () => {
+test("mx mail to a user lands in their Maildir with Return-Path, X-Original-To, Delivered-To and Received", async () => {
   const r = await start();
   try {
     const transcript = await smtp(r.mx, [
@@ -117,7 +23,7 @@ test("mx mail to a user lands in their Maildir with Return-Path, Delivered-To an
     const id = /250 2\.0\.0 Ok: queued as (\S+)/.exec(transcript)?.[1];
     assert.ok(id, transcript);
     const [msg] = await until(async () => (await r.maildir("alice@example.test")).length === 1 && r.maildir("alice@example.test"), "delivery");
-    assert.match(msg, /^Return-Path: <sender@far\.test>\nDelivered-To: alice@example\.test\nReceived: from client\.test \(\[127\.0\.0\.1\]\)\n\tby mx\.example\.test \(Petrel\) with ESMTP id /);
+    assert.match(msg, /^Return-Path: <sender@far\.test>\nX-Original-To: alice@example\.test\nDelivered-To: alice@example\.test\nReceived: from client\.test \(\[127\.0\.0\.1\]\)\n\tby mx\.example\.test \(Petrel\) with ESMTP id /);
     assert.ok(msg.includes(`id ${id}`));
     assert.ok(msg.endsWith("Subject: hello\nMessage-ID: <m1@far.test>\n\nbody line\n.leading dot\n"), msg);
     await until(async () => (await r.mta.smtp.spool.list()).length === 0, "spool emptied");
@@ -150,7 +56,10 @@ test("a permanent local failure bounces a DSN into the local sender's Maildir", 
   const r = await start({ delivery: { quotaFull: "bounce" } });
   try {
     await r.mta.accounts.removeUser("alice@example.test");
-    await r.mta.accounts.addUser("alice@example.test", "alice-password", { quota: 100 });
+    await r.mta.accounts.addUser("alice@example.test", "alice-password", { quota: 5000 });
+    // Alice's mailbox is already full (what her IMAP client left there).
+    await mkdir(join(r.dir, "mail", "example.test", "alice", "cur"), { recursive: true });
+    await writeFile(join(r.dir, "mail", "example.test", "alice", "cur", "1.M1P1.mx,S=5000,W=5100:2,S"), "x");
     const t = nodemailer.createTransport({
       host: "127.0.0.1", port: r.submission, requireTLS: true, tls: { rejectUnauthorized: false },
       auth: { user: "bob@example.test", pass: "bob-password" },
@@ -266,6 +175,54 @@ test("spool.format journal: mail is accepted, delivered and survives a restart; 
   } finally {
     if (r2) await r2.stop();
     else await r.stop().catch(() => {});
+    await rm(r.dir, { recursive: true, force: true });
+  }
+});
+
+test("queue retry: a held message is left alone with a word on how to release it; retry --all counts only what it scheduled, online and offline", async () => {
+  const r = await start();
+  try {
+    // carol's mailbox is full (4.2.2, retried later), so two messages for her wait in the queue.
+    await r.mta.accounts.addUser("carol@example.test", "c", { quota: 2048 });
+    await mkdir(join(r.dir, "mail", "example.test", "carol", "cur"), { recursive: true });
+    await writeFile(join(r.dir, "mail", "example.test", "carol", "cur", "1.M1P1.mx,S=4096,W=4200:2,S"), "x");
+    const ids: string[] = [];
+    for (const n of [1, 2]) {
+      const t = await smtp(r.mx, ["EHLO c", "MAIL FROM:<s@far.test>", "RCPT TO:<carol@example.test>", "DATA", `Subject: ${n}\r\n\r\nhi\r\n.`, "QUIT"]);
+      ids.push(/queued as (\S+)/.exec(t)![1]);
+    }
+    const [held, other] = ids;
+    await until(async () => ids.every((id) => r.mta.queue.get(id)?.item.recipients[0].status === "deferred"), "both deferred");
+    let c = io();
+    assert.equal(await queueCommand(["hold", held, "--config", r.configPath], c.io), 0);
+
+    c = io();
+    assert.equal(await queueCommand(["retry", held, "--config", r.configPath], c.io), 1);
+    assert.equal(c.err(), `petrel queue retry: message ${held} is on hold, so nothing was scheduled; release it first: petrel queue release ${held}\n`);
+    assert.equal(c.out(), "");
+    await r.mta.queue.idle();
+    assert.equal(r.mta.queue.get(held)!.item.recipients[0].attempts, 1, "no attempt for the held message");
+
+    c = io();
+    assert.equal(await queueCommand(["retry", "--all", "--config", r.configPath], c.io), 0);
+    assert.equal(c.out(), `1 message(s) scheduled for delivery now\n1 message(s) on hold left alone (release with petrel queue release ID): ${held}\n`);
+    await r.mta.queue.idle();
+    assert.equal(r.mta.queue.get(held)!.item.recipients[0].attempts, 1);
+    assert.equal(r.mta.queue.get(other)!.item.recipients[0].attempts, 2, "the other one was tried again");
+
+    await r.stop();
+    // Offline (no server): the same answers from the queue on disk.
+    c = io();
+    assert.equal(await queueCommand(["retry", "--all", "--config", r.configPath], c.io), 0);
+    assert.match(c.out(), /^1 message\(s\) scheduled for delivery now\n1 message\(s\) on hold left alone/);
+    c = io();
+    assert.equal(await queueCommand(["retry", held, "--config", r.configPath], c.io), 1);
+    assert.match(c.err(), /is on hold, so nothing was scheduled; release it first: petrel queue release /);
+    c = io();
+    assert.equal(await queueCommand(["retry", "01AAAAAAAAAAAAAAAA", "--config", r.configPath], c.io), 1);
+    assert.match(c.err(), /no message 01AAAAAAAAAAAAAAAA in the queue/);
+  } finally {
+    await r.stop().catch(() => {});
     await rm(r.dir, { recursive: true, force: true });
   }
 });

@@ -226,6 +226,7 @@ test("Postfix → Petrel: transport map relay with STARTTLS into bob's Maildir; 
   const trace = splitTrace(delivered.toString("utf8"), data);
   assert.match(trace, new RegExp(
     "^Return-Path: <carol@pf\\.test>\n" +
+    "X-Original-To: bob@petrel\\.test\n" +
     "Delivered-To: bob@petrel\\.test\n" +
     "Received: from mx\\.pf\\.test \\(\\[127\\.0\\.0\\.21\\]\\)\n" +
     "\t\\(using TLSv1\\.3 with cipher [^)]+\\)\n" +
@@ -289,7 +290,7 @@ test("SMTPUTF8 both ways: UTF-8 addresses from Petrel to Postfix and from Postfi
   assert.match(sent.data ?? "", /^250 /, JSON.stringify(sent.transcript));
   const [atPetrel] = await mailbox(() => petrelMaildir("dörte@petrel.test"), 1, "delivery to dörte at Petrel");
   const t2 = splitTrace(atPetrel.toString("utf8"), back);
-  assert.match(t2, /^Return-Path: <jürgen@pf\.test>\nDelivered-To: dörte@petrel\.test\nReceived: from mx\.pf\.test \(\[127\.0\.0\.21\]\)\n/);
+  assert.match(t2, /^Return-Path: <jürgen@pf\.test>\nX-Original-To: dörte@petrel\.test\nDelivered-To: dörte@petrel\.test\nReceived: from mx\.pf\.test \(\[127\.0\.0\.21\]\)\n/);
   assert.match(t2, /\tby mx\.petrel\.test \(Petrel\) with UTF8SMTPS id \S+\n\tfor <dörte@petrel\.test>;/);
   assert.match(t2, /\tby mx\.pf\.test \(Postfix\) with UTF8SMTP id [0-9A-F]+\n/);
   await until(async () => (await pf!.queue()).length === 0, "Postfix's queue empty");

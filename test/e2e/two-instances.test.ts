@@ -142,7 +142,7 @@ test("alice@a.test → A (submission, STARTTLS, AUTH) → MX lookup → B (SMTP,
 
     const [msg] = await until(async () => (await b.maildir("bob@b.test")).length === 1 && b.maildir("bob@b.test"), "delivery at B");
     // Trace fields: B's Received (from A, over TLS) above A's Received (from the client, authenticated).
-    assert.match(msg, /^Return-Path: <alice@a\.test>\nDelivered-To: bob@b\.test\nReceived: from mx\.a\.test \(\[127\.0\.0\.2\]\)\n\t\(using TLSv1\.3 with cipher [^)]+\)\n\tby mx\.b\.test \(Petrel\) with ESMTPS id \S+\n\tfor <bob@b\.test>; .+\nReceived: from \S+ \(\[127\.0\.0\.[0-9]+\]\)\n\t\(using TLSv1\.3 with cipher [^)]+\)\n\tby mx\.a\.test \(Petrel\) with ESMTPSA id /);
+    assert.match(msg, /^Return-Path: <alice@a\.test>\nX-Original-To: bob@b\.test\nDelivered-To: bob@b\.test\nReceived: from mx\.a\.test \(\[127\.0\.0\.2\]\)\n\t\(using TLSv1\.3 with cipher [^)]+\)\n\tby mx\.b\.test \(Petrel\) with ESMTPS id \S+\n\tfor <bob@b\.test>; .+\nReceived: from \S+ \(\[127\.0\.0\.[0-9]+\]\)\n\t\(using TLSv1\.3 with cipher [^)]+\)\n\tby mx\.a\.test \(Petrel\) with ESMTPSA id /);
     assert.ok(msg.includes(`with ESMTPSA id ${aId}`), "A's queue id in A's Received");
     assert.match(msg, /\nSubject: =\?UTF-8\?/);
     assert.match(msg, /\nMessage-ID: <[^>]+>\n/);
@@ -156,7 +156,7 @@ test("alice@a.test → A (submission, STARTTLS, AUTH) → MX lookup → B (SMTP,
     ], "b-password");
     assert.equal(back.code, 0, back.err + back.out);
     const [reply] = await until(async () => (await a.maildir("alice@a.test")).length === 1 && a.maildir("alice@a.test"), "delivery at A");
-    assert.match(reply, /^Return-Path: <bob@b\.test>\nDelivered-To: alice@a\.test\nReceived: from mx\.b\.test/);
+    assert.match(reply, /^Return-Path: <bob@b\.test>\nX-Original-To: alice@a\.test\nDelivered-To: alice@a\.test\nReceived: from mx\.b\.test/);
   } finally {
     await a.mta.close();
     await b.mta.close();
@@ -228,7 +228,7 @@ test("smarthost: A relays all non-local mail through B's submission port with ve
     assert.equal(sent.code, 0, sent.err);
     const [msg] = await until(async () => (await b.maildir("carol@b.test")).length === 1 && b.maildir("carol@b.test"), "delivery through the smarthost");
     // B received it on its submission listener, authenticated, over TLS (ESMTPSA), from A's address.
-    assert.match(msg, /^Return-Path: <alice@a\.test>\nDelivered-To: carol@b\.test\nReceived: from mx\.a\.test \(\[127\.0\.0\.2\]\)\n\t\(using TLSv1\.[23] with cipher [^)]+\)\n\tby mx\.b\.test \(Petrel\) with ESMTPSA id /);
+    assert.match(msg, /^Return-Path: <alice@a\.test>\nX-Original-To: carol@b\.test\nDelivered-To: carol@b\.test\nReceived: from mx\.a\.test \(\[127\.0\.0\.2\]\)\n\t\(using TLSv1\.[23] with cipher [^)]+\)\n\tby mx\.b\.test \(Petrel\) with ESMTPSA id /);
     await until(async () => a.mta.queue.list().length === 0, "A's queue empty");
   } finally {
     await a.mta.close();
