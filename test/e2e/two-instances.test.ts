@@ -235,3 +235,39 @@ test("smarthost: A relays all non-local mail through B's submission port with ve
     await b.mta.close();
   }
 });
+
+test("a forwarding loop between two instances (loop@a.test → loop@b.test → loop@a.test) stops at the hop limit: refused 554 5.4.6 at DATA, one DSN to the sender", async () => {
+  const a = await instance("a", ["a.test"]);
+  const b = await instance("b", ["b.test"]);
+  try {
+    await a.mta.accounts.addAlias("loop@a.test", "loop@b.test");
+    await b.mta.accounts.addAlias("loop@b.test", "loop@a.test");
+    const sent = await petrelSend([
+      "--server", `127.0.0.2:${a.submission}`, "--user", "alice@a.test", "--from", "alice@a.test", "--to", "loop@a.test", "--subject", "round and round", "--text", "hi",
+    ], "a-password");
+    assert.equal(sent.code, 0, sent.err);
+
+    // Hop n (A's submission is 1) arrives with n-1 Received: fields; hop 50, A → B, would
+    // carry 50 with B's own: B refuses it and A bounces it to alice — once.
+    const [dsn] = await until(async () => (await a.maildir("alice@a.test")).length === 1 && a.maildir("alice@a.test"), "the DSN", 90_000);
+    await until(async () => a.mta.queue.list().length === 0 && b.mta.queue.list().length === 0, "both queues empty", 30_000);
+    assert.match(dsn, /^Return-Path: <>\n/);
+    assert.match(dsn, /Final-Recipient: rfc822; ?loop@a\.test/);
+    assert.match(dsn, /Action: failed/);
+    assert.match(dsn, /Status: 5\.4\.6/);
+    assert.match(dsn, /Remote-MTA: dns; ?mx\.b\.test/);
+    assert.match(dsn, /Diagnostic-Code: smtp; ?554 5\.4\.6 Error: mail forwarding loop: too many hops\n? \(50 Received: fields, limit 50\)\n/);
+    // The copy returned went round exactly to the limit: 49 hops, A and B alternating.
+    assert.equal(dsn.match(/\n\tby mx\.a\.test \(Petrel\) with /g)?.length, 25, "A's hops");
+    assert.equal(dsn.match(/\n\tby mx\.b\.test \(Petrel\) with /g)?.length, 24, "B's hops");
+    // Nothing else anywhere: no second DSN, no bounce of the bounce, no copy delivered.
+    await a.mta.queue.idle();
+    await b.mta.queue.idle();
+    assert.equal((await a.maildir("alice@a.test")).length, 1);
+    assert.deepEqual(await readdir(join(b.dir, "mail")).catch(() => []), [], "B delivered nothing");
+    assert.deepEqual(await readdir(join(a.dir, "mail", "a.test")), ["alice"], "A delivered only alice's DSN");
+  } finally {
+    await a.mta.close();
+    await b.mta.close();
+  }
+});

@@ -60,7 +60,7 @@ const resolveDefault = async (address: string): Promise<RecipientResolution> => 
   return { kind: "local", targets: [{ type: "mailbox", address }] };
 };
 
-async function fixture(opts: { settings?: Partial<QueueSettings> } = {}): Promise<Fixture> {
+async function fixture(opts: { settings?: Partial<QueueSettings>; maxReceived?: number } = {}): Promise<Fixture> {
   const dir = await mkdtemp(join(tmpdir(), "petrel-queue-"));
   const clock = new ManualClock();
   const local = new ScriptedAgent();
@@ -81,6 +81,7 @@ async function fixture(opts: { settings?: Partial<QueueSettings> } = {}): Promis
     random: () => 0.5,
     log: pino({ level: "silent" }),
     settings: { ...settings, ...opts.settings },
+    ...(opts.maxReceived !== undefined ? { maxReceived: opts.maxReceived } : {}),
   });
   const f: Fixture = {
     dir, spool, clock, local, remote, dsns, queue: make(),
@@ -188,6 +189,25 @@ test("aliases fan out, local and remote go to their agents, unknown users bounce
     assert.equal(f.dsns[0].recipients[0].status, "5.1.1");
     // c@far.test was delivered by the scripted remote agent: the message is done.
     assert.equal(f.queue.get(id), null);
+  } finally {
+    await f.close();
+  }
+});
+
+test("a message at the hop limit is not forwarded: its forwards bounce 5.4.6 at once, its mailboxes are left to the local agent", async () => {
+  const f = await fixture({ maxReceived: 50 });
+  try {
+    const id = await f.submit({ recipients: [{ address: "team@local.test" }, { address: "x@far.test" }], hopCount: 50 });
+    assert.deepEqual(f.remote.calls, [], "nothing forwarded");
+    assert.deepEqual(f.local.calls.flatMap((c) => c.recipients).sort(), ["a@local.test", "b@local.test"]);
+    assert.equal(f.dsns.length, 1);
+    assert.deepEqual(f.dsns[0].recipients.map((r) => [r.address, r.action, r.status]), [["team@local.test", "failed", "5.4.6"], ["x@far.test", "failed", "5.4.6"]]);
+    assert.match(f.dsns[0].recipients[0].diagnostic ?? "", /^mail forwarding loop: too many hops \(50 Received fields, limit 50\); not forwarded to <c@far\.test>$/);
+    assert.equal(f.queue.get(id), null);
+
+    // One hop fewer is forwarded.
+    await f.submit({ recipients: [{ address: "x@far.test" }], hopCount: 49 });
+    assert.deepEqual(f.remote.calls.map((c) => c.recipients), [["x@far.test"]]);
   } finally {
     await f.close();
   }
