@@ -91,16 +91,16 @@ test("mail deferred for a user who is then removed bounces 5.1.1 on the next ret
     assert.equal(retried.code, 0, retried.err);
     assert.equal(retried.out, "1 message(s) scheduled for delivery now\n");
 
+    await until(async () => r.mta.queue.get(id) === null, "the message leaves the queue");
+    const names = await readdir(join(r.dir, "mail", "example.test", "q", "new"));
+    assert.equal(names.length, 1, "only the first message, delivered while q existed");
+    assert.doesNotMatch((await r.maildir("q@example.test"))[0], /Subject: second/);
     const [dsn] = await until(async () => (await r.maildir("bob@example.test")).length === 1 && r.maildir("bob@example.test"), "the DSN");
     assert.match(dsn, /Final-Recipient: rfc822; ?q@example\.test/);
     assert.match(dsn, /Action: failed/);
     assert.match(dsn, /Status: 5\.1\.1/);
     assert.match(dsn, /Diagnostic-Code: smtp; ?550 5\.1\.1 <q@example\.test>: no such user here/);
     assert.match(dsn, /Subject: second/);
-    await until(async () => r.mta.queue.get(id) === null, "the message leaves the queue");
-    const names = await readdir(join(r.dir, "mail", "example.test", "q", "new"));
-    assert.equal(names.length, 1, "only the first message, delivered while q existed");
-    assert.doesNotMatch((await r.maildir("q@example.test"))[0], /Subject: second/);
   } finally {
     await r.stop();
     await rm(r.dir, { recursive: true, force: true });

@@ -249,7 +249,7 @@ test("a forwarding loop between two instances (loop@a.test → loop@b.test → l
 
     // Hop n (A's submission is 1) arrives with n-1 Received: fields; hop 50, A → B, would
     // carry 50 with B's own: B refuses it and A bounces it to alice — once.
-    const [dsn] = await until(async () => (await a.maildir("alice@a.test")).length === 1 && a.maildir("alice@a.test"), "the DSN", 90_000);
+    const [dsn] = await until(async () => (await a.maildir("alice@a.test")).length === 1 && a.maildir("alice@a.test"), "the DSN", 60_000);
     await until(async () => a.mta.queue.list().length === 0 && b.mta.queue.list().length === 0, "both queues empty", 30_000);
     assert.match(dsn, /^Return-Path: <>\n/);
     assert.match(dsn, /Final-Recipient: rfc822; ?loop@a\.test/);
