@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
   aliasProblems,
+  isMailbox,
   MAX_ALIAS_DEPTH,
   ownsAddress,
   resolveRecipient,
@@ -219,6 +220,43 @@ test('"<Postmaster>" without a domain is the primary domain\'s postmaster; an al
   const s = snap({ domains: ["example.org"], aliases: { "abuse@example.org": ["postmaster@example.org"] } });
   assert.deepEqual(resolveRecipient(s, "abuse@example.org"), { kind: "local", targets: [mailbox("postmaster@example.org")] });
   assert.deepEqual(resolveRecipient(snap({ domains: [] }), "postmaster"), { kind: "not-local" });
+});
+
+test("the postmaster setting receives postmaster@ and abuse@ of every local domain; an alias or user of that name there still wins", () => {
+  const s = snap({
+    domains: ["example.org", "example.net", "example.com"],
+    users: ["alice@example.org", "abuse@example.com"],
+    aliases: { "postmaster@example.net": ["carol@ext.test"], "@example.org": ["catch@ext.test"] },
+  });
+  const o = { postmaster: "alice@example.org" };
+  for (const a of ["postmaster@example.org", "abuse@example.org", "postmaster@example.com", "abuse@example.net", "Postmaster", "postmaster+x@example.com"]) {
+    assert.deepEqual(resolveRecipient(s, a, o), { kind: "local", targets: [mailbox("alice@example.org")] }, a);
+  }
+  assert.deepEqual(resolveRecipient(s, "postmaster@example.net", o), { kind: "local", targets: [forward("carol@ext.test")] }, "the domain's alias");
+  assert.deepEqual(resolveRecipient(s, "abuse@example.com", o), { kind: "local", targets: [mailbox("abuse@example.com")] }, "the domain's user");
+  // Any address, also outside our domains; an alias as the setting is expanded.
+  assert.deepEqual(resolveRecipient(s, "postmaster@example.com", { postmaster: "ops@ext.test" }), { kind: "local", targets: [forward("ops@ext.test")] });
+  // Unset: postmaster@ keeps its own mailbox, abuse@ is nobody (or the catch-all).
+  assert.deepEqual(resolveRecipient(s, "abuse@example.net"), { kind: "unknown", reason: "no such user here" });
+  assert.deepEqual(resolveRecipient(s, "abuse@example.org"), { kind: "local", targets: [forward("catch@ext.test")] });
+  assert.deepEqual(resolveRecipient(s, "postmaster@example.com"), { kind: "local", targets: [mailbox("postmaster@example.com")] });
+});
+
+test("a postmaster setting that leads back to postmaster@ or to nobody falls back to the postmaster mailbox; abuse@ then is unknown", () => {
+  const s = snap({ domains: ["example.org"] });
+  assert.deepEqual(resolveRecipient(s, "postmaster@example.org", { postmaster: "postmaster@example.org" }), { kind: "local", targets: [mailbox("postmaster@example.org")] });
+  assert.deepEqual(resolveRecipient(s, "abuse@example.org", { postmaster: "postmaster@example.org" }), { kind: "local", targets: [mailbox("postmaster@example.org")] });
+  assert.deepEqual(resolveRecipient(s, "postmaster@example.org", { postmaster: "gone@example.org" }), { kind: "local", targets: [mailbox("postmaster@example.org")] });
+  assert.equal(resolveRecipient(s, "abuse@example.org", { postmaster: "gone@example.org" }).kind, "unknown");
+});
+
+test("isMailbox: users and postmaster@ of local domains, nothing else", () => {
+  const s = snap({ domains: ["example.org"], users: ["Alice@example.org"], aliases: { "team@example.org": ["alice@example.org"] } });
+  assert.equal(isMailbox(s, "alice@EXAMPLE.org"), true);
+  assert.equal(isMailbox(s, "postmaster@example.org"), true);
+  assert.equal(isMailbox(s, "team@example.org"), false, "an alias is no mailbox");
+  assert.equal(isMailbox(s, "gone@example.org"), false);
+  assert.equal(isMailbox(s, "alice@example.net"), false, "not a local domain");
 });
 
 test("an alias whose local targets all vanished is unknown, with the reason", () => {
