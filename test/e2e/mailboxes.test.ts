@@ -26,7 +26,9 @@ function bodyOf(subject: string, bytes: number): string {
   return `Subject: ${subject}\r\n\r\n` + Array.from({ length: Math.ceil(bytes / 72) }, () => line).join("\r\n");
 }
 
-async function cli(command: (args: string[], io: ReturnType<typeof io>["io"]) => Promise<number>, args: string[], input = ""): Promise<{ code: number; out: string; err: string }> {
+type CliIo = ReturnType<typeof io>["io"];
+
+async function cli(command: (args: string[], streams: CliIo) => Promise<number>, args: string[], input = ""): Promise<{ code: number; out: string; err: string }> {
   const c = io(input);
   const code = await command(args, c.io);
   return { code, out: c.out(), err: c.err() };

@@ -198,7 +198,7 @@ test("a message at the hop limit is not forwarded: its forwards bounce 5.4.6 at 
   const f = await fixture({ maxReceived: 50 });
   try {
     const id = await f.submit({ recipients: [{ address: "team@local.test" }, { address: "x@far.test" }], hopCount: 50 });
-    assert.deepEqual(f.remote.calls, [], "nothing forwarded");
+    assert.equal(f.remote.calls.length, 0, "nothing forwarded");
     assert.deepEqual(f.local.calls.flatMap((c) => c.recipients).sort(), ["a@local.test", "b@local.test"]);
     assert.equal(f.dsns.length, 1);
     assert.deepEqual(f.dsns[0].recipients.map((r) => [r.address, r.action, r.status]), [["team@local.test", "failed", "5.4.6"], ["x@far.test", "failed", "5.4.6"]]);
