@@ -156,11 +156,17 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
  */
 async function warnUnreadPostmaster(config: Config, accounts: FileAccountStore, log: Logger): Promise<void> {
   const unread: string[] = [];
-  for (const domain of await accounts.listDomains()) {
-    const address = `postmaster@${domain}`;
-    const r = await accounts.resolveRecipient(address);
-    const fallback = r.kind === "local" && r.targets.length === 1 && r.targets[0].type === "mailbox" && r.targets[0].address === address;
-    if (fallback && !(await accounts.getUser(address))) unread.push(domain);
+  try {
+    for (const domain of await accounts.listDomains()) {
+      const address = `postmaster@${domain}`;
+      const r = await accounts.resolveRecipient(address);
+      const fallback = r.kind === "local" && r.targets.length === 1 && r.targets[0].type === "mailbox" && r.targets[0].address === address;
+      if (fallback && !(await accounts.getUser(address))) unread.push(domain);
+    }
+  } catch (err) {
+    // An unreadable accounts file is reported where it is used (RCPT, delivery); it does not stop start-up here.
+    log.error({ err: (err as Error).message }, "accounts unreadable: cannot check where postmaster@ mail goes");
+    return;
   }
   if (unread.length === 0) return;
   log.warn(
