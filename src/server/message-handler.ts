@@ -226,8 +226,11 @@ class SpoolSink implements MessageSink {
   }
 
   async write(chunk: Buffer): Promise<void> {
-    if (this.failed || this.header.tooLarge || this.looping) return;
-    for (const part of this.header.feed(chunk)) this.add(part);
+    if (this.failed || this.header.tooLarge) return;
+    const parts = this.header.feed(chunk);
+    // A loop: the rest is only counted (the reply says how many), never stored.
+    if (this.looping) return;
+    for (const part of parts) this.add(part);
     if (this.batched >= WRITE_BATCH) await this.flush();
   }
 

@@ -52,6 +52,10 @@ test("BDAT and a configured delivery.maxReceived: refused at BDAT LAST with the 
     ]);
     assert.match(t, /\r\n554 5\.4\.6 Error: mail forwarding loop: too many hops \(5 Received: fields, limit 5\)\r\n/);
     assert.match(t, /\r\n250 2\.0\.0 Ok: queued as \S+\r\n/);
+    // Far past the limit: the reply counts them all.
+    const many = withReceived(120, "Subject: z\r\n\r\nhi\r\n");
+    const t2 = await smtp(r.mx, ["EHLO client.test", "MAIL FROM:<bob@example.test>", "RCPT TO:<alice@example.test>", "DATA", many + ".", "QUIT"]);
+    assert.match(t2, /\r\n554 5\.4\.6 Error: mail forwarding loop: too many hops \(121 Received: fields, limit 5\)\r\n/);
     await until(async () => (await r.maildir("alice@example.test")).length === 1, "the accepted one");
     await until(async () => (await r.mta.smtp.spool.list()).length === 0, "spool empty");
   } finally {
