@@ -8,7 +8,7 @@
  * Nothing here ever returns or logs a password, a hash or a SCRAM verifier except through the
  * `SaslCredentials` methods the SASL mechanisms need.
  */
-import type { SaslCredentials } from "../server/sasl/mechanism.ts";
+import type { SaslCredentials } from "../sasl/exchange.ts";
 
 /** What the SMTP server needs of accounts: SASL verification and sender ownership. */
 export interface Accounts extends SaslCredentials {

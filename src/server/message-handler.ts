@@ -5,15 +5,14 @@ import type { MailParameters, RcptParameters } from "../smtp/mail-parameters.ts"
 import { formatMailbox } from "../smtp/address.ts";
 import { HeaderSection } from "../smtp/header-section.ts";
 import { messageId, protocolKeyword, receivedHeader, rfc5322Date } from "../smtp/trace-headers.ts";
-import type {
-  AuthExchange, MessageSink, SessionEvent, SessionHandler, SessionState, Transaction,
-} from "../smtp/session-handler.ts";
+import type { MessageSink, SessionEvent, SessionHandler, SessionState, Transaction } from "../smtp/session-handler.ts";
 import { recipientDecision, resolvePostmaster, senderDecision, type ListenerRole } from "../policy/relay.ts";
 import type { Spool, SpoolWriter } from "../spool/spool.ts";
 import { SpoolError } from "../spool/spool.ts";
 import type { Accounts } from "../accounts/account-store.ts";
 import type { RecipientDirectory } from "../policy/relay.ts";
-import { isSaslMechanismName, startExchange } from "./sasl/mechanism.ts";
+import { isSaslMechanismName, startExchange } from "../sasl/mechanisms.ts";
+import type { SaslExchange } from "../sasl/exchange.ts";
 import type { ClientLimits } from "./client-limits.ts";
 
 /**
@@ -131,7 +130,7 @@ export class MessageHandler implements SessionHandler {
     return new SpoolSink(writer, header, Buffer.from(received, "utf8"), envelopeOf, this.ctx.maxReceived, this.ctx.log, this.ctx.onMessage);
   }
 
-  startAuth(_state: SessionState, mechanism: string): AuthExchange | undefined {
+  startAuth(_state: SessionState, mechanism: string): SaslExchange | undefined {
     if (!isSaslMechanismName(mechanism)) return undefined;
     const exchange = startExchange(mechanism, this.ctx.accounts);
     return {

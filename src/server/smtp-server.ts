@@ -7,7 +7,7 @@ import { createSpool } from "../spool/create-spool.ts";
 import type { Accounts } from "../accounts/account-store.ts";
 import type { RecipientDirectory } from "../policy/relay.ts";
 import { FileAccountStore } from "../accounts/file-account-store.ts";
-import { SASL_MECHANISMS } from "./sasl/mechanism.ts";
+import { SASL_MECHANISMS } from "../sasl/mechanisms.ts";
 import { TlsContextProvider } from "./tls-contexts.ts";
 import { ClientLimits } from "./client-limits.ts";
 import { Connection, type ConnectionSettings } from "./connection.ts";

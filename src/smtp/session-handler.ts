@@ -1,6 +1,7 @@
 import type { Reply } from "./reply.ts";
 import type { Mailbox } from "./envelope.ts";
 import type { MailParameters, RcptParameters } from "./mail-parameters.ts";
+import type { SaslExchange } from "../sasl/exchange.ts";
 
 /**
  * The boundary between the pure protocol engine (`Session`) and the rest of
@@ -39,15 +40,6 @@ export interface MessageSink {
   abort(): Promise<void> | void;
 }
 
-/** One SASL exchange, driven by the engine's 334 continuation loop (RFC 4954 §4). */
-export interface AuthExchange {
-  step(response: Buffer | null): Promise<AuthStep>;
-}
-export type AuthStep =
-  | { readonly kind: "challenge"; readonly data: Buffer }
-  | { readonly kind: "success"; readonly user: string; readonly data?: Buffer }
-  | { readonly kind: "failure"; readonly reason: "credentials" | "malformed" | "authzid" };
-
 export interface SessionHandler {
   /** MAIL FROM accepted syntactically; undefined means "250 2.1.0 Ok". */
   mail(state: SessionState, from: Mailbox | null, params: MailParameters): Promise<Reply | undefined> | Reply | undefined;
@@ -55,8 +47,8 @@ export interface SessionHandler {
   rcpt(state: SessionState, tx: Transaction, to: Mailbox, params: RcptParameters): Promise<Reply | undefined> | Reply | undefined;
   /** DATA/first BDAT: open storage, or refuse with a Reply. */
   openMessage(state: SessionState, tx: Transaction): Promise<MessageSink | Reply>;
-  /** AUTH <mechanism>: start an exchange; undefined if the mechanism is unknown. */
-  startAuth?(state: SessionState, mechanism: string): AuthExchange | undefined;
+  /** AUTH <mechanism>: start an exchange, driven by the engine's 334 continuation loop (RFC 4954 §4); undefined if the mechanism is unknown. */
+  startAuth?(state: SessionState, mechanism: string): SaslExchange | undefined;
   /** An AUTH attempt failed; returns true when the client must be disconnected (too many failures). */
   authFailed?(state: SessionState): boolean;
   /** A protocol event worth a log line (the engine does not log). */

@@ -8,8 +8,9 @@ import { parsePath } from "./address.ts";
 import { parseMailParameters, parseRcptParameters, type MailParameters } from "./mail-parameters.ts";
 import * as R from "./replies.ts";
 import type {
-  AcceptedRecipient, AuthExchange, MessageSink, SessionHandler, SessionState, SessionTransport, Transaction,
+  AcceptedRecipient, MessageSink, SessionHandler, SessionState, SessionTransport, Transaction,
 } from "./session-handler.ts";
+import type { SaslExchange } from "../sasl/exchange.ts";
 
 /**
  * The SMTP server protocol engine for one connection (RFC 5321 and the
@@ -94,7 +95,7 @@ export class Session {
   private bdatStarted = false;
 
   // AUTH in progress.
-  private auth: AuthExchange | null = null;
+  private auth: SaslExchange | null = null;
 
   // Input handling.
   private mode: Mode = "command";

@@ -7,7 +7,8 @@ import { FileAccountStore } from "../../src/accounts/file-account-store.ts";
 import type { FileAccountStoreOptions } from "../../src/accounts/file-account-store.ts";
 import { AccountError } from "../../src/accounts/account-store.ts";
 import type { AccountErrorCode } from "../../src/accounts/account-store.ts";
-import { deriveScramVerifier, hashPassword, scramVerifier } from "../../src/accounts/password.ts";
+import { hashPassword, scramVerifier } from "../../src/accounts/password.ts";
+import { deriveScramVerifier } from "../../src/sasl/scram.ts";
 
 async function tempDir(t: { after(fn: () => Promise<void>): void }): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), "petrel-accounts-"));

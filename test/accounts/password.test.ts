@@ -1,14 +1,14 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  deriveScramVerifier,
   formatScramVerifier,
   hashPassword,
   parseScramVerifier,
-  saslPrep,
   scramVerifier,
   verifyPassword,
 } from "../../src/accounts/password.ts";
+import { deriveScramVerifier } from "../../src/sasl/scram.ts";
+import { saslPrep } from "../../src/sasl/saslprep.ts";
 
 test("hashPassword produces the documented scrypt format and verifies", async () => {
   const h = await hashPassword("hunter2 ✓");

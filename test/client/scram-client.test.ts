@@ -1,8 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ScramSha256Client } from "../../src/client/scram-client.ts";
-import { startExchange } from "../../src/server/sasl/mechanism.ts";
-import { deriveScramVerifier } from "../../src/accounts/password.ts";
+import { startExchange } from "../../src/sasl/mechanisms.ts";
+import { deriveScramVerifier } from "../../src/sasl/scram.ts";
 
 // RFC 7677 §3.
 const CLIENT_NONCE = "rOprNGfwEbeRWgbNEkqO";

@@ -9,8 +9,9 @@ import { reply, type Reply } from "../../src/smtp/reply.ts";
 import type { Mailbox } from "../../src/smtp/envelope.ts";
 import type { MailParameters, RcptParameters } from "../../src/smtp/mail-parameters.ts";
 import type {
-  AuthExchange, AuthStep, MessageSink, SessionEvent, SessionHandler, SessionState, SessionTransport, Transaction,
+  MessageSink, SessionEvent, SessionHandler, SessionState, SessionTransport, Transaction,
 } from "../../src/smtp/session-handler.ts";
+import type { SaslExchange, SaslStep } from "../../src/sasl/exchange.ts";
 
 export class FakeTransport implements SessionTransport {
   written = "";
@@ -115,11 +116,11 @@ export class FakeHandler implements SessionHandler {
     };
   }
 
-  startAuth(_state: SessionState, mechanism: string): AuthExchange | undefined {
+  startAuth(_state: SessionState, mechanism: string): SaslExchange | undefined {
     if (mechanism !== "PLAIN") return undefined;
     const handler = this;
     return {
-      async step(response: Buffer | null): Promise<AuthStep> {
+      async step(response: Buffer | null): Promise<SaslStep> {
         if (response === null) return { kind: "challenge", data: Buffer.alloc(0) };
         const parts = response.toString("utf8").split("\0");
         if (parts.length !== 3) return { kind: "failure", reason: "malformed" };

@@ -1,11 +1,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startExchange } from "../../../src/server/sasl/mechanism.ts";
-import type { SaslStep } from "../../../src/server/sasl/mechanism.ts";
-import { escapeSaslName, unescapeSaslName } from "../../../src/server/sasl/scram-sha-256.ts";
-import { ScramSha256Client } from "../../../src/client/scram-client.ts";
+import { startExchange } from "../../src/sasl/mechanisms.ts";
+import type { SaslStep } from "../../src/sasl/exchange.ts";
+import { escapeSaslName, unescapeSaslName } from "../../src/sasl/scram.ts";
+import { ScramSha256Client } from "../../src/client/scram-client.ts";
 import { testCredentials } from "./fixtures.ts";
-import { hmacSha256, scramSaltedPassword, sha256 } from "../../../src/accounts/password.ts";
+import { hmacSha256, scramSaltedPassword, sha256 } from "../../src/sasl/scram.ts";
 
 const creds = () =>
   testCredentials([

@@ -1,5 +1,5 @@
-import type { SaslCredentials } from "../../../src/server/sasl/mechanism.ts";
-import { deriveScramVerifier } from "../../../src/accounts/password.ts";
+import type { SaslCredentials } from "../../src/sasl/exchange.ts";
+import { deriveScramVerifier } from "../../src/sasl/scram.ts";
 
 export interface TestUser {
   name: string;

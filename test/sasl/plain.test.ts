@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startExchange } from "../../../src/server/sasl/mechanism.ts";
-import { parsePlainMessage } from "../../../src/server/sasl/plain.ts";
+import { startExchange } from "../../src/sasl/mechanisms.ts";
+import { parsePlainMessage } from "../../src/sasl/plain.ts";
 import { testCredentials } from "./fixtures.ts";
 
 const creds = () => testCredentials([{ name: "alice", password: "s3cret ünïcode" }]);

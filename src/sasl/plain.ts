@@ -2,8 +2,8 @@
  * SASL PLAIN (RFC 4616): message = [authzid] NUL authcid NUL passwd, UTF-8.
  * Proxy authorization is not supported: a non-empty authzid must name the same user.
  */
-import type { SaslCredentials, SaslExchange, SaslStep } from "./mechanism.ts";
-import { FAIL_AUTHZID, FAIL_CREDENTIALS, FAIL_MALFORMED, decodeUtf8 } from "./mechanism.ts";
+import type { SaslCredentials, SaslExchange, SaslStep } from "./exchange.ts";
+import { FAIL_AUTHZID, FAIL_CREDENTIALS, FAIL_MALFORMED, decodeUtf8 } from "./exchange.ts";
 
 /** RFC 4616 §2 allows up to 255 octets per field; we allow a little more for passwords. */
 const MAX_ID_OCTETS = 255;

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startExchange } from "../../../src/server/sasl/mechanism.ts";
+import { startExchange } from "../../src/sasl/mechanisms.ts";
 import { testCredentials } from "./fixtures.ts";
 
 const creds = () => testCredentials([{ name: "alice", password: "pw" }]);

@@ -11,26 +11,16 @@
  * iteration count, and fail only at the end, with the same "credentials" failure as a bad proof.
  */
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import type { SaslCredentials, SaslExchange, SaslStep } from "./mechanism.ts";
-import { FAIL_AUTHZID, FAIL_CREDENTIALS, FAIL_MALFORMED, decodeUtf8 } from "./mechanism.ts";
-import { decodeBase64Strict, hmacSha256, saslPrep, sha256 } from "../../accounts/password.ts";
+import type { SaslCredentials, SaslExchange, SaslStep } from "./exchange.ts";
+import { FAIL_AUTHZID, FAIL_CREDENTIALS, FAIL_MALFORMED, decodeUtf8 } from "./exchange.ts";
+import { decodeBase64Strict, hmacSha256, sha256, unescapeSaslName } from "./scram.ts";
+import { saslPrep } from "./saslprep.ts";
 
 /** Iteration count announced for unknown users; the same as `scramVerifier`'s default. */
 export const UNKNOWN_USER_ITERATIONS = 10000;
 const FAKE_SALT_SECRET = randomBytes(32);
 const MAX_MESSAGE_OCTETS = 4096;
 const MAX_NAME_OCTETS = 255;
-
-/** RFC 5802 §5.1: "," → "=2C", "=" → "=3D". */
-export function escapeSaslName(name: string): string {
-  return name.replace(/=/g, "=3D").replace(/,/g, "=2C");
-}
-
-/** Inverse of {@link escapeSaslName}; null if an "=" is not followed by "2C" or "3D". */
-export function unescapeSaslName(s: string): string | null {
-  if (/=(?!2C|3D)/.test(s)) return null;
-  return s.replace(/=2C/g, ",").replace(/=3D/g, "=");
-}
 
 /** printable = %x21-2B / %x2D-7E (no ","). */
 const NONCE = /^[\x21-\x2b\x2d-\x7e]+$/;

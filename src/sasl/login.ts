@@ -2,8 +2,8 @@
  * SASL LOGIN (draft-murchison-sasl-login): the server asks "Username:" then "Password:"; the
  * client answers each with the bare value. An initial response, if given, is the user name.
  */
-import type { SaslCredentials, SaslExchange, SaslStep } from "./mechanism.ts";
-import { FAIL_CREDENTIALS, FAIL_MALFORMED, decodeUtf8 } from "./mechanism.ts";
+import type { SaslCredentials, SaslExchange, SaslStep } from "./exchange.ts";
+import { FAIL_CREDENTIALS, FAIL_MALFORMED, decodeUtf8 } from "./exchange.ts";
 
 const MAX_USER_OCTETS = 255;
 const MAX_PASSWORD_OCTETS = 1024;
