@@ -4,7 +4,8 @@
  * error message ever contains the password.
  */
 import { randomBytes, scrypt, timingSafeEqual } from "node:crypto";
-import { SCRAM_MAX_ITERATIONS, decodeBase64Strict, deriveScramVerifier, type ScramVerifier } from "../sasl/scram.ts";
+import { SCRAM_MAX_ITERATIONS, deriveScramVerifier, type ScramVerifier } from "../sasl/scram.ts";
+import { decodeBase64Strict } from "../sasl/base64.ts";
 
 // ---------------------------------------------------------------------------------------------
 // scrypt

@@ -8,7 +8,8 @@
  *   c.verifyServerFinal(serverFinal);      // true only for the right "v=" signature
  */
 import { randomBytes, timingSafeEqual } from "node:crypto";
-import { SCRAM_MAX_ITERATIONS, decodeBase64Strict, hmacSha256, scramSaltedPassword, sha256 } from "../sasl/scram.ts";
+import { SCRAM_MAX_ITERATIONS, hmacSha256, scramSaltedPassword, sha256 } from "../sasl/scram.ts";
+import { decodeBase64Strict } from "../sasl/base64.ts";
 import { saslPrep } from "../sasl/saslprep.ts";
 
 const GS2_HEADER = "n,,";

@@ -13,7 +13,8 @@
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import type { SaslCredentials, SaslExchange, SaslStep } from "./exchange.ts";
 import { FAIL_AUTHZID, FAIL_CREDENTIALS, FAIL_MALFORMED, decodeUtf8 } from "./exchange.ts";
-import { decodeBase64Strict, hmacSha256, sha256, unescapeSaslName } from "./scram.ts";
+import { hmacSha256, sha256, unescapeSaslName } from "./scram.ts";
+import { decodeBase64Strict } from "./base64.ts";
 import { saslPrep } from "./saslprep.ts";
 
 /** Iteration count announced for unknown users; the same as `scramVerifier`'s default. */

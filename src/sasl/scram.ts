@@ -1,7 +1,7 @@
 /**
  * SCRAM-SHA-256 primitives (RFC 5802 §3, RFC 7677), shared by the server exchange, the client
  * and the account store that keeps verifiers: Hi() (PBKDF2-HMAC-SHA-256), HMAC, H, the
- * StoredKey/ServerKey derivation, and the message encodings both sides parse.
+ * StoredKey/ServerKey derivation, and the saslname encoding both sides use.
  */
 import { createHash, createHmac, pbkdf2Sync } from "node:crypto";
 import { saslPrep } from "./saslprep.ts";
@@ -43,14 +43,6 @@ export function deriveScramVerifier(plain: string, salt: Buffer, iterations: num
     storedKey: sha256(clientKey),
     serverKey: hmacSha256(salted, "Server Key"),
   };
-}
-
-const B64_PADDED = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-
-/** Strict (padded, canonical-alphabet) base64 decode, as SCRAM attributes use; null if not valid base64. */
-export function decodeBase64Strict(s: string): Buffer | null {
-  if (!B64_PADDED.test(s)) return null;
-  return Buffer.from(s, "base64");
 }
 
 /** RFC 5802 §5.1 saslname: "," → "=2C", "=" → "=3D". */

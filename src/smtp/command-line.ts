@@ -27,3 +27,18 @@ export function afterKeyword(arg: string, keyword: string): string | null {
   if (rest.startsWith(" ")) rest = rest.slice(1);
   return rest;
 }
+
+const CR = 0x0d;
+
+/**
+ * A command line (with its line end) that does not end in CRLF, or holds a CR
+ * elsewhere: RFC 5321 §2.3.8 allows no bare CR or LF in the dialogue, and
+ * accepting them is what SMTP smuggling exploits.
+ */
+export function lineEndProblem(line: Buffer): "bare LF" | "bare CR" | null {
+  const n = line.length;
+  if (n < 2 || line[n - 2] !== CR) return "bare LF";
+  const cr = line.indexOf(CR);
+  if (cr !== n - 2) return "bare CR";
+  return null;
+}

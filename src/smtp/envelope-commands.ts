@@ -1,0 +1,81 @@
+import { reply } from "./reply.ts";
+import * as R from "./replies.ts";
+import { afterKeyword } from "./command-line.ts";
+import { parsePath } from "./address.ts";
+import { parseMailParameters, parseRcptParameters } from "./mail-parameters.ts";
+import { mailParameterSupport, rcptParameterSupport } from "./extensions.ts";
+import type { CommandAction } from "./session-context.ts";
+
+/**
+ * MAIL and RCPT (RFC 5321 §4.1.1.2–3): the envelope of a transaction, its
+ * ESMTP parameters, and the handler's decision on each. Sequencing checks
+ * (HELO first, no nested MAIL, AUTH first on submission, MAIL before RCPT)
+ * are the command table's.
+ */
+
+export const MAIL: CommandAction = {
+  async run(ctx, arg, refuse) {
+    if (ctx.transactions >= ctx.opts.limits.messagesPerConnection) {
+      ctx.send(R.tooManyMessages);
+      ctx.close();
+      return;
+    }
+    const text = afterKeyword(arg, "FROM:");
+    if (text === null) return refuse(R.syntax("MAIL FROM:<address>"));
+    const path = parsePath(text, { allowUtf8: true, allowNull: true });
+    if (!path.ok) return refuse(R.badAddress(path.reason));
+    const parsed = parseMailParameters(path.rest, mailParameterSupport(ctx.extensionView));
+    if (!parsed.ok) return refuse(reply(parsed.code, parsed.status, parsed.text));
+    const params = parsed.params;
+    // RFC 4954 §5: AUTH= from an unauthenticated client is not trusted and counts as AUTH=<>.
+    if (params.auth !== undefined && ctx.authUser === null) params.auth = "<>";
+    if (path.mailbox !== null && !params.smtputf8 && !isAscii(path.mailbox.localPart + path.mailbox.domain)) {
+      return refuse(R.needSmtputf8);
+    }
+    if (params.size !== undefined && params.size > ctx.opts.limits.messageSize) {
+      return refuse(R.sizeExceeded(ctx.opts.limits.messageSize));
+    }
+    const decision = await ctx.handler.mail(ctx.state, path.mailbox, params);
+    if (ctx.closed) return;
+    if (decision && decision.code >= 400) return refuse(decision);
+    // A BDAT refused before this MAIL (RFC 3030 §2: "503" for BDAT without
+    // MAIL) left its failure behind; this transaction starts clean.
+    ctx.resetTransaction();
+    ctx.mailFrom = path.mailbox;
+    ctx.mailParams = params;
+    ctx.recipients = [];
+    ctx.send(decision ?? R.mailOk);
+  },
+};
+
+export const RCPT: CommandAction = {
+  async run(ctx, arg, refuse) {
+    const text = afterKeyword(arg, "TO:");
+    if (text === null) return refuse(R.syntax("RCPT TO:<address>"));
+    const path = parsePath(text, { allowUtf8: true, allowNull: false });
+    if (!path.ok || path.mailbox === null) return refuse(R.badAddress(path.ok ? "null address" : path.reason));
+    const parsed = parseRcptParameters(path.rest, rcptParameterSupport(ctx.extensionView));
+    if (!parsed.ok) return refuse(reply(parsed.code, parsed.status, parsed.text));
+    if (!ctx.mailParams!.smtputf8 && !isAscii(path.mailbox.localPart + path.mailbox.domain)) {
+      return refuse(R.needSmtputf8);
+    }
+    // RFC 5321 §4.5.3.1.10: the client is expected to send the rest in a later
+    // transaction; this is not a client error (Postfix does not count it
+    // either, up to smtpd_recipient_overshoot_limit), or a client with more
+    // recipients than the limit would be cut off by the error limit.
+    if (ctx.recipients.length >= ctx.opts.limits.recipients) {
+      ctx.send(R.tooManyRecipients);
+      return;
+    }
+    const decision = await ctx.handler.rcpt(ctx.state, ctx.transaction(), path.mailbox, parsed.params);
+    if (ctx.closed) return;
+    if (decision && decision.code >= 400) return refuse(decision);
+    ctx.recipients.push({ mailbox: path.mailbox, params: parsed.params });
+    ctx.send(decision ?? R.rcptOk);
+  },
+};
+
+function isAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
+  return true;
+}

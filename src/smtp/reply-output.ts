@@ -1,0 +1,47 @@
+import { serializeReply, type Reply } from "./reply.ts";
+
+/**
+ * The replies a session owes the client, gathered until the next flush so
+ * that pipelined commands are answered in one write (RFC 2920 §3.2), and the
+ * count of refusals behind them: past the soft limit every reply is slowed,
+ * at the hard limit the session is closed (Postfix's smtpd_soft_error_limit
+ * and smtpd_hard_error_limit).
+ */
+export class ReplyOutput {
+  private out = "";
+  private errors = 0;
+  private readonly softErrors: number;
+  private readonly hardErrors: number;
+
+  constructor(limits: { readonly softErrors: number; readonly hardErrors: number }) {
+    this.softErrors = limits.softErrors;
+    this.hardErrors = limits.hardErrors;
+  }
+
+  add(r: Reply): void {
+    this.out += serializeReply(r);
+  }
+
+  /** Count a 4xx/5xx reply; true when the hard limit is reached. */
+  countError(): boolean {
+    this.errors++;
+    return this.errors >= this.hardErrors;
+  }
+
+  /** Postfix counts errors "without delivering mail": a delivered message forgives them. */
+  forgiveErrors(): void {
+    this.errors = 0;
+  }
+
+  /** Whether replies should be slowed down (soft error limit reached). */
+  get overSoftLimit(): boolean {
+    return this.errors >= this.softErrors;
+  }
+
+  /** What is owed, and nothing is owed any more. */
+  take(): string {
+    const data = this.out;
+    this.out = "";
+    return data;
+  }
+}
