@@ -9,14 +9,16 @@
 /** A command that never ends is cut off after this many octets without LF. */
 export const MAX_UNTERMINATED_LINE = 1024 * 1024;
 /**
- * RFC 4954 §4: responses to 334 challenges carry base64 of any length a
- * mechanism needs; 12288 octets is "a sufficient line length limit".
+ * RFC 4954 §4: AUTH lines carry base64 of any length a mechanism needs;
+ * 12288 octets is "a sufficient line length limit" for the AUTH command with
+ * its initial response and for the responses to 334 challenges.
  */
 export const AUTH_LINE = 12288;
 /** Buffered input while a decision is pending before the connection stops reading. */
 const HIGH_WATER = 256 * 1024;
 
 const LF = 0x0a;
+const SP = 0x20;
 
 /**
  * What `takeLine()` found: a whole line with its line end, nothing complete
@@ -83,11 +85,13 @@ export class LineFramer {
   }
 
   /**
-   * The longest line, CRLF included, that takeLine() waits for: responses to
-   * 334 may be up to AUTH_LINE octets (RFC 4954 §4), commands limits.commandLine.
+   * The longest line, CRLF included, that takeLine() waits for when `head`
+   * starts the queue: responses to 334 and AUTH command lines may be up to
+   * AUTH_LINE octets (RFC 4954 §4), every other command limits.commandLine.
    */
-  lineLimit(kind: LineKind): number {
-    return kind === "auth" ? Math.max(this.commandLine, AUTH_LINE) : this.commandLine;
+  lineLimit(kind: LineKind, head: Buffer | undefined = this.chunks[0]): number {
+    const long = kind === "auth" || (head !== undefined && startsWithAuth(head));
+    return long ? Math.max(this.commandLine, AUTH_LINE) : this.commandLine;
   }
 
   /**
@@ -123,7 +127,7 @@ export class LineFramer {
         this.discarding = -1;
         return "too long";
       }
-      const limit = this.lineLimit(kind);
+      const limit = this.lineLimit(kind, head);
       const lf = head.indexOf(LF);
       if (lf === -1) {
         if (this.chunks.length === 1) {
@@ -151,4 +155,10 @@ export class LineFramer {
     }
     return null;
   }
+}
+
+/** "AUTH " in any case: verbs are case-insensitive (RFC 5321 §2.4). */
+function startsWithAuth(b: Buffer): boolean {
+  return b.length >= 5 && (b[0] | 0x20) === 0x61 && (b[1] | 0x20) === 0x75 && (b[2] | 0x20) === 0x74 &&
+    (b[3] | 0x20) === 0x68 && b[4] === SP;
 }

@@ -82,6 +82,18 @@ describe("lines", () => {
     assert.equal(framer(512, "NOOP " + "A".repeat(600) + "\r\n").takeLine("command"), "too long");
     assert.equal(new LineFramer(20_000).lineLimit("auth"), 20_000, "a larger command limit applies to AUTH too");
   });
+
+  test(`an AUTH command line (any case) may be up to ${AUTH_LINE} octets; the verb must be AUTH`, () => {
+    const line = "auth PLAIN " + "A".repeat(AUTH_LINE - 13) + "\r\n";
+    assert.equal(line.length, AUTH_LINE);
+    assert.equal(text(framer(512, line).takeLine("command")), line);
+    assert.equal(framer(512, "AUTH PLAIN " + "A".repeat(AUTH_LINE - 12) + "\r\n").takeLine("command"), "too long");
+    assert.equal(framer(512, "AUTHX " + "A".repeat(600) + "\r\n").takeLine("command"), "too long");
+    const partial = framer(512, "AUTH PLAIN " + "A".repeat(600));
+    assert.equal(partial.canProgress("command"), false, "a partial AUTH line within its limit waits");
+    assert.equal(partial.takeLine("command"), null);
+    assert.equal(partial.queued, 611, "and is held, not discarded");
+  });
 });
 
 describe("progress and back-pressure", () => {
