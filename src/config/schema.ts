@@ -23,7 +23,7 @@ import { DURATION_ALLOWED, formatSize, parseDuration, parseSize, SIZE_ALLOWED } 
 // Building blocks. Custom checks put the "what is allowed" text in the issue
 // message; load.ts prefixes it with the key path and the value found.
 
-function size(def: number, min = 0) {
+function size(def: number, min = 0, belowMin?: string) {
   return z
     .unknown()
     .transform((v, ctx): number => {
@@ -33,7 +33,8 @@ function size(def: number, min = 0) {
         return z.NEVER;
       }
       if (n < min) {
-        ctx.addIssue({ code: "custom", message: `expected at least ${min} bytes${formatSize(min).endsWith("iB") ? ` (${formatSize(min)})` : ""}`, input: v });
+        const message = belowMin ?? `expected at least ${min} bytes${formatSize(min).endsWith("iB") ? ` (${formatSize(min)})` : ""}`;
+        ctx.addIssue({ code: "custom", message, input: v });
         return z.NEVER;
       }
       return n;
@@ -132,6 +133,10 @@ const mailbox = z.string().transform((v, ctx): string => {
   return m;
 });
 
+/** Why limits.messageSize: 0 is refused rather than read as "unlimited". */
+export const MESSAGE_SIZE_ALLOWED =
+  'expected at least 1 byte: Petrel has no "unlimited" (0 in Postfix\'s message_size_limit), so that one message cannot fill the disk; write a large size such as "1GiB"';
+
 /** Message for a user password that is not a hash (the value itself is never shown). */
 export const PASSWORD_ALLOWED =
   'expected a scrypt hash ("$scrypt$..."); plaintext passwords are not accepted: run `petrel hash-password` and paste its output';
@@ -227,8 +232,11 @@ export const configSchema = z.strictObject({
     .prefault({}),
   limits: z
     .strictObject({
-      /** Largest message accepted (SIZE, RFC 1870). Default 25MiB. */
-      messageSize: size(DEFAULTS.limits.messageSize),
+      /**
+       * Largest message accepted (SIZE, RFC 1870). Default 25MiB. There is no "unlimited":
+       * 0 (Postfix's message_size_limit = 0) is refused, as every limit in Petrel exists.
+       */
+      messageSize: size(DEFAULTS.limits.messageSize, 1, MESSAGE_SIZE_ALLOWED),
       /** Largest header section of a message. Default 1MiB. */
       headerSize: size(DEFAULTS.limits.headerSize),
       /** Recipients per message. */
