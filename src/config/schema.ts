@@ -18,6 +18,7 @@ import { domainToASCII } from "node:url";
 import * as z from "zod";
 import { DEFAULTS, MIN_COMMAND_LINE } from "./defaults.ts";
 import { DURATION_ALLOWED, formatSize, parseDuration, parseSize, SIZE_ALLOWED } from "./units.ts";
+import { EXTENSIONS, type Extension } from "../smtp/extensions.ts";
 
 // ---------------------------------------------------------------------------
 // Building blocks. Custom checks put the "what is allowed" text in the issue
@@ -173,6 +174,14 @@ const certKeyPair = z.strictObject({
   key: z.string().min(1),
 });
 
+/** An EHLO keyword Petrel offers, in any case ("dsn" → "DSN"). */
+const ehloKeyword = z.unknown().transform((v, ctx): Extension => {
+  const keyword = typeof v === "string" ? EXTENSIONS.find((e) => e === v.toUpperCase()) : undefined;
+  if (keyword !== undefined) return keyword;
+  ctx.addIssue({ code: "custom", message: `expected one of the EHLO keywords ${EXTENSIONS.join(", ")}`, input: v });
+  return z.NEVER;
+});
+
 // ---------------------------------------------------------------------------
 // The schema.
 
@@ -191,6 +200,11 @@ export const listenerSchema = z.strictObject({
   proxyProtocol: z.boolean().default(false),
   /** A certificate for this listener instead of `tls.cert`/`tls.key` (SNI entries still apply). */
   tls: certKeyPair.optional(),
+  /**
+   * EHLO keywords this listener neither advertises nor accepts, e.g. [DSN, CHUNKING] (Postfix's
+   * smtpd_discard_ehlo_keywords): their parameters get 555, their commands are not implemented.
+   */
+  hide: z.array(ehloKeyword).optional(),
 });
 
 export const configSchema = z.strictObject({
@@ -431,6 +445,12 @@ function wildcardOverlap(a: string, b: string): boolean {
   return (wild(a) && isIP(b) === 4) || (wild(b) && isIP(a) === 4);
 }
 
+/** Keywords a submission listener cannot do without, and why. */
+const SUBMISSION_NEEDS: Partial<Record<Extension, string>> = {
+  AUTH: "a submission listener cannot hide AUTH: its clients must authenticate (RFC 6409 §4.3)",
+  STARTTLS: "a submission listener cannot hide STARTTLS: AUTH is offered only over TLS",
+};
+
 export function crossCheck(config: Config): CrossIssue[] {
   const issues: CrossIssue[] = [];
   const { listeners } = config;
@@ -445,6 +465,13 @@ export function crossCheck(config: Config): CrossIssue[] {
           allowed: `expected a distinct address and port: listeners[${j}] already uses ${a.address}:${a.port}`,
         });
         break;
+      }
+    }
+    const hidden = listeners[i].hide ?? [];
+    for (const [k, keyword] of hidden.entries()) {
+      const needed = listeners[i].role === "mx" ? undefined : SUBMISSION_NEEDS[keyword];
+      if (needed && (keyword !== "STARTTLS" || listeners[i].role === "submission")) {
+        issues.push({ path: ["listeners", i, "hide", k], value: keyword, allowed: needed });
       }
     }
     if (listeners[i].proxyProtocol && config.proxyProtocol.trusted.length === 0) {

@@ -99,6 +99,7 @@ export class SmtpServer {
           limits: c.limits,
           bareNewline: c.smtp.bareNewline,
           errorDelay: errorSleep > 0 ? () => sleep(errorSleep) : undefined,
+          hide: l.hide,
         },
         authMechanisms: SASL_MECHANISMS,
         commandTimeout: c.limits.commandTimeout,

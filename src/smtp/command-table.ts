@@ -23,7 +23,7 @@ export interface CommandFlags {
   /** Takes no argument; the usage for the 501. */
   readonly noArgument?: string;
   /** Exists only while this extension is offered (RFC 3207, RFC 4954, RFC 3030). */
-  readonly extension?: "STARTTLS" | "AUTH";
+  readonly extension?: "STARTTLS" | "AUTH" | "CHUNKING";
   /** Only over TLS: 538 5.7.11 (AUTH; Petrel never offers it in the clear). */
   readonly needsTls?: true;
   /** Only after EHLO or HELO: 503 5.5.1 (RFC 5321 §4.1.4). */
@@ -56,8 +56,9 @@ export interface CommandView {
   readonly tls: boolean;
   readonly authenticated: boolean;
   readonly requireAuth: boolean;
-  readonly startTlsAvailable: boolean;
+  readonly startTlsEnabled: boolean;
   readonly authEnabled: boolean;
+  readonly chunkingEnabled: boolean;
   readonly inTransaction: boolean;
   readonly bdatStarted: boolean;
   readonly recipients: number;
@@ -78,7 +79,7 @@ export const COMMANDS: ReadonlyMap<string, Command> = new Map<string, Command>([
   ["MAIL", { flags: { ...counted, needsHelo: true, outsideTransaction: R.nestedMail, needsAuth: true }, action: MAIL }],
   ["RCPT", { flags: { ...counted, needsMail: true, beforeBdat: true }, action: RCPT }],
   ["DATA", { flags: { ...counted, noArgument: "DATA", needsMail: true, beforeBdat: true, needsRcpt: true, endsGroup: true }, action: DATA }],
-  ["BDAT", { flags: counted, action: BDAT }],
+  ["BDAT", { flags: { ...counted, extension: "CHUNKING" }, action: BDAT }],
   ["RSET", { flags: { ...counted, noArgument: "RSET" }, action: RSET }],
   ["NOOP", { flags: counted, action: NOOP }],
   ["QUIT", { flags: counted, action: QUIT }],
@@ -101,9 +102,10 @@ export function refusal(verb: string, flags: CommandFlags, arg: string, v: Comma
   if (flags.noArgument !== undefined && arg.trim() !== "") return R.syntax(flags.noArgument);
   if (flags.extension === "STARTTLS") {
     if (v.tls) return R.alreadyTls;
-    if (!v.startTlsAvailable) return R.notImplemented("STARTTLS");
+    if (!v.startTlsEnabled) return R.notImplemented("STARTTLS");
   }
   if (flags.extension === "AUTH" && !v.authEnabled) return R.authNotEnabled;
+  if (flags.extension === "CHUNKING" && !v.chunkingEnabled) return R.chunkingNotImplemented;
   if (flags.needsTls && !v.tls) return R.encryptionRequired;
   if (flags.needsHelo && v.helo === null) return R.needHelo;
   if (flags.beforeAuth && v.authenticated) return R.alreadyAuthenticated;
@@ -144,7 +146,12 @@ export async function dispatch(ctx: SessionContext, raw: Buffer): Promise<void> 
   }
   const refuse = flags.refusalIsError ? (r: Reply) => ctx.error(r) : (r: Reply) => ctx.send(r);
   const refused = refusal(verb, flags, arg, view(ctx)) ?? action?.validate?.(ctx, arg);
-  if (refused) return refuse(refused);
+  if (refused) {
+    refuse(refused);
+    // As Postfix does: 421 and 521 end the session (RFC 5321 §3.8, RFC 7504).
+    if (refused.code === 421 || refused.code === 521) ctx.close();
+    return;
+  }
   if (flags.endsGroup && ctx.pipelinedAfter()) return;
   await action!.run(ctx, arg, refuse);
 }
@@ -155,8 +162,9 @@ function view(ctx: SessionContext): CommandView {
     tls: ctx.tls !== null,
     authenticated: ctx.authUser !== null,
     requireAuth: ctx.opts.requireAuth,
-    startTlsAvailable: ctx.opts.startTlsAvailable,
+    startTlsEnabled: ctx.startTlsEnabled,
     authEnabled: ctx.authEnabled,
+    chunkingEnabled: !ctx.hidden.has("CHUNKING"),
     inTransaction: ctx.inTransaction,
     bdatStarted: ctx.message.started,
     recipients: ctx.recipients.length,

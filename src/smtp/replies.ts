@@ -53,6 +53,8 @@ export const needMail = reply(503, "5.5.1", "Error: need MAIL command");
 export const needRcpt = reply(503, "5.5.1", "Error: need RCPT command");
 export const alreadyTls = reply(503, "5.5.1", "Error: TLS already active");
 export const transactionInProgress = reply(503, "5.5.1", "Error: MAIL transaction in progress");
+/** BDAT where CHUNKING is hidden: its chunk cannot be skipped safely, so the session ends (as Postfix does). */
+export const chunkingNotImplemented = reply(521, "5.5.1", "Error: command not implemented");
 
 // Addresses and message content.
 export function badAddress(reason: string): Reply {

@@ -12,14 +12,17 @@ export class ReplyOutput {
   private errors = 0;
   private readonly softErrors: number;
   private readonly hardErrors: number;
+  /** RFC 2034 §3: enhanced status codes are sent only where ENHANCEDSTATUSCODES is advertised. */
+  private readonly enhancedCodes: boolean;
 
-  constructor(limits: { readonly softErrors: number; readonly hardErrors: number }) {
+  constructor(limits: { readonly softErrors: number; readonly hardErrors: number }, enhancedCodes: boolean) {
     this.softErrors = limits.softErrors;
     this.hardErrors = limits.hardErrors;
+    this.enhancedCodes = enhancedCodes;
   }
 
   add(r: Reply): void {
-    this.out += serializeReply(r);
+    this.out += serializeReply(this.enhancedCodes || r.status === undefined ? r : { ...r, status: undefined });
   }
 
   /** Count a 4xx/5xx reply; true when the hard limit is reached. */

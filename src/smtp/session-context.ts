@@ -10,7 +10,7 @@ import { LineFramer } from "./line-framer.ts";
 import { ReplyOutput } from "./reply-output.ts";
 import { MessageReceiver } from "./message-receiver.ts";
 import { AuthDriver } from "./auth-driver.ts";
-import type { ExtensionView } from "./extensions.ts";
+import type { Extension, ExtensionView } from "./extensions.ts";
 
 /**
  * What one server session knows and owns, shared by the parts of the engine
@@ -57,14 +57,16 @@ export class SessionContext {
   readonly replies: ReplyOutput;
   readonly message: MessageReceiver;
   readonly auth = new AuthDriver();
+  readonly hidden: ReadonlySet<Extension>;
 
   constructor(opts: SessionOptions, handler: SessionHandler, transport: SessionTransport) {
     this.opts = opts;
     this.handler = handler;
     this.transport = transport;
+    this.hidden = new Set(opts.hide ?? []);
     this.tls = opts.implicitTls ? { ...opts.implicitTls } : null;
     this.input = new LineFramer(opts.limits.commandLine);
-    this.replies = new ReplyOutput(opts.limits);
+    this.replies = new ReplyOutput(opts.limits, !this.hidden.has("ENHANCEDSTATUSCODES"));
     this.message = new MessageReceiver(opts.limits.messageSize, opts.bareNewline);
   }
 
@@ -80,17 +82,23 @@ export class SessionContext {
     return this.mode === "closed";
   }
 
-  /** AUTH can be used on this listener: mechanisms are configured and the handler runs exchanges. */
+  /** AUTH can be used on this listener: mechanisms are configured, the handler runs exchanges, it is not hidden. */
   get authEnabled(): boolean {
-    return this.opts.authMechanisms.length > 0 && this.handler.startAuth !== undefined;
+    return this.opts.authMechanisms.length > 0 && this.handler.startAuth !== undefined && !this.hidden.has("AUTH");
+  }
+
+  /** STARTTLS can be used on this listener: a certificate exists and it is not hidden. */
+  get startTlsEnabled(): boolean {
+    return this.opts.startTlsAvailable && !this.hidden.has("STARTTLS");
   }
 
   get extensionView(): ExtensionView {
     return {
       limits: this.opts.limits,
+      hidden: this.hidden,
       esmtp: this.esmtp,
       tls: this.tls !== null,
-      startTlsAvailable: this.opts.startTlsAvailable,
+      startTlsEnabled: this.startTlsEnabled,
       authMechanisms: this.opts.authMechanisms,
       authEnabled: this.authEnabled,
       authenticated: this.authUser !== null,

@@ -1,4 +1,5 @@
 import type { BareNewlinePolicy } from "./data-decoder.ts";
+import type { Extension } from "./extensions.ts";
 
 /** What a server session is configured with: the listener's role and the limits. */
 
@@ -33,4 +34,6 @@ export interface SessionOptions {
   readonly requireAuth: boolean;
   /** Delay used once the soft error limit is passed (injected: no clock here). */
   readonly errorDelay?: () => Promise<void>;
+  /** Extensions this listener neither advertises nor accepts (see extensions.ts). */
+  readonly hide?: readonly Extension[];
 }

@@ -12,8 +12,8 @@ const TX = "MAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\n";
 
 /** A session after EHLO over TLS, nothing else: every flag passes. */
 const open: CommandView = {
-  helo: "client.test", tls: true, authenticated: false, requireAuth: false, startTlsAvailable: true,
-  authEnabled: true, inTransaction: false, bdatStarted: false, recipients: 0,
+  helo: "client.test", tls: true, authenticated: false, requireAuth: false, startTlsEnabled: true,
+  authEnabled: true, chunkingEnabled: true, inTransaction: false, bdatStarted: false, recipients: 0,
 };
 
 function refused(flags: Omit<CommandFlags, "refusalIsError">, v: Partial<CommandView>, arg = "", verb = "VERB"): string | null {
@@ -33,13 +33,18 @@ describe("each flag alone", () => {
 
   test("extension STARTTLS → 503 once TLS is up, 502 where it cannot be offered", () => {
     assert.equal(refused({ extension: "STARTTLS" }, { tls: true }), "503 5.5.1 Error: TLS already active");
-    assert.equal(refused({ extension: "STARTTLS" }, { tls: false, startTlsAvailable: false }), "502 5.5.1 Error: STARTTLS not implemented");
+    assert.equal(refused({ extension: "STARTTLS" }, { tls: false, startTlsEnabled: false }), "502 5.5.1 Error: STARTTLS not implemented");
     assert.equal(refused({ extension: "STARTTLS" }, { tls: false }), null);
   });
 
   test("extension AUTH → 503 5.5.1 where AUTH is not enabled", () => {
     assert.equal(refused({ extension: "AUTH" }, { authEnabled: false }), "503 5.5.1 Error: authentication not enabled");
     assert.equal(refused({ extension: "AUTH" }, {}), null);
+  });
+
+  test("extension CHUNKING → 521 5.5.1 where CHUNKING is hidden", () => {
+    assert.equal(refused({ extension: "CHUNKING" }, { chunkingEnabled: false }), "521 5.5.1 Error: command not implemented");
+    assert.equal(refused({ extension: "CHUNKING" }, {}), null);
   });
 
   test("needsTls → 538 5.7.11", () => {
