@@ -43,13 +43,13 @@ function outcome(ctx: SessionContext, o: AuthOutcome): void {
       ctx.send(reply(334, undefined, o.data.toString("base64")));
       return;
     case "success":
-      end(ctx);
+      endAuth(ctx);
       ctx.authUser = o.user;
       ctx.event("auth-success", { user: o.user });
       ctx.send(R.authOk);
       return;
     case "failure": {
-      end(ctx);
+      endAuth(ctx);
       ctx.event("auth-failure", { reason: o.reason });
       const disconnect = ctx.handler.authFailed?.(ctx.state) ?? false;
       ctx.error(o.reason === "malformed" ? R.authMalformed : R.authFailed);
@@ -60,13 +60,14 @@ function outcome(ctx: SessionContext, o: AuthOutcome): void {
       return;
     }
     case "refused":
-      end(ctx);
+      endAuth(ctx);
       ctx.error(o.reply);
       return;
   }
 }
 
-function end(ctx: SessionContext): void {
+/** The exchange is over: the next line is a command again. */
+export function endAuth(ctx: SessionContext): void {
   ctx.auth.end();
   if (ctx.mode === "auth") ctx.mode = "command";
 }

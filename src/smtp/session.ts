@@ -4,7 +4,7 @@ import type { SessionHandler, SessionState, SessionTransport } from "./session-h
 import type { SessionOptions } from "./session-options.ts";
 import { SessionContext } from "./session-context.ts";
 import { dispatch } from "./command-table.ts";
-import { authResponse } from "./auth-command.ts";
+import { authResponse, endAuth } from "./auth-command.ts";
 import { bdatInput, dataInput } from "./message-commands.ts";
 import { ehloKeywords } from "./extensions.ts";
 
@@ -198,6 +198,8 @@ export class Session {
         }
         if (line === "too long") {
           ctx.event("line-too-long", {});
+          // RFC 4954 §4: a response longer than the server's buffer fails the AUTH command.
+          endAuth(ctx);
           ctx.error(R.lineTooLong);
           return true;
         }

@@ -54,4 +54,12 @@ describe("AUTH command lines up to 12288 octets (limits.commandLine 512)", () =>
     assert.deepEqual(await say(s, `MAIL FROM:<${"a".repeat(600)}@b.test>\r\n`), ["500 5.5.6"]);
     assert.deepEqual(await say(s, `AUTHX ${"x".repeat(600)}\r\n`), ["500 5.5.6"], "AUTH must be the whole verb");
   });
+
+  test("a response to 334 over 12288 octets fails the AUTH command with 500 5.5.6 (RFC 4954 §4); the next line is a command", async () => {
+    const s = await ready(tls);
+    assert.deepEqual(await say(s, "AUTH PLAIN\r\n"), ["334"]);
+    assert.deepEqual(await say(s, `${"A".repeat(12288)}\r\n`), ["500 5.5.6"]);
+    assert.deepEqual(await say(s, "NOOP\r\n"), ["250 2.0.0"]);
+    assert.deepEqual(await say(s, `AUTH PLAIN ${longPlain(100)}\r\n`), ["235 2.7.0"]);
+  });
 });
