@@ -6,6 +6,7 @@
  */
 import fc from "fast-check";
 import type { BareNewlinePolicy } from "../../src/smtp/data-decoder.ts";
+import { EXTENSIONS, type Extension } from "../../src/smtp/extensions.ts";
 
 const enc = (s: string): Buffer => Buffer.from(s, "utf8");
 
@@ -246,6 +247,8 @@ export interface EngineConfig {
     readonly hardErrors: number;
   };
   readonly errorDelay: boolean;
+  /** Extensions the listener hides (listeners[].hide); none when absent. */
+  readonly hide?: readonly Extension[];
   readonly handler: {
     readonly async: boolean;
     readonly refuseMail: boolean;
@@ -271,6 +274,7 @@ export const engineConfig: fc.Arbitrary<EngineConfig> = fc.record({
     hardErrors: fc.oneof({ arbitrary: fc.constant(20), weight: 3 }, { arbitrary: fc.integer({ min: 1, max: 30 }), weight: 1 }),
   }),
   errorDelay: fc.boolean(),
+  hide: fc.oneof({ arbitrary: fc.constant([]), weight: 3 }, { arbitrary: fc.subarray([...EXTENSIONS]), weight: 1 }),
   handler: fc.record({
     async: fc.boolean(),
     refuseMail: fc.oneof({ arbitrary: fc.constant(false), weight: 5 }, { arbitrary: fc.constant(true), weight: 1 }),

@@ -8,7 +8,8 @@
  *    with the transport paused;
  * 2. every write is whole, well-formed replies: each line /^\d{3}[ -]/, one
  *    code per multi-line reply, codes 2xx–5xx, and an enhanced status code of
- *    the reply's class on every reply but the greeting, HELO/EHLO, 334 and 354;
+ *    the reply's class on every reply but the greeting, HELO/EHLO, 334 and 354
+ *    — on none where the listener hides ENHANCEDSTATUSCODES;
  * 3. nothing is written after the transport was closed, whatever comes next;
  * plus: no message is acknowledged that the sink did not end, and every
  * message opened is, once the connection is gone, either ended or aborted.
@@ -67,6 +68,7 @@ export function makeEngine(cfg: EngineConfig): Setup & { transport: RecordingTra
     authMechanisms: cfg.authMechanisms,
     limits: cfg.limits,
     errorDelay: cfg.errorDelay ? () => new Promise<void>((resolve) => setImmediate(resolve)) : undefined,
+    hide: cfg.hide,
   }, handler, transport);
   guardAgainstSpinning(session, transport);
   return { session, handler, transport };
@@ -184,12 +186,12 @@ export async function drive(cfg: EngineConfig, flights: readonly Buffer[], chunk
   }
   await s.session.closed();
   await settle(s);
-  problem ??= check(s, unhandled - unhandledBefore);
+  problem ??= check(s, unhandled - unhandledBefore, !(cfg.hide ?? []).includes("ENHANCEDSTATUSCODES"));
   return { s, problem };
 }
 
 /** The invariants of every run; a description of the first one broken, or null. */
-export function check(s: Setup & { transport: RecordingTransport }, newUnhandled: number): string | null {
+export function check(s: Setup & { transport: RecordingTransport }, newUnhandled: number, enhancedCodes = true): string | null {
   const t = s.transport;
   if (t.spinning) return `the engine spins: ${t.spinning}`;
   if (newUnhandled > 0) return `${newUnhandled} unhandled rejection(s)`;
@@ -199,7 +201,7 @@ export function check(s: Setup & { transport: RecordingTransport }, newUnhandled
   let index = 0;
   let acks = 0;
   for (const w of t.writes) {
-    const r = checkWrite(w, index);
+    const r = checkWrite(w, index, enhancedCodes);
     if (typeof r === "string") return r;
     index += r.replies;
     acks += r.acks;
@@ -216,7 +218,7 @@ const LINE = /^(\d{3})([ -])(.*)$/s;
 const STATUS = /^([245])\.(\d{1,3})\.(\d{1,3}) /;
 
 /** One transport write: whole replies only; returns how many and how many message acknowledgements. */
-export function checkWrite(w: string, firstIndex: number): { replies: number; acks: number } | string {
+export function checkWrite(w: string, firstIndex: number, enhancedCodes = true): { replies: number; acks: number } | string {
   if (!w.endsWith("\r\n")) return `write does not end with CRLF: ${JSON.stringify(w.slice(-100))}`;
   const lines = w.slice(0, -2).split("\r\n");
   let replies = 0;
@@ -230,7 +232,7 @@ export function checkWrite(w: string, firstIndex: number): { replies: number; ac
     group ??= { code: m[1], lines: [] };
     group.lines.push(m[3]);
     if (m[2] === "-") continue;
-    const problem = checkReply(Number(group.code), group.lines, firstIndex + replies);
+    const problem = checkReply(Number(group.code), group.lines, firstIndex + replies, enhancedCodes);
     if (problem) return problem;
     if (group.code === "250" && group.lines[0].endsWith(ACK_TEXT)) acks++;
     replies++;
@@ -240,7 +242,7 @@ export function checkWrite(w: string, firstIndex: number): { replies: number; ac
   return { replies, acks };
 }
 
-function checkReply(code: number, lines: string[], index: number): string | null {
+function checkReply(code: number, lines: string[], index: number, enhancedCodes: boolean): string | null {
   const text = `${code} ${lines.join(" | ")}`.slice(0, 300);
   if (code < 200 || code > 599) return `reply code out of range: ${text}`;
   if (code === 421 && lines[0].startsWith("4.3.0 Error: internal error")) return `internal error reply: ${text}`;
@@ -253,6 +255,7 @@ function checkReply(code: number, lines: string[], index: number): string | null
     if (code === 354 && lines.length !== 1) return `multi-line 354: ${text}`;
     return null;
   }
+  if (!enhancedCodes) return statuses.some((st) => st !== null) ? `enhanced status code with ENHANCEDSTATUSCODES hidden: ${text}` : null;
   if (statuses[0] === null) return `reply without an enhanced status code: ${text}`;
   if (statuses.some((st) => st !== statuses[0])) return `enhanced status code differs between lines: ${text}`;
   if (statuses[0][0] !== String(code)[0]) return `enhanced status class does not match the reply: ${text}`;
