@@ -416,3 +416,51 @@ test("suggestions by edit distance", () => {
   assert.equal(suggest("host_name", ["hostname", "limits"]), "hostname");
   assert.equal(suggest("zzzzzz", ["hostname", "limits"]), undefined);
 });
+
+// limits.messageSize: 0 is refused at start-up, not read as Postfix's "unlimited" (never advertised as SIZE 0).
+describe("limits.messageSize", () => {
+  test("0 is refused with the key, the value and why", () => {
+    const err = configError(() => parseConfigText("limits:\n  messageSize: 0\n", "petrel.yaml"));
+    assert.equal(err.path, "limits.messageSize");
+    assert.equal(err.value, 0);
+    assert.equal(err.issues[0].line, 2);
+    assert.match(err.message, /^petrel\.yaml:2:\d+: limits\.messageSize: got 0; expected at least 1 byte: Petrel has no "unlimited"/);
+    assert.match(err.message, /"1GiB"/);
+  });
+
+  test('"0MiB" and "0 B" are 0 too', () => {
+    assert.equal(configError(() => parseConfigText('limits:\n  messageSize: "0MiB"\n', "petrel.yaml")).path, "limits.messageSize");
+    assert.equal(configError(() => parseConfigText('limits:\n  messageSize: "0 B"\n', "petrel.yaml")).path, "limits.messageSize");
+  });
+
+  test("1 byte and large sizes are accepted", () => {
+    assert.equal(parseConfigText("limits:\n  messageSize: 1\n", "petrel.yaml").limits.messageSize, 1);
+    assert.equal(parseConfigText("limits:\n  messageSize: 1GiB\n", "petrel.yaml").limits.messageSize, 1024 ** 3);
+  });
+});
+
+/** A config with one listener hiding `hide`. */
+const listener = (role: string, hide: string) => `listeners:\n  - address: 127.0.0.1\n    port: 0\n    role: ${role}\n    hide: ${hide}\n`;
+
+describe("listeners[].hide", () => {
+  test("keywords in any case are read as EHLO keywords; absent means nothing hidden", () => {
+    const c = parseConfigText(listener("mx", "[dsn, Chunking, 8BITMIME, STARTTLS]"), "petrel.yaml");
+    assert.deepEqual(c.listeners[0].hide, ["DSN", "CHUNKING", "8BITMIME", "STARTTLS"]);
+    assert.equal(parseConfigText("{}", "petrel.yaml").listeners[0].hide, undefined);
+  });
+
+  test("an unknown keyword is refused with its place and the keywords allowed", () => {
+    const err = configError(() => parseConfigText(listener("mx", "[DSN, XCLIENT]"), "petrel.yaml"));
+    assert.equal(err.path, "listeners[0].hide[1]");
+    assert.equal(err.issues[0].line, 5);
+    assert.match(err.message, /listeners\[0\]\.hide\[1\]: got "XCLIENT"; expected one of the EHLO keywords PIPELINING, SIZE, 8BITMIME, SMTPUTF8, ENHANCEDSTATUSCODES, CHUNKING, DSN, STARTTLS, AUTH, REQUIRETLS, LIMITS$/);
+  });
+
+  test("a submission listener cannot hide AUTH or STARTTLS; submissions cannot hide AUTH", () => {
+    assert.match(configError(() => parseConfigText(listener("submission", "[AUTH]"), "petrel.yaml")).message, /listeners\[0\]\.hide\[0\]: got "AUTH"; a submission listener cannot hide AUTH/);
+    assert.match(configError(() => parseConfigText(listener("submission", "[DSN, STARTTLS]"), "petrel.yaml")).message, /listeners\[0\]\.hide\[1\]: got "STARTTLS"; a submission listener cannot hide STARTTLS: AUTH is offered only over TLS/);
+    assert.match(configError(() => parseConfigText(listener("submissions", "[auth]"), "petrel.yaml")).message, /cannot hide AUTH/);
+    assert.deepEqual(parseConfigText(listener("submissions", "[STARTTLS, DSN]"), "petrel.yaml").listeners[0].hide, ["STARTTLS", "DSN"]);
+    assert.deepEqual(parseConfigText(listener("mx", "[AUTH, STARTTLS]"), "petrel.yaml").listeners[0].hide, ["AUTH", "STARTTLS"]);
+  });
+});
