@@ -1,5 +1,3 @@
-import type { SessionLimits } from "./session-options.ts";
-
 /**
  * The SMTP service extensions a server session offers (RFC 5321 §4.1.1.1),
  * in one place: the EHLO keywords, and which MAIL and RCPT parameters are
@@ -27,7 +25,8 @@ export type Extension = (typeof EXTENSIONS)[number];
 
 /** What decides which extensions are in effect at this point of the session. */
 export interface ExtensionView {
-  readonly limits: SessionLimits;
+  /** The limits the EHLO reply announces (SIZE, LIMITS). */
+  readonly limits: { readonly messageSize: number; readonly recipients: number; readonly messagesPerConnection: number };
   readonly hidden: ReadonlySet<Extension>;
   /** EHLO (not HELO) was given: ESMTP parameters may be used (RFC 5321 §4.1.1.1). */
   readonly esmtp: boolean;
