@@ -9,7 +9,7 @@ import { QueueManager } from "./queue/queue-manager.ts";
 import { QueueStateStore } from "./queue/queue-state.ts";
 import { systemClock, type Clock } from "./queue/clock.ts";
 import { LocalAgent } from "./delivery/local-agent.ts";
-import { LmtpAgent } from "./delivery/lmtp-client.ts";
+import { LmtpAgent } from "./delivery/lmtp-agent.ts";
 import { createRouter, type ConfiguredRoute } from "./delivery/router.ts";
 import { RemoteAgent } from "./delivery/remote-agent.ts";
 import { createResolver, type Resolver } from "./dns/resolver.ts";
@@ -49,8 +49,8 @@ export interface Mta {
   close(): Promise<void>;
 }
 
-/** The pieces both `petrel serve` and the offline CLI need: spool, accounts, queue. */
-export async function buildQueue(config: Config, options: Pick<MtaOptions, "log" | "clock" | "remote" | "fsync" | "resolver" | "ca">): Promise<{ spool: Spool; accounts: FileAccountStore; queue: QueueManager }> {
+/** The pieces both `petrel serve` and the offline CLI need: spool, accounts, queue; `closeAgents` ends the agents' cached connections. */
+export async function buildQueue(config: Config, options: Pick<MtaOptions, "log" | "clock" | "remote" | "fsync" | "resolver" | "ca">): Promise<{ spool: Spool; accounts: FileAccountStore; queue: QueueManager; closeAgents: () => Promise<void> }> {
   const log = options.log;
   const clock = options.clock ?? systemClock;
   const spool = await createSpool(config.dataDir, config.spool.format, (m) => log.warn(m));
@@ -79,16 +79,21 @@ export async function buildQueue(config: Config, options: Pick<MtaOptions, "log"
     sourceAddress: outbound.sourceAddress,
     sourceAddress6: outbound.sourceAddress6,
     reuseMs: outbound.connectionReuse,
+    timer: clock,
     log,
     ...(options.ca ? { ca: options.ca } : {}),
   };
+  const agents: { close(): Promise<void> }[] = [];
   const remote = options.remote ?? new RemoteAgent({ ...remoteBase, port: outbound.port, tls: outbound.tls });
+  if (remote instanceof RemoteAgent) agents.push(remote);
   const routes: ConfiguredRoute[] = config.transport.map((t) => {
     if (t.type === "local") return { domains: t.domains, transport: "local", destination: "", agent: local };
     if (t.type === "lmtp") {
       const host = t.host!;
       const target = host.startsWith("/") ? { path: host } : { host, port: t.port ?? 24 };
-      return { domains: t.domains, transport: "lmtp", destination: `lmtp:${host}:${t.port ?? 24}`, agent: new LmtpAgent({ target, lhloName: config.hostname }) };
+      const agent = new LmtpAgent({ target, lhloName: config.hostname, reuseMs: outbound.connectionReuse, timer: clock });
+      agents.push(agent);
+      return { domains: t.domains, transport: "lmtp", destination: `lmtp:${host}:${t.port ?? 24}`, agent };
     }
     const auth = t.auth;
     const agent = new RemoteAgent({
@@ -98,6 +103,7 @@ export async function buildQueue(config: Config, options: Pick<MtaOptions, "log"
       ...(t.host ? { relay: { host: t.host, port: t.port ?? 25 } } : {}),
       ...(auth ? { auth: { user: auth.user, password: async () => (await readFile(auth.passwordFile, "utf8")).replace(/\r?\n$/, "") } } : {}),
     });
+    agents.push(agent);
     return { domains: t.domains, transport: "remote", destination: t.host ? `relay:${t.host}:${t.port ?? 25}` : "", agent };
   });
   const queue = new QueueManager({
@@ -111,11 +117,11 @@ export async function buildQueue(config: Config, options: Pick<MtaOptions, "log"
     settings: config.queue,
     maxReceived: config.delivery.maxReceived,
   });
-  return { spool, accounts, queue };
+  return { spool, accounts, queue, closeAgents: async () => void (await Promise.all(agents.map((a) => a.close()))) };
 }
 
 export async function startMta(config: Config, options: MtaOptions): Promise<Mta> {
-  const { spool, accounts, queue } = await buildQueue(config, options);
+  const { spool, accounts, queue, closeAgents } = await buildQueue(config, options);
   await warnUnreadPostmaster(config, accounts, options.log);
   await spool.open();
   await queue.start();
@@ -130,6 +136,7 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     });
   } catch (err) {
     await queue.stop();
+    await closeAgents();
     await spool.close();
     throw err;
   }
@@ -142,6 +149,7 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
         await smtp.close();
         await control?.close();
         await queue.stop();
+        await closeAgents();
         await spool.close();
       })();
       return closing;

@@ -19,17 +19,19 @@ export interface Capabilities {
   auth: string[];
   requireTls: boolean;
   enhancedStatusCodes: boolean;
+  /** RFC 9422 LIMITS: transactions per session (MAILMAX) and recipients per transaction (RCPTMAX), when announced. */
+  limits: { mailMax?: number; rcptMax?: number };
   /** The extension lines as sent (without the greeting line). */
   raw: string[];
 }
 
 export const NO_CAPABILITIES: Capabilities = Object.freeze({
   esmtp: false, pipelining: false, eightBitMime: false, smtputf8: false, chunking: false, dsn: false,
-  starttls: false, auth: [], requireTls: false, enhancedStatusCodes: false, raw: [],
+  starttls: false, auth: [], requireTls: false, enhancedStatusCodes: false, limits: Object.freeze({}), raw: [],
 }) as Capabilities;
 
 export function parseCapabilities(ehlo: Reply): Capabilities {
-  const caps: Capabilities = { ...NO_CAPABILITIES, esmtp: true, auth: [], raw: ehlo.lines.slice(1) };
+  const caps: Capabilities = { ...NO_CAPABILITIES, esmtp: true, auth: [], limits: {}, raw: ehlo.lines.slice(1) };
   for (const line of caps.raw) {
     // "AUTH=PLAIN LOGIN" is the pre-RFC 4954 form some servers still send.
     const [keyword, ...params] = line.trim().split(/[ =]+/);
@@ -47,6 +49,9 @@ export function parseCapabilities(ehlo: Reply): Capabilities {
       case "STARTTLS": caps.starttls = true; break;
       case "REQUIRETLS": caps.requireTls = true; break;
       case "ENHANCEDSTATUSCODES": caps.enhancedStatusCodes = true; break;
+      case "LIMITS":
+        caps.limits = parseLimits(line);
+        break;
       case "AUTH":
         for (const m of params) {
           const u = m.toUpperCase();
@@ -56,4 +61,21 @@ export function parseCapabilities(ehlo: Reply): Capabilities {
     }
   }
   return caps;
+}
+
+/**
+ * RFC 9422 §3: "LIMITS" SP limit-name "=" limit-value *(SP …); names are
+ * case-insensitive, unknown ones are ignored, and so is a value that is not a
+ * positive number (a limit of 0 would forbid the very thing announced).
+ */
+function parseLimits(line: string): Capabilities["limits"] {
+  const limits: { mailMax?: number; rcptMax?: number } = {};
+  for (const pair of line.trim().split(/\s+/).slice(1)) {
+    const m = /^([A-Za-z0-9-]+)=([0-9]{1,9})$/.exec(pair);
+    if (!m || Number(m[2]) < 1) continue;
+    const name = m[1].toUpperCase();
+    if (name === "MAILMAX") limits.mailMax = Number(m[2]);
+    else if (name === "RCPTMAX") limits.rcptMax = Number(m[2]);
+  }
+  return limits;
 }

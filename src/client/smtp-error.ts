@@ -26,6 +26,8 @@ export interface SmtpClientErrorDetails {
   cause?: unknown;
   /** Recipients refused when none was accepted (thrown by the `send()` API). */
   rejected?: { address: string; reply: Reply }[];
+  /** LMTP: recipients whose reply after the end of data came before the failure (RFC 2033 §4.2: they are decided). */
+  decided?: readonly { address: string; reply: Reply }[];
 }
 
 export class SmtpClientError extends Error {
@@ -40,10 +42,15 @@ export class SmtpClientError extends Error {
   readonly port?: number;
   readonly timeoutMs?: number;
   readonly rejected?: { address: string; reply: Reply }[];
+  readonly decided?: readonly { address: string; reply: Reply }[];
+  readonly #what: string;
+  readonly #details: SmtpClientErrorDetails;
 
   constructor(kind: SmtpClientErrorKind, phase: string, message: string, details: SmtpClientErrorDetails = {}) {
     const full = details.reply ? `${message}: ${replyText(details.reply)}` : message;
     super(full, details.cause === undefined ? undefined : { cause: details.cause });
+    this.#what = message;
+    this.#details = details;
     this.kind = kind;
     this.phase = phase;
     if (details.reply) this.reply = details.reply;
@@ -52,6 +59,12 @@ export class SmtpClientError extends Error {
     if (details.port !== undefined) this.port = details.port;
     if (details.timeoutMs !== undefined) this.timeoutMs = details.timeoutMs;
     if (details.rejected) this.rejected = details.rejected;
+    if (details.decided) this.decided = details.decided;
+  }
+
+  /** The same failure, knowing which recipients were decided before it. */
+  withDecided(decided: readonly { address: string; reply: Reply }[]): SmtpClientError {
+    return new SmtpClientError(this.kind, this.phase, this.#what, { ...this.#details, decided });
   }
 }
 

@@ -1,16 +1,19 @@
 /**
- * The client's sockets: TCP or implicit-TLS connect with a timeout, the TLS
- * options for a ConnectOptions (SNI, certificate checks, extra CA), and the
- * classification of socket errors into SmtpClientError kinds.
+ * The client's sockets: TCP, UNIX-domain or implicit-TLS connect with a
+ * timeout, the TLS options for a ConnectOptions (SNI, certificate checks,
+ * extra CA), and the classification of socket errors into SmtpClientError
+ * kinds.
  */
 import * as net from "node:net";
 import * as tls from "node:tls";
-import type { ConnectOptions, Timeouts, TlsInfo } from "./smtp-connection.ts";
+import { peerName, type ConnectOptions, type Timeouts, type TlsInfo } from "./connect-options.ts";
 import { SmtpClientError } from "./smtp-error.ts";
 
+/** Errors of the network or of the socket file (ENOENT, EACCES: a UNIX socket path that is missing or closed to us). */
 export const NETWORK_ERRNOS = new Set([
   "ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EAI_FAIL", "EAI_NONAME", "EHOSTUNREACH", "ENETUNREACH", "ETIMEDOUT",
   "EADDRNOTAVAIL", "EADDRINUSE", "ECONNRESET", "EPIPE", "ECONNABORTED", "EHOSTDOWN", "ENETDOWN", "EINVAL",
+  "ENOENT", "EACCES", "ENOTSOCK",
 ]);
 
 export const seconds = (ms: number) => `${ms / 1000} s`;
@@ -39,12 +42,13 @@ export function tlsInfo(s: tls.TLSSocket): TlsInfo {
   return info;
 }
 
-/** TCP (or implicit TLS) connect with a timeout; errors classified. */
+/** TCP, UNIX-domain (`opts.path`) or implicit-TLS connect with a timeout; errors classified. */
 export function openSocket(opts: ConnectOptions, t: Timeouts): Promise<net.Socket> {
   const { host, port } = opts;
   const implicit = opts.tls === "implicit";
+  const peer = peerName(opts);
   return new Promise((resolve, reject) => {
-    const base = { host, port, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) };
+    const base = opts.path !== undefined ? { path: opts.path } : { host, port, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) };
     const socket: net.Socket = implicit ? tls.connect({ ...base, ...tlsOptions(opts) }) : net.connect(base);
     let tcpUp = false;
     const done = (err: SmtpClientError | null) => {
@@ -58,21 +62,22 @@ export function openSocket(opts: ConnectOptions, t: Timeouts): Promise<net.Socke
     };
     const timer = setTimeout(() => {
       done(tcpUp
-        ? new SmtpClientError("timeout", "TLS", `no TLS handshake with ${host} port ${port} within ${seconds(t.connect)}`, { host, port, timeoutMs: t.connect })
-        : new SmtpClientError("timeout", "connect", `no answer from ${host} port ${port} within ${seconds(t.connect)}`, { host, port, timeoutMs: t.connect }));
+        ? new SmtpClientError("timeout", "TLS", `no TLS handshake with ${peer} within ${seconds(t.connect)}`, { host, port, timeoutMs: t.connect })
+        : new SmtpClientError("timeout", "connect", `no answer from ${peer} within ${seconds(t.connect)}`, { host, port, timeoutMs: t.connect }));
     }, t.connect);
     const onError = (err: Error) => {
       const code = errnoOf(err);
       if (!tcpUp && (code === undefined || NETWORK_ERRNOS.has(code))) {
-        done(new SmtpClientError("connect", "connect", `cannot connect to ${host} port ${port}: ${err.message}`, { host, port, code, cause: err }));
+        done(new SmtpClientError("connect", "connect", `cannot connect to ${peer}: ${err.message}`, { host, port, code, cause: err }));
       } else if (tcpUp && (code === "ECONNRESET" || code === "EPIPE")) {
-        done(new SmtpClientError("connect", "TLS", `${host} port ${port} closed the connection during the TLS handshake`, { host, port, code, cause: err }));
+        done(new SmtpClientError("connect", "TLS", `${peer} closed the connection during the TLS handshake`, { host, port, code, cause: err }));
       } else {
-        done(new SmtpClientError("tls", "TLS", `TLS with ${host} port ${port} failed: ${err.message}`, { host, port, code, cause: err }));
+        done(new SmtpClientError("tls", "TLS", `TLS with ${peer} failed: ${err.message}`, { host, port, code, cause: err }));
       }
     };
     socket.once("connect", () => {
       tcpUp = true;
+      if (opts.path === undefined) socket.setNoDelay(true);
       if (!implicit) done(null);
     });
     if (implicit) socket.once("secureConnect", () => done(null));

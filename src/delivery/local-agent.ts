@@ -15,7 +15,7 @@
  */
 import { join } from "node:path";
 import { hostname as osHostname } from "node:os";
-import type { DeliveryAgent, DeliveryOutcome, DeliveryRequest } from "./outcome.ts";
+import { sameOutcome, type DeliveryAgent, type DeliveryOutcome, type DeliveryOutcomes, type DeliveryRequest } from "./outcome.ts";
 import { deliverToMaildir, type MaildirFs } from "./maildir.ts";
 import { countTraceFields, isLoop, loopOutcome, DEFAULT_MAX_RECEIVED, type TraceCounts } from "./loop-detection.ts";
 
@@ -66,17 +66,17 @@ export class LocalAgent implements DeliveryAgent {
     this.hostname = options.hostname ?? osHostname();
   }
 
-  async deliver(request: DeliveryRequest): Promise<DeliveryOutcome[]> {
+  async deliver(request: DeliveryRequest): Promise<DeliveryOutcomes> {
     let counts: TraceCounts;
     try {
       counts = await countTraceFields(request.body());
     } catch (err) {
       const msg = err instanceof Error ? err.message : String(err);
       const outcome: DeliveryOutcome = { status: "deferred", enhanced: "4.3.0", diagnostic: `cannot read queued message ${request.queueId}: ${msg}` };
-      return request.recipients.map(() => outcome);
+      return sameOutcome(request.recipients, outcome);
     }
-    const outcomes: DeliveryOutcome[] = [];
-    for (const rcpt of request.recipients) outcomes.push(await this.deliverOne(request, rcpt, counts));
+    const outcomes = new Map<string, DeliveryOutcome>();
+    for (const rcpt of request.recipients) outcomes.set(rcpt, await this.deliverOne(request, rcpt, counts));
     return outcomes;
   }
 

@@ -221,7 +221,7 @@ export async function deliverToMaildir(
     await fs.rename(tmpPath, finalPath);
     tmpPath = undefined;
     if (doSync) await groupSyncDir(fs, join(dir, "new"));
-    return { outcome: { status: "delivered", detail: `delivered to maildir ${finalPath}` }, path: finalPath, size };
+    return { outcome: { status: "delivered", dsn: "final", detail: `delivered to maildir ${finalPath}` }, path: finalPath, size };
   } catch (err) {
     message.destroy();
     if (tmpPath !== undefined) await discard(fs, file, tmpPath);

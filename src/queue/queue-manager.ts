@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import type { Spool, QueueId } from "../spool/spool.ts";
 import type { Envelope } from "../smtp/envelope.ts";
-import type { DeliveryOutcome } from "../delivery/outcome.ts";
+import type { DeliveryOutcome, DeliveryOutcomes } from "../delivery/outcome.ts";
 import type { Route, Router } from "../delivery/router.ts";
 import type { Clock } from "./clock.ts";
 import { retryDelay } from "./backoff.ts";
@@ -397,7 +397,7 @@ export class QueueManager {
     for (const r of job.recipients) r.status = "delivering";
     const id = job.msg.state.id;
     const p = (async () => {
-      let outcomes: DeliveryOutcome[];
+      let outcomes: DeliveryOutcomes;
       try {
         outcomes = await job.route.agent.deliver({
           queueId: id,
@@ -408,7 +408,7 @@ export class QueueManager {
         });
       } catch (err) {
         this.d.log.error({ queueId: id, err }, "delivery agent failed");
-        outcomes = job.recipients.map(() => ({ status: "deferred" as const, enhanced: "4.3.0", diagnostic: `internal error: ${String(err)}` }));
+        outcomes = new Map(job.recipients.map((r) => [r.address, { status: "deferred" as const, enhanced: "4.3.0", diagnostic: `internal error: ${String(err)}` }]));
       }
       await this.applyOutcomes(job, outcomes);
     })().finally(() => {
@@ -424,21 +424,22 @@ export class QueueManager {
 
   // -------------------------------------------------------------- outcomes
 
-  private async applyOutcomes(job: Job, outcomes: readonly DeliveryOutcome[]): Promise<void> {
+  private async applyOutcomes(job: Job, outcomes: DeliveryOutcomes): Promise<void> {
     const e = job.msg;
     const now = this.d.clock.now();
     const failed: DsnRecipient[] = [];
     const succeeded: DsnRecipient[] = [];
-    job.recipients.forEach((r, i) => {
-      const o: DeliveryOutcome = outcomes[i] ?? { status: "deferred", enhanced: "4.3.0", diagnostic: "agent gave no outcome" };
+    for (const r of job.recipients) {
+      const o: DeliveryOutcome = outcomes.get(r.address) ?? { status: "deferred", enhanced: "4.3.0", diagnostic: `the ${job.route.transport} delivery agent gave no outcome for this recipient` };
       r.attempts++;
       r.history.push({ at: now, status: o.status, ...(o.status !== "delivered" ? { enhanced: o.enhanced, diagnostic: o.diagnostic } : {}) });
       if (r.history.length > HISTORY_LIMIT) r.history.splice(0, r.history.length - HISTORY_LIMIT);
       const log = { queueId: e.state.id, to: r.address, orig: r.original !== r.address ? r.original : undefined, transport: job.route.transport, attempts: r.attempts };
       if (o.status === "delivered") {
         r.status = "delivered";
-        this.d.log.info({ ...log, status: "delivered", detail: o.detail }, "delivered");
-        succeeded.push(this.dsnRecipient(e, r, "delivered", "2.0.0", o.detail));
+        this.d.log.info({ ...log, status: "delivered", detail: o.detail, remoteMta: o.remoteMta, dsn: o.dsn }, "delivered");
+        // RFC 3461: who reports a success is the agent's finding (delivery/outcome.ts); "passed" means the next hop does.
+        if (o.dsn !== "passed") succeeded.push(this.dsnRecipient(e, r, o.dsn === "final" ? "delivered" : "relayed", "2.0.0", o.detail, o.remoteMta));
       } else if (o.status === "failed") {
         r.status = "bounced";
         r.lastError = { enhanced: o.enhanced, diagnostic: o.diagnostic, at: now, ...(o.remoteMta ? { remoteMta: o.remoteMta } : {}) };
@@ -451,7 +452,7 @@ export class QueueManager {
         r.nextAttempt = Math.min(now + retryDelay(r.attempts, this.d.settings, this.random), Math.max(now, e.state.arrival + this.lifetime(e)));
         this.d.log.info({ ...log, status: "deferred", enhanced: o.enhanced, diagnostic: o.diagnostic, retryAt: new Date(r.nextAttempt).toISOString() }, "deferred");
       }
-    });
+    }
     // A message now complete is removed (state file included) below; saving
     // it first would only cost an fsync — unless a DSN is about to be sent,
     // whose recipients must not bounce again after a crash.

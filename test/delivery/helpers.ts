@@ -2,8 +2,9 @@ import { Readable } from "node:stream";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import assert from "node:assert/strict";
 import type { Envelope } from "../../src/smtp/envelope.ts";
-import type { DeliveryRequest } from "../../src/delivery/outcome.ts";
+import type { DeliveryAgent, DeliveryOutcome, DeliveryRequest } from "../../src/delivery/outcome.ts";
 
 export function envelope(mailFrom: string, recipients: string[], extra: Partial<Envelope> = {}): Envelope {
   return {
@@ -42,4 +43,15 @@ export async function tempDir(t: { after(fn: () => Promise<void>): void }): Prom
 /** CRLF → LF, as a Maildir file holds a message. */
 export function lf(s: string | Buffer): Buffer {
   return Buffer.from(Buffer.from(s).toString("latin1").replace(/\r\n/g, "\n"), "latin1");
+}
+
+/**
+ * Deliver and return the outcomes in the order of the request's recipients,
+ * each looked up by its address; fails unless there is exactly one outcome
+ * per recipient.
+ */
+export async function deliverAll(agent: DeliveryAgent, req: DeliveryRequest): Promise<DeliveryOutcome[]> {
+  const outcomes = await agent.deliver(req);
+  assert.deepEqual([...outcomes.keys()].sort(), [...new Set(req.recipients)].sort(), "one outcome per recipient, by address");
+  return req.recipients.map((r) => outcomes.get(r)!);
 }

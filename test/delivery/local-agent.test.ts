@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { LocalAgent, maildirPathFor } from "../../src/delivery/local-agent.ts";
-import { lf, request, tempDir } from "./helpers.ts";
+import { deliverAll, lf, request, tempDir } from "./helpers.ts";
 
 const message = Buffer.from("Received: from a by b\r\nSubject: hello\r\n\r\nHi.\r\n.\r\n");
 
@@ -16,7 +16,7 @@ async function only(dir: string): Promise<string> {
 test("delivers each recipient into <root>/<domain>/<localpart>/ (lower-cased) with its own Delivered-To", async (t) => {
   const root = await tempDir(t);
   const agent = new LocalAgent({ maildirRoot: root, hostname: "mx" });
-  const out = await agent.deliver(request(message, "s@example.org", ["Alice@Example.COM", "bob@example.com"]));
+  const out = await deliverAll(agent, request(message, "s@example.org", ["Alice@Example.COM", "bob@example.com"]));
   assert.deepEqual(out.map((o) => o.status), ["delivered", "delivered"]);
   assert.equal(await only(join(root, "example.com", "alice")), "Return-Path: <s@example.org>\nX-Original-To: Alice@Example.COM\nDelivered-To: Alice@Example.COM\n" + lf(message).toString("latin1"));
   assert.match(await only(join(root, "example.com", "bob")), /^Return-Path: <s@example.org>\nX-Original-To: bob@example.com\nDelivered-To: bob@example.com\nReceived:/);
@@ -28,7 +28,7 @@ test("X-Original-To is the recipient as received (sub-address, alias), Delivered
     ...request(message, "s@example.org", ["alice@example.com", "bob@example.com"]),
     originalRecipients: new Map([["alice@example.com", "alice+news@example.com"], ["bob@example.com", "team@example.com"]]),
   };
-  const out = await new LocalAgent({ maildirRoot: root }).deliver(req);
+  const out = await deliverAll(new LocalAgent({ maildirRoot: root }), req);
   assert.deepEqual(out.map((o) => o.status), ["delivered", "delivered"]);
   assert.match(await only(join(root, "example.com", "alice")), /^Return-Path: <s@example\.org>\nX-Original-To: alice\+news@example\.com\nDelivered-To: alice@example\.com\nReceived:/);
   assert.match(await only(join(root, "example.com", "bob")), /^Return-Path: <s@example\.org>\nX-Original-To: team@example\.com\nDelivered-To: bob@example\.com\n/);
@@ -37,7 +37,7 @@ test("X-Original-To is the recipient as received (sub-address, alias), Delivered
 test("a mailbox that no longer exists bounces 5.1.1 and gets no Maildir; the others are delivered", async (t) => {
   const root = await tempDir(t);
   const mailboxExists = async (a: string) => a !== "gone@example.com";
-  const out = await new LocalAgent({ maildirRoot: root, mailboxExists }).deliver(request(message, "s@x", ["gone@example.com", "here@example.com"]));
+  const out = await deliverAll(new LocalAgent({ maildirRoot: root, mailboxExists }), request(message, "s@x", ["gone@example.com", "here@example.com"]));
   assert.ok(out[0].status === "failed" && out[0].enhanced === "5.1.1" && /<gone@example\.com>: no such user here/.test(out[0].diagnostic), JSON.stringify(out[0]));
   assert.equal(out[1].status, "delivered");
   assert.deepEqual(await readdir(join(root, "example.com")), ["here"]);
@@ -45,7 +45,7 @@ test("a mailbox that no longer exists bounces 5.1.1 and gets no Maildir; the oth
 
 test("the null reverse-path is Return-Path: <>", async (t) => {
   const root = await tempDir(t);
-  const out = await new LocalAgent({ maildirRoot: root }).deliver(request(message, "", ["a@example.com"]));
+  const out = await deliverAll(new LocalAgent({ maildirRoot: root }), request(message, "", ["a@example.com"]));
   assert.equal(out[0].status, "delivered");
   assert.match(await only(join(root, "example.com", "a")), /^Return-Path: <>\n/);
 });
@@ -53,7 +53,7 @@ test("the null reverse-path is Return-Path: <>", async (t) => {
 test("path traversal and unusable addresses are refused with 5.1.3, the others delivered", async (t) => {
   const root = join(await tempDir(t), "mail");
   const bad = ["../x@example.com", "a/b@example.com", "..@example.com", ".@example.com", "x@..", "x@a/b", "noat", "x@", "@example.com", '"../.."@example.com', "a\\b@example.com", "a\u0000@example.com"];
-  const out = await new LocalAgent({ maildirRoot: root }).deliver(request(message, "s@x", [...bad, "ok@example.com"]));
+  const out = await deliverAll(new LocalAgent({ maildirRoot: root }), request(message, "s@x", [...bad, "ok@example.com"]));
   for (let i = 0; i < bad.length; i++) {
     const o = out[i];
     assert.ok(o.status === "failed" && o.enhanced === "5.1.3", `${bad[i]} → ${JSON.stringify(o)}`);
@@ -71,7 +71,7 @@ test("maildirPathFor unquotes a quoted local part", () => {
 test("a message already delivered to this recipient is a loop (5.4.6); other recipients still get it", async (t) => {
   const root = await tempDir(t);
   const looping = Buffer.from("Delivered-To: alice@example.com\r\nSubject: again\r\n\r\nx\r\n");
-  const out = await new LocalAgent({ maildirRoot: root }).deliver(request(looping, "s@x", ["ALICE@example.com", "bob@example.com"]));
+  const out = await deliverAll(new LocalAgent({ maildirRoot: root }), request(looping, "s@x", ["ALICE@example.com", "bob@example.com"]));
   assert.ok(out[0].status === "failed" && out[0].enhanced === "5.4.6" && /loop/.test(out[0].diagnostic));
   assert.equal(out[1].status, "delivered");
 });
@@ -79,9 +79,9 @@ test("a message already delivered to this recipient is a loop (5.4.6); other rec
 test("too many Received fields is a loop (5.4.6)", async (t) => {
   const root = await tempDir(t);
   const hops = Buffer.from("Received: x\r\n".repeat(50) + "\r\nbody\r\n");
-  const out = await new LocalAgent({ maildirRoot: root }).deliver(request(hops, "s@x", ["a@example.com"]));
+  const out = await deliverAll(new LocalAgent({ maildirRoot: root }), request(hops, "s@x", ["a@example.com"]));
   assert.ok(out[0].status === "failed" && out[0].enhanced === "5.4.6");
-  const fewer = await new LocalAgent({ maildirRoot: root, maxReceived: 51 }).deliver(request(hops, "s@x", ["a@example.com"]));
+  const fewer = await deliverAll(new LocalAgent({ maildirRoot: root, maxReceived: 51 }), request(hops, "s@x", ["a@example.com"]));
   assert.equal(fewer[0].status, "delivered");
 });
 
@@ -90,12 +90,12 @@ test("quotaFor applies per address; a full mailbox defers (4.2.2) by default, bo
   // Room for exactly one copy (the Maildir file: three header lines + the message with LF).
   const one = Buffer.byteLength("Return-Path: <s@x>\nX-Original-To: small@example.com\nDelivered-To: small@example.com\n") + lf(message).length;
   const quotaFor = (a: string) => (a.startsWith("small@") ? one : undefined);
-  const first = await new LocalAgent({ maildirRoot: root, quotaFor }).deliver(request(message, "s@x", ["small@example.com"]));
+  const first = await deliverAll(new LocalAgent({ maildirRoot: root, quotaFor }), request(message, "s@x", ["small@example.com"]));
   assert.equal(first[0].status, "delivered", "exactly the quota fits");
-  const out = await new LocalAgent({ maildirRoot: root, quotaFor }).deliver(request(message, "s@x", ["small@example.com", "big@example.com"]));
+  const out = await deliverAll(new LocalAgent({ maildirRoot: root, quotaFor }), request(message, "s@x", ["small@example.com", "big@example.com"]));
   assert.ok(out[0].status === "deferred" && out[0].enhanced === "4.2.2", JSON.stringify(out[0]));
   assert.equal(out[1].status, "delivered");
-  const b = await new LocalAgent({ maildirRoot: root, quotaFor, quotaFull: "bounce" }).deliver(request(message, "s@x", ["small@example.com"]));
+  const b = await deliverAll(new LocalAgent({ maildirRoot: root, quotaFor, quotaFull: "bounce" }), request(message, "s@x", ["small@example.com"]));
   assert.ok(b[0].status === "failed" && b[0].enhanced === "5.2.2");
 });
 
@@ -103,7 +103,7 @@ test("a message larger than the whole quota bounces at once (5.2.3) whatever quo
   const root = await tempDir(t);
   const quotaFor = () => 10;
   for (const quotaFull of ["defer", "bounce"] as const) {
-    const out = await new LocalAgent({ maildirRoot: root, quotaFor, quotaFull }).deliver(request(message, "s@x", ["small@example.com"]));
+    const out = await deliverAll(new LocalAgent({ maildirRoot: root, quotaFor, quotaFull }), request(message, "s@x", ["small@example.com"]));
     assert.ok(out[0].status === "failed" && out[0].enhanced === "5.2.3" && /exceed its whole quota of 10 bytes/.test(out[0].diagnostic), JSON.stringify(out[0]));
   }
   assert.deepEqual(await readdir(join(root, "example.com", "small", "new")), []);
@@ -113,6 +113,6 @@ test("a message larger than the whole quota bounces at once (5.2.3) whatever quo
 test("an unreadable queued message defers every recipient (4.3.0)", async (t) => {
   const root = await tempDir(t);
   const req = { ...request(message, "s@x", ["a@example.com", "b@example.com"]), body: () => { throw new Error("ENOENT: gone"); } };
-  const out = await new LocalAgent({ maildirRoot: root }).deliver(req);
+  const out = await deliverAll(new LocalAgent({ maildirRoot: root }), req);
   assert.deepEqual(out.map((o) => o.status === "deferred" && o.enhanced), ["4.3.0", "4.3.0"]);
 });

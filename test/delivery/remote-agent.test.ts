@@ -8,6 +8,7 @@ import { RemoteAgent } from "../../src/delivery/remote-agent.ts";
 import { SmtpConnection, type ConnectOptions } from "../../src/client/smtp-connection.ts";
 import type { DeliveryRequest } from "../../src/delivery/outcome.ts";
 import type { Envelope } from "../../src/smtp/envelope.ts";
+import { deliverAll } from "./helpers.ts";
 
 /** The remote agent against a real Petrel as the MX, found through a real DNS server on loopback. */
 
@@ -53,9 +54,9 @@ function request(to: string[], body = "Subject: t\r\n\r\nhello\r\n", env: Partia
 
 test("two messages to one domain share one connection; all recipients go in one transaction", async () => {
   const { petrel, connects, agent } = await setup();
-  const first = await agent.deliver(request(["a@example.test", "b@example.test"]));
+  const first = await deliverAll(agent, request(["a@example.test", "b@example.test"]));
   assert.deepEqual(first.map((o) => o.status), ["delivered", "delivered"]);
-  const second = await agent.deliver(request(["c@example.test"]));
+  const second = await deliverAll(agent, request(["c@example.test"]));
   assert.equal(second[0].status, "delivered");
   assert.equal(connects.length, 1, "the idle connection was reused");
   assert.equal(connects[0].tls, "opportunistic");
@@ -70,7 +71,7 @@ test("two messages to one domain share one connection; all recipients go in one 
 test("per-recipient verdicts: a refused recipient fails with the server's reply, the other is delivered", async () => {
   const { agent } = await setup();
   // At the test Petrel, localhost has no users but postmaster (RFC 5321 §4.5.1).
-  const out = await agent.deliver(request(["postmaster@localhost", "nobody@localhost"]));
+  const out = await deliverAll(agent, request(["postmaster@localhost", "nobody@localhost"]));
   assert.equal(out[0].status, "delivered");
   const refused = out[1];
   assert.ok(refused.status === "failed", JSON.stringify(refused));
@@ -91,7 +92,7 @@ test("a message that needs SMTPUTF8 to a server without it fails permanently wit
       return c;
     },
   });
-  const out = await fake.deliver(request(["jürgen@example.test"], "Subject: t\r\n\r\nhi\r\n", { smtputf8: true }));
+  const out = await deliverAll(fake, request(["jürgen@example.test"], "Subject: t\r\n\r\nhi\r\n", { smtputf8: true }));
   assert.equal(out[0].status, "failed");
   assert.ok(out[0].status === "failed" && out[0].enhanced === "5.6.7");
   await fake.close();

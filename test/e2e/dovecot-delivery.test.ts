@@ -7,7 +7,8 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { Readable } from "node:stream";
 import { LocalAgent } from "../../src/delivery/local-agent.ts";
-import { LmtpAgent } from "../../src/delivery/lmtp-client.ts";
+import { LmtpAgent } from "../../src/delivery/lmtp-agent.ts";
+import { deliverAll } from "../delivery/helpers.ts";
 import type { DeliveryRequest } from "../../src/delivery/outcome.ts";
 import type { Envelope } from "../../src/smtp/envelope.ts";
 import { dovecotUnavailable, imapFetchAll, startDovecot, type Dovecot } from "./dovecot.ts";
@@ -76,7 +77,7 @@ function request(mailFrom: string, recipients: string[]): DeliveryRequest {
 
 test("LocalAgent → Maildir → Dovecot IMAP returns the message byte for byte, with Return-Path, X-Original-To and Delivered-To on top", { skip }, async () => {
   const agent = new LocalAgent({ maildirRoot: dovecot.mailRoot, hostname: "petrel.test" });
-  const out = await agent.deliver(request("zoe@example.org", ["alice@example.com"]));
+  const out = await deliverAll(agent, request("zoe@example.org", ["alice@example.com"]));
   assert.deepEqual(out, [out[0]]);
   assert.equal(out[0].status, "delivered", JSON.stringify(out[0]));
   await dovecot.handOver();
@@ -90,7 +91,7 @@ test("LocalAgent → Maildir → Dovecot IMAP returns the message byte for byte,
 
 test("LmtpAgent → Dovecot LMTP: one recipient delivered, an unknown one failed with Dovecot's 550; IMAP returns the message intact", { skip }, async () => {
   const agent = new LmtpAgent({ target: { host: "127.0.0.1", port: dovecot.lmtpPort }, lhloName: "petrel.test", timeouts: { greeting: 10_000 } });
-  const out = await agent.deliver(request("zoe@example.org", ["bob@example.com", "nobody@example.com"]));
+  const out = await deliverAll(agent, request("zoe@example.org", ["bob@example.com", "nobody@example.com"]));
   assert.equal(out[0].status, "delivered", JSON.stringify(out[0]));
   const o = out[1];
   assert.ok(o.status === "failed", JSON.stringify(o));

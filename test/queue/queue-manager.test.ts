@@ -6,7 +6,7 @@ import { join } from "node:path";
 import pino from "pino";
 import { FileSpool } from "../../src/spool/file-spool.ts";
 import type { Envelope } from "../../src/smtp/envelope.ts";
-import type { DeliveryAgent, DeliveryOutcome, DeliveryRequest } from "../../src/delivery/outcome.ts";
+import type { DeliveryAgent, DeliveryOutcome, DeliveryOutcomes, DeliveryRequest } from "../../src/delivery/outcome.ts";
 import { createRouter } from "../../src/delivery/router.ts";
 import { ManualClock } from "../../src/queue/clock.ts";
 import { QueueManager, type DsnRecipient, type QueueSettings } from "../../src/queue/queue-manager.ts";
@@ -23,19 +23,19 @@ const settings: QueueSettings = {
 /** An agent whose answer per recipient is scripted, recording what it was asked. */
 class ScriptedAgent implements DeliveryAgent {
   calls: { recipients: string[]; body: string }[] = [];
-  answer: (rcpt: string, attempt: number) => DeliveryOutcome = () => ({ status: "delivered" });
+  answer: (rcpt: string, attempt: number) => DeliveryOutcome = () => ({ status: "delivered", dsn: "final" });
   private attempts = new Map<string, number>();
   gate: Promise<void> | null = null;
-  async deliver(req: DeliveryRequest): Promise<DeliveryOutcome[]> {
+  async deliver(req: DeliveryRequest): Promise<DeliveryOutcomes> {
     let body = "";
     for await (const chunk of req.body()) body += chunk.toString();
     this.calls.push({ recipients: [...req.recipients], body });
     if (this.gate) await this.gate;
-    return req.recipients.map((r) => {
+    return new Map(req.recipients.map((r) => {
       const n = (this.attempts.get(r) ?? 0) + 1;
       this.attempts.set(r, n);
-      return this.answer(r, n);
-    });
+      return [r, this.answer(r, n)];
+    }));
   }
 }
 
@@ -134,7 +134,7 @@ test("a local message is delivered once and leaves the spool", async () => {
 test("a temporary failure is retried with backoff, without sleeping", async () => {
   const f = await fixture();
   try {
-    f.local.answer = (_r, n) => (n < 3 ? { status: "deferred", enhanced: "4.2.2", diagnostic: "mailbox busy" } : { status: "delivered" });
+    f.local.answer = (_r, n) => (n < 3 ? { status: "deferred", enhanced: "4.2.2", diagnostic: "mailbox busy" } : { status: "delivered", dsn: "final" });
     const id = await f.submit({ recipients: [{ address: "alice@local.test" }] });
     let item = f.queue.get(id)!.item;
     assert.equal(item.recipients[0].status, "deferred");
@@ -161,7 +161,7 @@ test("a temporary failure is retried with backoff, without sleeping", async () =
 test("a permanent failure bounces once with the diagnostic; the others still deliver", async () => {
   const f = await fixture();
   try {
-    f.local.answer = (r) => (r.startsWith("bad") ? { status: "failed", enhanced: "5.2.1", diagnostic: "550 5.2.1 mailbox disabled" } : { status: "delivered" });
+    f.local.answer = (r) => (r.startsWith("bad") ? { status: "failed", enhanced: "5.2.1", diagnostic: "550 5.2.1 mailbox disabled" } : { status: "delivered", dsn: "final" });
     await f.submit({ recipients: [{ address: "bad@local.test", orcpt: "rfc822;bad@local.test" }, { address: "good@local.test" }] });
     assert.equal(f.dsns.length, 1);
     assert.equal(f.dsns[0].recipients.length, 1);
@@ -223,7 +223,7 @@ test("state survives a restart: deferred stays deferred with its attempts, then 
     assert.equal(item.recipients[0].status, "deferred");
     assert.equal(item.recipients[0].attempts, 1);
     assert.equal(f.remote.calls.length, 1, "not retried early after restart");
-    f.remote.answer = () => ({ status: "delivered" });
+    f.remote.answer = () => ({ status: "delivered", dsn: "final" });
     f.clock.advance(5 * MIN);
     await f.queue.idle();
     assert.equal(f.remote.calls.length, 2);
