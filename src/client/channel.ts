@@ -141,13 +141,11 @@ export class Channel {
       this.fail(this.error("protocol", this.#phase, `the server broke the SMTP protocol during ${this.#phase}: ${msg}`));
       return;
     }
+    let unasked: Reply | undefined;
     for (const r of replies) {
       if (this.#owed === 0) {
-        // RFC 5321 §3.8: a server may send 421 and close on its own; nothing we send later may take this as its reply.
-        this.fail(r.code === 421
-          ? this.error("reply", "idle", "the server ended the session while it was idle", r)
-          : this.error("protocol", "idle", `the server sent a reply nobody asked for: ${replyText(r)}`, r));
-        return;
+        unasked = r;
+        break;
       }
       this.#owed--;
       this.#replies.push(r);
@@ -156,6 +154,12 @@ export class Channel {
       const w = this.#waiter;
       this.#waiter = null;
       w.resolve(this.#replies.shift()!);
+    }
+    // RFC 5321 §3.8: a server may send 421 and close on its own; nothing we send later may take it as its reply.
+    if (unasked) {
+      this.fail(unasked.code === 421
+        ? this.error("reply", "idle", "the server ended the session while it was idle", unasked)
+        : this.error("protocol", "idle", `the server sent a reply nobody asked for: ${replyText(unasked)}`, unasked));
     }
   };
   #onError = (err: Error): void => {

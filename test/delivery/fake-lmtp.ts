@@ -7,6 +7,7 @@ export interface FakeLmtpScript {
   /** LHLO extension lines (after the first line). */
   extensions?: string[];
   mail?: (arg: string) => string;
+  rset?: () => string;
   rcpt?: (address: string) => string;
   /** The replies after the final dot, one per accepted recipient, in order. */
   afterData?: (accepted: string[], body: Buffer) => string[];
@@ -20,6 +21,12 @@ export interface FakeLmtp {
   readonly port: number;
   readonly commands: string[];
   readonly bodies: Buffer[];
+  /** Connections accepted so far. */
+  readonly connections: () => number;
+  /** Connections open now. */
+  readonly open: () => number;
+  /** Write `text` on every open connection, unasked (e.g. a 421 before closing an idle one). */
+  say(text: string, close?: boolean): void;
   close(): Promise<void>;
 }
 
@@ -27,7 +34,9 @@ export async function startFakeLmtp(script: FakeLmtpScript, listenPath?: string)
   const commands: string[] = [];
   const bodies: Buffer[] = [];
   const sockets = new Set<Socket>();
+  let connections = 0;
   const server: Server = createServer((sock) => {
+    connections++;
     sockets.add(sock);
     sock.on("close", () => sockets.delete(sock));
     sock.on("error", () => {});
@@ -90,6 +99,11 @@ export async function startFakeLmtp(script: FakeLmtpScript, listenPath?: string)
             decoder = new DataDecoder("reject");
             body = [];
           }
+        } else if (verb === "RSET") {
+          accepted = [];
+          const reply = script.rset?.() ?? "250 2.0.0 OK";
+          sock.write(reply + "\r\n");
+          if (reply.startsWith("421")) sock.end();
         } else if (verb === "QUIT") {
           sock.end("221 2.0.0 Bye\r\n");
         } else {
@@ -104,6 +118,14 @@ export async function startFakeLmtp(script: FakeLmtpScript, listenPath?: string)
     port: typeof addr === "object" && addr ? addr.port : 0,
     commands,
     bodies,
+    connections: () => connections,
+    open: () => sockets.size,
+    say(text, close = false) {
+      for (const s of sockets) {
+        s.write(text);
+        if (close) s.end();
+      }
+    },
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of sockets) s.destroy();
