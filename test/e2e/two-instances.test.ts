@@ -7,7 +7,6 @@
  */
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import * as net from "node:net";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,29 +16,12 @@ import { parseConfig } from "../../src/config/load.ts";
 import { startMta, type Mta } from "../../src/mta.ts";
 import { sendCommand } from "../../src/cli/send.ts";
 import { startDnsServer, type TestDnsServer } from "../support/dns-server.ts";
+import { portFreeOn } from "../support/ports.ts";
 
 let dns: TestDnsServer;
 /** One port number free on every address used, so "port 25" is the same everywhere. */
 let mxPort: number;
 const dirs: string[] = [];
-
-async function portFreeOn(addresses: string[]): Promise<number> {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const port = await new Promise<number>((resolve) => {
-      const s = net.createServer().listen(0, addresses[0], () => {
-        const p = (s.address() as net.AddressInfo).port;
-        s.close(() => resolve(p));
-      });
-    });
-    const ok = await Promise.all(addresses.map((a) => new Promise<boolean>((resolve) => {
-      const s = net.createServer();
-      s.once("error", () => resolve(false));
-      s.listen(port, a, () => s.close(() => resolve(true)));
-    })));
-    if (ok.every(Boolean)) return port;
-  }
-  throw new Error("no common free port");
-}
 
 before(async () => {
   mxPort = await portFreeOn(["127.0.0.2", "127.0.0.3", "127.0.0.4"]);
