@@ -10,6 +10,7 @@ import { ConnectionCache } from "../../src/client/connection-cache.ts";
 import { SmtpConnection } from "../../src/client/smtp-connection.ts";
 import { ManualClock } from "../../src/queue/clock.ts";
 import { startFake, type FakeOptions, type FakeSmtp } from "./fake-smtp.ts";
+import { until } from "../support/until.ts";
 
 async function withFake(options: FakeOptions, fn: (f: FakeSmtp, open: () => Promise<SmtpConnection>) => Promise<void>): Promise<void> {
   const f = await startFake(options);
@@ -18,12 +19,6 @@ async function withFake(options: FakeOptions, fn: (f: FakeSmtp, open: () => Prom
   } finally {
     await f.close();
   }
-}
-
-async function until(cond: () => boolean, what: string): Promise<void> {
-  const end = Date.now() + 5000;
-  while (!cond() && Date.now() < end) await new Promise((r) => setTimeout(r, 5));
-  assert.ok(cond(), `timed out waiting for ${what}`);
 }
 
 const tx = { mailFrom: "a@x.test", recipients: [{ address: "b@y.test" }], message: Buffer.from("Subject: t\r\n\r\nhi\r\n") };

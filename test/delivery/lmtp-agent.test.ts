@@ -10,6 +10,7 @@ import { LmtpAgent } from "../../src/delivery/lmtp-agent.ts";
 import { ManualClock } from "../../src/queue/clock.ts";
 import { startFakeLmtp, type FakeLmtpScript } from "./fake-lmtp.ts";
 import { deliverAll, request } from "./helpers.ts";
+import { until } from "../support/until.ts";
 
 const message = Buffer.from("Subject: t\r\n\r\nhello\r\n");
 
@@ -24,12 +25,6 @@ async function withServer(t: { after(fn: () => Promise<void>): void }, script: F
     await server.close();
   });
   return { server, agent };
-}
-
-/** Waits (bounded) until `cond` holds. */
-async function until(cond: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 200 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
-  assert.ok(cond(), `timed out waiting for ${what}`);
 }
 
 test("a server that offers DSN gets NOTIFY, ORCPT, RET and ENVID (xtext), and the success is its to report (passed)", async (t) => {

@@ -17,6 +17,7 @@ import { SmtpConnection, type ConnectOptions } from "../../src/client/smtp-conne
 import type { DeliveryRequest } from "../../src/delivery/outcome.ts";
 import { startFake } from "../client/fake-smtp.ts";
 import { deliverAll } from "./helpers.ts";
+import { until } from "../support/until.ts";
 
 const cleanups: (() => Promise<void>)[] = [];
 after(async () => {
@@ -58,12 +59,6 @@ function request(to: string[], n = 0): DeliveryRequest {
     recipients: to,
     body: () => Readable.from([Buffer.from(`Subject: message ${n}\r\n\r\nhello\r\n`)]),
   };
-}
-
-async function until(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond() && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
-  assert.ok(cond(), `timed out waiting for ${what}`);
 }
 
 test("MAILMAX: seven messages over reused sessions to a Petrel with messagesPerConnection 3 — all delivered, three sessions", async () => {

@@ -22,6 +22,7 @@ import { startMta, type Mta } from "../../src/mta.ts";
 import { SmtpConnection } from "../../src/client/smtp-connection.ts";
 import { startDnsServer, type TestDnsServer } from "../support/dns-server.ts";
 import { portFreeOn } from "../support/ports.ts";
+import { until as poll } from "../support/until.ts";
 import { postfixUnavailable, startPostfix, type Postfix } from "./postfix.ts";
 
 const A = "127.0.0.61";
@@ -67,14 +68,9 @@ async function maildir(dir: string, address: string): Promise<string[]> {
   return Promise.all(names.map((n) => readFile(join(nd, n), "utf8")));
 }
 
-async function until<T>(what: () => Promise<T | undefined | false>, label: string, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    const v = await what();
-    if (v) return v;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out waiting for ${label}${pf ? `\n--- Postfix log ---\n${await pf.log()}` : ""}`);
+/** Polls for what the servers did; a timeout shows Postfix's log. */
+function until<T>(what: () => Promise<T | undefined | false>, label: string): Promise<T> {
+  return poll(what, label, { ms: 20_000, context: async () => (pf ? `--- Postfix log ---\n${await pf.log()}` : "") });
 }
 
 /** Both Petrels have nothing queued, in flight, or about to be queued. */
