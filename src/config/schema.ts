@@ -386,7 +386,7 @@ export const configSchema = z.strictObject({
       sourceAddress6: ipAddress.optional(),
       /** TLS toward MX hosts: "opportunistic" (STARTTLS when offered, unverified), "required" (verified STARTTLS or defer), "none". */
       tls: z.enum(["opportunistic", "required", "none"]).default(DEFAULTS.outbound.tls),
-      /** Keep an idle connection for reuse by the next message to the same host this long. */
+      /** Keep an idle connection (SMTP, and LMTP to a transport entry) for reuse by the next message to the same host this long. */
       connectionReuse: duration(DEFAULTS.outbound.connectionReuse),
     })
     .prefault({}),
