@@ -47,9 +47,6 @@ export class Channel {
   get open(): boolean {
     return this.#failure === null && !this.#socket.destroyed;
   }
-  get phase(): string {
-    return this.#phase;
-  }
   get remoteAddress(): string | undefined {
     return this.#socket.remoteAddress;
   }

@@ -149,8 +149,9 @@ export async function runTransaction(s: TransactionSession, tx: Transaction): Pr
     s.leftOpen();
     return { recipients: results, final: dataReply };
   }
-  await sendContent(channel, tx.message, t.dataBlock);
+  // Owed from now: a server that answers before the final dot (a 421 mid-DATA) is answering this.
   channel.owe(lmtp ? accepted.length : 1);
+  await sendContent(channel, tx.message, t.dataBlock);
   if (!lmtp) {
     const final = await channel.read("DATA", t.dataTerm);
     if (final.code === 421) s.ended();
@@ -186,8 +187,8 @@ async function resetNow(s: TransactionSession): Promise<void> {
 }
 
 async function abortData(s: TransactionSession): Promise<void> {
-  await s.channel.writeData(Buffer.from(".\r\n"), s.timeouts.dataBlock);
   s.channel.owe(1);
+  await s.channel.writeData(Buffer.from(".\r\n"), s.timeouts.dataBlock);
   await s.channel.read("DATA", s.timeouts.dataTerm);
 }
 

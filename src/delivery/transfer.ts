@@ -44,7 +44,7 @@ export interface TransferResult {
 export async function transfer(cache: ConnectionCache, target: TransferTarget, request: DeliveryRequest, recipients: readonly string[]): Promise<TransferResult> {
   const outcomes = new Map<string, DeliveryOutcome>();
   let todo = [...recipients];
-  const end = (t: Trouble | { outcome: DeliveryOutcome; nextHost: boolean }): TransferResult => {
+  const end = (t: Trouble): TransferResult => {
     if (t.nextHost) return { outcomes, undecided: t.outcome };
     for (const r of todo) outcomes.set(r, t.outcome);
     return { outcomes };

@@ -23,7 +23,8 @@ const settings: QueueSettings = {
 /** An agent whose answer per recipient is scripted, recording what it was asked. */
 class ScriptedAgent implements DeliveryAgent {
   calls: { recipients: string[]; body: string }[] = [];
-  answer: (rcpt: string, attempt: number) => DeliveryOutcome = () => ({ status: "delivered", dsn: "final" });
+  /** The outcome for a recipient, or undefined to leave it out of the answer. */
+  answer: (rcpt: string, attempt: number) => DeliveryOutcome | undefined = () => ({ status: "delivered", dsn: "final" });
   private attempts = new Map<string, number>();
   gate: Promise<void> | null = null;
   async deliver(req: DeliveryRequest): Promise<DeliveryOutcomes> {
@@ -31,11 +32,14 @@ class ScriptedAgent implements DeliveryAgent {
     for await (const chunk of req.body()) body += chunk.toString();
     this.calls.push({ recipients: [...req.recipients], body });
     if (this.gate) await this.gate;
-    return new Map(req.recipients.map((r) => {
+    const outcomes = new Map<string, DeliveryOutcome>();
+    for (const r of req.recipients) {
       const n = (this.attempts.get(r) ?? 0) + 1;
       this.attempts.set(r, n);
-      return [r, this.answer(r, n)];
-    }));
+      const o = this.answer(r, n);
+      if (o) outcomes.set(r, o);
+    }
+    return outcomes;
   }
 }
 
@@ -393,6 +397,32 @@ test("work per message stays constant as the queue grows: each recipient is rout
     assert.equal(f.local.calls.length, n);
     assert.equal(routed, n, "one routing decision per recipient, not one per dispatch");
     assert.deepEqual(await f.spool.list(), []);
+  } finally {
+    await f.close();
+  }
+});
+
+test("a recipient the agent gave no outcome for is deferred, saying so; the others keep theirs (outcomes by address, not position)", async () => {
+  const f = await fixture();
+  try {
+    f.remote.answer = (r) => (r.startsWith("lost") ? undefined : r.startsWith("bad") ? { status: "failed", enhanced: "5.1.1", diagnostic: "550 5.1.1 no such user" } : { status: "delivered", dsn: "relayed" });
+    const id = await f.submit({ recipients: [{ address: "bad@far.test" }, { address: "lost@far.test" }, { address: "ok@far.test" }] });
+    const rcpts = f.queue.get(id)!.item.recipients;
+    assert.deepEqual(rcpts.map((r) => [r.address, r.status]), [["bad@far.test", "bounced"], ["lost@far.test", "deferred"], ["ok@far.test", "delivered"]]);
+    assert.equal(rcpts[1].lastError, "4.3.0 the remote delivery agent gave no outcome for this recipient");
+  } finally {
+    await f.close();
+  }
+});
+
+test("success DSNs (NOTIFY=SUCCESS): final → delivered, relayed → relayed with the Remote-MTA, passed → none (the next hop reports)", async () => {
+  const f = await fixture();
+  try {
+    f.remote.answer = (r) => ({ status: "delivered", dsn: r.startsWith("p") ? "passed" : "relayed", detail: "250 2.0.0 Ok: queued as R1", remoteMta: "mx.far.test" });
+    f.local.answer = () => ({ status: "delivered", dsn: "final", detail: "delivered to maildir" });
+    await f.submit({ recipients: ["p@far.test", "r@far.test", "alice@local.test"].map((address) => ({ address, notify: ["SUCCESS"] as const })) });
+    const reported = f.dsns.flatMap((d) => d.recipients).map((r) => [r.address, r.action, r.status, r.remoteMta ?? ""]).sort();
+    assert.deepEqual(reported, [["alice@local.test", "delivered", "2.0.0", ""], ["r@far.test", "relayed", "2.0.0", "mx.far.test"]]);
   } finally {
     await f.close();
   }
