@@ -122,8 +122,17 @@ function mailParams(request: DeliveryRequest): MailParams {
   };
 }
 
-/** The recipient's NOTIFY and ORCPT as received; the client sends them only to a server that offers DSN. */
+/**
+ * NOTIFY and ORCPT of the envelope recipient this address was received as
+ * (an alias or sub-address target carries its original's); the client sends
+ * them only to a server that offers DSN. Without an ORCPT, a target that
+ * differs from what was received gets one naming the received address
+ * (RFC 3461 §4.2 lets a relay add it, with exactly that address), so the
+ * next hop's report names what the sender wrote.
+ */
 function dsnParameters(request: DeliveryRequest, address: string): TransactionRecipient {
-  const r = request.envelope.recipients.find((x) => x.address === address);
-  return { address, ...(r?.notify ? { notify: r.notify } : {}), ...(r?.orcpt ? { orcpt: r.orcpt } : {}) };
+  const original = request.originalRecipients?.get(address) ?? address;
+  const r = request.envelope.recipients.find((x) => x.address === original);
+  const orcpt = r?.orcpt ?? (original !== address ? `${hasNonAscii(original) ? "utf-8" : "rfc822"};${original}` : undefined);
+  return { address, ...(r?.notify ? { notify: r.notify } : {}), ...(orcpt ? { orcpt } : {}) };
 }

@@ -110,3 +110,19 @@ for (const [what, rset] of [
     assert.equal(server.bodies.length, 2);
   });
 }
+
+test("an alias or sub-address target carries its original's NOTIFY, and an ORCPT naming the address received when the sender gave none", async (t) => {
+  const { server, agent } = await withServer(t, { extensions: ["PIPELINING", "DSN"] });
+  const req = {
+    ...request(message, "s@example.org", ["bob@x", "carol@x"], 7, {
+      recipients: [{ address: "team@x", notify: ["SUCCESS"] }, { address: "carol+tag@x", notify: ["FAILURE"], orcpt: "rfc822;Carol+Tag@X" }],
+    }),
+    originalRecipients: new Map([["bob@x", "team@x"], ["carol@x", "carol+tag@x"]]),
+  };
+  const out = await deliverAll(agent, req);
+  assert.deepEqual(out.map((o) => o.status === "delivered" && o.dsn), ["passed", "passed"]);
+  assert.deepEqual(server.commands.filter((c) => c.startsWith("RCPT")), [
+    "RCPT TO:<bob@x> NOTIFY=SUCCESS ORCPT=rfc822;team@x",
+    "RCPT TO:<carol@x> NOTIFY=FAILURE ORCPT=rfc822;Carol+2BTag@X",
+  ]);
+});
