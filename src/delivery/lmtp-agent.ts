@@ -56,7 +56,7 @@ export class LmtpAgent implements DeliveryAgent {
     if (request.recipients.length === 0) return new Map();
     const result = await transfer(this.cache, this.lmtpTarget(request), request, request.recipients);
     const outcomes = result.outcomes;
-    // One server: trouble that would send the others to another host defers them here.
+    // One server: trouble that would let the others try another host decides them here.
     if (result.undecided) for (const r of request.recipients) if (!outcomes.has(r)) outcomes.set(r, result.undecided);
     return outcomes;
   }
@@ -75,7 +75,7 @@ export class LmtpAgent implements DeliveryAgent {
       remoteMta: where,
       withoutDsn: "final",
       open: () => SmtpConnection.connect({
-        ...("path" in t ? { host: "localhost", port: 0, path: t.path } : { host: t.host, port: t.port }),
+        ...("path" in t ? { host: t.path, port: 0, path: t.path } : { host: t.host, port: t.port }),
         protocol: "lmtp",
         tls: "none",
         verifyCertificate: false,
