@@ -13,7 +13,7 @@
  *    (Dovecot's size fields: S= the file size, used by its quota; W= the
  *    RFC 822 size with CRLF line ends), and `new/` is fsync'd.
  *
- * `<unique>` is `<seconds>.M<microseconds>P<pid>Q<counter>R<random>.<host>`:
+ * `<unique>` is `<seconds>.M<microseconds, 6 digits>P<pid>Q<counter>R<random>.<host>`:
  * unique within this process by the counter and across processes and hosts
  * by pid, random and host name (with "/", ":" and "," written as \057, \072,
  * \054 so the name stays one path component and Dovecot's parser is not fooled).
@@ -127,11 +127,14 @@ export function sanitizeHostname(host: string): string {
   return host.replace(/[/:,\\]/g, (c) => "\\" + c.charCodeAt(0).toString(8).padStart(3, "0"));
 }
 
-/** A fresh unique base name for a new message (without the ,S= and ,W= suffixes). */
-export function uniqueName(host: string = osHostname()): string {
-  const nowUs = Math.floor((performance.timeOrigin + performance.now()) * 1000);
+/**
+ * A fresh unique base name for a new message (without the ,S= and ,W= suffixes).
+ * The microseconds are zero-padded to six digits (`M%06u`, as Dovecot writes
+ * them), so that names of one second sort in arrival order.
+ */
+export function uniqueName(host: string = osHostname(), nowUs: number = Math.floor((performance.timeOrigin + performance.now()) * 1000)): string {
   const sec = Math.floor(nowUs / 1e6);
-  const usec = nowUs % 1e6;
+  const usec = String(nowUs % 1e6).padStart(6, "0");
   counter = (counter + 1) % Number.MAX_SAFE_INTEGER;
   return `${sec}.M${usec}P${process.pid}Q${counter}R${randomBytes(4).toString("hex")}.${sanitizeHostname(host)}`;
 }

@@ -24,7 +24,7 @@ test("delivers into new/ via tmp/, LF line ends, trace headers on top, S= and W=
   assert.equal(r.path, join(dir, "new", names[0]));
   const content = await readFile(r.path!);
   assert.deepEqual(content, expected);
-  const m = /^(\d+)\.M(\d+)P(\d+)Q(\d+)R([0-9a-f]{8})\.mx\.example\.com,S=(\d+),W=(\d+)$/.exec(names[0]);
+  const m = /^(\d+)\.M(\d{6})P(\d+)Q(\d+)R([0-9a-f]{8})\.mx\.example\.com,S=(\d+),W=(\d+)$/.exec(names[0]);
   assert.ok(m, names[0]);
   assert.equal(Number(m[3]), process.pid);
   assert.ok(Math.abs(Number(m[1]) - Date.now() / 1000) < 10);
@@ -73,6 +73,15 @@ test("200 concurrent deliveries into one Maildir get 200 distinct names and all 
 test("unique names differ even when generated in the same microsecond", () => {
   const names = new Set(Array.from({ length: 1000 }, () => uniqueName("h")));
   assert.equal(names.size, 1000);
+});
+
+test("the microseconds are zero-padded to six digits (M%06u, as Dovecot), so names of one second sort in arrival order", () => {
+  const second = 1_700_000_000;
+  assert.match(uniqueName("h", second * 1e6 + 42), /^1700000000\.M000042P/);
+  assert.match(uniqueName("h", second * 1e6), /^1700000000\.M000000P/);
+  assert.match(uniqueName("h", second * 1e6 + 999_999), /^1700000000\.M999999P/);
+  const arrivals = [5, 40, 300, 7_000, 80_000, 900_000].map((us) => uniqueName("h", second * 1e6 + us));
+  assert.deepEqual([...arrivals].sort(), arrivals);
 });
 
 test("host names are sanitised: / : , and \\ are escaped as octal", () => {
