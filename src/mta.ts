@@ -4,15 +4,20 @@ import type { Config } from "./config/schema.ts";
 import { createSpool } from "./spool/create-spool.ts";
 import type { Spool } from "./spool/spool.ts";
 import { FileAccountStore } from "./accounts/file-account-store.ts";
-import { SmtpServer } from "./server/smtp-server.ts";
+import { SmtpServer, loadTlsContexts } from "./server/smtp-server.ts";
+import { bindListeners, closeListeners } from "./server/listener-sockets.ts";
+import { checkDataDirWritable, handOver, prepareDataDir } from "./system/data-dir.ts";
+import { lockDataDir } from "./system/data-dir-lock.ts";
+import { checkOwnerReachable, dropPrivileges, resolveDeliveryOwner, type RunAs } from "./system/privileges.ts";
 import { QueueManager } from "./queue/queue-manager.ts";
 import { QueueStateStore } from "./queue/queue-state.ts";
 import { systemClock, type Clock } from "./queue/clock.ts";
 import { LocalAgent } from "./delivery/local-agent.ts";
+import type { MaildirOwner } from "./delivery/maildir.ts";
 import { LmtpAgent } from "./delivery/lmtp-agent.ts";
 import { createRouter, type ConfiguredRoute } from "./delivery/router.ts";
 import { RemoteAgent } from "./delivery/remote-agent.ts";
-import { createResolver, type Resolver } from "./dns/resolver.ts";
+import { createResolver, type ClosableResolver, type Resolver } from "./dns/resolver.ts";
 import { readFile } from "node:fs/promises";
 import { createDsnSender } from "./delivery/bounce-agent.ts";
 import type { DeliveryAgent } from "./delivery/outcome.ts";
@@ -40,17 +45,33 @@ export interface MtaOptions {
   readonly fsync?: boolean;
   /** Listen for the CLI on <dataDir>/control.sock (default true). */
   readonly controlSocket?: boolean;
+  /** The system's resolver configuration when `dns.servers` is empty (default /etc/resolv.conf; tests inject one). */
+  readonly resolvConf?: string;
+  /**
+   * Switch the whole process to this user once the listeners are bound and the
+   * TLS keys read, before anything in the data directory is opened (`petrel
+   * serve` started as root). Never in tests that run Petrel in-process.
+   */
+  readonly runAs?: RunAs;
+  /** Aborting it stops start-up at the next step (a signal during start-up); startMta then rejects with the reason. */
+  readonly signal?: AbortSignal;
 }
 
 export interface Mta {
   readonly smtp: SmtpServer;
   readonly queue: QueueManager;
   readonly accounts: FileAccountStore;
+  /** SIGHUP: re-read the TLS certificates and the system's resolvers. */
+  reload(): Promise<void>;
   close(): Promise<void>;
 }
 
-/** The pieces both `petrel serve` and the offline CLI need: spool, accounts, queue; `closeAgents` ends the agents' cached connections. */
-export async function buildQueue(config: Config, options: Pick<MtaOptions, "log" | "clock" | "remote" | "fsync" | "resolver" | "ca">): Promise<{ spool: Spool; accounts: FileAccountStore; queue: QueueManager; closeAgents: () => Promise<void> }> {
+/**
+ * The pieces both `petrel serve` and the offline CLI need: spool, accounts,
+ * queue; `closeAgents` ends the agents' cached connections. The caller holds
+ * the data directory's lock.
+ */
+export async function buildQueue(config: Config, options: Pick<MtaOptions, "log" | "clock" | "remote" | "fsync" | "resolver" | "ca" | "resolvConf"> & { owner?: MaildirOwner }): Promise<{ spool: Spool; accounts: FileAccountStore; queue: QueueManager; resolver: Resolver; closeAgents: () => Promise<void> }> {
   const log = options.log;
   const clock = options.clock ?? systemClock;
   const spool = await createSpool(config.dataDir, config.spool.format, (m) => log.warn(m));
@@ -70,8 +91,9 @@ export async function buildQueue(config: Config, options: Pick<MtaOptions, "log"
     mailboxExists: (address) => accounts.hasMailbox(address),
     quotaFor: userQuota(accounts, config.delivery.quota),
     fsync: options.fsync,
+    owner: options.owner,
   });
-  const resolver = options.resolver ?? createResolver({ servers: config.dns.servers });
+  const resolver = options.resolver ?? createResolver({ servers: config.dns.servers, resolvConf: options.resolvConf });
   const outbound = config.outbound;
   const remoteBase = {
     resolver,
@@ -117,44 +139,91 @@ export async function buildQueue(config: Config, options: Pick<MtaOptions, "log"
     settings: config.queue,
     maxReceived: config.delivery.maxReceived,
   });
-  return { spool, accounts, queue, closeAgents: async () => void (await Promise.all(agents.map((a) => a.close()))) };
+  return { spool, accounts, queue, resolver, closeAgents: async () => void (await Promise.all(agents.map((a) => a.close()))) };
 }
 
+/**
+ * Start Petrel. The order matters: the data directory is checked and locked
+ * before anything in it is opened (a second instance stops there, having
+ * changed nothing); listeners are bound and TLS keys read while the process
+ * may still be root; then it switches to `runAs`, and only then opens the
+ * spool, the queue and the accounts, and serves. Every step undoes the ones
+ * before it when a later one fails.
+ */
 export async function startMta(config: Config, options: MtaOptions): Promise<Mta> {
-  const { spool, accounts, queue, closeAgents } = await buildQueue(config, options);
-  await warnUnreadPostmaster(config, accounts, options.log);
-  await spool.open();
-  await queue.start();
-  let smtp: SmtpServer;
+  const log = options.log;
+  const undo: Array<() => Promise<void> | void> = [];
+  const step = () => options.signal?.throwIfAborted();
   try {
-    smtp = await SmtpServer.start(config, {
-      log: options.log,
-      spool,
-      accounts,
+    step();
+    const runAs = options.runAs;
+    await prepareDataDir(config, runAs);
+    const lock = await lockDataDir(config.dataDir);
+    undo.push(() => lock.release());
+    step();
+    const tls = await loadTlsContexts(config, log);
+    undo.push(() => tls.close());
+    if (runAs && config.tls.cert === undefined) {
+      // The generated certificate was written as root: give it to the user that reloads it.
+      const dir = join(config.dataDir, "tls");
+      await handOver([dir, join(dir, "self-signed.crt"), join(dir, "self-signed.key")], runAs);
+    }
+    const sockets = await bindListeners(config.listeners, config.limits.connections);
+    undo.push(() => closeListeners(sockets));
+    step();
+    const owner = await resolveDeliveryOwner(config);
+    if (runAs) dropPrivileges(runAs, owner?.gid);
+    checkOwnerReachable(config, owner);
+    await checkDataDirWritable(config);
+    await lock.writePidFile();
+    step();
+
+    const { spool, accounts, queue, resolver, closeAgents } = await buildQueue(config, { ...options, owner });
+    logNameservers(resolver, log);
+    await warnUnreadPostmaster(config, accounts, log);
+    await spool.open();
+    undo.push(() => spool.close());
+    undo.push(closeAgents);
+    await queue.start();
+    undo.push(() => queue.stop());
+    step();
+    const smtp = await SmtpServer.start(config, {
+      log, spool, accounts, tls, sockets,
       errorSleep: options.errorSleep,
       onMessage: (id) => queue.enqueue(id),
     });
+    undo.push(() => smtp.close());
+    const control = options.controlSocket === false ? null : await startControlSocket(join(config.dataDir, "control.sock"), queue, log);
+    let closing: Promise<void> | null = null;
+    return {
+      smtp, queue, accounts,
+      async reload() {
+        (resolver as Partial<ClosableResolver>).reloadNameservers?.();
+        await smtp.tls.reload();
+      },
+      close() {
+        closing ??= (async () => {
+          await smtp.close();
+          await control?.close();
+          await queue.stop();
+          await closeAgents();
+          await spool.close();
+          await lock.release();
+        })();
+        return closing;
+      },
+    };
   } catch (err) {
-    await queue.stop();
-    await closeAgents();
-    await spool.close();
+    for (const u of undo.reverse()) await Promise.resolve().then(u).catch(() => {});
     throw err;
   }
-  const control = options.controlSocket === false ? null : await startControlSocket(join(config.dataDir, "control.sock"), queue, options.log);
-  let closing: Promise<void> | null = null;
-  return {
-    smtp, queue, accounts,
-    close() {
-      closing ??= (async () => {
-        await smtp.close();
-        await control?.close();
-        await queue.stop();
-        await closeAgents();
-        await spool.close();
-      })();
-      return closing;
-    },
-  };
+}
+
+function logNameservers(resolver: Resolver, log: Logger): void {
+  const report = (resolver as Partial<ClosableResolver>).nameservers?.();
+  if (!report) return;
+  if (report.fallback) log.warn({ dns: report }, `no nameserver in ${report.source}: asking ${report.servers.join(", ")} (the C library's default)`);
+  else log.info({ dns: report }, `DNS servers from ${report.source}: ${report.servers.join(", ")}`);
 }
 
 /**

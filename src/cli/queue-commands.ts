@@ -3,15 +3,24 @@ import { readFirstLine } from "./prompt.ts";
 import { parseArgs } from "node:util";
 import pino from "pino";
 import { loadConfig } from "../config/load.ts";
+import { ConfigError } from "../config/config-error.ts";
 import { buildQueue } from "../mta.ts";
 import { execute, request, type ControlRequest, type ControlResponse } from "../admin/control-socket.ts";
 import { formatList, formatSummary, summarize, summaryReport } from "../queue/queue-report.ts";
 import type { QueueListItem, RetryResult } from "../queue/queue-manager.ts";
+import type { Config } from "../config/schema.ts";
+import { isDirectory } from "../system/data-dir.ts";
+import { DataDirInUse, lockDataDir } from "../system/data-dir-lock.ts";
+import { dropPrivileges, resolveRunAs } from "../system/privileges.ts";
+
+/** sysexits EX_TEMPFAIL, as `petrel serve` when the data directory is in use. */
+const EXIT_DATA_DIR_IN_USE = 75;
 
 /**
  * `petrel queue …`: the queue tools (Postfix's mailq, postqueue, postsuper
  * and qshape in one). With a server running they go through its control
- * socket; without one they open the queue on disk themselves. Either way the
+ * socket; without one they open the queue on disk themselves, under the data
+ * directory's lock (exit 75 when another process holds it). Either way the
  * same QueueManager methods do the work.
  */
 
@@ -77,7 +86,14 @@ export async function queueCommand(argv: string[], io: Io): Promise<number> {
       io.stderr.write(sub ? `petrel queue: unknown command '${sub}'\n\n${USAGE}` : USAGE);
       return sub ? 2 : 0;
   }
-  const config = await loadConfig(values.config);
+  let config: Config;
+  try {
+    config = await loadConfig(values.config, { checkFiles: false });
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    io.stderr.write(`petrel queue: the configuration has errors; nothing was done.\n${err.message}\n`);
+    return 78;
+  }
   if (req.op === "delete" && !values.yes) {
     if (!io.stdin.isTTY) {
       io.stderr.write(`petrel queue delete: add --yes to delete ${req.id} without asking\n`);
@@ -89,7 +105,16 @@ export async function queueCommand(argv: string[], io: Io): Promise<number> {
       return 1;
     }
   }
-  const res = await run(config, req);
+  let res: ControlResponse;
+  try {
+    res = await run(config, req);
+  } catch (err) {
+    if (err instanceof DataDirInUse) {
+      io.stderr.write(`petrel queue ${sub}: ${err.message}, and no server answers on ${join(config.dataDir, "control.sock")} (starting or stopping?); nothing was done: try again in a moment\n`);
+      return EXIT_DATA_DIR_IN_USE;
+    }
+    throw err;
+  }
   if (!res.ok) {
     io.stderr.write(`petrel queue ${sub}: ${res.error}\n`);
     return 1;
@@ -133,17 +158,32 @@ export async function queueCommand(argv: string[], io: Io): Promise<number> {
   return 0;
 }
 
-/** Through the running server if there is one, else on the files directly. */
-async function run(config: Awaited<ReturnType<typeof loadConfig>>, req: ControlRequest): Promise<ControlResponse> {
+/**
+ * Through the running server if there is one, else on the files directly —
+ * holding the data directory's lock, as the server does, so that a server
+ * starting meanwhile waits for nothing and finds consistent files; and as the
+ * configured `user:` when run as root, so that every file stays the server's.
+ */
+async function run(config: Config, req: ControlRequest): Promise<ControlResponse> {
   const viaServer = await request(join(config.dataDir, "control.sock"), req);
   if (viaServer) return viaServer;
-  const { spool, queue } = await buildQueue(config, { log: pino({ level: "silent" }) });
-  await spool.open();
+  if (!(await isDirectory(config.dataDir))) {
+    return req.op === "list" ? { ok: true, result: [] } : req.op === "retry" && req.id === "all" ? { ok: true, result: 0 } : { ok: false, error: `no message ${req.id} in the queue (no data directory at ${config.dataDir})` };
+  }
+  const lock = await lockDataDir(config.dataDir);
   try {
-    await queue.start({ deliver: false });
-    return await execute(queue, req);
+    const runAs = process.getuid!() === 0 ? await resolveRunAs(config) : undefined;
+    if (runAs) dropPrivileges(runAs);
+    const { spool, queue } = await buildQueue(config, { log: pino({ level: "silent" }) });
+    await spool.open();
+    try {
+      await queue.start({ deliver: false });
+      return await execute(queue, req);
+    } finally {
+      await queue.stop();
+      await spool.close();
+    }
   } finally {
-    await queue.stop();
-    await spool.close();
+    await lock.release();
   }
 }

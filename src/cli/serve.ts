@@ -1,76 +1,142 @@
-import pino from "pino";
+import { isIP } from "node:net";
+import pino, { type Logger } from "pino";
 import { loadConfig } from "../config/load.ts";
+import type { Config } from "../config/schema.ts";
 import { ConfigError } from "../config/config-error.ts";
 import { startMta, type Mta } from "../mta.ts";
+import { DataDirInUse } from "../system/data-dir-lock.ts";
+import { checkStartingUser, PrivilegeError, resolveRunAs } from "../system/privileges.ts";
 
-/** `petrel serve`: load the config, start listening, stop cleanly on SIGTERM/SIGINT. */
+/**
+ * `petrel serve`: load the config, start, stop cleanly on SIGTERM/SIGINT.
+ *
+ * Exit statuses (sysexits.h): 0 stopped by a signal; 71 (EX_OSERR) a
+ * listener cannot be bound; 75 (EX_TEMPFAIL) the data directory is in use by
+ * another process; 77 (EX_NOPERM) the switch to `user:` failed; 78
+ * (EX_CONFIG) the configuration is wrong, including what is only found at
+ * start-up (certificates, the data directory, users and groups).
+ */
+export const EXIT = { stopped: 0, cannotListen: 71, dataDirInUse: 75, noPermission: 77, config: 78 } as const;
+
+/** How long start-up may take to stop after a signal before the process just exits. */
+const STARTUP_STOP_GRACE_MS = 5000;
+
 export async function serve(options: { configPath?: string }): Promise<number> {
-  let config;
+  let config: Config;
   try {
     config = await loadConfig(options.configPath);
   } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`petrel: the configuration has errors; nothing was started.\n${err.message}\n`);
-      return 78; // EX_CONFIG
-    }
+    if (err instanceof ConfigError) return configProblem(err);
     throw err;
   }
   const log = pino({ level: config.log.level, base: { pid: process.pid } });
-  // Signals are caught from the start: a SIGTERM while starting up still
-  // shuts down cleanly once the listeners are up.
-  let signalled: string | null = null;
+  // Signals are caught from the start. During start-up one stops start-up at
+  // its next step (and, should a step hang, the process after a grace period);
+  // once running, it shuts down cleanly.
+  const startup = new AbortController();
   let onSignal: (signal: string) => void = (signal) => {
-    signalled = signal;
+    if (startup.signal.aborted) return;
+    log.warn({ signal }, "signal during start-up; stopping");
+    startup.abort(new StartupInterrupted(signal));
+    setTimeout(() => {
+      process.stderr.write(`petrel: start-up did not stop within ${STARTUP_STOP_GRACE_MS / 1000} s after ${signal}; exiting\n`);
+      // A step blocked in the kernel (reading a FIFO, a dead NFS server) would block exit()
+      // too, which waits for the thread pool: die of the signal instead, as its default
+      // action would have done.
+      process.removeAllListeners(signal);
+      process.kill(process.pid, signal);
+    }, STARTUP_STOP_GRACE_MS).unref();
   };
-  process.once("SIGTERM", () => onSignal("SIGTERM"));
-  process.once("SIGINT", () => onSignal("SIGINT"));
+  let onHangup = () => {};
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
+  process.on("SIGINT", () => onSignal("SIGINT"));
+  process.on("SIGHUP", () => onHangup());
   let mta: Mta;
   try {
-    mta = await startMta(config, { log });
+    const runAs = await resolveRunAs(config);
+    checkStartingUser(config, runAs, process.getuid!(), log);
+    mta = await startMta(config, { log, runAs, signal: startup.signal });
   } catch (err) {
-    const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
-    if (e.code === "EADDRINUSE" || e.code === "EACCES" || e.code === "EADDRNOTAVAIL") {
-      const why = e.code === "EADDRINUSE" ? "is already in use (another Petrel or MTA running?)"
-        : e.code === "EACCES" ? "needs privileges (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
-        : "is not an address of this machine";
-      process.stderr.write(`petrel: cannot listen on ${e.address}:${e.port}: that address/port ${why}.\n`);
-      return 71;
-    }
-    throw err;
+    return startupFailed(err, log);
   }
-  const server = mta.smtp;
-  const lines = [`Petrel is running as ${config.hostname}; data in ${config.dataDir}`];
-  for (const l of server.listeners) {
-    const what = l.role === "mx" ? "incoming mail (port 25 role)" : l.role === "submission" ? "submission, STARTTLS + AUTH" : "submission, implicit TLS + AUTH";
-    lines.push(`  listening on ${l.address}:${l.port}  ${what}`);
-  }
-  const mx = server.listeners.find((l) => l.role === "mx");
-  if (mx) {
-    const domain = config.domains[0] ?? config.hostname;
-    lines.push("Send a test message:");
-    lines.push(`  swaks --server ${mx.address}:${mx.port} --to postmaster@${domain}`);
-  }
-  lines.push(`Local mail is delivered to Maildirs in ${config.dataDir}/mail/<domain>/<user>/.`);
-  if ((await mta.accounts.listUsers()).length === 0) {
-    const domain = config.domains[0] ?? config.hostname;
-    lines.push(`No users yet: add one to log in on the submission ports:  bin/petrel user add you@${domain}`);
-  }
-  lines.push("Stop with Ctrl-C (SIGINT) or SIGTERM.");
-  process.stderr.write(lines.join("\n") + "\n");
+  process.stderr.write(summary(config, mta, (await mta.accounts.listUsers()).length === 0));
 
   return new Promise<number>((resolve) => {
     let stopping = false;
-    const stop = (signal: string) => {
+    onSignal = (signal: string) => {
       if (stopping) return;
       stopping = true;
       log.info({ signal }, "shutting down");
-      mta.close().then(() => resolve(0), (err) => {
+      mta.close().then(() => resolve(EXIT.stopped), (err) => {
         log.error({ err }, "shutdown failed");
         resolve(1);
       });
     };
-    onSignal = stop;
-    if (signalled) stop(signalled);
-    process.on("SIGHUP", () => void server.tls.reload());
+    onHangup = () => void mta.reload().catch((err) => log.error({ err }, "reload failed"));
   });
+}
+
+class StartupInterrupted extends Error {
+  override readonly name = "StartupInterrupted";
+  readonly signal: string;
+  constructor(signal: string) {
+    super(`${signal} during start-up`);
+    this.signal = signal;
+  }
+}
+
+function configProblem(err: ConfigError): number {
+  process.stderr.write(`petrel: the configuration has errors; nothing was started.\n${err.message}\n`);
+  return EXIT.config;
+}
+
+/** One clear line (or the config errors) and the exit status for what stopped start-up. */
+function startupFailed(err: unknown, log: Logger): number {
+  if (err instanceof ConfigError) return configProblem(err);
+  if (err instanceof StartupInterrupted) {
+    log.info({ signal: err.signal }, "stopped during start-up");
+    return EXIT.stopped;
+  }
+  if (err instanceof DataDirInUse) {
+    const who = err.pid !== undefined ? `by process ${err.pid} (${err.dir}/petrel.pid)` : "by another process";
+    process.stderr.write(`petrel: the data directory ${err.dir} is in use ${who}: is Petrel already running? Nothing was started and nothing changed.\n`);
+    return EXIT.dataDirInUse;
+  }
+  const e = err as NodeJS.ErrnoException & { address?: string; port?: number; syscall?: string };
+  if (e.syscall === "listen" && (e.code === "EADDRINUSE" || e.code === "EACCES" || e.code === "EADDRNOTAVAIL")) {
+    const why = e.code === "EADDRINUSE" ? "is already in use (another Petrel or MTA running?)"
+      : e.code === "EACCES" ? "needs privileges (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+      : "is not an address of this machine";
+    process.stderr.write(`petrel: cannot listen on ${hostPort(e.address ?? "?", e.port ?? 0)}: that address/port ${why}.\n`);
+    return EXIT.cannotListen;
+  }
+  if (err instanceof PrivilegeError) {
+    process.stderr.write(`petrel: ${err.message}\n`);
+    return EXIT.noPermission;
+  }
+  throw err;
+}
+
+function summary(config: Config, mta: Mta, noUsers: boolean): string {
+  const server = mta.smtp;
+  const lines = [`Petrel is running as ${config.hostname}; data in ${config.dataDir}`];
+  for (const l of server.listeners) {
+    const what = l.role === "mx" ? "incoming mail (port 25 role)" : l.role === "submission" ? "submission, STARTTLS + AUTH" : "submission, implicit TLS + AUTH";
+    lines.push(`  listening on ${hostPort(l.address, l.port)}  ${what}`);
+  }
+  const mx = server.listeners.find((l) => l.role === "mx");
+  const domain = config.domains[0] ?? config.hostname;
+  if (mx) {
+    lines.push("Send a test message:");
+    lines.push(`  swaks --server ${hostPort(mx.address, mx.port)} --to postmaster@${domain}`);
+  }
+  lines.push(`Local mail is delivered to Maildirs in ${config.dataDir}/mail/<domain>/<user>/.`);
+  if (noUsers) lines.push(`No users yet: add one to log in on the submission ports:  bin/petrel user add you@${domain}`);
+  lines.push("Stop with Ctrl-C (SIGINT) or SIGTERM.");
+  return lines.join("\n") + "\n";
+}
+
+/** "127.0.0.1:25", "[::1]:25": an IPv6 address in brackets, as swaks and URLs write it (RFC 3986 §3.2.2). */
+function hostPort(address: string, port: number): string {
+  return isIP(address) === 6 ? `[${address}]:${port}` : `${address}:${port}`;
 }

@@ -62,6 +62,9 @@ export const DEFAULTS = {
     senderMustMatchLogin: true,
   },
   users: [],
+  passwords: {
+    minLength: 12,
+  },
   queue: {
     minBackoff: 300 * SECOND,
     maxBackoff: 3600 * SECOND,

@@ -150,7 +150,31 @@ export function parseConfig(raw: unknown, source: string, options: ParseOptions 
   }
 
   if (issues.length > 0) throw sorted(source, issues);
+  origins.set(config, { source, locate: options.locate });
   return config;
+}
+
+/** Where a parsed configuration came from, for problems found after parsing (at start-up). */
+interface ConfigOrigin {
+  readonly source: string;
+  readonly locate?: ParseOptions["locate"];
+}
+const origins = new WeakMap<Config, ConfigOrigin>();
+
+/**
+ * A problem with a value of an already-parsed configuration, found later
+ * (a certificate whose key does not match, a data directory that cannot be
+ * created, an unknown user): the same message as a parse error, with the
+ * file, line and key.
+ */
+export function configIssue(config: Config, path: KeyPath, value: unknown, allowed: string, got?: string): ConfigIssue {
+  const origin = origins.get(config) ?? { source: "configuration" };
+  return makeIssue(origin.source, formatPath(path), value, allowed, origin.locate?.(path), got);
+}
+
+/** A ConfigError for problems found at start-up (see configIssue). */
+export function startupConfigError(config: Config, issues: readonly ConfigIssue[]): ConfigError {
+  return sorted(origins.get(config)?.source ?? "configuration", [...issues]);
 }
 
 /** The embedded default configuration, parsed. */

@@ -112,6 +112,17 @@ const cidr = z.string().refine(isCidrOrIp, {
   message: 'expected an IP address or CIDR range such as "10.0.0.1", "10.0.0.0/8" or "2001:db8::/32"',
 });
 
+/**
+ * A user or group of the system: a name looked up in the system's databases
+ * (NSS: /etc/passwd, /etc/group, LDAP …) at start-up, or a numeric id.
+ */
+const systemId = z.unknown().transform((v, ctx): string | number => {
+  if (typeof v === "number" && Number.isInteger(v) && v >= 0 && v < 2 ** 32 - 1) return v;
+  if (typeof v === "string" && /^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$/.test(v) && v.length <= 64) return /^\d+$/.test(v) ? Number(v) : v;
+  ctx.addIssue({ code: "custom", message: 'expected a user or group name such as "petrel", or a numeric id', input: v });
+  return z.NEVER;
+});
+
 const ATEXT = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~\\-\\u0080-\\uffff]+";
 const DOT_ATOM = new RegExp(`^${ATEXT}(?:\\.${ATEXT})*$`);
 
@@ -212,6 +223,14 @@ export const configSchema = z.strictObject({
   hostname: domainName.default(DEFAULTS.hostname),
   /** Where the spool, generated certificates and other state live; relative to the config file. */
   dataDir: z.string().min(1).default(DEFAULTS.dataDir),
+  /**
+   * The user Petrel runs as once its listeners are bound, when started as root
+   * (setgroups, setgid, setuid — it cannot become root again). Started as root
+   * without one, Petrel refuses to listen on anything but loopback.
+   */
+  user: systemId.optional(),
+  /** Its group; default: the user's primary group. */
+  group: systemId.optional(),
   /** Domains whose mail is delivered locally (lower-cased). */
   domains: z.array(domainName).default(() => [...DEFAULTS.domains]),
   /** Where Petrel listens. Addresses and ports must not repeat. */
@@ -322,6 +341,13 @@ export const configSchema = z.strictObject({
    * and start-up logs a warning.
    */
   postmaster: mailbox.optional(),
+  /** What `petrel user add|passwd` and `petrel hash-password` accept as a password. */
+  passwords: z
+    .strictObject({
+      /** Fewest characters (NIST SP 800-63B asks for at least 8; 12 by default). */
+      minLength: count(DEFAULTS.passwords.minLength, 8),
+    })
+    .prefault({}),
   /** The queue manager: retries, lifetime, concurrency (Postfix qmgr's knobs). */
   queue: z
     .strictObject({
@@ -358,6 +384,15 @@ export const configSchema = z.strictObject({
        * 554 5.4.6, never forwarded, and bounced (5.4.6) if it reaches local delivery anyway.
        */
       maxReceived: count(DEFAULTS.delivery.maxReceived, 2),
+      /**
+       * Owner of the Maildir files and directories Petrel creates, e.g. Dovecot's
+       * mail user. With a group, files are 0660 and directories 2770 (shared with
+       * the group); otherwise 0600 and 0700. Default: whoever Petrel runs as.
+       */
+      owner: z
+        .strictObject({ user: systemId.optional(), group: systemId.optional() })
+        .refine((o) => o.user !== undefined || o.group !== undefined, { message: "expected user, group or both" })
+        .optional(),
     })
     .prefault({}),
   /** How accepted messages are stored in <dataDir>/spool. */
@@ -499,6 +534,9 @@ export function crossCheck(config: Config): CrossIssue[] {
       } else sniSeen.set(name, i);
     });
   });
+  if (config.group !== undefined && config.user === undefined) {
+    issues.push({ path: ["group"], value: config.group, allowed: "expected user as well: group only applies to the user Petrel switches to" });
+  }
   const userSeen = new Map<string, number>();
   config.users.forEach((u, i) => {
     const prev = userSeen.get(u.address);

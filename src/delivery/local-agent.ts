@@ -16,7 +16,7 @@
 import { join } from "node:path";
 import { hostname as osHostname } from "node:os";
 import { sameOutcome, type DeliveryAgent, type DeliveryOutcome, type DeliveryOutcomes, type DeliveryRequest } from "./outcome.ts";
-import { deliverToMaildir, type MaildirFs } from "./maildir.ts";
+import { deliverToMaildir, type MaildirFs, type MaildirOwner } from "./maildir.ts";
 import { countTraceFields, isLoop, loopOutcome, DEFAULT_MAX_RECEIVED, type TraceCounts } from "./loop-detection.ts";
 
 export interface LocalAgentOptions {
@@ -34,6 +34,8 @@ export interface LocalAgentOptions {
   readonly maxReceived?: number;
   /** fsync files and directories (default true). */
   readonly fsync?: boolean;
+  /** Owner of the Maildir files and directories created (`delivery.owner`). */
+  readonly owner?: MaildirOwner;
   /** File-system layer (tests inject failures). */
   readonly fs?: MaildirFs;
 }
@@ -104,6 +106,7 @@ export class LocalAgent implements DeliveryAgent {
         quotaFull: this.options.quotaFull,
         fsync: this.options.fsync,
         hostname: this.hostname,
+        owner: this.options.owner,
         fs: this.options.fs,
       },
     );

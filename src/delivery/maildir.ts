@@ -24,12 +24,13 @@
  * quota can never fit and is 5.2.3 whatever the configuration.
  */
 import { GroupSync } from "../spool/group-sync.ts";
-import { open, mkdir, rename, unlink, readdir, stat } from "node:fs/promises";
+import { chmod, chown, open, mkdir, rename, unlink, readdir, stat } from "node:fs/promises";
 import { hostname as osHostname } from "node:os";
 import { randomBytes } from "node:crypto";
 import { dirname, join } from "node:path";
 import type { Readable } from "node:stream";
 import type { DeliveryOutcome } from "./outcome.ts";
+import { CrlfToLf, countLf } from "./crlf-to-lf.ts";
 
 /** The file-system calls a Maildir delivery makes; injectable so tests can fail any of them. */
 export interface MaildirFs {
@@ -43,6 +44,10 @@ export interface MaildirFs {
   stat(path: string): Promise<{ size: number; mtimeMs: number }>;
   /** fsync a directory so the entries created or renamed in it are durable. */
   syncDir(path: string): Promise<void>;
+  /** chown(2); -1 leaves that id unchanged. */
+  chown(path: string, uid: number, gid: number): Promise<void>;
+  /** chmod(2), for modes the umask would otherwise cut. */
+  chmod(path: string, mode: number): Promise<void>;
 }
 
 export interface MaildirFile {
@@ -85,7 +90,23 @@ export const nodeMaildirFs: MaildirFs = {
       await h.close();
     }
   },
+  chown: (path, uid, gid) => chown(path, uid, gid),
+  chmod: (path, mode) => chmod(path, mode),
 };
+
+/**
+ * Who owns what a delivery creates (`delivery.owner`), e.g. Dovecot's mail
+ * user. `shared`: a group was named, so files are 0660 and directories 2770
+ * (set-group-ID: what Dovecot creates inside keeps the group), else 0600 and
+ * 0700.
+ */
+export interface MaildirOwner {
+  /** -1: as created. */
+  readonly uid: number;
+  /** -1: as created. */
+  readonly gid: number;
+  readonly shared: boolean;
+}
 
 export interface MaildirOptions {
   /** Mailbox size limit in bytes (sum of the S= sizes of every message); none when absent. */
@@ -96,6 +117,8 @@ export interface MaildirOptions {
   readonly fsync?: boolean;
   /** Host name in the unique file name; default os.hostname(). */
   readonly hostname?: string;
+  /** Give what is created to this owner (default: whoever Petrel runs as, private modes). */
+  readonly owner?: MaildirOwner;
   readonly fs?: MaildirFs;
 }
 
@@ -166,7 +189,7 @@ export async function deliverToMaildir(
   let tmpPath: string | undefined;
   let file: MaildirFile | undefined;
   try {
-    await ensureMaildir(fs, dir, doSync);
+    await ensureMaildir(fs, dir, doSync, options.owner);
 
     let current = 0;
     if (options.quota !== undefined) {
@@ -185,6 +208,7 @@ export async function deliverToMaildir(
       tmpPath = join(dir, "tmp", base);
       try {
         file = await fs.createExclusive(tmpPath);
+        if (options.owner) await own(fs, tmpPath, options.owner, false);
         break;
       } catch (err) {
         tmpPath = undefined;
@@ -296,71 +320,33 @@ function groupSyncDir(fs: MaildirFs, path: string): Promise<void> {
   return g.request();
 }
 
+/** Give a created file or directory to `owner`, with the modes the umask would cut. */
+async function own(fs: MaildirFs, path: string, owner: MaildirOwner, isDir: boolean): Promise<void> {
+  await fs.chown(path, owner.uid, owner.gid);
+  if (owner.shared) await fs.chmod(path, isDir ? 0o2770 : 0o660);
+}
+
 /** Create cur/ new/ tmp/ (and parents) when missing, making the new entries durable. */
-async function ensureMaildir(fs: MaildirFs, dir: string, doSync: boolean): Promise<void> {
+async function ensureMaildir(fs: MaildirFs, dir: string, doSync: boolean, owner: MaildirOwner | undefined): Promise<void> {
   const toSync = new Set<string>();
   for (const sub of ["tmp", "new", "cur"]) {
     const path = join(dir, sub);
-    const created = await fs.mkdirp(path, 0o700);
-    if (created === undefined || !doSync) continue;
-    // Every directory from the parent of the first one created down to `path`
-    // gained an entry (or is new and must be fsync'd itself).
+    const created = await fs.mkdirp(path, owner?.shared ? 0o2770 : 0o700);
+    if (created === undefined) continue;
+    // Every directory from the first one created down to `path` is new; its
+    // parent gained an entry. Owned parent first, so no moment exposes a child.
+    const fresh: string[] = [];
     for (let p = path; ; p = dirname(p)) {
-      toSync.add(p);
-      if (p === created || p === dirname(p)) {
-        toSync.add(dirname(p));
-        break;
-      }
+      fresh.unshift(p);
+      if (p === created || p === dirname(p)) break;
     }
+    if (owner) for (const p of fresh) await own(fs, p, owner, true);
+    if (!doSync) continue;
+    for (const p of fresh) toSync.add(p);
+    toSync.add(dirname(fresh[0]));
   }
   // Deepest first, so a parent is synced after its children exist.
   for (const p of [...toSync].sort((a, b) => b.length - a.length)) await fs.syncDir(p);
-}
-
-/** CRLF → LF, streaming; a CR at the end of a chunk waits to see the next byte. Bare CR stays. */
-export class CrlfToLf {
-  private pendingCr = false;
-
-  convert(chunk: Buffer): Buffer {
-    const out = Buffer.allocUnsafe(chunk.length + 1);
-    let o = 0;
-    let i = 0;
-    if (this.pendingCr) {
-      this.pendingCr = false;
-      if (chunk.length === 0) {
-        this.pendingCr = true;
-        return out.subarray(0, 0);
-      }
-      if (chunk[0] !== 0x0a) out[o++] = 0x0d;
-    }
-    const end = chunk.length > 0 && chunk[chunk.length - 1] === 0x0d ? chunk.length - 1 : chunk.length;
-    while (i < end) {
-      const cr = chunk.indexOf(0x0d, i);
-      if (cr === -1 || cr >= end) {
-        o += chunk.copy(out, o, i, end);
-        i = end;
-        break;
-      }
-      o += chunk.copy(out, o, i, cr);
-      if (chunk[cr + 1] !== 0x0a) out[o++] = 0x0d; // bare CR is content
-      i = cr + 1;
-    }
-    if (end < chunk.length) this.pendingCr = true;
-    return out.subarray(0, o);
-  }
-
-  /** Bytes still held back (a final bare CR). */
-  flush(): Buffer {
-    if (!this.pendingCr) return Buffer.alloc(0);
-    this.pendingCr = false;
-    return Buffer.from("\r");
-  }
-}
-
-function countLf(buf: Buffer): number {
-  let n = 0;
-  for (let i = buf.indexOf(0x0a); i !== -1; i = buf.indexOf(0x0a, i + 1)) n++;
-  return n;
 }
 
 interface DirSizeCache {

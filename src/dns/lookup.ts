@@ -38,7 +38,8 @@ export type LookupResult =
   | { kind: "temporary"; reason: string };
 
 export interface LookupOptions {
-  readonly servers: readonly ServerAddress[];
+  /** The servers, or where to get the current ones at each question (the system's may change). */
+  readonly servers: readonly ServerAddress[] | (() => readonly ServerAddress[]);
   readonly timeoutMs: number;
   readonly tries: number;
   readonly cacheSize: number;
@@ -70,7 +71,7 @@ export class RecordLookup {
   private readonly counters = { queries: 0, tcpFallbacks: 0, timeouts: 0, ignoredPackets: 0, cacheHits: 0, cacheMisses: 0 };
 
   constructor(options: LookupOptions) {
-    if (options.servers.length === 0) throw new Error("no DNS servers configured");
+    if (typeof options.servers !== "function" && options.servers.length === 0) throw new Error("no DNS servers configured");
     this.options = options;
     this.cache = new ExpiringLruCache(options.cacheSize, options.clock);
   }
@@ -151,7 +152,8 @@ export class RecordLookup {
 
   /** Ask the servers in turn until one gives an answer (NOERROR or NXDOMAIN). */
   private async askServers(question: DnsQuestion): Promise<ServerAnswer> {
-    const { servers, tries, timeoutMs } = this.options;
+    const { tries, timeoutMs } = this.options;
+    const servers = typeof this.options.servers === "function" ? this.options.servers() : this.options.servers;
     const gaveUp = new Set<number>();
     const problems = new Map<string, string>();
     for (let round = 0; round < tries; round++) {

@@ -1,14 +1,14 @@
 /**
  * The resolver the delivery agents and policy checks ask: MX, A/AAAA and TXT, spoken over the
- * real DNS wire protocol to configured servers (default: the system's, from /etc/resolv.conf),
+ * real DNS wire protocol to configured servers (default: the system's, from /etc/resolv.conf, re-read when it changes),
  * with a cache. Answers are values: "hosts", "null-mx", "permanent" (the DNS says no: bounce)
  * or "temporary" (the DNS could not say: retry later).
  */
-import { getServers } from "node:dns";
 import { lookupHostAddresses, type AddressOrder, type HostAddresses } from "./addresses.ts";
 import { RecordLookup, type LookupStats } from "./lookup.ts";
 import { resolveMxHosts } from "./mx.ts";
 import { normalizeName, parseServerAddress } from "./names.ts";
+import { SystemNameservers, type NameserverReport } from "./resolv-conf.ts";
 import type { TxtAnswer } from "dns-packet";
 
 export interface MxHost {
@@ -41,8 +41,12 @@ export interface Resolver {
 }
 
 export interface ResolverOptions {
-  /** "address", "address:port", "[v6]:port"; default: node:dns getServers() (i.e. /etc/resolv.conf). */
+  /** "address", "address:port", "[v6]:port"; absent or empty: the system's, from resolv.conf. */
   servers?: string[];
+  /** The system's resolver configuration (default /etc/resolv.conf), when `servers` is empty. */
+  resolvConf?: string;
+  /** How often resolv.conf is looked at for changes, ms (default 5000). */
+  resolvConfCheckInterval?: number;
   /** Per try, ms (default 3000). */
   timeout?: number;
   /** Rounds over the servers (default 2). */
@@ -66,13 +70,20 @@ export interface ClosableResolver extends Resolver {
   /** Abort lookups in flight (they end "temporary") and drop the cache. */
   close(): void;
   stats(): ResolverStats;
+  /** Which servers are asked, and from where. */
+  nameservers(): NameserverReport;
+  /** Read resolv.conf again now (SIGHUP); nothing when servers are configured. */
+  reloadNameservers(): void;
 }
 
 export function createResolver(options: ResolverOptions = {}): ClosableResolver {
-  const serverTexts = options.servers ?? getServers();
-  const servers = (serverTexts.length > 0 ? serverTexts : ["127.0.0.1"]).map(parseServerAddress);
+  const configured = options.servers ?? [];
+  const system = configured.length === 0
+    ? new SystemNameservers({ path: options.resolvConf, checkIntervalMs: options.resolvConfCheckInterval, clock: options.clock })
+    : undefined;
+  const fixed = configured.map(parseServerAddress);
   const records = new RecordLookup({
-    servers,
+    servers: system ? () => system.current() : fixed,
     timeoutMs: options.timeout ?? 3000,
     tries: Math.max(1, options.tries ?? 2),
     cacheSize: options.cacheSize ?? 10_000,
@@ -124,6 +135,8 @@ export function createResolver(options: ResolverOptions = {}): ClosableResolver 
 
     close: () => records.close(),
     stats: () => records.stats(),
+    nameservers: () => system?.report() ?? { source: "dns.servers", servers: [...configured], fallback: false },
+    reloadNameservers: () => system?.reload(),
   };
 }
 

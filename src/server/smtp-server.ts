@@ -12,6 +12,7 @@ import { TlsContextProvider } from "./tls-contexts.ts";
 import { ClientLimits } from "./client-limits.ts";
 import { Connection, type ConnectionSettings } from "./connection.ts";
 import { trustedMatcher } from "./proxy-protocol.ts";
+import { bindListeners, type ListenerSocket } from "./listener-sockets.ts";
 
 /**
  * Petrel's receiving side: every configured listener, the TLS certificates,
@@ -36,6 +37,10 @@ export interface SmtpServerOptions {
   readonly onMessage?: (id: string) => void;
   /** Delay past the soft error limit (Postfix smtpd_error_sleep_time, 1 s); tests pass 0. */
   readonly errorSleep?: number;
+  /** Listeners bound beforehand (by `petrel serve`, before it gives up root); bound here when absent. */
+  readonly sockets?: readonly ListenerSocket[];
+  /** Certificates loaded beforehand (keys only root may read); loaded here when absent. */
+  readonly tls?: TlsContextProvider;
 }
 
 export class SmtpServer {
@@ -61,10 +66,7 @@ export class SmtpServer {
     const log = options.log;
     const spool = options.spool ?? await createSpool(config.dataDir, config.spool.format, (m) => log.warn(m));
     await spool.open(); // idempotent: an injected spool may already be open
-    const tlsProvider = await TlsContextProvider.fromConfig(config, {
-      onReload: (info) => log.info({ certificate: info }, "TLS certificate reloaded"),
-      onError: (err) => log.error({ cert: err.certPath, reason: err.reason }, "TLS certificate reload failed; keeping the old one"),
-    });
+    const tlsProvider = options.tls ?? await loadTlsContexts(config, log);
     const server = new SmtpServer(config, spool, tlsProvider, log);
     server.ownsSpool = options.spool === undefined;
     try {
@@ -89,7 +91,9 @@ export class SmtpServer {
     const clientLimits = new ClientLimits(c.limits);
     const isTrustedProxy = trustedMatcher(c.proxyProtocol.trusted);
     const errorSleep = options.errorSleep ?? 1000;
-    for (const l of c.listeners) {
+    const sockets = options.sockets ?? await bindListeners(c.listeners, c.limits.connections);
+    for (const bound of sockets) {
+      const l = bound.listener;
       const base: Omit<ConnectionSettings, "expectProxyHeader"> = {
         role: l.role,
         listenerTls: l.tls,
@@ -120,7 +124,8 @@ export class SmtpServer {
           onMessage: options.onMessage,
         },
       };
-      const server = net.createServer({ noDelay: true }, (socket) => {
+      const { server } = bound;
+      bound.serve((socket) => {
         if (this.closing) {
           socket.destroy();
           return;
@@ -133,18 +138,10 @@ export class SmtpServer {
         void conn.begin();
       });
       server.maxConnections = c.limits.connections + 100; // hard stop; ClientLimits answers 421 first
-      await new Promise<void>((resolve, reject) => {
-        server.once("error", reject);
-        server.listen({ host: l.address, port: l.port }, () => {
-          server.off("error", reject);
-          resolve();
-        });
-      });
       server.on("error", (err) => this.log.error({ err }, "listener error"));
-      const addr = server.address() as net.AddressInfo;
       this.servers.push(server);
-      this.bound.push({ role: l.role, address: addr.address, port: addr.port });
-      this.log.info({ role: l.role, address: addr.address, port: addr.port, proxyProtocol: l.proxyProtocol }, "listening");
+      this.bound.push({ role: l.role, address: bound.address, port: bound.port });
+      this.log.info({ role: l.role, address: bound.address, port: bound.port, proxyProtocol: l.proxyProtocol }, "listening");
     }
   }
 
@@ -172,4 +169,12 @@ export class SmtpServer {
     if (this.ownsSpool) await this.spool.close();
     this.log.info("stopped");
   }
+}
+
+/** The listeners' certificates from the config, reloads logged. */
+export function loadTlsContexts(config: Config, log: Logger): Promise<TlsContextProvider> {
+  return TlsContextProvider.fromConfig(config, {
+    onReload: (info) => log.info({ certificate: info }, "TLS certificate reloaded"),
+    onError: (err) => log.error({ cert: err.certPath, reason: err.reason }, "TLS certificate reload failed; keeping the old one"),
+  });
 }

@@ -27,6 +27,7 @@ import { dirname, resolve } from "node:path";
 import * as tls from "node:tls";
 import type { Config, TlsMinVersion } from "../config/schema.ts";
 import { ConfigError, makeIssue } from "../config/config-error.ts";
+import { configIssue, formatPath, startupConfigError } from "../config/load.ts";
 import { ensureSelfSigned } from "./tls-certificates.ts";
 
 export interface CertKeyPaths {
@@ -162,8 +163,14 @@ export class TlsContextProvider extends EventEmitter<Events> {
     config: Config,
     options: Omit<TlsContextProviderOptions, "default" | "sni" | "minVersion"> & { source?: string } = {},
   ): Promise<TlsContextProvider> {
-    const source = options.source ?? "configuration";
     const { tls: t } = config;
+    // Reported like every other configuration error: file, line, key (with `source`, without lines).
+    const problem = (path: (string | number)[], err: TlsCertificateError): ConfigError => {
+      const allowed = `expected a usable certificate and key: ${err.reason}`;
+      return options.source === undefined
+        ? startupConfigError(config, [configIssue(config, path, err.certPath, allowed)])
+        : new ConfigError(options.source, [makeIssue(options.source, formatPath(path), err.certPath, allowed)]);
+    };
     const def =
       t.cert !== undefined && t.key !== undefined
         ? { cert: t.cert, key: t.key }
@@ -174,8 +181,7 @@ export class TlsContextProvider extends EventEmitter<Events> {
       } catch (err) {
         if (!(err instanceof TlsCertificateError)) throw err;
         const i = t.sni.findIndex((s) => s.cert === err.certPath && s.key === err.keyPath);
-        const key = i >= 0 ? `tls.sni[${i}].cert` : "tls.cert";
-        throw new ConfigError(source, [makeIssue(source, key, err.certPath, `expected a usable certificate and key: ${err.reason}`)]);
+        throw problem(i >= 0 ? ["tls", "sni", i, "cert"] : ["tls", "cert"], err);
       }
     })();
     // Per-listener certificates are loaded now, so that a bad one stops start-up.
@@ -186,9 +192,7 @@ export class TlsContextProvider extends EventEmitter<Events> {
       } catch (err) {
         provider.close();
         if (!(err instanceof TlsCertificateError)) throw err;
-        throw new ConfigError(source, [
-          makeIssue(source, `listeners[${i}].tls.cert`, l.tls.cert, `expected a usable certificate and key: ${err.reason}`),
-        ]);
+        throw problem(["listeners", i, "tls", "cert"], err);
       }
     });
     return provider;

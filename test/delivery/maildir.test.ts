@@ -4,9 +4,10 @@ import { readdir, readFile, stat, writeFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import {
-  deliverToMaildir, nodeMaildirFs, sanitizeHostname, uniqueName, CrlfToLf, maildirSize,
+  deliverToMaildir, nodeMaildirFs, sanitizeHostname, uniqueName, maildirSize,
   type MaildirFs, type MaildirFile,
 } from "../../src/delivery/maildir.ts";
+import { CrlfToLf } from "../../src/delivery/crlf-to-lf.ts";
 import { chunked, lf, tempDir } from "./helpers.ts";
 
 const message = Buffer.from("Received: from x by y\r\nSubject: hi\r\n\r\nline 1\r\n.dot line\r\nbare\rcr\r\n\r\nlast\r\n");
