@@ -58,6 +58,8 @@ export interface LoggedQuery {
 export interface DnsServerOptions {
   /** Loopback address to listen on (default 127.0.0.1; "::1" for IPv6). */
   readonly address?: string;
+  /** Port (default: a free one). 53 is what a resolv.conf nameserver line means (root only). */
+  readonly port?: number;
   /** Add an SOA (TTL and MINIMUM 300) to negative answers for names under no SOA entry (default true). */
   readonly defaultSoa?: boolean;
 }
@@ -223,7 +225,7 @@ export async function startDnsServer(initialZone: Zone, options: DnsServerOption
     return bytes;
   };
 
-  const { udp, tcp, port } = await bindBoth(address, family === 6 ? "udp6" : "udp4");
+  const { udp, tcp, port } = await bindBoth(address, family === 6 ? "udp6" : "udp4", options.port);
   udp.on("error", () => {});
   udp.on("message", (msg, rinfo) => {
     const reply = handle(msg, "udp", rinfo);
@@ -312,14 +314,33 @@ function soaRecord(apex: string, ttl: number, minimum: number): Answer {
   };
 }
 
-/** UDP on a free port, then TCP on the same port number; again if TCP finds it taken. */
-async function bindBoth(address: string, type: "udp4" | "udp6"): Promise<{ udp: dgram.Socket; tcp: net.Server; port: number }> {
+/**
+ * A DNS server that a resolv.conf file can name: `nameserver` lines have no
+ * port, so it listens on port 53, of a random 127.53.x.y address (tests run
+ * in parallel). Binding port 53 needs root, as CI runs the tests.
+ */
+export async function startResolvConfDnsServer(zone: Zone): Promise<TestDnsServer> {
+  if (process.getuid?.() !== 0) throw new Error("this test binds a DNS server to port 53 (a resolv.conf nameserver has no port) and needs root: run the tests as root, as .ci/run does");
   let lastError: unknown;
   for (let attempt = 0; attempt < 20; attempt++) {
+    const address = `127.53.${1 + Math.floor(Math.random() * 254)}.${1 + Math.floor(Math.random() * 254)}`;
+    try {
+      return await startDnsServer(zone, { address, port: 53 });
+    } catch (err) {
+      lastError = err;
+    }
+  }
+  throw new Error(`no free port 53 on 127.53.0.0/16: ${String(lastError)}`);
+}
+
+/** UDP on a free port, then TCP on the same port number; again if TCP finds it taken. */
+async function bindBoth(address: string, type: "udp4" | "udp6", fixedPort = 0): Promise<{ udp: dgram.Socket; tcp: net.Server; port: number }> {
+  let lastError: unknown;
+  for (let attempt = 0; attempt < (fixedPort === 0 ? 20 : 1); attempt++) {
     const udp = dgram.createSocket(type);
     await new Promise<void>((resolve, reject) => {
       udp.once("error", reject);
-      udp.bind(0, address, () => {
+      udp.bind(fixedPort, address, () => {
         udp.off("error", reject);
         resolve();
       });
