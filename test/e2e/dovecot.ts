@@ -3,20 +3,20 @@
  * and mail root in a temp dir; IMAP and LMTP on free 127.0.0.1 ports; users in
  * a passwd-file. Written for Dovecot 2.3 (Debian: dovecot-imapd, dovecot-lmtpd).
  *
- * Dovecot refuses to access mail as uid 0, so mail belongs to `nobody`:
- * whatever Petrel (running as root in the tests) writes into the mail root is
- * handed over with `handOver()` before Dovecot reads it — in production the
- * local agent runs as the mail user instead.
+ * Dovecot refuses to access mail as uid 0, so mail belongs to `nobody`
+ * (`mailOwner`): Petrel, running as root in the tests, gives what it delivers
+ * to that user through `delivery.owner`, as it would to `vmail` in production.
  *
  * Also a minimal IMAP client (LOGIN, SELECT, FETCH BODY.PEEK[]) that returns
  * the exact bytes of each message.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { connect, createServer } from "node:net";
-import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { existsSync, readFileSync } from "node:fs";
+import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { requirePeer, requirePeerFile, requireRoot } from "../support/peers.ts";
 
 export interface DovecotUser {
   readonly address: string;
@@ -29,30 +29,22 @@ export interface Dovecot {
   readonly lmtpPort: number;
   /** mail_location = maildir:<mailRoot>/%d/%n */
   readonly mailRoot: string;
-  /** chown -R a path under the mail root to Dovecot's mail user. */
-  handOver(path?: string): Promise<void>;
+  /** Dovecot's mail user: what Petrel delivers must belong to it (delivery.owner). */
+  readonly mailOwner: { readonly uid: number; readonly gid: number };
   log(): Promise<string>;
   stop(): Promise<void>;
 }
 
-function findDovecot(): string | undefined {
-  for (const p of ["/usr/sbin/dovecot", "/usr/local/sbin/dovecot"]) if (existsSync(p)) return p;
-  const r = spawnSync("sh", ["-c", "command -v dovecot"], { encoding: "utf8" });
-  return r.status === 0 && r.stdout.trim() ? r.stdout.trim() : undefined;
-}
-
-/** Why Dovecot tests cannot run here, or undefined when they can. */
-export function dovecotUnavailable(): string | undefined {
-  const bin = findDovecot();
-  if (!bin) return "dovecot is not installed (apt-get install dovecot-imapd dovecot-lmtpd)";
-  if (process.getuid?.() !== 0) return "the private Dovecot must be started as root";
+/** Dovecot 2.3 with IMAP and LMTP, and root to start it; else a PeerMissing naming the package. */
+export function requireDovecot(): string {
+  const bin = requirePeer("dovecot", "dovecot-imapd dovecot-lmtpd");
+  requirePeerFile("/usr/lib/dovecot/imap", "dovecot-imapd");
+  requirePeerFile("/usr/lib/dovecot/lmtp", "dovecot-lmtpd");
+  requireRoot("starting a private Dovecot");
   const v = spawnSync(bin, ["--version"], { encoding: "utf8" });
-  if (v.status !== 0) return `dovecot --version failed: ${v.stderr}`;
-  if (!v.stdout.startsWith("2.3.")) return `these tests are written for Dovecot 2.3, found ${v.stdout.trim()}`;
-  for (const svc of ["imap", "lmtp"]) {
-    if (!existsSync(join("/usr/lib/dovecot", svc))) return `Dovecot ${svc} is not installed (apt-get install dovecot-imapd dovecot-lmtpd)`;
-  }
-  return undefined;
+  if (v.status !== 0) throw new Error(`dovecot --version failed: ${v.stderr}`);
+  if (!v.stdout.startsWith("2.3.")) throw new Error(`these tests are written for Dovecot 2.3 (Debian 12), found ${v.stdout.trim()}`);
+  return bin;
 }
 
 function mailUser(): { uid: number; gid: number } {
@@ -87,21 +79,6 @@ function canConnect(port: number): Promise<boolean> {
     });
     s.once("error", () => resolve(false));
   });
-}
-
-async function chownR(path: string, uid: number, gid: number): Promise<void> {
-  await chown(path, uid, gid);
-  let entries;
-  try {
-    entries = await readdir(path, { withFileTypes: true });
-  } catch {
-    return;
-  }
-  for (const e of entries) {
-    const p = join(path, e.name);
-    if (e.isDirectory()) await chownR(p, uid, gid);
-    else await chown(p, uid, gid);
-  }
 }
 
 function config(dir: string, imapPort: number, lmtpPort: number, uid: number, gid: number): string {
@@ -148,8 +125,7 @@ service lmtp {
 }
 
 export async function startDovecot(users: readonly DovecotUser[]): Promise<Dovecot> {
-  const bin = findDovecot();
-  if (!bin) throw new Error("dovecot is not installed");
+  const bin = requireDovecot();
   const version = spawnSync(bin, ["--version"], { encoding: "utf8" }).stdout.trim();
   const { uid, gid } = mailUser();
   let lastError = "";
@@ -207,7 +183,7 @@ export async function startDovecot(users: readonly DovecotUser[]): Promise<Dovec
         imapPort,
         lmtpPort,
         mailRoot: join(dir, "mail"),
-        handOver: (path = join(dir, "mail")) => chownR(path, uid, gid),
+        mailOwner: { uid, gid },
         log: readLog,
         stop,
       };

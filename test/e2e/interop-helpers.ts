@@ -10,6 +10,7 @@ import * as tls from "node:tls";
 import { fileURLToPath } from "node:url";
 import type { Envelope } from "../../src/smtp/envelope.ts";
 import type { TestPetrel } from "./petrel.ts";
+import { requirePeer } from "../support/peers.ts";
 
 export const PY_DRIVER = fileURLToPath(new URL("./py/smtp_steps.py", import.meta.url));
 
@@ -20,6 +21,7 @@ export type PyResult =
 
 /** Run the smtplib driver with `steps`; one result per step. */
 export function runPy(steps: PyStep[], timeoutMs = 15_000): Promise<PyResult[]> {
+  requirePeer("python3", "python3");
   return new Promise((resolve, reject) => {
     const child = spawn("python3", [PY_DRIVER], { stdio: ["pipe", "pipe", "pipe"], timeout: timeoutMs });
     const out: Buffer[] = [];

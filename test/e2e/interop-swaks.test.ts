@@ -11,11 +11,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ALICE, startPetrel, type TestPetrel } from "./petrel.ts";
 import { messageById, queuedId, run, spoolMessages, splitReceived } from "./interop-helpers.ts";
+import { requirePeer, requirePerlModule } from "../support/peers.ts";
 
 let p: TestPetrel;
 let tmp: string;
 
 before(async () => {
+  requirePeer("swaks", "swaks");
+  // swaks' --tls and --tlsc load Net::SSLeay, only a Recommends of swaks; its AUTH PLAIN and LOGIN need only Perl's own modules.
+  requirePerlModule("Net::SSLeay", "libnet-ssleay-perl");
   p = await startPetrel({ limits: { shutdownGrace: 2 } });
   tmp = await mkdtemp(join(tmpdir(), "petrel-swaks-"));
 });

@@ -24,14 +24,13 @@ import { parseConfig } from "../../src/config/load.ts";
 import { startMta, type Mta } from "../../src/mta.ts";
 import { SmtpConnection } from "../../src/client/index.ts";
 import { startDnsServer, type TestDnsServer } from "../support/dns-server.ts";
-import { freePortOn, postfixUnavailable, startPostfix, type Postfix } from "./postfix.ts";
+import { freePortOn, requirePostfix, startPostfix, type Postfix } from "./postfix.ts";
 
 const PF_ADDRESS = "127.0.0.21";
 const PETREL_ADDRESS = "127.0.0.22";
 const DNS_ADDRESS = "127.0.0.23";
 const PF_SIZE_LIMIT = 200_000;
 
-const unavailable = postfixUnavailable();
 
 let dns: TestDnsServer | undefined;
 let pf: Postfix | undefined;
@@ -40,7 +39,7 @@ let petrelDir: string | undefined;
 let submissionPort = 0;
 
 before(async () => {
-  if (unavailable) return;
+  requirePostfix();
   dns = await startDnsServer({
     "pf.test": { MX: [[10, "mx.pf.test"]] },
     "mx.pf.test": { A: [PF_ADDRESS] },
@@ -163,7 +162,7 @@ function splitTrace(delivered: string, original: string): string {
   return delivered.slice(0, delivered.length - original.length);
 }
 
-test("Petrel → Postfix: submission with AUTH, MX lookup, STARTTLS to Postfix, Maildir at Postfix", { skip: unavailable }, async () => {
+test("Petrel → Postfix: submission with AUTH, MX lookup, STARTTLS to Postfix, Maildir at Postfix", async () => {
   const data = message("alice@petrel.test", "user@pf.test", "Petrel to Postfix", "p2pf");
   const id = await submitToPetrel("alice@petrel.test", "user@pf.test", data);
 
@@ -192,7 +191,7 @@ test("Petrel → Postfix: submission with AUTH, MX lookup, STARTTLS to Postfix, 
   assert.match(log, /to=<user@pf\.test>, relay=virtual, .*status=sent \(delivered to maildir\)/);
 });
 
-test("Petrel → Postfix refusals: an unknown user (550 5.1.1 at RCPT) and a message over Postfix's SIZE bounce to the sender", { skip: unavailable }, async () => {
+test("Petrel → Postfix refusals: an unknown user (550 5.1.1 at RCPT) and a message over Postfix's SIZE bounce to the sender", async () => {
   const before = (await petrelMaildir("alice@petrel.test")).length;
   await submitToPetrel("alice@petrel.test", "nobody@pf.test", message("alice@petrel.test", "nobody@pf.test", "Nobody at Postfix", "p2pf-unknown"));
   const dsns = await mailbox(() => petrelMaildir("alice@petrel.test"), before + 1, "Petrel's DSN for nobody@pf.test");
@@ -216,7 +215,7 @@ test("Petrel → Postfix refusals: an unknown user (550 5.1.1 at RCPT) and a mes
   assert.equal((await pf!.maildir("user@pf.test")).filter((m) => m.includes("Too big for Postfix")).length, 0);
 });
 
-test("Postfix → Petrel: transport map relay with STARTTLS into bob's Maildir; an unknown user is refused at RCPT and Postfix bounces", { skip: unavailable }, async () => {
+test("Postfix → Petrel: transport map relay with STARTTLS into bob's Maildir; an unknown user is refused at RCPT and Postfix bounces", async () => {
   const data = message("carol@pf.test", "bob@petrel.test", "Postfix to Petrel", "pf2p");
   const sent = await pf!.submit({ from: "carol@pf.test", to: ["bob@petrel.test"], data });
   assert.match(sent.data ?? "", /^250 2\.0\.0 Ok: queued as [0-9A-F]+$/, JSON.stringify(sent.transcript));
@@ -273,7 +272,7 @@ test("Postfix → Petrel: transport map relay with STARTTLS into bob's Maildir; 
   assert.equal(petrel!.queue.list().length, 0, "nothing queued at Petrel");
 });
 
-test("SMTPUTF8 both ways: UTF-8 addresses from Petrel to Postfix and from Postfix to Petrel", { skip: unavailable }, async () => {
+test("SMTPUTF8 both ways: UTF-8 addresses from Petrel to Postfix and from Postfix to Petrel", async () => {
   // Petrel → Postfix: to jürgen@pf.test, with SMTPUTF8.
   const out = message("alice@petrel.test", "jürgen@pf.test", "UTF-8 nach Postfix", "utf8-p2pf");
   const id = await submitToPetrel("alice@petrel.test", "jürgen@pf.test", out, true);

@@ -38,9 +38,10 @@
 import { spawn, spawnSync } from "node:child_process";
 import { connect, createServer } from "node:net";
 import { chmod, chown, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { requirePeer, requirePeerFile, requireRoot } from "../support/peers.ts";
 
 export interface PostfixRelay {
   /** Mail for this domain (and nothing else) goes to smtp:[host]:port. */
@@ -93,19 +94,17 @@ const POSTCONF = "/usr/sbin/postconf";
 const POSTQUEUE = "/usr/sbin/postqueue";
 const DAEMON_DIR = "/usr/lib/postfix/sbin";
 
-/** Why the Postfix tests cannot run here, or undefined when they can. */
-export function postfixUnavailable(): string | undefined {
-  if (!existsSync(POSTFIX) || !existsSync(POSTCONF)) return "postfix is not installed (apt-get install postfix)";
-  if (process.getuid?.() !== 0) return "the private Postfix must be started as root";
-  for (const d of ["master", "smtpd", "smtp", "virtual", "postlogd", "qmgr", "cleanup"]) {
-    if (!existsSync(join(DAEMON_DIR, d))) return `Postfix's ${d} daemon is missing from ${DAEMON_DIR}`;
-  }
-  if (!existsSync("/usr/bin/openssl")) return "openssl is not installed (apt-get install openssl)";
-  if (userIds("postfix") === undefined) return "there is no postfix user";
+/** Postfix ≥ 3.4 with its daemons, openssl and root; else a PeerMissing (or Error) saying what to install. */
+export function requirePostfix(): void {
+  requirePeer("postfix", "postfix");
+  requirePeer("postconf", "postfix");
+  for (const d of ["master", "smtpd", "smtp", "virtual", "postlogd", "qmgr", "cleanup"]) requirePeerFile(join(DAEMON_DIR, d), "postfix");
+  requirePeer("openssl", "openssl");
+  requireRoot("starting a private Postfix");
+  if (userIds("postfix") === undefined) throw new Error("there is no postfix user: reinstall the Debian package postfix");
   const version = postfixVersion();
   const [major, minor] = version.split(".").map(Number);
-  if (!(major > 3 || (major === 3 && minor >= 4))) return `Postfix ≥ 3.4 is needed (maillog_file), found ${version}`;
-  return undefined;
+  if (!(major > 3 || (major === 3 && minor >= 4))) throw new Error(`Postfix ≥ 3.4 is needed (maillog_file), found ${version}`);
 }
 
 function postfixVersion(): string {
@@ -282,8 +281,7 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 }
 
 export async function startPostfix(options: PostfixOptions): Promise<Postfix> {
-  const reason = postfixUnavailable();
-  if (reason) throw new Error(reason);
+  requirePostfix();
   const version = postfixVersion();
   const mail = userIds("nobody") ?? { uid: 65534, gid: 65534 };
   const postfixUser = userIds("postfix")!;

@@ -14,6 +14,7 @@ import { mkdir, open, readFile, writeFile, type FileHandle } from "node:fs/promi
 import { join } from "node:path";
 import { generateSelfSigned } from "../../src/server/tls-certificates.ts";
 import { parseResolvConf } from "../../src/dns/resolv-conf.ts";
+import { requirePeer } from "../support/peers.ts";
 import { pollUntil, runPetrel, servePetrel, stopPetrel, tempDir, within, type PetrelProcess } from "./fixtures/robust-helpers.ts";
 
 /** Run `petrel serve` on `yaml` (written into a temp dir with `files`); it must exit within `ms`. */
@@ -96,7 +97,7 @@ test("SIGTERM during a start-up that hangs (FIFOs where the certificate and key 
     const dataDir = join(dir, "data");
     await mkdir(join(dataDir, "tls"), { recursive: true });
     const fifos = [join(dataDir, "tls", "self-signed.crt"), join(dataDir, "tls", "self-signed.key")];
-    execFileSync("mkfifo", fifos);
+    execFileSync(requirePeer("mkfifo", "coreutils"), fifos);
     const path = join(dir, "petrel.yaml");
     await writeFile(path, `dataDir: ${dataDir}\nlisteners: [{ address: 127.0.0.1, port: 0, role: mx }]\n`);
     p = runPetrel(["serve", "--config", path]);

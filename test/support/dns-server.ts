@@ -16,6 +16,7 @@
 import dgram from "node:dgram";
 import net from "node:net";
 import dnsPacket from "dns-packet";
+import { requireRoot } from "./peers.ts";
 import type { Answer, DecodedPacket, Packet, RecordType } from "dns-packet";
 
 /** Records as a list (TTL 300) or with their TTL in seconds. */
@@ -320,7 +321,7 @@ function soaRecord(apex: string, ttl: number, minimum: number): Answer {
  * in parallel). Binding port 53 needs root, as CI runs the tests.
  */
 export async function startResolvConfDnsServer(zone: Zone): Promise<TestDnsServer> {
-  if (process.getuid?.() !== 0) throw new Error("this test binds a DNS server to port 53 (a resolv.conf nameserver has no port) and needs root: run the tests as root, as .ci/run does");
+  requireRoot("binding a DNS server to port 53 (a resolv.conf nameserver line has no port)");
   let lastError: unknown;
   for (let attempt = 0; attempt < 20; attempt++) {
     const address = `127.53.${1 + Math.floor(Math.random() * 254)}.${1 + Math.floor(Math.random() * 254)}`;
