@@ -19,6 +19,7 @@ import { normalizeMailbox } from "../config/schema.ts";
 import type { Config } from "../config/schema.ts";
 import { AccountError } from "../accounts/account-store.ts";
 import { FileAccountStore } from "../accounts/file-account-store.ts";
+import { checkPassword, type PasswordCheck } from "../accounts/password-policy.ts";
 
 export interface CommandIo {
   readonly stdin: NodeJS.ReadableStream & { isTTY?: boolean; setRawMode?: (raw: boolean) => unknown };
@@ -188,14 +189,14 @@ async function run(p: Parsed, store: FileAccountStore, config: Config, io: Comma
       }
       // Check what can be checked before asking for a password.
       await precheckAddress(store, a, "new");
-      const password = await readNewPassword(io);
+      const password = await readNewPassword(io, (pw) => checkPassword(pw, config.passwords, a));
       await store.addUser(a, password, { quota });
       out(`added user ${a.trim().toLowerCase()}`);
       return 0;
     }
     case "user passwd": {
       await precheckAddress(store, a, "existing");
-      const password = await readNewPassword(io);
+      const password = await readNewPassword(io, (pw) => checkPassword(pw, config.passwords, a));
       await store.setPassword(a, password);
       out(`changed the password of ${a.trim().toLowerCase()}`);
       return 0;
@@ -261,14 +262,21 @@ async function precheckAddress(store: FileAccountStore, input: string, want: "ne
 // ---------------------------------------------------------------------------------------------
 // Passwords
 
-async function readNewPassword(io: CommandIo): Promise<string> {
+/** A new password from stdin or the terminal, checked by `policy` before it is asked for again. */
+async function readNewPassword(io: CommandIo, policy: (password: string) => PasswordCheck): Promise<string> {
+  const refuse = (password: string) => {
+    const check = policy(password);
+    if (!check.ok) throw new AccountError("invalid-password", `password refused: ${check.reason}; nothing was changed`);
+  };
   if (!io.stdin.isTTY) {
     const line = await readFirstLine(io.stdin);
     if (line === "") throw new UsageError("empty password refused (give it as the first line of stdin)");
+    refuse(line);
     return line;
   }
   const first = await promptHidden(io, "Password: ", () => new Interrupted());
   if (first === "") throw new UsageError("empty password refused");
+  refuse(first);
   const second = await promptHidden(io, "Retype password: ", () => new Interrupted());
   if (first !== second) throw new UsageError("the passwords do not match; nothing was changed");
   return first;

@@ -15,7 +15,7 @@ const USAGE = `Usage: petrel <command> [options]
 
 Commands:
   serve [--config FILE]      run the mail server (embedded default without --config)
-  hash-password [--scram]    read a password from stdin or a prompt; print the hash for the config's users: list
+  hash-password [ADDRESS]    read a password from stdin or a prompt; print the hash for the config's users: list
   domain|user|alias ...      manage local domains, users and aliases (below)
   queue list|show|summary|retry|hold|release|delete
                              inspect and manage the mail queue (petrel queue help)
@@ -32,8 +32,15 @@ async function main(argv: string[]): Promise<number> {
       return serve({ configPath: values.config });
     }
     case "hash-password": {
-      const { values } = parseArgs({ args: rest, options: { scram: { type: "boolean" } }, strict: true });
-      return hashPasswordCommand({ scram: values.scram ?? true });
+      const { values, positionals } = parseArgs({
+        args: rest, allowPositionals: true, strict: true,
+        options: { scram: { type: "boolean" }, config: { type: "string", short: "c" } },
+      });
+      if (positionals.length > 1) {
+        process.stderr.write(`petrel hash-password: unexpected argument '${positionals[1]}'\n`);
+        return 2;
+      }
+      return hashPasswordCommand({ scram: values.scram ?? true, configPath: values.config, address: positionals[0] });
     }
     case "queue":
       return queueCommand(rest, process);

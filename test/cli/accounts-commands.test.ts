@@ -69,24 +69,24 @@ test("domain add, list (text and --json), remove", async (t) => {
 
 test("user add (password from stdin), list, passwd, remove", async (t) => {
   const env = await setup(t);
-  const add = await env.petrel(["user", "add", "Alice@example.com", "--quota", "1GiB"], "s3cret pass\nignored second line\n");
+  const add = await env.petrel(["user", "add", "Alice@example.com", "--quota", "1GiB"], "s3cret pass phrase\nignored second line\n");
   assert.deepEqual(add, { code: 0, stdout: "added user alice@example.com\n", stderr: "" });
-  assert.equal(await env.store().verifyPlain("alice@example.com", "s3cret pass"), "alice@example.com");
-  assert.equal((await env.petrel(["user", "add", "bob@example.com"], "pw\r\n")).code, 0);
-  assert.equal(await env.store().verifyPlain("bob@example.com", "pw"), "bob@example.com");
+  assert.equal(await env.store().verifyPlain("alice@example.com", "s3cret pass phrase"), "alice@example.com");
+  assert.equal((await env.petrel(["user", "add", "bob@example.com"], "bobs long password\r\n")).code, 0);
+  assert.equal(await env.store().verifyPlain("bob@example.com", "bobs long password"), "bob@example.com");
 
   assert.deepEqual(await env.petrel(["user", "list"]), { code: 0, stdout: "alice@example.com  quota 1GiB\nbob@example.com\n", stderr: "" });
   const json = JSON.parse((await env.petrel(["user", "list", "example.com", "--json"])).stdout);
   assert.equal(json.length, 2);
   assert.deepEqual(Object.keys(json[0]).sort(), ["address", "createdAt", "quota", "source"]);
 
-  assert.deepEqual(await env.petrel(["user", "passwd", "alice@example.com"], "new pass"), {
+  assert.deepEqual(await env.petrel(["user", "passwd", "alice@example.com"], "new pass phrase"), {
     code: 0,
     stdout: "changed the password of alice@example.com\n",
     stderr: "",
   });
-  assert.equal(await env.store().verifyPlain("alice@example.com", "s3cret pass"), null);
-  assert.equal(await env.store().verifyPlain("alice@example.com", "new pass"), "alice@example.com");
+  assert.equal(await env.store().verifyPlain("alice@example.com", "s3cret pass phrase"), null);
+  assert.equal(await env.store().verifyPlain("alice@example.com", "new pass phrase"), "alice@example.com");
 
   await env.petrel(["alias", "add", "sales@example.com", "bob@example.com"]);
   const rm = await env.petrel(["user", "remove", "bob@example.com"]);
@@ -102,22 +102,22 @@ test("user add (password from stdin), list, passwd, remove", async (t) => {
 
 test("user add on a terminal: prompts twice on stderr, raw mode, no echo; backspace and pasted input work", async (t) => {
   const env = await setup(t);
-  const tty = fakeTty(["hunt", "er2x\u007f", "\r", "hunter2\r"]);
+  const tty = fakeTty(["hunt", "er2 is longx\u007f", "\r", "hunter2 is long\r"]);
   const r = await env.petrel(["user", "add", "carol@example.com"], tty);
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stderr, "Password: \nRetype password: \n");
-  assert.ok(!r.stdout.includes("hunter2"));
+  assert.ok(!r.stdout.includes("hunter2 is long"));
   assert.deepEqual(tty.raw, [true, false, true, false]);
-  assert.equal(await env.store().verifyPlain("carol@example.com", "hunter2"), "carol@example.com");
+  assert.equal(await env.store().verifyPlain("carol@example.com", "hunter2 is long"), "carol@example.com");
 
-  const pasted = fakeTty(["pw-ü\rpw-ü\r"]);
+  const pasted = fakeTty(["pw-ü-longer-one\rpw-ü-longer-one\r"]);
   assert.equal((await env.petrel(["user", "passwd", "carol@example.com"], pasted)).code, 0);
-  assert.equal(await env.store().verifyPlain("carol@example.com", "pw-ü"), "carol@example.com");
+  assert.equal(await env.store().verifyPlain("carol@example.com", "pw-ü-longer-one"), "carol@example.com");
 });
 
 test("terminal prompts: mismatch, empty password and Ctrl-C change nothing", async (t) => {
   const env = await setup(t);
-  const mismatch = await env.petrel(["user", "add", "d@example.com"], fakeTty(["one\r", "two\r"]));
+  const mismatch = await env.petrel(["user", "add", "d@example.com"], fakeTty(["one long password\r", "two long password\r"]));
   assert.equal(mismatch.code, 2);
   assert.match(mismatch.stderr, /petrel: the passwords do not match; nothing was changed\n$/);
   const empty = await env.petrel(["user", "add", "d@example.com"], fakeTty(["\r"]));
@@ -131,7 +131,7 @@ test("terminal prompts: mismatch, empty password and Ctrl-C change nothing", asy
 
 test("alias add (several targets, catch-all), list, remove", async (t) => {
   const env = await setup(t);
-  await env.petrel(["user", "add", "alice@example.com"], "pw");
+  await env.petrel(["user", "add", "alice@example.com"], "a long enough password");
   assert.deepEqual(await env.petrel(["alias", "add", "Sales@example.com", "alice@example.com", "boss@partner.net"]), {
     code: 0,
     stdout: "added alias sales@example.com → alice@example.com, boss@partner.net\n",
@@ -154,16 +154,16 @@ test("alias add (several targets, catch-all), list, remove", async (t) => {
 
 test("refusals: every bad input gets a clear message and a non-zero exit", async (t) => {
   const env = await setup(t);
-  await env.petrel(["user", "add", "alice@example.com"], "pw");
+  await env.petrel(["user", "add", "alice@example.com"], "a long enough password");
   await env.petrel(["domain", "add", "example.net"]);
-  await env.petrel(["user", "add", "n@example.net"], "pw");
+  await env.petrel(["user", "add", "n@example.net"], "a long enough password");
   const cases: Array<[string[], string | undefined, number, string | RegExp]> = [
-    [["user", "add", "bob@example.org"], "pw", 1, "petrel: domain example.org is not a local domain; add it with: petrel domain add example.org\n"],
-    [["user", "add", "not-an-address"], "pw", 1, /^petrel: invalid address 'not-an-address': expected local@domain/],
-    [["user", "add", "ALICE@example.com"], "pw", 1, "petrel: user alice@example.com already exists\n"],
+    [["user", "add", "bob@example.org"], "a long enough password", 1, "petrel: domain example.org is not a local domain; add it with: petrel domain add example.org\n"],
+    [["user", "add", "not-an-address"], "a long enough password", 1, /^petrel: invalid address 'not-an-address': expected local@domain/],
+    [["user", "add", "ALICE@example.com"], "a long enough password", 1, "petrel: user alice@example.com already exists\n"],
     [["user", "add", "bob@example.com"], "", 2, /^petrel: empty password refused/],
-    [["user", "add", "bob@example.com", "--quota", "lots"], "pw", 2, /^petrel: --quota 'lots': expected a size/],
-    [["user", "passwd", "nobody@example.com"], "pw", 1, "petrel: no such user: nobody@example.com\n"],
+    [["user", "add", "bob@example.com", "--quota", "lots"], "a long enough password", 2, /^petrel: --quota 'lots': expected a size/],
+    [["user", "passwd", "nobody@example.com"], "a long enough password", 1, "petrel: no such user: nobody@example.com\n"],
     [["user", "remove", "nobody@example.com"], undefined, 1, "petrel: no such user: nobody@example.com\n"],
     [["user", "list", "example.org"], undefined, 1, /^petrel: domain example.org is not a local domain/],
     [["domain", "add", "bad_domain!"], undefined, 1, /^petrel: invalid domain name 'bad_domain!'/],
@@ -245,11 +245,11 @@ test("bin/petrel: domain add, user add with the password piped in, user list --j
   const env = await setup(t);
   const c = ["--config", env.config];
   assert.deepEqual(await petrel(["domain", "add", "example.org", ...c], ""), { code: 0, stdout: "added domain example.org\n", stderr: "" });
-  assert.deepEqual(await petrel(["user", "add", "ann@example.org", ...c], "piped pw\n"), { code: 0, stdout: "added user ann@example.org\n", stderr: "" });
+  assert.deepEqual(await petrel(["user", "add", "ann@example.org", ...c], "piped password\n"), { code: 0, stdout: "added user ann@example.org\n", stderr: "" });
   const list = await petrel(["user", "list", "--json", ...c], "");
   assert.equal(list.code, 0, list.stderr);
   assert.deepEqual(JSON.parse(list.stdout).map((u: { address: string }) => u.address), ["ann@example.org"]);
-  assert.equal(await env.store().verifyPlain("ann@example.org", "piped pw"), "ann@example.org");
+  assert.equal(await env.store().verifyPlain("ann@example.org", "piped password"), "ann@example.org");
 });
 
 test("bin/petrel: a refusal exits 1 with the message on stderr; unknown subcommand exits 2", async (t) => {
@@ -259,4 +259,44 @@ test("bin/petrel: a refusal exits 1 with the message on stderr; unknown subcomma
   const u = await petrel(["alias", "nope", "--config", env.config], "");
   assert.equal(u.code, 2);
   assert.match(u.stderr, /unknown subcommand 'nope'/);
+});
+
+test("bin/petrel: weak passwords are refused with the reason, for user add and user passwd; nothing changes", async (t) => {
+  const env = await setup(t);
+  const c = ["--config", env.config];
+  const x = await petrel(["user", "add", "al@example.com", ...c], "x\nx\n");
+  assert.deepEqual(x, { code: 1, stdout: "", stderr: "petrel: password refused: it has 1 character; at least 12 are required (passwords.minLength); nothing was changed\n" });
+  assert.equal(await env.store().getUser("al@example.com"), null);
+  const cases: Array<[string, string, RegExp]> = [
+    ["postmaster.team@example.com", "postmaster.team@example.com", /it is the account's address/],
+    ["postmaster.team@example.com", "Postmaster.Team", /it is the local part of the account's address/],
+    ["al@example.com", "qwertyuiop123", /one of the most common passwords/],
+    ["al@example.com", "Correct Horse Battery Staple", /one of the most common passwords/],
+    ["al@example.com", "zzzzzzzzzzzzzzzz", /one character repeated/],
+  ];
+  for (const [address, password, why] of cases) {
+    const r = await env.petrel(["user", "add", address], `${password}\n`);
+    assert.equal(r.code, 1, `${password}: ${r.stderr}`);
+    assert.match(r.stderr, why);
+    assert.match(r.stderr, /^petrel: password refused: .*; nothing was changed\n$/);
+    assert.ok(!r.stderr.includes(password), "the refused password is not echoed");
+  }
+  assert.equal((await env.store().listUsers()).length, 0);
+
+  assert.equal((await env.petrel(["user", "add", "al@example.com"], "a sound passphrase\n")).code, 0);
+  const passwd = await env.petrel(["user", "passwd", "al@example.com"], "password123\n");
+  assert.equal(passwd.code, 1);
+  assert.match(passwd.stderr, /password refused: it has 11 characters; at least 12/);
+  assert.equal(await env.store().verifyPlain("al@example.com", "a sound passphrase"), "al@example.com", "the old password still works");
+});
+
+test("passwords.minLength is configurable; on a terminal a weak password is refused before it is asked again", async (t) => {
+  const env = await setup(t, "passwords: { minLength: 20 }\n");
+  const r = await env.petrel(["user", "add", "al@example.com"], "nineteen chars long\n");
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /it has 19 characters; at least 20 are required/);
+  const tty = fakeTty(["short one\r"]);
+  const prompt = await env.petrel(["user", "add", "al@example.com"], tty);
+  assert.equal(prompt.code, 1);
+  assert.equal(prompt.stderr, "Password: \npetrel: password refused: it has 9 characters; at least 20 are required (passwords.minLength); nothing was changed\n");
 });

@@ -163,3 +163,27 @@ test("hash-password: an empty password is refused", async () => {
   assert.match(p.stderr(), /empty password/);
   assert.doesNotMatch(p.stdout(), /scrypt/);
 });
+
+test("hash-password applies the password policy: too short, the address given, a common password — exit 1 with the reason, no hash", async () => {
+  const cases: Array<[string[], string, RegExp]> = [
+    [["hash-password"], "x", /password refused: it has 1 character; at least 12 are required/],
+    [["hash-password", "al.longername@example.org"], "AL.LONGERNAME", /password refused: it is the local part of the account's address/],
+    [["hash-password"], "password1234", /password refused: it is one of the most common passwords/],
+  ];
+  for (const [args, password, why] of cases) {
+    const p = runPetrel(args, { stdin: `${password}\n` });
+    const exit = await p.exited;
+    assert.equal(exit.code, 1, p.stderr());
+    assert.match(p.stderr(), why);
+    assert.doesNotMatch(p.stdout(), /scrypt/);
+  }
+  const { dir, cleanup } = await tempDir();
+  try {
+    const config = await writeConfig(dir, { passwords: { minLength: 24 } });
+    const p = runPetrel(["hash-password", "--config", config], { stdin: "Tr0ub4dor&3-robust\n" });
+    assert.equal((await p.exited).code, 1);
+    assert.match(p.stderr(), /it has 18 characters; at least 24 are required \(passwords\.minLength\)/);
+  } finally {
+    await cleanup();
+  }
+});
