@@ -9,6 +9,7 @@ import {
 } from "../../src/delivery/maildir.ts";
 import { CrlfToLf } from "../../src/delivery/crlf-to-lf.ts";
 import { chunked, lf, tempDir } from "./helpers.ts";
+import { requireRoot } from "../support/peers.ts";
 
 const message = Buffer.from("Received: from x by y\r\nSubject: hi\r\n\r\nline 1\r\n.dot line\r\nbare\rcr\r\n\r\nlast\r\n");
 const headers = { returnPath: "sender@example.org", deliveredTo: "rcpt@example.com" };
@@ -270,4 +271,31 @@ test("concurrent deliveries into one Maildir share the fsync of new/ (group comm
   assert.ok(results.every((r) => r.outcome.status === "delivered"));
   assert.equal((await readdir(join(dir, "new"))).length, n + 1);
   assert.ok(newSyncs >= 1 && newSyncs < n, `${newSyncs} fsyncs of new/ for ${n} deliveries`);
+});
+
+test("delivery.owner: every directory created and the file belong to the owner; private modes without a group, shared (2770/0660) with one", async (t) => {
+  requireRoot("giving delivered files to another user");
+  const root = await tempDir(t);
+  const nobody = 65534;
+  const privateBox = join(root, "mail", "example.com", "al");
+  const a = await deliverToMaildir(privateBox, chunked(message, 7), headers, { hostname: "h", owner: { uid: nobody, gid: nobody, shared: false } });
+  assert.equal(a.outcome.status, "delivered", JSON.stringify(a.outcome));
+  for (const d of [join(root, "mail"), join(root, "mail", "example.com"), privateBox, join(privateBox, "new"), join(privateBox, "cur"), join(privateBox, "tmp")]) {
+    const st = await stat(d);
+    assert.deepEqual([st.uid, st.gid, (st.mode & 0o7777).toString(8)], [nobody, nobody, "700"], d);
+  }
+  const file = await stat(a.path!);
+  assert.deepEqual([file.uid, file.gid, (file.mode & 0o7777).toString(8)], [nobody, nobody, "600"]);
+  assert.ok(!(await stat(root)).uid, "the directory that already existed is left alone");
+
+  const sharedBox = join(root, "mail", "example.com", "bo");
+  const b = await deliverToMaildir(sharedBox, chunked(message, 7), headers, { hostname: "h", owner: { uid: -1, gid: 8, shared: true } });
+  assert.equal(b.outcome.status, "delivered");
+  for (const d of [sharedBox, join(sharedBox, "new")]) {
+    const st = await stat(d);
+    assert.deepEqual([st.uid, st.gid, (st.mode & 0o7777).toString(8)], [0, 8, "2770"], d);
+  }
+  const shared = await stat(b.path!);
+  assert.deepEqual([shared.uid, shared.gid, (shared.mode & 0o7777).toString(8)], [0, 8, "660"]);
+  assert.equal((await stat(join(root, "mail", "example.com"))).uid, nobody, "an existing parent keeps its owner");
 });
