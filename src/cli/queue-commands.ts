@@ -11,7 +11,7 @@ import type { QueueListItem, RetryResult } from "../queue/queue-manager.ts";
 import type { Config } from "../config/schema.ts";
 import { isDirectory } from "../system/data-dir.ts";
 import { DataDirInUse, lockDataDir } from "../system/data-dir-lock.ts";
-import { dropPrivileges, resolveRunAs } from "../system/privileges.ts";
+import { dropPrivileges, PrivilegeError, resolveRunAs } from "../system/privileges.ts";
 
 /** sysexits EX_TEMPFAIL, as `petrel serve` when the data directory is in use. */
 const EXIT_DATA_DIR_IN_USE = 75;
@@ -112,6 +112,14 @@ export async function queueCommand(argv: string[], io: Io): Promise<number> {
     if (err instanceof DataDirInUse) {
       io.stderr.write(`petrel queue ${sub}: ${err.message}, and no server answers on ${join(config.dataDir, "control.sock")} (starting or stopping?); nothing was done: try again in a moment\n`);
       return EXIT_DATA_DIR_IN_USE;
+    }
+    if (err instanceof ConfigError) {
+      io.stderr.write(`petrel queue: the configuration has errors; nothing was done.\n${err.message}\n`);
+      return 78;
+    }
+    if (err instanceof PrivilegeError) {
+      io.stderr.write(`petrel queue: ${err.message}\n`);
+      return 77;
     }
     throw err;
   }
