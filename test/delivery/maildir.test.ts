@@ -4,10 +4,11 @@ import { readdir, readFile, stat, writeFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import {
-  deliverToMaildir, nodeMaildirFs, sanitizeHostname, uniqueName, maildirSize,
+  deliverToMaildir, nodeMaildirFs, sanitizeHostname, uniqueName,
   type MaildirFs, type MaildirFile,
 } from "../../src/delivery/maildir.ts";
 import { CrlfToLf } from "../../src/delivery/crlf-to-lf.ts";
+import { maildirSize } from "../../src/delivery/maildir-size.ts";
 import { chunked, lf, tempDir } from "./helpers.ts";
 import { requireRoot } from "../support/peers.ts";
 

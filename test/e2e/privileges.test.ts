@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { lookupGroup, lookupUser } from "../../src/system/system-users.ts";
 import { requireRoot } from "../support/peers.ts";
 import {
-  SmtpClient, pollUntil, runPetrel, servePetrel, stopPetrel, tempDir, within, writeConfig, type PetrelProcess,
+  SmtpClient, pollUntil, serveMustExit, servePetrel, stopPetrel, tempDir, writeConfig, type PetrelProcess,
 } from "./fixtures/robust-helpers.ts";
 
 let nobody: { uid: number; gid: number };
@@ -44,14 +44,7 @@ function ids(status: string, key: string): number[] {
 async function serveFails(config: Record<string, unknown>): Promise<{ code: number | null; stderr: string; stdout: string }> {
   const { dir, cleanup } = await reachableTempDir();
   try {
-    const path = await writeConfig(dir, { dataDir: join(dir, "data"), ...config });
-    const p = runPetrel(["serve", "--config", path]);
-    if (!(await within(p.exited, 15_000))) {
-      p.kill("SIGKILL");
-      await p.exited;
-      assert.fail(`petrel serve kept running:\n${p.stderr()}`);
-    }
-    return { code: (await p.exited).code, stderr: p.stderr(), stdout: p.stdout() };
+    return await serveMustExit(await writeConfig(dir, { dataDir: join(dir, "data"), ...config }));
   } finally {
     await cleanup();
   }
@@ -113,10 +106,9 @@ test("a data directory the user cannot write: exit 78 naming dataDir, the user's
   try {
     const dataDir = join(dir, "data");
     await mkdir(dataDir, { mode: 0o755 }); // root's, as after an earlier run as root
-    const p = runPetrel(["serve", "--config", await writeConfig(dir, { user: "nobody", dataDir, listeners: [{ address: "127.0.0.1", port: 0, role: "mx" }] })]);
-    const exit = await p.exited;
-    assert.equal(exit.code, 78, p.stderr());
-    assert.match(p.stderr(), /petrel\.yaml:\d+:\d+: dataDir: got ".*\/data"; expected a directory the user Petrel runs as \(uid 65534, gid 65534\) can write: not writable: .*\/data \(as root: chown -R 65534:65534 .*\/data\)/);
+    const r = await serveMustExit(await writeConfig(dir, { user: "nobody", dataDir, listeners: [{ address: "127.0.0.1", port: 0, role: "mx" }] }));
+    assert.equal(r.code, 78, r.stderr);
+    assert.match(r.stderr, /petrel\.yaml:\d+:\d+: dataDir: got ".*\/data"; expected a directory the user Petrel runs as \(uid 65534, gid 65534\) can write: not writable: .*\/data \(as root: chown -R 65534:65534 .*\/data\)/);
     // Only the self-signed certificate, generated while still root (before the switch and the check), is there — given to the user.
     assert.deepEqual(await readdir(dataDir), ["tls"]);
     assert.equal((await stat(join(dataDir, "tls", "self-signed.key"))).uid, nobody.uid);

@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { generateSelfSigned } from "../../src/server/tls-certificates.ts";
 import { parseResolvConf } from "../../src/dns/resolv-conf.ts";
 import { requirePeer } from "../support/peers.ts";
-import { pollUntil, runPetrel, servePetrel, stopPetrel, tempDir, within, type PetrelProcess } from "./fixtures/robust-helpers.ts";
+import { pollUntil, runPetrel, serveMustExit, servePetrel, stopPetrel, tempDir, within, type PetrelProcess } from "./fixtures/robust-helpers.ts";
 
 /** Run `petrel serve` on `yaml` (written into a temp dir with `files`); it must exit within `ms`. */
 async function serveExits(yaml: string, files: Record<string, string> = {}, ms = 15_000) {
@@ -24,14 +24,7 @@ async function serveExits(yaml: string, files: Record<string, string> = {}, ms =
     for (const [name, text] of Object.entries(files)) await writeFile(join(dir, name), text);
     const path = join(dir, "petrel.yaml");
     await writeFile(path, yaml);
-    const p = runPetrel(["serve", "--config", path], { cwd: dir });
-    const exited = await within(p.exited, ms);
-    if (!exited) {
-      p.kill("SIGKILL");
-      await p.exited;
-      assert.fail(`petrel serve did not exit within ${ms} ms:\n${p.stderr()}`);
-    }
-    return { code: (await p.exited).code, stderr: p.stderr(), stdout: p.stdout(), dir };
+    return await serveMustExit(path, ms, { cwd: dir });
   } finally {
     await cleanup();
   }

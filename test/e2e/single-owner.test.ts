@@ -11,7 +11,7 @@ import { lstat, readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { lockDataDir } from "../../src/system/data-dir-lock.ts";
 import {
-  SmtpClient, pollUntil, readDelivered, runPetrel, servePetrel, stopPetrel, tempDir, within, writeConfig, type PetrelProcess,
+  SmtpClient, pollUntil, readDelivered, runPetrel, serveMustExit, servePetrel, stopPetrel, tempDir, writeConfig, type PetrelProcess,
 } from "./fixtures/robust-helpers.ts";
 
 /** Every entry under `dir`: type, size, mtime and inode, by relative path. */
@@ -58,17 +58,6 @@ async function deliveredSubjects(dataDir: string): Promise<string[]> {
   return found.map((d) => /\r\nSubject: ([^\r]*)\r\n/.exec(`\r\n${d.content.toString("latin1")}`)?.[1] ?? "?").sort();
 }
 
-/** Run a second `petrel serve`; it must exit by itself, quickly. */
-async function secondServe(config: string): Promise<{ code: number | null; stderr: string }> {
-  const p = runPetrel(["serve", "--config", config]);
-  if (!(await within(p.exited, 15_000))) {
-    p.kill("SIGKILL");
-    await p.exited;
-    assert.fail(`the second petrel serve kept running:\n${p.stderr()}`);
-  }
-  return { code: (await p.exited).code, stderr: p.stderr() };
-}
-
 test("a second petrel serve on a data directory in use is refused (75, dir and pid named), changes no file; both messages are delivered", { timeout: 90_000 }, async () => {
   const { dir, cleanup } = await tempDir();
   let first: PetrelProcess | null = null;
@@ -86,7 +75,7 @@ test("a second petrel serve on a data directory in use is refused (75, dir and p
     const otherPorts = await writeConfig(dir, { dataDir, listeners: [{ address: "127.0.0.1", port: 0, role: "mx" }, { address: "127.0.0.1", port: 0, role: "submission" }] }, "other-ports.yaml");
     const samePorts = await writeConfig(dir, { dataDir, listeners: [{ address: "127.0.0.1", port, role: "mx" }] }, "same-ports.yaml");
     for (const second of [otherPorts, samePorts]) {
-      const r = await secondServe(second);
+      const r = await serveMustExit(second);
       assert.equal(r.code, 75, r.stderr);
       assert.ok(r.stderr.includes(`the data directory ${dataDir} is in use by process ${first.pid}`), r.stderr);
       assert.match(r.stderr, /Nothing was started and nothing changed/);
