@@ -52,7 +52,7 @@ test("sub-addressing and aliases: X-Original-To keeps the address as received, D
 test("a message larger than the user's whole quota bounces at once (5.2.3), it is not deferred for the queue lifetime", async () => {
   const r = await start();
   try {
-    const added = await cli(accountsCommand, ["user", "add", "q@example.test", "--quota", "2KiB", "--config", r.configPath], "q-password\n");
+    const added = await cli(accountsCommand, ["user", "add", "q@example.test", "--quota", "2KiB", "--config", r.configPath], "q-password-long-enough\n");
     assert.equal(added.code, 0, added.err);
     await until(async () => (await r.mta.accounts.getUser("q@example.test"))?.quota === 2048, "the server sees q");
     const t = await send(r, "bob@example.test", ["q@example.test"], bodyOf("seven kilobytes", 7000));
@@ -76,7 +76,7 @@ test("a message larger than the user's whole quota bounces at once (5.2.3), it i
 test("mail deferred for a user who is then removed bounces 5.1.1 on the next retry and never reaches the old Maildir", async () => {
   const r = await start();
   try {
-    assert.equal((await cli(accountsCommand, ["user", "add", "q@example.test", "--quota", "2KiB", "--config", r.configPath], "q-password\n")).code, 0);
+    assert.equal((await cli(accountsCommand, ["user", "add", "q@example.test", "--quota", "2KiB", "--config", r.configPath], "q-password-long-enough\n")).code, 0);
     await until(async () => (await r.mta.accounts.getUser("q@example.test"))?.quota === 2048, "the server sees q");
     // The first message fits; the second would pass the quota: deferred 4.2.2.
     assert.match(await send(r, "bob@example.test", ["q@example.test"], bodyOf("first", 1200)), /250 2\.0\.0/);

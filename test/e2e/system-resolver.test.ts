@@ -96,7 +96,7 @@ test("no dns: section → the resolv.conf servers answer the MX lookup, and the 
     }
     assert.equal(delivered.length, 1, `not delivered at B; A's queue: ${JSON.stringify(a.queue.list())}`);
     const text = await readFile(join(newDir, delivered[0]), "utf8");
-    assert.match(text, /^Return-Path: <alice@a\.test>\nDelivered-To: bob@b\.test\nReceived: from mx\.a\.test \(\[127\.0\.0\.61\]\)/);
+    assert.match(text, /^Return-Path: <alice@a\.test>\nX-Original-To: bob@b\.test\nDelivered-To: bob@b\.test\nReceived: from mx\.a\.test \(\[127\.0\.0\.61\]\)/);
     assert.match(text, /\nSubject: through the system resolver\n/);
     assert.ok(dns.queries.some((q) => q.name === "b.test" && q.type === "MX"), "A asked the resolv.conf server for b.test's MX");
   } finally {
