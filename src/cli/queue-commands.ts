@@ -176,7 +176,7 @@ async function run(config: Config, req: ControlRequest): Promise<ControlResponse
   const viaServer = await request(join(config.dataDir, "control.sock"), req);
   if (viaServer) return viaServer;
   if (!(await isDirectory(config.dataDir))) {
-    return req.op === "list" ? { ok: true, result: [] } : req.op === "retry" && req.id === "all" ? { ok: true, result: 0 } : { ok: false, error: `no message ${req.id} in the queue (no data directory at ${config.dataDir})` };
+    return req.op === "list" ? { ok: true, result: [] } : req.op === "retry" && req.id === "all" ? { ok: true, result: { scheduled: 0, held: [] } satisfies RetryResult } : { ok: false, error: `no message ${req.id} in the queue (no data directory at ${config.dataDir})` };
   }
   const lock = await lockDataDir(config.dataDir);
   try {
