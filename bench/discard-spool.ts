@@ -4,7 +4,7 @@
  * disk. Never use it outside bench/: every "250 queued" it allows is a lie.
  */
 import { Readable } from "node:stream";
-import type { Envelope } from "../src/smtp/envelope.ts";
+import type { Envelope } from "../src/mail/envelope.ts";
 import { newQueueId } from "../src/spool/queue-id.ts";
 import { SpoolError, type QueueId, type Spool, type SpoolWriter } from "../src/spool/spool.ts";
 

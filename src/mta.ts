@@ -11,7 +11,7 @@ import { lockDataDir } from "./system/data-dir-lock.ts";
 import { checkOwnerReachable, dropPrivileges, resolveDeliveryOwner, type RunAs } from "./system/privileges.ts";
 import { QueueManager } from "./queue/queue-manager.ts";
 import { QueueStateStore } from "./queue/queue-state.ts";
-import { systemClock, type Clock } from "./queue/clock.ts";
+import { systemClock, type Clock } from "./mail/clock.ts";
 import { LocalAgent } from "./delivery/local-agent.ts";
 import type { MaildirOwner } from "./delivery/maildir.ts";
 import { LmtpAgent } from "./delivery/lmtp-agent.ts";
@@ -20,7 +20,7 @@ import { RemoteAgent } from "./delivery/remote-agent.ts";
 import { createResolver, type ClosableResolver, type Resolver } from "./dns/resolver.ts";
 import { readFile } from "node:fs/promises";
 import { createDsnSender } from "./delivery/bounce-agent.ts";
-import type { DeliveryAgent } from "./delivery/outcome.ts";
+import type { DeliveryAgent } from "./queue/ports.ts";
 import { startControlSocket } from "./admin/control-socket.ts";
 
 /**

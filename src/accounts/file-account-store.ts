@@ -17,7 +17,7 @@
  */
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { normalizeDomain, normalizeMailbox } from "../config/schema.ts";
+import { normalizeDomain, normalizeMailbox, splitAddress } from "../mail/address.ts";
 import type { Config } from "../config/schema.ts";
 import type { ConfigUser } from "./account-store.ts";
 import { hashPassword, parseScramVerifier, scramVerifier, verifyPassword } from "./password.ts";
@@ -33,7 +33,6 @@ import {
   isMailbox,
   ownsAddress,
   resolveRecipient,
-  splitAddress,
   subaddressBase,
 } from "./recipient-resolution.ts";
 import type { AccountSnapshot } from "./recipient-resolution.ts";

@@ -12,6 +12,7 @@
  *   spaces ignored).
  */
 import { readFileSync } from "node:fs";
+import { splitAddress } from "../mail/address.ts";
 
 export interface PasswordPolicy {
   readonly minLength: number;
@@ -46,7 +47,7 @@ export function checkPassword(password: string, policy: PasswordPolicy, address?
     const lower = password.toLowerCase();
     const addr = address.trim().toLowerCase();
     if (lower === addr) return { ok: false, reason: "it is the account's address" };
-    if (lower === addr.slice(0, addr.lastIndexOf("@"))) return { ok: false, reason: "it is the local part of the account's address" };
+    if (lower === splitAddress(addr).local) return { ok: false, reason: "it is the local part of the account's address" };
   }
   if (new Set(password).size === 1) return { ok: false, reason: "it is one character repeated" };
   if (commonPasswords().has(normalize(password))) return { ok: false, reason: "it is one of the most common passwords, the first ones an attacker tries" };

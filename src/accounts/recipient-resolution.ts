@@ -27,7 +27,7 @@
  * local targets that resolve to nothing are skipped (and reported as `problems`); when nothing at
  * all is left the recipient is "unknown". Targets are de-duplicated (case-insensitively).
  */
-import { normalizeDomain } from "../config/schema.ts";
+import { splitAddress } from "../mail/address.ts";
 import type { RecipientResolution, Target } from "./account-store.ts";
 
 /** What resolution needs to know, keyed by lower-cased address. */
@@ -57,15 +57,6 @@ export const MAX_ALIAS_DEPTH = 10;
 export interface AliasProblem {
   readonly kind: "loop" | "depth" | "unresolved";
   readonly text: string;
-}
-
-/** "Local@Example.ORG" → { local: "Local", domain: "example.org" }; domain "" when there is none. */
-export function splitAddress(address: string): { local: string; domain: string } {
-  const at = address.lastIndexOf("@");
-  if (at < 0) return { local: address, domain: "" };
-  const rawDomain = address.slice(at + 1);
-  const domain = rawDomain.startsWith("[") ? rawDomain.toLowerCase() : (normalizeDomain(rawDomain) ?? rawDomain.toLowerCase());
-  return { local: address.slice(0, at), domain };
 }
 
 /** The part of a lower-cased local part before its first separator, or undefined if not sub-addressed. */

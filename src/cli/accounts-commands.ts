@@ -15,7 +15,7 @@ import { parseArgs } from "node:util";
 import { loadConfig } from "../config/load.ts";
 import { ConfigError } from "../config/config-error.ts";
 import { formatSize, parseSize, SIZE_ALLOWED } from "../config/units.ts";
-import { normalizeMailbox } from "../config/schema.ts";
+import { domainOf, normalizeMailbox } from "../mail/address.ts";
 import type { Config } from "../config/schema.ts";
 import { AccountError } from "../accounts/account-store.ts";
 import { FileAccountStore } from "../accounts/file-account-store.ts";
@@ -252,7 +252,7 @@ async function precheckAddress(store: FileAccountStore, input: string, want: "ne
     if (user.source === "config") throw new AccountError("config-defined", `user ${user.address} is defined in the config file (users:); change it there`);
     return;
   }
-  const domain = address.slice(address.lastIndexOf("@") + 1);
+  const domain = domainOf(address);
   if (!(await store.isLocalDomain(domain))) {
     throw new AccountError("unknown-domain", `domain ${domain} is not a local domain; add it with: petrel domain add ${domain}`);
   }

@@ -14,9 +14,10 @@
  * pure.
  */
 import { isIP } from "node:net";
-import { domainToASCII } from "node:url";
 import * as z from "zod";
 import { DEFAULTS, MIN_COMMAND_LINE } from "./defaults.ts";
+import { normalizeDomain, normalizeMailbox } from "../mail/address.ts";
+import { LISTENER_ROLES } from "../mail/envelope.ts";
 import { DURATION_ALLOWED, formatSize, parseDuration, parseSize, SIZE_ALLOWED } from "./units.ts";
 import { EXTENSIONS, type Extension } from "../smtp/extensions.ts";
 
@@ -59,17 +60,6 @@ function duration(def: number) {
 
 function count(def: number, min = 0) {
   return z.number().int().min(min).default(def);
-}
-
-const DOMAIN_LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
-
-/** Lower-cased ASCII (A-label) form of a domain name, or undefined if it is not one. */
-export function normalizeDomain(value: string): string | undefined {
-  let d = value.trim().toLowerCase();
-  if (d.endsWith(".")) d = d.slice(0, -1);
-  if (/[^\x00-\x7f]/.test(d)) d = domainToASCII(d);
-  if (d === "" || d.length > 253) return undefined;
-  return d.split(".").every((l) => DOMAIN_LABEL.test(l)) ? d : undefined;
 }
 
 const domainName = z.string().transform((v, ctx): string => {
@@ -122,19 +112,6 @@ const systemId = z.unknown().transform((v, ctx): string | number => {
   ctx.addIssue({ code: "custom", message: 'expected a user or group name such as "petrel", or a numeric id', input: v });
   return z.NEVER;
 });
-
-const ATEXT = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~\\-\\u0080-\\uffff]+";
-const DOT_ATOM = new RegExp(`^${ATEXT}(?:\\.${ATEXT})*$`);
-
-/** "Local@Example.COM" → "Local@example.com"; undefined if not local@domain. */
-export function normalizeMailbox(value: string): string | undefined {
-  const at = value.lastIndexOf("@");
-  if (at <= 0) return undefined;
-  const local = value.slice(0, at);
-  const domain = normalizeDomain(value.slice(at + 1));
-  if (!DOT_ATOM.test(local) || local.length > 64 || domain === undefined) return undefined;
-  return `${local}@${domain}`;
-}
 
 const mailbox = z.string().transform((v, ctx): string => {
   const m = normalizeMailbox(v);
@@ -206,7 +183,7 @@ export const listenerSchema = z.strictObject({
    * "submission": authenticated clients (port 587, STARTTLS required before AUTH);
    * "submissions": authenticated clients over implicit TLS (port 465, RFC 8314).
    */
-  role: z.enum(["mx", "submission", "submissions"]),
+  role: z.enum(LISTENER_ROLES),
   /** Expect a PROXY protocol (v1/v2) header first; only from `proxyProtocol.trusted` peers. */
   proxyProtocol: z.boolean().default(false),
   /** A certificate for this listener instead of `tls.cert`/`tls.key` (SNI entries still apply). */
@@ -459,7 +436,6 @@ export const configSchema = z.strictObject({
 /** The parsed configuration: every default filled in, units converted (bytes, milliseconds). */
 export type Config = z.output<typeof configSchema>;
 export type ListenerConfig = Config["listeners"][number];
-export type ListenerRole = ListenerConfig["role"];
 export type UserConfig = Config["users"][number];
 export type SniConfig = Config["tls"]["sni"][number];
 export type TlsMinVersion = Config["tls"]["minVersion"];

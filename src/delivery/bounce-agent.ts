@@ -1,6 +1,6 @@
 import type { Spool, QueueId } from "../spool/spool.ts";
-import type { Envelope } from "../smtp/envelope.ts";
-import type { DsnRecipient, DsnSender } from "../queue/queue-manager.ts";
+import type { Envelope } from "../mail/envelope.ts";
+import type { DsnRecipient, DsnSender } from "../queue/ports.ts";
 import { composeDsn } from "./bounce.ts";
 
 /**

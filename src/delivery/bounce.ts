@@ -20,34 +20,18 @@
  */
 import { randomBytes as cryptoRandomBytes } from "node:crypto";
 import type { Readable } from "node:stream";
-import type { Envelope, Recipient } from "../smtp/envelope.ts";
+import type { Envelope, Recipient } from "../mail/envelope.ts";
 import { rfc5322Date } from "../smtp/trace-headers.ts";
-import { cleanText, deliveryStatusBody, foldField, hasNonAscii, type DsnAction, type DsnRecipientFields } from "./dsn-fields.ts";
+import { cleanText, deliveryStatusBody, foldField, hasNonAscii } from "./dsn-fields.ts";
+import type { DsnAction, DsnRecipient } from "../queue/ports.ts";
 import { readOriginal, type ReturnedContent } from "./dsn-original.ts";
 import { noticeText } from "./dsn-text.ts";
-
-export interface FailedRecipient extends DsnRecipientFields {
-  /** The recipient as in the envelope (→ Final-Recipient). */
-  readonly address: string;
-  /** "type;address" as kept in the envelope from ORCPT (→ Original-Recipient). */
-  readonly orcpt?: string;
-  readonly action: DsnAction;
-  /** RFC 3463 enhanced code, e.g. "5.1.1". */
-  readonly status: string;
-  /** The remote reply ("550 5.1.1 <bob@x>: no such user") or a local reason (→ Diagnostic-Code). */
-  readonly diagnostic?: string;
-  /** Host name of the server that answered (→ Remote-MTA: dns; host). */
-  readonly remoteMta?: string;
-  readonly lastAttempt?: Date;
-  /** For delay warnings (→ Will-Retry-Until). */
-  readonly willRetryUntil?: Date;
-}
 
 export interface DsnInput {
   readonly queueId: string;
   /** The ORIGINAL message's envelope. */
   readonly envelope: Envelope;
-  readonly recipients: readonly FailedRecipient[];
+  readonly recipients: readonly DsnRecipient[];
   /** Our host name. */
   readonly reportingMta: string;
   readonly arrivalDate: Date;
@@ -83,9 +67,9 @@ export const DEFAULT_MAX_ORIGINAL_SIZE = 10 * 1024 * 1024;
  * expanded. The ORCPT from the envelope is filled in when the candidate
  * lacks one. A candidate not in the envelope is treated as NOTIFY absent.
  */
-export function dsnRecipients(envelope: Envelope, candidates: readonly FailedRecipient[]): FailedRecipient[] {
+export function dsnRecipients(envelope: Envelope, candidates: readonly DsnRecipient[]): DsnRecipient[] {
   if (envelope.mailFrom === "") return [];
-  const out: FailedRecipient[] = [];
+  const out: DsnRecipient[] = [];
   for (const c of candidates) {
     const rcpt = findRecipient(envelope, c.address);
     if (!wanted(rcpt?.notify, c.action)) continue;

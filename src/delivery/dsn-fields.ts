@@ -7,21 +7,10 @@
  * Pure: strings in, string out.
  */
 import { rfc5322Date } from "../smtp/trace-headers.ts";
+import type { DsnAction, DsnRecipient } from "../queue/ports.ts";
 
-export type DsnAction = "failed" | "delayed" | "delivered" | "relayed" | "expanded";
 
 /** One recipient's entry in a DSN (the shape `bounce.ts` exports as FailedRecipient). */
-export interface DsnRecipientFields {
-  readonly address: string;
-  readonly orcpt?: string;
-  readonly action: DsnAction;
-  readonly status: string;
-  readonly diagnostic?: string;
-  readonly remoteMta?: string;
-  readonly lastAttempt?: Date;
-  readonly willRetryUntil?: Date;
-}
-
 export interface DsnMessageFields {
   readonly reportingMta: string;
   readonly queueId: string;
@@ -143,7 +132,7 @@ export function diagnosticCode(diagnostic: string, global: boolean): string {
 }
 
 /** The body of the message/(global-)delivery-status part, CRLF line ends. */
-export function deliveryStatusBody(m: DsnMessageFields, recipients: readonly DsnRecipientFields[]): string {
+export function deliveryStatusBody(m: DsnMessageFields, recipients: readonly DsnRecipient[]): string {
   const g = m.global;
   let out = foldField("Reporting-MTA", `dns; ${cleanText(m.reportingMta, g)}`);
   out += foldField("X-Petrel-Queue-ID", cleanText(m.queueId, false));

@@ -7,14 +7,15 @@
  * Pure: data in, text out (CRLF line ends, wrapped to 76 columns).
  */
 import { rfc5322Date } from "../smtp/trace-headers.ts";
-import { cleanText, cutAtBytes, MAX_DIAGNOSTIC, type DsnRecipientFields } from "./dsn-fields.ts";
+import { cleanText, cutAtBytes, MAX_DIAGNOSTIC } from "./dsn-fields.ts";
+import type { DsnRecipient } from "../queue/ports.ts";
 import type { ReturnedContent } from "./dsn-original.ts";
 
 const WIDTH = 76;
 
 export interface NoticeInput {
   readonly reportingMta: string;
-  readonly recipients: readonly DsnRecipientFields[];
+  readonly recipients: readonly DsnRecipient[];
   /** What the third part holds, or null when nothing is attached. */
   readonly returned: ReturnedContent | null;
   /** Whether headers-only was the sender's own request (RET=HDRS) or our choice. */
@@ -85,7 +86,7 @@ function attachmentNote(n: NoticeInput): string {
   }
 }
 
-function recipientLine(r: DsnRecipientFields, global: boolean): string {
+function recipientLine(r: DsnRecipient, global: boolean): string {
   const who = `<${cleanText(r.address, global)}>`;
   const diag = r.diagnostic !== undefined ? cleanText(r.diagnostic, global, MAX_DIAGNOSTIC) : "";
   const mta = r.remoteMta !== undefined ? cleanText(r.remoteMta, global) : "";

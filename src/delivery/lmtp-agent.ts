@@ -18,7 +18,7 @@
  * the success DSN) unless the server offers DSN, in which case NOTIFY and
  * ORCPT are passed on and the report is its to send ("passed").
  */
-import type { DeliveryAgent, DeliveryOutcome, DeliveryOutcomes, DeliveryRequest } from "./outcome.ts";
+import type { DeliveryAgent, DeliveryOutcome, DeliveryOutcomes, DeliveryRequest } from "../queue/ports.ts";
 import { SmtpConnection, type Timeouts } from "../client/smtp-connection.ts";
 import { ConnectionCache, type CacheTimer } from "../client/connection-cache.ts";
 import { hasNonAscii } from "./dsn-fields.ts";

@@ -14,8 +14,10 @@
  * failing does not stop the others.
  */
 import { join } from "node:path";
+import { splitAddress } from "../mail/address.ts";
 import { hostname as osHostname } from "node:os";
-import { sameOutcome, type DeliveryAgent, type DeliveryOutcome, type DeliveryOutcomes, type DeliveryRequest } from "./outcome.ts";
+import { sameOutcome } from "./outcome-policy.ts";
+import type { DeliveryAgent, DeliveryOutcome, DeliveryOutcomes, DeliveryRequest } from "../queue/ports.ts";
 import { deliverToMaildir, type MaildirFs, type MaildirOwner } from "./maildir.ts";
 import { countTraceFields, isLoop, loopOutcome, DEFAULT_MAX_RECEIVED, type TraceCounts } from "./loop-detection.ts";
 
@@ -45,10 +47,8 @@ export type MaildirPath = { readonly ok: true; readonly path: string } | { reado
 
 /** Map "local@domain" to `<root>/<domain>/<local>` (lower-cased), refusing anything that is not one safe path component each. */
 export function maildirPathFor(root: string, address: string): MaildirPath {
-  const at = address.lastIndexOf("@");
-  if (at <= 0 || at === address.length - 1) return { ok: false, reason: `not a local@domain address: ${address}` };
-  let local = address.slice(0, at);
-  const domain = address.slice(at + 1).toLowerCase();
+  let { local, domain } = splitAddress(address);
+  if (local === "" || domain === "") return { ok: false, reason: `not a local@domain address: ${address}` };
   if (local.length >= 2 && local.startsWith('"') && local.endsWith('"')) local = local.slice(1, -1).replace(/\\(.)/g, "$1");
   local = local.toLowerCase();
   for (const [what, part] of [["local part", local], ["domain", domain]] as const) {

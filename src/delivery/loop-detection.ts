@@ -11,7 +11,7 @@
  * separator is all header, but a loop is decided long before).
  */
 import type { Readable } from "node:stream";
-import type { DeliveryOutcome } from "./outcome.ts";
+import type { DeliveryOutcome } from "../queue/ports.ts";
 
 /** Postfix's hopcount_limit. RFC 5321 §6.3 asks for at least 100 before giving up; 50 is the practical default. */
 export const DEFAULT_MAX_RECEIVED = 50;

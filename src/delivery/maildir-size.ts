@@ -3,7 +3,7 @@
  * names (Dovecot's convention), cached per directory while it is unchanged.
  */
 import { join } from "node:path";
-import type { MaildirFs } from "./maildir.ts";
+import type { MaildirFs } from "./maildir-fs.ts";
 
 interface DirSizeCache {
   readonly mtimeMs: number;

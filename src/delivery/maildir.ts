@@ -24,76 +24,17 @@
  * quota can never fit and is 5.2.3 whatever the configuration.
  */
 import { GroupSync } from "../spool/group-sync.ts";
-import { chmod, chown, open, mkdir, rename, unlink, readdir, stat } from "node:fs/promises";
 import { hostname as osHostname } from "node:os";
 import { randomBytes } from "node:crypto";
 import { dirname, join } from "node:path";
 import type { Readable } from "node:stream";
-import type { DeliveryOutcome } from "./outcome.ts";
+import type { DeliveryOutcome } from "../queue/ports.ts";
 import { CrlfToLf, countLf } from "./crlf-to-lf.ts";
 import { maildirSize } from "./maildir-size.ts";
+import { nodeMaildirFs, type MaildirFile, type MaildirFs } from "./maildir-fs.ts";
 
-/** The file-system calls a Maildir delivery makes; injectable so tests can fail any of them. */
-export interface MaildirFs {
-  /** mkdir -p with this mode; resolves to the first directory created, or undefined if all existed. */
-  mkdirp(path: string, mode: number): Promise<string | undefined>;
-  /** Create a new file exclusively (O_CREAT | O_EXCL | O_WRONLY), mode 0600. */
-  createExclusive(path: string): Promise<MaildirFile>;
-  rename(from: string, to: string): Promise<void>;
-  unlink(path: string): Promise<void>;
-  readdir(path: string): Promise<string[]>;
-  stat(path: string): Promise<{ size: number; mtimeMs: number }>;
-  /** fsync a directory so the entries created or renamed in it are durable. */
-  syncDir(path: string): Promise<void>;
-  /** chown(2); -1 leaves that id unchanged. */
-  chown(path: string, uid: number, gid: number): Promise<void>;
-  /** chmod(2), for modes the umask would otherwise cut. */
-  chmod(path: string, mode: number): Promise<void>;
-}
+export type { MaildirFs };
 
-export interface MaildirFile {
-  /** Write all of `data` (looping over short writes). */
-  write(data: Buffer): Promise<void>;
-  sync(): Promise<void>;
-  close(): Promise<void>;
-}
-
-export const nodeMaildirFs: MaildirFs = {
-  async mkdirp(path, mode) {
-    return mkdir(path, { recursive: true, mode });
-  },
-  async createExclusive(path) {
-    const h = await open(path, "wx", 0o600);
-    return {
-      async write(data) {
-        let off = 0;
-        while (off < data.length) {
-          const { bytesWritten } = await h.write(data, off, data.length - off);
-          off += bytesWritten;
-        }
-      },
-      sync: () => h.sync(),
-      close: () => h.close(),
-    };
-  },
-  rename: (from, to) => rename(from, to),
-  unlink: (path) => unlink(path),
-  readdir: (path) => readdir(path),
-  async stat(path) {
-    const s = await stat(path);
-    return { size: s.size, mtimeMs: s.mtimeMs };
-  },
-  async syncDir(path) {
-    const h = await open(path, "r");
-    try {
-      await h.sync();
-    } finally {
-      await h.close();
-    }
-  },
-  chown: (path, uid, gid) => chown(path, uid, gid),
-  chmod: (path, mode) => chmod(path, mode),
-};
 
 /**
  * Who owns what a delivery creates (`delivery.owner`), e.g. Dovecot's mail

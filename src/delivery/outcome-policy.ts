@@ -21,7 +21,7 @@
 import type { Reply } from "../smtp/reply.ts";
 import { replyText } from "../smtp/reply-parser.ts";
 import { SmtpClientError, networkStatus, type RecipientResult } from "../client/smtp-connection.ts";
-import type { DeliveryOutcome, SuccessReport } from "./outcome.ts";
+import type { DeliveryOutcome, SuccessReport } from "../queue/ports.ts";
 
 /** Whom the outcomes name: `where` in diagnostics ("mx.b.test[192.0.2.1]"), `remoteMta` as a DSN's Remote-MTA. */
 export interface Peer {
@@ -121,4 +121,9 @@ export function endedReusedSession(err: unknown): boolean {
   if (!(err instanceof SmtpClientError) || err.decided) return false;
   if (err.kind === "reply") return err.reply?.code === 421 && (err.phase === "MAIL" || err.phase === "RSET" || err.phase === "idle");
   return err.kind === "connect" && (err.phase === "MAIL" || err.phase === "RSET" || err.phase === "idle");
+}
+
+/** The same outcome for every recipient (a problem before any of them could be tried). */
+export function sameOutcome(recipients: readonly string[], outcome: DeliveryOutcome): Map<string, DeliveryOutcome> {
+  return new Map(recipients.map((r) => [r, outcome]));
 }

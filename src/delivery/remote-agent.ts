@@ -1,12 +1,11 @@
 import { isIP } from "node:net";
 import type { Logger } from "pino";
-import type { DeliveryAgent, DeliveryOutcome, DeliveryOutcomes, DeliveryRequest } from "./outcome.ts";
-import { sameOutcome } from "./outcome.ts";
-import { domainOf } from "./router.ts";
+import type { DeliveryAgent, DeliveryOutcome, DeliveryOutcomes, DeliveryRequest } from "../queue/ports.ts";
+import { domainOf } from "../mail/address.ts";
 import type { Resolver } from "../dns/resolver.ts";
 import { SmtpConnection, type ConnectOptions, type TlsMode } from "../client/smtp-connection.ts";
 import { ConnectionCache, type CacheTimer } from "../client/connection-cache.ts";
-import { deferred, failed, trouble } from "./outcome-policy.ts";
+import { deferred, failed, sameOutcome, trouble } from "./outcome-policy.ts";
 import { needsSmtpUtf8, transfer, type Preflight, type TransferTarget } from "./transfer.ts";
 
 /**

@@ -1,5 +1,5 @@
-import type { DeliveryAgent } from "./outcome.ts";
-import type { Transport } from "../queue/queue-state.ts";
+import type { DeliveryAgent, Router, Transport } from "../queue/ports.ts";
+import { domainOf } from "../mail/address.ts";
 
 /**
  * Which agent carries mail to an address, and which destination it counts
@@ -7,16 +7,6 @@ import type { Transport } from "../queue/queue-state.ts";
  * per-domain LMTP server), everything else to the remote agent.
  */
 
-export interface Route {
-  readonly transport: Transport;
-  /** Concurrency and batching key: the domain (or LMTP server) mail goes to. */
-  readonly destination: string;
-  readonly agent: DeliveryAgent;
-}
-
-export interface Router {
-  route(address: string, kind: "mailbox" | "forward"): Route;
-}
 
 export interface ConfiguredRoute {
   /** Recipient domains, or "*" for all mail that is not local (a smarthost). */
@@ -34,11 +24,6 @@ export interface RouterSettings {
   readonly remote: DeliveryAgent;
   /** The transport map, first match wins; "*" applies only to non-local mail. */
   readonly routes?: readonly ConfiguredRoute[];
-}
-
-export function domainOf(address: string): string {
-  const at = address.lastIndexOf("@");
-  return at === -1 ? "" : address.slice(at + 1).toLowerCase();
 }
 
 export function createRouter(s: RouterSettings): Router {

@@ -16,7 +16,7 @@
  */
 import type { ConnectionCache } from "../client/connection-cache.ts";
 import { SmtpClientError, type MailParams, type SmtpConnection, type TransactionRecipient } from "../client/smtp-connection.ts";
-import type { DeliveryOutcome, DeliveryRequest, SuccessReport } from "./outcome.ts";
+import type { DeliveryOutcome, DeliveryRequest, SuccessReport } from "../queue/ports.ts";
 import { hasNonAscii } from "./dsn-fields.ts";
 import { endedReusedSession, messageOutcome, recipientOutcome, trouble, type Peer, type Trouble } from "./outcome-policy.ts";
 

@@ -6,8 +6,24 @@
 import type { MxAnswer } from "dns-packet";
 import type { LookupResult } from "./lookup.ts";
 import { normalizeName, type NormalizedName } from "./names.ts";
-import type { MxHost, MxResult } from "./resolver.ts";
 import type { HostAddresses } from "./addresses.ts";
+
+export interface MxHost {
+  readonly exchange: string;
+  readonly preference: number;
+  /** IPv6 first then IPv4, unless `addressOrder: "ipv4-first"`. */
+  readonly addresses: readonly string[];
+}
+
+export type MxResult =
+  /** Sorted by preference, equal preferences shuffled; implicit when there was no MX and the domain's own A/AAAA were used (RFC 5321 §5.1). */
+  | { kind: "hosts"; hosts: MxHost[]; implicit: boolean }
+  /** RFC 7505 "0 .": the domain accepts no mail (5.1.10). */
+  | { kind: "null-mx" }
+  /** NXDOMAIN, no MX and no A/AAAA, or MX hosts that all do not exist. */
+  | { kind: "permanent"; reason: string }
+  /** SERVFAIL, REFUSED, timeout, network error, CNAME loop: retry later. */
+  | { kind: "temporary"; reason: string };
 
 /** At most this many exchanges (the most preferred) are resolved to addresses. */
 export const MAX_EXCHANGES = 32;

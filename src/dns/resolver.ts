@@ -6,27 +6,13 @@
  */
 import { lookupHostAddresses, type AddressOrder, type HostAddresses } from "./addresses.ts";
 import { RecordLookup, type LookupStats } from "./lookup.ts";
-import { resolveMxHosts } from "./mx.ts";
+import { resolveMxHosts, type MxHost, type MxResult } from "./mx.ts";
+
+export type { MxHost, MxResult };
 import { normalizeName, parseServerAddress } from "./names.ts";
 import { SystemNameservers, type NameserverReport } from "./resolv-conf.ts";
 import type { TxtAnswer } from "dns-packet";
 
-export interface MxHost {
-  readonly exchange: string;
-  readonly preference: number;
-  /** IPv6 first then IPv4, unless `addressOrder: "ipv4-first"`. */
-  readonly addresses: readonly string[];
-}
-
-export type MxResult =
-  /** Sorted by preference, equal preferences shuffled; implicit when there was no MX and the domain's own A/AAAA were used (RFC 5321 §5.1). */
-  | { kind: "hosts"; hosts: MxHost[]; implicit: boolean }
-  /** RFC 7505 "0 .": the domain accepts no mail (5.1.10). */
-  | { kind: "null-mx" }
-  /** NXDOMAIN, no MX and no A/AAAA, or MX hosts that all do not exist. */
-  | { kind: "permanent"; reason: string }
-  /** SERVFAIL, REFUSED, timeout, network error, CNAME loop: retry later. */
-  | { kind: "temporary"; reason: string };
 
 export type AddressResult = { kind: "addresses"; addresses: string[] } | { kind: "permanent" | "temporary"; reason: string };
 

@@ -1,5 +1,5 @@
 import { reply, type Reply } from "../smtp/reply.ts";
-import type { Mailbox } from "../smtp/envelope.ts";
+import type { Mailbox } from "../mail/envelope.ts";
 import { formatMailbox } from "../smtp/address.ts";
 import type { RecipientResolution } from "../accounts/account-store.ts";
 
@@ -8,8 +8,6 @@ import type { RecipientResolution } from "../accounts/account-store.ts";
  * recipient or a sender. Petrel is never an open relay: mail for a domain
  * that is not ours is accepted only from an authenticated client.
  */
-
-export type ListenerRole = "mx" | "submission" | "submissions";
 
 /**
  * RFC 5321 §4.1.1.3: "<Postmaster>" without a domain means this host's

@@ -1,8 +1,6 @@
-import type { Envelope } from "../smtp/envelope.ts";
+import type { Envelope } from "../mail/envelope.ts";
 import type { RecipientState } from "./queue-state.ts";
-import type { RecipientResolution } from "../accounts/account-store.ts";
-
-export type { RecipientResolution };
+import type { RecipientKind, RecipientResolver } from "./ports.ts";
 
 /**
  * Turning an envelope into delivery work: each envelope recipient is
@@ -15,13 +13,11 @@ export type { RecipientResolution };
  * with 5.4.6 here instead of going round once more.
  */
 
-export type RecipientResolver = (address: string) => Promise<RecipientResolution>;
-
 export async function fanOut(envelope: Envelope, resolve: RecipientResolver, now: number, maxReceived?: number): Promise<RecipientState[]> {
   const looping = maxReceived !== undefined && envelope.hopCount !== undefined && envelope.hopCount >= maxReceived;
   const out: RecipientState[] = [];
   const seen = new Set<string>();
-  const add = (address: string, original: string, kind: "mailbox" | "forward"): RecipientState | null => {
+  const add = (address: string, original: string, kind: RecipientKind): RecipientState | null => {
     const key = address.toLowerCase();
     if (seen.has(key)) return null;
     seen.add(key);

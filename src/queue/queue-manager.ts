@@ -1,13 +1,12 @@
 import type { Logger } from "pino";
 import type { Spool, QueueId } from "../spool/spool.ts";
-import type { Envelope } from "../smtp/envelope.ts";
-import type { DeliveryOutcome, DeliveryOutcomes } from "../delivery/outcome.ts";
-import type { Route, Router } from "../delivery/router.ts";
-import type { Clock } from "./clock.ts";
+import type { Envelope } from "../mail/envelope.ts";
+import type { DeliveryOutcome, DeliveryOutcomes, DsnRecipient, DsnSender, RecipientResolver, Route, Router } from "./ports.ts";
+import type { Clock } from "../mail/clock.ts";
 import { retryDelay } from "./backoff.ts";
 import { MinHeap } from "./min-heap.ts";
 import { HISTORY_LIMIT, isFinal, QueueStateStore, type MessageState, type RecipientState } from "./queue-state.ts";
-import { fanOut, type RecipientResolver } from "./fan-out.ts";
+import { fanOut } from "./fan-out.ts";
 
 /**
  * The queue manager (Postfix's qmgr inside Petrel): takes each spooled
@@ -35,21 +34,6 @@ export interface QueueSettings {
   /** Recipients handed to an agent in one delivery (Postfix default_destination_recipient_limit: 50). */
   readonly recipientsPerDelivery: number;
 }
-
-/** What a DSN needs to say about one recipient (see delivery/bounce.ts). */
-export interface DsnRecipient {
-  readonly address: string;
-  readonly orcpt?: string;
-  readonly action: "failed" | "delayed" | "delivered" | "relayed" | "expanded";
-  readonly status: string;
-  readonly diagnostic?: string;
-  readonly remoteMta?: string;
-  readonly lastAttempt?: Date;
-  readonly willRetryUntil?: Date;
-}
-
-/** Sends a DSN for a message (composes it and puts it in the queue); returns the new queue id, if any. */
-export type DsnSender = (id: QueueId, envelope: Envelope, arrival: Date, recipients: readonly DsnRecipient[]) => Promise<QueueId | null>;
 
 export interface QueueManagerDeps {
   readonly spool: Spool;

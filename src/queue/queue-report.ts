@@ -1,3 +1,4 @@
+import { domainOf } from "../mail/address.ts";
 import type { QueueListItem } from "./queue-manager.ts";
 
 /**
@@ -46,7 +47,7 @@ export function summarize(items: readonly QueueListItem[], now: number): Summary
     if (col === -1) col = AGE_BUCKETS.length;
     for (const r of item.recipients) {
       if (r.status === "delivered" || r.status === "bounced") continue;
-      const domain = r.address.slice(r.address.lastIndexOf("@") + 1).toLowerCase();
+      const domain = domainOf(r.address);
       let row = rows.get(domain);
       if (!row) rows.set(domain, (row = { domain, total: 0, buckets: new Array(AGE_BUCKETS.length + 1).fill(0) }));
       (row as { total: number }).total++;

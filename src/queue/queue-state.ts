@@ -2,6 +2,7 @@ import { mkdir, open, readdir, readFile, rename, unlink } from "node:fs/promises
 import { join } from "node:path";
 import { isQueueId } from "../spool/queue-id.ts";
 import type { QueueId } from "../spool/spool.ts";
+import type { RecipientKind } from "./ports.ts";
 
 /**
  * The delivery state of each queued message, per recipient, kept beside the
@@ -16,7 +17,6 @@ import type { QueueId } from "../spool/spool.ts";
  */
 
 export type RecipientStatus = "queued" | "delivering" | "deferred" | "delivered" | "bounced";
-export type Transport = "local" | "lmtp" | "remote";
 
 export interface AttemptRecord {
   readonly at: number;
@@ -31,7 +31,7 @@ export interface RecipientState {
   /** The envelope recipient it came from (Final-Recipient in a DSN). */
   readonly original: string;
   /** A local mailbox, or an address elsewhere (relayed or forwarded by an alias). */
-  readonly kind: "mailbox" | "forward";
+  readonly kind: RecipientKind;
   status: RecipientStatus;
   attempts: number;
   /** When it is due next (ms since epoch). */

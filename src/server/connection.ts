@@ -1,3 +1,4 @@
+import type { ListenerRole } from "../mail/envelope.ts";
 import type * as net from "node:net";
 import * as tls from "node:tls";
 import type { Logger } from "pino";
@@ -16,7 +17,7 @@ import type { TlsContextProvider } from "./tls-contexts.ts";
  */
 
 export interface ConnectionSettings {
-  readonly role: "mx" | "submission" | "submissions";
+  readonly role: ListenerRole;
   readonly listenerTls?: { readonly cert: string; readonly key: string };
   /** Expect a PROXY header from this peer (listener has proxyProtocol and the peer is trusted). */
   readonly expectProxyHeader: boolean;

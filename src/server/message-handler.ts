@@ -1,12 +1,13 @@
 import type { Logger } from "pino";
 import { reply, type Reply } from "../smtp/reply.ts";
-import type { Envelope, Mailbox } from "../smtp/envelope.ts";
+import type { Envelope, Mailbox } from "../mail/envelope.ts";
 import type { MailParameters, RcptParameters } from "../smtp/mail-parameters.ts";
 import { formatMailbox } from "../smtp/address.ts";
 import { HeaderSection } from "../smtp/header-section.ts";
 import { messageId, protocolKeyword, receivedHeader, rfc5322Date } from "../smtp/trace-headers.ts";
 import type { MessageSink, SessionEvent, SessionHandler, SessionState, Transaction } from "../smtp/session-handler.ts";
-import { recipientDecision, resolvePostmaster, senderDecision, type ListenerRole } from "../policy/relay.ts";
+import { recipientDecision, resolvePostmaster, senderDecision } from "../policy/relay.ts";
+import type { ListenerRole } from "../mail/envelope.ts";
 import type { Spool, SpoolWriter } from "../spool/spool.ts";
 import { SpoolError } from "../spool/spool.ts";
 import type { Accounts } from "../accounts/account-store.ts";

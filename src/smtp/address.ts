@@ -34,7 +34,7 @@
  *
  * Pure: no I/O.
  */
-import type { Mailbox } from "./envelope.ts";
+import type { Mailbox } from "../mail/envelope.ts";
 
 export type PathResult =
   | { ok: true; mailbox: Mailbox | null /* null = <> */; rest: string /* text after '>', e.g. " SIZE=100" */ }

@@ -1,6 +1,7 @@
 import { reply } from "./reply.ts";
 import * as R from "./replies.ts";
 import { afterKeyword } from "./command-line.ts";
+import { isAscii } from "../mail/address.ts";
 import { parsePath } from "./address.ts";
 import { parseMailParameters, parseRcptParameters } from "./mail-parameters.ts";
 import { mailParameterSupport, rcptParameterSupport } from "./extensions.ts";
@@ -75,7 +76,3 @@ export const RCPT: CommandAction = {
   },
 };
 
-function isAscii(s: string): boolean {
-  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
-  return true;
-}

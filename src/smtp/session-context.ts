@@ -1,5 +1,5 @@
 import type { Reply } from "./reply.ts";
-import type { Mailbox } from "./envelope.ts";
+import type { Mailbox } from "../mail/envelope.ts";
 import type { MailParameters } from "./mail-parameters.ts";
 import * as R from "./replies.ts";
 import type {

@@ -5,7 +5,7 @@
  * directory fsync).
  */
 import { crc32 } from "node:zlib";
-import type { Envelope } from "../smtp/envelope.ts";
+import type { Envelope } from "../mail/envelope.ts";
 import { encodeTrailer, writeAll, type SpoolFileHandle, type SpoolFs } from "./spool-file.ts";
 import { SpoolError, type QueueId, type SpoolWriter } from "./spool.ts";
 

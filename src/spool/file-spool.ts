@@ -35,7 +35,7 @@
  */
 import { join } from "node:path";
 import { Readable } from "node:stream";
-import type { Envelope } from "../smtp/envelope.ts";
+import type { Envelope } from "../mail/envelope.ts";
 import { FileSpoolWriter, toSpoolError, type WriterHost } from "./file-spool-writer.ts";
 import { checkedBodyStream } from "./checked-body.ts";
 import { GroupSync } from "./group-sync.ts";

@@ -44,7 +44,7 @@
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { checkedBodyStream } from "./checked-body.ts";
-import type { Envelope } from "../smtp/envelope.ts";
+import type { Envelope } from "../mail/envelope.ts";
 import { toSpoolError } from "./file-spool-writer.ts";
 import { GroupSync } from "./group-sync.ts";
 import { addDependency, recoverJournal, type IndexEntry } from "./journal-recovery.ts";

@@ -7,7 +7,7 @@
  */
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
-import type { Envelope } from "../smtp/envelope.ts";
+import type { Envelope } from "../mail/envelope.ts";
 import { toSpoolError } from "./file-spool-writer.ts";
 import { encodeEnvelope, type JournalFileHandle, type JournalFs } from "./journal-record.ts";
 import { writeAll } from "./spool-file.ts";

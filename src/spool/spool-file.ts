@@ -22,7 +22,7 @@
  */
 import { crc32 } from "node:zlib";
 import * as fsp from "node:fs/promises";
-import type { Envelope } from "../smtp/envelope.ts";
+import type { Envelope } from "../mail/envelope.ts";
 import { SpoolError } from "./spool.ts";
 
 export const FOOTER_SIZE = 32;

@@ -1,5 +1,5 @@
 import type { Readable } from "node:stream";
-import type { Envelope } from "../smtp/envelope.ts";
+import type { Envelope } from "../mail/envelope.ts";
 
 /**
  * A queue id: unique, URL- and filename-safe, roughly time-ordered, and the

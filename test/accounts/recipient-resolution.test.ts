@@ -7,9 +7,9 @@ import {
   ownsAddress,
   resolveRecipient,
   resolveRecipientDetailed,
-  splitAddress,
   subaddressBase,
 } from "../../src/accounts/recipient-resolution.ts";
+import { splitAddress } from "../../src/mail/address.ts";
 import type { AccountSnapshot } from "../../src/accounts/recipient-resolution.ts";
 
 function snap(opts: { domains: string[]; users?: string[]; aliases?: Record<string, string[]> }): AccountSnapshot {

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import type * as net from "node:net";
 import { ConnectionCache } from "../../src/client/connection-cache.ts";
 import { SmtpConnection } from "../../src/client/smtp-connection.ts";
-import { ManualClock } from "../../src/queue/clock.ts";
+import { ManualClock } from "../../src/mail/clock.ts";
 import { startFake, type FakeOptions, type FakeSmtp } from "./fake-smtp.ts";
 import { until } from "../support/until.ts";
 

@@ -1,10 +1,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Readable } from "node:stream";
-import { composeDsn, dsnRecipients, chooseBoundary, type DsnInput, type FailedRecipient } from "../../src/delivery/bounce.ts";
+import { composeDsn, dsnRecipients, chooseBoundary, type DsnInput } from "../../src/delivery/bounce.ts";
+import type { DsnRecipient } from "../../src/queue/ports.ts";
 import { foldField } from "../../src/delivery/dsn-fields.ts";
 import { readOriginal } from "../../src/delivery/dsn-original.ts";
-import type { Envelope, Recipient } from "../../src/smtp/envelope.ts";
+import type { Envelope, Recipient } from "../../src/mail/envelope.ts";
 
 // ---------------------------------------------------------------------------
 // A small, strict MIME reader for checking what composeDsn produces.
@@ -117,7 +118,7 @@ function envelope(over: Partial<Envelope> & { recipients?: readonly Recipient[] 
 
 const ORIGINAL = "From: Alice <alice@example.com>\r\nTo: bob@example.net\r\nSubject: lunch\r\nMessage-ID: <m1@example.com>\r\n\r\nShall we have lunch?\r\n";
 
-const FAILED_BOB: FailedRecipient = {
+const FAILED_BOB: DsnRecipient = {
   address: "bob@example.net",
   action: "failed",
   status: "5.1.1",
@@ -198,8 +199,8 @@ test("dsnRecipients: NOTIFY rules and the null sender", () => {
       { address: "all@x.example", notify: ["SUCCESS", "FAILURE", "DELAY"], orcpt: "rfc822;list@x.example" },
     ],
   });
-  const c = (address: string, action: FailedRecipient["action"]): FailedRecipient => ({ address, action, status: "5.0.0" });
-  const pick = (cands: FailedRecipient[]) => dsnRecipients(env, cands).map((r) => `${r.address}:${r.action}`);
+  const c = (address: string, action: DsnRecipient["action"]): DsnRecipient => ({ address, action, status: "5.0.0" });
+  const pick = (cands: DsnRecipient[]) => dsnRecipients(env, cands).map((r) => `${r.address}:${r.action}`);
   assert.deepEqual(pick([c("never@x.example", "failed"), c("never@x.example", "delayed"), c("never@x.example", "delivered")]), []);
   assert.deepEqual(pick([c("default@x.example", "failed"), c("default@x.example", "delayed"), c("default@x.example", "delivered")]),
     ["default@x.example:failed", "default@x.example:delayed"]);

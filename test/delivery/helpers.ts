@@ -3,8 +3,8 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import assert from "node:assert/strict";
-import type { Envelope } from "../../src/smtp/envelope.ts";
-import type { DeliveryAgent, DeliveryOutcome, DeliveryRequest } from "../../src/delivery/outcome.ts";
+import type { Envelope } from "../../src/mail/envelope.ts";
+import type { DeliveryAgent, DeliveryOutcome, DeliveryRequest } from "../../src/queue/ports.ts";
 
 export function envelope(mailFrom: string, recipients: string[], extra: Partial<Envelope> = {}): Envelope {
   return {

@@ -7,7 +7,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { LmtpAgent } from "../../src/delivery/lmtp-agent.ts";
-import { ManualClock } from "../../src/queue/clock.ts";
+import { ManualClock } from "../../src/mail/clock.ts";
 import { startFakeLmtp, type FakeLmtpScript } from "./fake-lmtp.ts";
 import { deliverAll, request } from "./helpers.ts";
 import { until } from "../support/until.ts";

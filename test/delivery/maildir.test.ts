@@ -3,10 +3,8 @@ import assert from "node:assert/strict";
 import { readdir, readFile, stat, writeFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
-import {
-  deliverToMaildir, nodeMaildirFs, sanitizeHostname, uniqueName,
-  type MaildirFs, type MaildirFile,
-} from "../../src/delivery/maildir.ts";
+import { deliverToMaildir, sanitizeHostname, uniqueName } from "../../src/delivery/maildir.ts";
+import { nodeMaildirFs, type MaildirFs, type MaildirFile } from "../../src/delivery/maildir-fs.ts";
 import { CrlfToLf } from "../../src/delivery/crlf-to-lf.ts";
 import { maildirSize } from "../../src/delivery/maildir-size.ts";
 import { chunked, lf, tempDir } from "./helpers.ts";

@@ -14,7 +14,7 @@ import { startPetrel, type TestPetrel } from "../e2e/petrel.ts";
 import { createResolver } from "../../src/dns/resolver.ts";
 import { RemoteAgent } from "../../src/delivery/remote-agent.ts";
 import { SmtpConnection, type ConnectOptions } from "../../src/client/smtp-connection.ts";
-import type { DeliveryRequest } from "../../src/delivery/outcome.ts";
+import type { DeliveryRequest } from "../../src/queue/ports.ts";
 import { startFake } from "../client/fake-smtp.ts";
 import { deliverAll } from "./helpers.ts";
 import { until } from "../support/until.ts";

@@ -6,8 +6,8 @@ import { startDnsServer, type TestDnsServer } from "../support/dns-server.ts";
 import { createResolver } from "../../src/dns/resolver.ts";
 import { RemoteAgent } from "../../src/delivery/remote-agent.ts";
 import { SmtpConnection, type ConnectOptions } from "../../src/client/smtp-connection.ts";
-import type { DeliveryRequest } from "../../src/delivery/outcome.ts";
-import type { Envelope } from "../../src/smtp/envelope.ts";
+import type { DeliveryRequest } from "../../src/queue/ports.ts";
+import type { Envelope } from "../../src/mail/envelope.ts";
 import { deliverAll } from "./helpers.ts";
 
 /** The remote agent against a real Petrel as the MX, found through a real DNS server on loopback. */

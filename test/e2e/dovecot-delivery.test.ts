@@ -9,8 +9,8 @@ import { Readable } from "node:stream";
 import { LocalAgent } from "../../src/delivery/local-agent.ts";
 import { LmtpAgent } from "../../src/delivery/lmtp-agent.ts";
 import { deliverAll } from "../delivery/helpers.ts";
-import type { DeliveryRequest } from "../../src/delivery/outcome.ts";
-import type { Envelope } from "../../src/smtp/envelope.ts";
+import type { DeliveryRequest } from "../../src/queue/ports.ts";
+import type { Envelope } from "../../src/mail/envelope.ts";
 import { imapFetchAll, startDovecot, type Dovecot } from "./dovecot.ts";
 
 let dovecot: Dovecot;

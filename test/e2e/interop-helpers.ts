@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import * as net from "node:net";
 import * as tls from "node:tls";
 import { fileURLToPath } from "node:url";
-import type { Envelope } from "../../src/smtp/envelope.ts";
+import type { Envelope } from "../../src/mail/envelope.ts";
 import type { TestPetrel } from "./petrel.ts";
 import { requirePeer } from "../support/peers.ts";
 

@@ -5,13 +5,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino from "pino";
 import { FileSpool } from "../../src/spool/file-spool.ts";
-import type { Envelope } from "../../src/smtp/envelope.ts";
-import type { DeliveryAgent, DeliveryOutcome, DeliveryOutcomes, DeliveryRequest } from "../../src/delivery/outcome.ts";
+import type { Envelope } from "../../src/mail/envelope.ts";
+import type { DeliveryAgent, DeliveryOutcome, DeliveryOutcomes, DeliveryRequest, DsnRecipient } from "../../src/queue/ports.ts";
 import { createRouter } from "../../src/delivery/router.ts";
-import { ManualClock } from "../../src/queue/clock.ts";
-import { QueueManager, type DsnRecipient, type QueueSettings } from "../../src/queue/queue-manager.ts";
+import { ManualClock } from "../../src/mail/clock.ts";
+import { QueueManager, type QueueSettings } from "../../src/queue/queue-manager.ts";
 import { QueueStateStore } from "../../src/queue/queue-state.ts";
-import type { RecipientResolution } from "../../src/queue/fan-out.ts";
+import type { RecipientResolution } from "../../src/accounts/account-store.ts";
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;

@@ -6,7 +6,7 @@
  */
 import { Session, type SessionLimits, type SessionOptions } from "../../src/smtp/session.ts";
 import { reply, type Reply } from "../../src/smtp/reply.ts";
-import type { Mailbox } from "../../src/smtp/envelope.ts";
+import type { Mailbox } from "../../src/mail/envelope.ts";
 import type { MailParameters, RcptParameters } from "../../src/smtp/mail-parameters.ts";
 import type {
   MessageSink, SessionEvent, SessionHandler, SessionState, SessionTransport, Transaction,

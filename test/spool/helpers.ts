@@ -3,7 +3,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
-import type { Envelope } from "../../src/smtp/envelope.ts";
+import type { Envelope } from "../../src/mail/envelope.ts";
 
 /** A fresh temporary directory, removed by the returned cleanup. */
 export async function tempDir(): Promise<{ dir: string; cleanup: () => Promise<void> }> {

@@ -13,6 +13,15 @@ export interface Mailbox {
   readonly domain: string;
 }
 
+/**
+ * What a listener is for: "mx" takes mail for local domains from anyone
+ * (port 25), "submission" takes mail from authenticated users after STARTTLS
+ * (port 587, RFC 6409), "submissions" the same over implicit TLS (port 465,
+ * RFC 8314).
+ */
+export const LISTENER_ROLES = ["mx", "submission", "submissions"] as const;
+export type ListenerRole = (typeof LISTENER_ROLES)[number];
+
 /** RFC 3461 §4.1 NOTIFY values. */
 export type DsnNotify = "NEVER" | "SUCCESS" | "FAILURE" | "DELAY";
 
@@ -71,5 +80,5 @@ export interface ClientInfo {
   /** The SASL authorization identity, when the client authenticated. */
   readonly authUser?: string;
   /** The listener role the message came in on. */
-  readonly role: "mx" | "submission" | "submissions" | "local";
+  readonly role: ListenerRole | "local";
 }

@@ -1,5 +1,22 @@
 import type { Readable } from "node:stream";
-import type { Envelope } from "../smtp/envelope.ts";
+import type { Envelope } from "../mail/envelope.ts";
+import type { QueueId } from "../spool/spool.ts";
+import type { RecipientResolution } from "../accounts/account-store.ts";
+
+/**
+ * The contract between the queue manager and everything it drives: the
+ * agents that carry mail (delivery/), the router that picks one per
+ * recipient, the resolver that expands recipients, and the sender of DSNs.
+ * The queue owns these types; delivery/ implements them and mta.ts wires
+ * them, so the queue never imports an agent and no agent reaches back into
+ * the queue's state.
+ */
+
+/** What carries mail to a recipient: Maildir, an LMTP server, or SMTP to another MTA. */
+export type Transport = "local" | "lmtp" | "remote";
+
+/** A local mailbox, or an address elsewhere (relayed, or forwarded by an alias). */
+export type RecipientKind = "mailbox" | "forward";
 
 /**
  * Who reports a recipient's success to a sender who asked for it (RFC 3461
@@ -40,7 +57,7 @@ export type DeliveryOutcomes = ReadonlyMap<string, DeliveryOutcome>;
 
 /** One message to carry to some of its recipients. */
 export interface DeliveryRequest {
-  readonly queueId: string;
+  readonly queueId: QueueId;
   readonly envelope: Envelope;
   /** The addresses this request is for (already resolved: a local mailbox or an external address). */
   readonly recipients: readonly string[];
@@ -59,7 +76,41 @@ export interface DeliveryAgent {
   deliver(request: DeliveryRequest): Promise<DeliveryOutcomes>;
 }
 
-/** The same outcome for every recipient (a problem before any of them could be tried). */
-export function sameOutcome(recipients: readonly string[], outcome: DeliveryOutcome): Map<string, DeliveryOutcome> {
-  return new Map(recipients.map((r) => [r, outcome]));
+/** Which agent carries mail to an address, and the destination it counts against for concurrency. */
+export interface Route {
+  readonly transport: Transport;
+  /** Concurrency and batching key: the domain (or LMTP server) mail goes to. */
+  readonly destination: string;
+  readonly agent: DeliveryAgent;
 }
+
+export interface Router {
+  route(address: string, kind: RecipientKind): Route;
+}
+
+/** Where mail for an envelope recipient goes (aliases, catch-all, sub-addressing), asked of the account store. */
+export type RecipientResolver = (address: string) => Promise<RecipientResolution>;
+
+/** RFC 3464 §2.3.3 Action values. */
+export type DsnAction = "failed" | "delayed" | "delivered" | "relayed" | "expanded";
+
+/** What a DSN says about one recipient (RFC 3464 §2.3). */
+export interface DsnRecipient {
+  /** The recipient as in the envelope (→ Final-Recipient). */
+  readonly address: string;
+  /** "type;address" as kept in the envelope from ORCPT (→ Original-Recipient). */
+  readonly orcpt?: string;
+  readonly action: DsnAction;
+  /** RFC 3463 enhanced code, e.g. "5.1.1". */
+  readonly status: string;
+  /** The remote reply ("550 5.1.1 <bob@x>: no such user") or a local reason (→ Diagnostic-Code). */
+  readonly diagnostic?: string;
+  /** Host name of the server that answered (→ Remote-MTA: dns; host). */
+  readonly remoteMta?: string;
+  readonly lastAttempt?: Date;
+  /** For delay warnings (→ Will-Retry-Until). */
+  readonly willRetryUntil?: Date;
+}
+
+/** Sends a DSN for a message (composes it and puts it in the queue); returns the new queue id, if any. */
+export type DsnSender = (id: QueueId, envelope: Envelope, arrival: Date, recipients: readonly DsnRecipient[]) => Promise<QueueId | null>;
