@@ -133,7 +133,7 @@ export async function buildQueue(config: Config, options: Pick<MtaOptions, "log"
     state: new QueueStateStore(join(config.dataDir, "queue-state")),
     resolve: (address) => accounts.resolveRecipient(address),
     router: createRouter({ local, remote, routes }),
-    sendDsn: createDsnSender({ spool, hostname: config.hostname, now: () => new Date(clock.now()) }),
+    sendDsn: createDsnSender({ spool, hostname: config.hostname, clock }),
     clock,
     log: log.child({ component: "queue" }),
     settings: config.queue,

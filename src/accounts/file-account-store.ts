@@ -15,6 +15,7 @@
  * processes notice a change by the file's identity (inode, size, mtime, ctime), checked at most once
  * per `reloadInterval`. The file's format and atomic replacement are in accounts-file.ts.
  */
+import { systemClock, type Now } from "../mail/clock.ts";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { normalizeDomain, normalizeMailbox, splitAddress } from "../mail/address.ts";
@@ -58,7 +59,7 @@ export interface FileAccountStoreOptions {
   /** Give up waiting for the lock after this many ms. Default 10 000. */
   readonly lockTimeout?: number;
   /** Clock (ms since epoch), for createdAt and the reload interval. */
-  readonly now?: () => number;
+  readonly clock?: Now;
   /** Called when a changed accounts.json cannot be read; the last good snapshot stays in use. */
   readonly onReloadError?: (err: Error) => void;
 }
@@ -123,7 +124,7 @@ export class FileAccountStore implements AccountStore {
   readonly #postmaster: string | undefined;
   readonly #reloadInterval: number;
   readonly #lockTimeout: number;
-  readonly #now: () => number;
+  readonly #clock: Now;
   readonly #onReloadError: (err: Error) => void;
   #state: State | null = null;
   #signature = "";
@@ -141,7 +142,7 @@ export class FileAccountStore implements AccountStore {
     this.#postmaster = options.postmaster;
     this.#reloadInterval = options.reloadInterval ?? 1000;
     this.#lockTimeout = options.lockTimeout ?? 10_000;
-    this.#now = options.now ?? Date.now;
+    this.#clock = options.clock ?? systemClock;
     this.#onReloadError = options.onReloadError ?? (() => undefined);
   }
 
@@ -155,7 +156,7 @@ export class FileAccountStore implements AccountStore {
 
   /** The current merged view; re-reads accounts.json when it changed (checked at most every reloadInterval). */
   #current(): State {
-    const now = this.#now();
+    const now = this.#clock.now();
     if (this.#state !== null && now - this.#checkedAt < this.#reloadInterval) return this.#state;
     this.#checkedAt = now;
     let seen = "";
@@ -216,7 +217,7 @@ export class FileAccountStore implements AccountStore {
         await writeAccountsFile(this.file, data);
         this.#state = this.#build(data);
         this.#signature = accountsFileSignature(this.file);
-        this.#checkedAt = this.#now();
+        this.#checkedAt = this.#clock.now();
       } finally {
         await release();
       }
@@ -359,7 +360,7 @@ export class FileAccountStore implements AccountStore {
     const scram = scramVerifier(password, SCRAM_ITERATIONS);
     await this.#mutate((data, state) => {
       this.#checkNewUser(state, address, domain);
-      const user: StoredUser = { address, password: hash, scram, createdAt: this.#now() };
+      const user: StoredUser = { address, password: hash, scram, createdAt: this.#clock.now() };
       if (opts.quota !== undefined) user.quota = opts.quota;
       data.users.push(user);
       data.users.sort((a, b) => (a.address < b.address ? -1 : 1));

@@ -19,7 +19,7 @@ import { basename } from "node:path";
 import { parseArgs } from "node:util";
 import { send } from "../client/send.ts";
 import { explain } from "../client/explain.ts";
-import { replyText } from "../smtp/reply-parser.ts";
+import { replyText } from "../smtp/reply.ts";
 
 export interface SendIo {
   readonly stdin: NodeJS.ReadableStream & { isTTY?: boolean; setRawMode?: (raw: boolean) => unknown };

@@ -13,8 +13,8 @@
  */
 import type * as net from "node:net";
 import * as tls from "node:tls";
-import type { Reply } from "../smtp/reply.ts";
-import { ReplyParser, ReplyParseError, replyText } from "../smtp/reply-parser.ts";
+import { replyText, type Reply } from "../smtp/reply.ts";
+import { ReplyParser, ReplyParseError } from "../smtp/reply-parser.ts";
 import { peerName, type ConnectOptions, type TlsInfo } from "./connect-options.ts";
 import { SmtpClientError } from "./smtp-error.ts";
 import { NETWORK_ERRNOS, errnoOf, seconds, tlsInfo, tlsOptions } from "./transport.ts";

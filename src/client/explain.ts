@@ -3,8 +3,7 @@
  * cause and what to do about it — always quoting the server's own reply when
  * there was one. Used by `petrel send`; pure.
  */
-import { replyText } from "../smtp/reply-parser.ts";
-import type { Reply } from "../smtp/reply.ts";
+import { replyText, type Reply } from "../smtp/reply.ts";
 import { SmtpClientError } from "./smtp-error.ts";
 
 const CERT_UNKNOWN = new Set([

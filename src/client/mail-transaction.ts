@@ -10,6 +10,7 @@
  * is local, so the round trip is cheap, and a transaction whose recipients
  * were all refused ends without a DATA exchange.
  */
+import type { MailParameters, Recipient } from "../mail/envelope.ts";
 import type { Reply } from "../smtp/reply.ts";
 import { DotStuffer } from "../smtp/dot-stuffing.ts";
 import { encodeXtext } from "../smtp/xtext.ts";
@@ -18,24 +19,14 @@ import type { Channel } from "./channel.ts";
 import type { MailProtocol, Timeouts } from "./connect-options.ts";
 import { SmtpClientError } from "./smtp-error.ts";
 
-export interface MailParams {
-  size?: number;
-  body?: "8BITMIME" | "7BIT";
-  smtputf8?: boolean;
-  ret?: "FULL" | "HDRS";
-  envid?: string;
-  requireTls?: boolean;
-}
+/** MAIL FROM parameters to send, each only where the server offers its extension (AUTH= is never sent). */
+export type MailParams = Partial<Omit<MailParameters, "auth">>;
 
-export interface TransactionRecipient {
-  address: string;
-  /** RFC 3461 NOTIFY, passed on when the server offers DSN. */
-  notify?: readonly string[];
-  /** RFC 3461 ORCPT as "addr-type;address" (not yet xtext-encoded). */
-  orcpt?: string;
-}
+/** A recipient to send; NOTIFY and ORCPT ("addr-type;address", not yet xtext-encoded) go only to a server offering DSN. */
+export type TransactionRecipient = Recipient;
 
-export interface Transaction {
+/** A mail transaction as the client runs it (RFC 5321 §3.3): MAIL, RCPT for each recipient, DATA. */
+export interface OutgoingTransaction {
   /** "" for the null reverse-path <>. */
   mailFrom: string;
   mailParams?: MailParams;
@@ -88,7 +79,7 @@ export function checkLine(s: string, what: string): string {
  * the end of data had come); refused recipients and a refused message are
  * returned, not thrown.
  */
-export async function runTransaction(s: TransactionSession, tx: Transaction): Promise<TransactionResult> {
+export async function runTransaction(s: TransactionSession, tx: OutgoingTransaction): Promise<TransactionResult> {
   if (tx.recipients.length === 0) throw new SmtpClientError("protocol", "RCPT", "a transaction needs at least one recipient");
   const { channel, capabilities: caps, timeouts: t } = s;
   const lmtp = s.protocol === "lmtp";
@@ -192,7 +183,7 @@ async function abortData(s: TransactionSession): Promise<void> {
   await s.channel.read("DATA", s.timeouts.dataTerm);
 }
 
-function mailCommand(caps: Capabilities, tx: Transaction): string {
+function mailCommand(caps: Capabilities, tx: OutgoingTransaction): string {
   const p = tx.mailParams ?? {};
   const params: string[] = [];
   if (caps.size !== undefined) {
@@ -223,7 +214,7 @@ function rcptCommand(caps: Capabilities, r: TransactionRecipient): string {
   return checkLine(["RCPT TO:<" + r.address + ">", ...params].join(" "), "RCPT");
 }
 
-async function sendContent(channel: Channel, message: Transaction["message"], blockMs: number): Promise<void> {
+async function sendContent(channel: Channel, message: OutgoingTransaction["message"], blockMs: number): Promise<void> {
   const stuffer = new DotStuffer();
   // One write per input chunk (its stuffed pieces joined): few packets, and back-pressure per chunk.
   const block = (chunk: Buffer) => {

@@ -20,14 +20,14 @@ import { authenticate } from "./sasl-client.ts";
 import { NO_CAPABILITIES, parseCapabilities, type Capabilities } from "./capabilities.ts";
 import { Channel } from "./channel.ts";
 import { DEFAULT_TIMEOUTS, peerName, type ConnectOptions, type MailProtocol, type Timeouts, type TlsInfo } from "./connect-options.ts";
-import { checkLine, runTransaction, type Transaction, type TransactionResult } from "./mail-transaction.ts";
+import { checkLine, runTransaction, type OutgoingTransaction, type TransactionResult } from "./mail-transaction.ts";
 import { SmtpClientError } from "./smtp-error.ts";
 import { openSocket } from "./transport.ts";
 
 export { SmtpClientError, networkStatus, type SmtpClientErrorKind } from "./smtp-error.ts";
 export type { Capabilities } from "./capabilities.ts";
 export { DEFAULT_TIMEOUTS, type ConnectOptions, type MailProtocol, type Timeouts, type TlsInfo, type TlsMode } from "./connect-options.ts";
-export type { MailParams, RecipientResult, Transaction, TransactionRecipient, TransactionResult } from "./mail-transaction.ts";
+export type { MailParams, RecipientResult, OutgoingTransaction, TransactionRecipient, TransactionResult } from "./mail-transaction.ts";
 
 export class SmtpConnection {
   readonly #opts: ConnectOptions;
@@ -157,7 +157,7 @@ export class SmtpConnection {
    * and on connection errors and timeouts; refused recipients and a refused
    * message are returned, not thrown.
    */
-  async send(tx: Transaction): Promise<TransactionResult> {
+  async send(tx: OutgoingTransaction): Promise<TransactionResult> {
     if (!this.usable) throw this.#channel.failure ?? new SmtpClientError("protocol", "MAIL", "the connection is no longer usable");
     if (this.#transactionOpen) await this.rset();
     this.#transactions++;

@@ -12,8 +12,7 @@
  * - "reply": the server refused with `reply` (greeting, EHLO, MAIL, a 421, …).
  * - "auth": authentication failed (`reply`, e.g. 535) or was impossible.
  */
-import type { Reply } from "../smtp/reply.ts";
-import { replyText } from "../smtp/reply-parser.ts";
+import { replyText, type Reply } from "../smtp/reply.ts";
 
 export type SmtpClientErrorKind = "connect" | "timeout" | "tls" | "protocol" | "reply" | "auth";
 

@@ -1,3 +1,4 @@
+import type { Now } from "../mail/clock.ts";
 import type { Spool, QueueId } from "../spool/spool.ts";
 import type { Envelope } from "../mail/envelope.ts";
 import type { DsnRecipient, DsnSender } from "../queue/ports.ts";
@@ -9,9 +10,9 @@ import { composeDsn } from "./bounce.ts";
  * null sender, so it is delivered like any other mail — and, being from
  * <>, never bounced itself (a double bounce is logged and dropped).
  */
-export function createDsnSender(deps: { spool: Spool; hostname: string; now: () => Date }): DsnSender {
+export function createDsnSender(deps: { spool: Spool; hostname: string; clock: Now }): DsnSender {
   return async (id: QueueId, envelope: Envelope, arrival: Date, recipients: readonly DsnRecipient[]): Promise<QueueId | null> => {
-    const now = deps.now();
+    const now = new Date(deps.clock.now());
     const dsn = await composeDsn({
       queueId: id,
       envelope,

@@ -18,8 +18,7 @@
  * - The queued message could not be read: 4.3.0, the conversation
  *   abandoned without the final dot.
  */
-import type { Reply } from "../smtp/reply.ts";
-import { replyText } from "../smtp/reply-parser.ts";
+import { replyText, type Reply } from "../smtp/reply.ts";
 import { SmtpClientError, networkStatus, type RecipientResult } from "../client/smtp-connection.ts";
 import type { DeliveryOutcome, SuccessReport } from "../queue/ports.ts";
 

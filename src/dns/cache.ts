@@ -1,17 +1,16 @@
+import type { Now } from "../mail/clock.ts";
+
 /**
  * A bounded cache whose entries expire: least recently used entries are evicted when it is full,
  * and an entry past its expiry time (by the injected clock) is never returned.
  */
-export interface CacheClock {
-  now(): number;
-}
 
 export class ExpiringLruCache<V> {
   private readonly entries = new Map<string, { value: V; expiresAt: number }>();
   private readonly capacity: number;
-  private readonly clock: CacheClock;
+  private readonly clock: Now;
 
-  constructor(capacity: number, clock: CacheClock) {
+  constructor(capacity: number, clock: Now) {
     this.capacity = Math.max(0, Math.floor(capacity));
     this.clock = clock;
   }

@@ -22,7 +22,8 @@
  * - Errors are values: nothing here throws to the caller; the unexpected becomes "temporary".
  */
 import type { Answer, DecodedPacket, RecordType, SoaAnswer, StringAnswer } from "dns-packet";
-import { ExpiringLruCache, type CacheClock } from "./cache.ts";
+import { ExpiringLruCache } from "./cache.ts";
+import type { Now } from "../mail/clock.ts";
 import { formatServerAddress, wireName, type NormalizedName, type ServerAddress } from "./names.ts";
 import { exchange, RCODE, type DnsQuestion, type ExchangeOutcome } from "./transport.ts";
 
@@ -44,7 +45,7 @@ export interface LookupOptions {
   readonly tries: number;
   readonly cacheSize: number;
   readonly failureTtlMs: number;
-  readonly clock: CacheClock;
+  readonly clock: Now;
 }
 
 export interface LookupStats {

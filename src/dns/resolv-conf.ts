@@ -9,6 +9,7 @@
  * (inode, size, mtime, ctime) at most every `checkIntervalMs` and re-reads it
  * when that changed; `reload()` re-reads it at once (SIGHUP).
  */
+import { systemClock, type Now } from "../mail/clock.ts";
 import { readFileSync, statSync } from "node:fs";
 import { isIP } from "node:net";
 import { parseServerAddress, type ServerAddress } from "./names.ts";
@@ -38,7 +39,7 @@ export interface SystemNameserversOptions {
   readonly path?: string;
   /** Look at the file at most this often (default 5 s; 0: at every lookup). */
   readonly checkIntervalMs?: number;
-  readonly clock?: { now(): number };
+  readonly clock?: Now;
 }
 
 export interface NameserverReport {
@@ -52,7 +53,7 @@ export interface NameserverReport {
 export class SystemNameservers {
   private readonly path: string;
   private readonly checkIntervalMs: number;
-  private readonly clock: { now(): number };
+  private readonly clock: Now;
   private identity = "";
   private checkedAt = -Infinity;
   private texts: string[] = [];
@@ -62,7 +63,7 @@ export class SystemNameservers {
   constructor(options: SystemNameserversOptions = {}) {
     this.path = options.path ?? RESOLV_CONF;
     this.checkIntervalMs = options.checkIntervalMs ?? 5000;
-    this.clock = options.clock ?? { now: () => Date.now() };
+    this.clock = options.clock ?? systemClock;
     this.reload();
   }
 

@@ -4,6 +4,7 @@
  * with a cache. Answers are values: "hosts", "null-mx", "permanent" (the DNS says no: bounce)
  * or "temporary" (the DNS could not say: retry later).
  */
+import { systemClock, type Now } from "../mail/clock.ts";
 import { lookupHostAddresses, type AddressOrder, type HostAddresses } from "./addresses.ts";
 import { RecordLookup, type LookupStats } from "./lookup.ts";
 import { resolveMxHosts, type MxHost, type MxResult } from "./mx.ts";
@@ -41,7 +42,7 @@ export interface ResolverOptions {
   cacheSize?: number;
   /** How long a temporary failure is remembered, ms (default 30000; 0 = not at all). */
   failureTtl?: number;
-  clock?: { now(): number };
+  clock?: Now;
   /** For shuffling equal MX preferences; [0, 1). */
   random?: () => number;
   /** Ask for AAAA too (default true). */
@@ -74,7 +75,7 @@ export function createResolver(options: ResolverOptions = {}): ClosableResolver 
     tries: Math.max(1, options.tries ?? 2),
     cacheSize: options.cacheSize ?? 10_000,
     failureTtlMs: options.failureTtl ?? 30_000,
-    clock: options.clock ?? { now: () => Date.now() },
+    clock: options.clock ?? systemClock,
   });
   const random = options.random ?? Math.random;
   const addressOptions = { ipv6: options.ipv6 ?? true, order: options.addressOrder ?? "ipv6-first" } as const;

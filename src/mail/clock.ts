@@ -1,6 +1,7 @@
 /**
- * Time for the queue, injected so retry logic is tested without sleeping:
- * tests drive a manual clock, production uses the system one.
+ * Time, injected wherever Petrel reads it, so retry logic, caches and
+ * expiries are tested without sleeping: tests drive a manual clock,
+ * production uses the system one. Milliseconds since the epoch throughout.
  */
 export interface Clock {
   now(): number;
@@ -8,6 +9,9 @@ export interface Clock {
   schedule(fn: () => void, ms: number): unknown;
   cancel(handle: unknown): void;
 }
+
+/** What a component that only reads the time needs of a clock. */
+export type Now = Pick<Clock, "now">;
 
 export const systemClock: Clock = {
   now: () => Date.now(),

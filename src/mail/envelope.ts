@@ -25,13 +25,38 @@ export type ListenerRole = (typeof LISTENER_ROLES)[number];
 /** RFC 3461 §4.1 NOTIFY values. */
 export type DsnNotify = "NEVER" | "SUCCESS" | "FAILURE" | "DELAY";
 
-export interface Recipient {
+/** RFC 6152 BODY. */
+export type BodyType = "7BIT" | "8BITMIME";
+/** RFC 3461 §4.3 RET: the whole message or only its headers in a DSN. */
+export type DsnReturn = "FULL" | "HDRS";
+
+/** The MAIL FROM parameters Petrel speaks, as one transaction carries them (server and client alike). */
+export interface MailParameters {
+  /** RFC 1870 SIZE the sender declared. */
+  readonly size?: number;
+  readonly body?: BodyType;
+  /** RFC 6531 SMTPUTF8. */
+  readonly smtputf8: boolean;
+  readonly ret?: DsnReturn;
+  /** RFC 3461 ENVID, xtext-decoded. */
+  readonly envid?: string;
+  /** RFC 4954 §5 AUTH=, xtext-decoded; "<>" kept as is. */
+  readonly auth?: string;
+  /** RFC 8689 REQUIRETLS. */
+  readonly requireTls: boolean;
+}
+
+/** The RCPT TO parameters Petrel speaks (RFC 3461 §4). */
+export interface RcptParameters {
+  /** NOTIFY; absent means the default (FAILURE, DELAY at the MTA's discretion). */
+  readonly notify?: readonly DsnNotify[];
+  /** ORCPT, kept as "addr-type;xtext-decoded-address" (addr-type lower-cased). */
+  readonly orcpt?: string;
+}
+
+export interface Recipient extends RcptParameters {
   /** The forward-path as an address string "local@domain" (local part re-quoted when needed). */
   readonly address: string;
-  /** RFC 3461 NOTIFY; absent means the default (FAILURE, DELAY at the MTA's discretion). */
-  readonly notify?: readonly DsnNotify[];
-  /** RFC 3461 ORCPT, kept as "addr-type;xtext-decoded-address". */
-  readonly orcpt?: string;
 }
 
 export interface Envelope {
@@ -43,11 +68,11 @@ export interface Envelope {
   /** RFC 1870 SIZE the client declared, if any. */
   readonly declaredSize?: number;
   /** RFC 6152 BODY=8BITMIME / 7BIT. */
-  readonly body?: "7BIT" | "8BITMIME";
+  readonly body?: BodyType;
   /** RFC 6531: the transaction used SMTPUTF8. */
   readonly smtputf8: boolean;
   /** RFC 3461 RET. */
-  readonly ret?: "FULL" | "HDRS";
+  readonly ret?: DsnReturn;
   /** RFC 3461 ENVID (xtext-decoded). */
   readonly envid?: string;
   /** RFC 8689 REQUIRETLS: the outbound side must only relay over verified TLS. */

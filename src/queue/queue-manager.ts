@@ -85,7 +85,7 @@ export interface QueueListItem {
 }
 
 export class QueueManager {
-  private readonly d: QueueManagerDeps;
+  private readonly deps: QueueManagerDeps;
   private readonly random: () => number;
   private readonly messages = new Map<QueueId, Entry>();
   private readonly inFlight = new Map<string, number>();
@@ -112,7 +112,7 @@ export class QueueManager {
   private readonly routes = new WeakMap<RecipientState, Route>();
 
   constructor(deps: QueueManagerDeps) {
-    this.d = deps;
+    this.deps = deps;
     this.random = deps.random ?? Math.random;
   }
 
@@ -122,22 +122,22 @@ export class QueueManager {
    * the queue can be listed and changed without delivering anything.
    */
   async start(options: { deliver?: boolean } = {}): Promise<void> {
-    await this.d.state.open();
-    const ids = await this.d.spool.list();
+    await this.deps.state.open();
+    const ids = await this.deps.spool.list();
     for (const id of ids) await this.load(id);
     // States whose message is gone (removed while we were down) are stale.
     const live = new Set(ids);
-    for (const id of await this.d.state.ids()) if (!live.has(id)) await this.d.state.remove(id);
+    for (const id of await this.deps.state.ids()) if (!live.has(id)) await this.deps.state.remove(id);
     this.started = options.deliver ?? true;
-    if (this.started) this.d.log.info({ messages: this.messages.size }, "queue started");
-    const now = this.d.clock.now();
+    if (this.started) this.deps.log.info({ messages: this.messages.size }, "queue started");
+    const now = this.deps.clock.now();
     for (const e of this.messages.values()) this.schedule(e, now);
     this.dispatch();
   }
 
   /** A message was just committed to the spool. */
   enqueue(id: QueueId): void {
-    this.background(this.load(id).then(() => this.dispatch(), (err) => this.d.log.error({ queueId: id, err }, "could not queue message")));
+    this.background(this.load(id).then(() => this.dispatch(), (err) => this.deps.log.error({ queueId: id, err }, "could not queue message")));
   }
 
   private background(p: Promise<void>): void {
@@ -148,7 +148,7 @@ export class QueueManager {
   /** Stop starting deliveries; wait for those in flight. */
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.timer !== null) this.d.clock.cancel(this.timer);
+    if (this.timer !== null) this.deps.clock.cancel(this.timer);
     this.timer = null;
     await Promise.all(this.pendingEnqueues);
     await Promise.all(this.running);
@@ -189,7 +189,7 @@ export class QueueManager {
   async retry(id: QueueId | "all"): Promise<RetryResult | null> {
     const entries = id === "all" ? [...this.messages.values()] : [this.messages.get(id)].filter((e) => e !== undefined);
     if (id !== "all" && entries.length === 0) return null;
-    const now = this.d.clock.now();
+    const now = this.deps.clock.now();
     const held: QueueId[] = [];
     let scheduled = 0;
     for (const e of entries) {
@@ -216,7 +216,7 @@ export class QueueManager {
   async release(id: QueueId): Promise<boolean> {
     const ok = await this.setHeld(id, false);
     const e = this.messages.get(id);
-    if (e) this.schedule(e, this.d.clock.now());
+    if (e) this.schedule(e, this.deps.clock.now());
     this.dispatch();
     return ok;
   }
@@ -227,9 +227,9 @@ export class QueueManager {
     if (!e) return false;
     this.messages.delete(id);
     await e.saving;
-    await this.d.spool.remove(id);
-    await this.d.state.remove(id);
-    this.d.log.info({ queueId: id }, "deleted by administrator");
+    await this.deps.spool.remove(id);
+    await this.deps.state.remove(id);
+    this.deps.log.info({ queueId: id }, "deleted by administrator");
     return true;
   }
 
@@ -237,15 +237,15 @@ export class QueueManager {
 
   private async load(id: QueueId): Promise<void> {
     if (this.messages.has(id)) return;
-    const envelope = await this.d.spool.readEnvelope(id);
-    let state = await this.d.state.load(id);
+    const envelope = await this.deps.spool.readEnvelope(id);
+    let state = await this.deps.state.load(id);
     if (!state) {
-      const now = this.d.clock.now();
-      const recipients = await fanOut(envelope, this.d.resolve, now, this.d.maxReceived);
+      const now = this.deps.clock.now();
+      const recipients = await fanOut(envelope, this.deps.resolve, now, this.deps.maxReceived);
       state = { id, arrival: envelope.receivedAt || now, held: false, recipients };
       this.messages.set(id, { state, envelope, saving: Promise.resolve() });
       const entry = this.messages.get(id)!;
-      this.d.log.info({ queueId: id, recipients: recipients.map((r) => r.address) }, "queued");
+      this.deps.log.info({ queueId: id, recipients: recipients.map((r) => r.address) }, "queued");
       // Nothing has happened yet that the envelope cannot tell again after a
       // restart, so no state file until something does (a bounce, a deferral).
       const unknown = recipients.filter((r) => r.status === "bounced");
@@ -254,18 +254,18 @@ export class QueueManager {
         await this.dsn(entry, unknown.map((r) => this.dsnRecipient(entry, r, "failed", r.lastError?.enhanced ?? "5.1.1", r.lastError?.diagnostic)));
       }
       await this.finishIfDone(entry);
-      if (this.started) this.schedule(entry, this.d.clock.now());
+      if (this.started) this.schedule(entry, this.deps.clock.now());
       return;
     }
     const entry: Entry = { state, envelope, saving: Promise.resolve() };
     this.messages.set(id, entry);
-    if (this.started) this.schedule(entry, this.d.clock.now());
+    if (this.started) this.schedule(entry, this.deps.clock.now());
   }
 
   private save(e: Entry): Promise<void> {
     const snapshot = structuredClone(e.state);
-    e.saving = e.saving.then(() => this.d.state.save(snapshot)).catch((err) => {
-      this.d.log.error({ queueId: e.state.id, err }, "could not save queue state");
+    e.saving = e.saving.then(() => this.deps.state.save(snapshot)).catch((err) => {
+      this.deps.log.error({ queueId: e.state.id, err }, "could not save queue state");
     });
     return e.saving;
   }
@@ -275,7 +275,7 @@ export class QueueManager {
     if (!e) return false;
     e.state.held = held;
     await this.save(e);
-    this.d.log.info({ queueId: id }, held ? "held" : "released");
+    this.deps.log.info({ queueId: id }, held ? "held" : "released");
     return true;
   }
 
@@ -310,20 +310,20 @@ export class QueueManager {
 
   private routeOf(r: RecipientState): Route {
     let route = this.routes.get(r);
-    if (!route) this.routes.set(r, (route = this.d.router.route(r.address, r.kind)));
+    if (!route) this.routes.set(r, (route = this.deps.router.route(r.address, r.kind)));
     return route;
   }
 
   /** Start as many due deliveries as the limits allow, fairly; then arm the timer. Cost: O(deliveries started). */
   private dispatch(): void {
     if (!this.started || this.stopped) return;
-    const now = this.d.clock.now();
+    const now = this.deps.clock.now();
     for (let top = this.later.peek(); top && top.at <= now; top = this.later.peek()) {
       this.later.pop();
       const e = this.messages.get(top.id);
       if (e) this.schedule(e, now);
     }
-    const s = this.d.settings;
+    const s = this.deps.settings;
     let blocked = 0;
     while (this.active < s.concurrency && this.destinations.length > 0 && blocked < this.destinations.length) {
       const k = this.rr % this.destinations.length;
@@ -363,11 +363,11 @@ export class QueueManager {
     if (this.stopped) return;
     const next = this.later.peek()?.at;
     if (next === undefined) return;
-    const now = this.d.clock.now();
+    const now = this.deps.clock.now();
     if (this.timer !== null && this.timerAt <= next) return;
-    if (this.timer !== null) this.d.clock.cancel(this.timer);
+    if (this.timer !== null) this.deps.clock.cancel(this.timer);
     this.timerAt = next;
-    this.timer = this.d.clock.schedule(() => {
+    this.timer = this.deps.clock.schedule(() => {
       this.timer = null;
       this.timerAt = Infinity;
       this.dispatch();
@@ -388,10 +388,10 @@ export class QueueManager {
           envelope: job.msg.envelope,
           recipients: job.recipients.map((r) => r.address),
           originalRecipients: new Map(job.recipients.map((r) => [r.address, r.original])),
-          body: () => this.d.spool.readBody(id),
+          body: () => this.deps.spool.readBody(id),
         });
       } catch (err) {
-        this.d.log.error({ queueId: id, err }, "delivery agent failed");
+        this.deps.log.error({ queueId: id, err }, "delivery agent failed");
         outcomes = new Map(job.recipients.map((r) => [r.address, { status: "deferred" as const, enhanced: "4.3.0", diagnostic: `internal error: ${String(err)}` }]));
       }
       await this.applyOutcomes(job, outcomes);
@@ -410,7 +410,7 @@ export class QueueManager {
 
   private async applyOutcomes(job: Job, outcomes: DeliveryOutcomes): Promise<void> {
     const e = job.msg;
-    const now = this.d.clock.now();
+    const now = this.deps.clock.now();
     const failed: DsnRecipient[] = [];
     const succeeded: DsnRecipient[] = [];
     for (const r of job.recipients) {
@@ -421,20 +421,20 @@ export class QueueManager {
       const log = { queueId: e.state.id, to: r.address, orig: r.original !== r.address ? r.original : undefined, transport: job.route.transport, attempts: r.attempts };
       if (o.status === "delivered") {
         r.status = "delivered";
-        this.d.log.info({ ...log, status: "delivered", detail: o.detail, remoteMta: o.remoteMta, dsn: o.dsn }, "delivered");
+        this.deps.log.info({ ...log, status: "delivered", detail: o.detail, remoteMta: o.remoteMta, dsn: o.dsn }, "delivered");
         // RFC 3461: who reports a success is the agent's finding (delivery/outcome.ts); "passed" means the next hop does.
         if (o.dsn !== "passed") succeeded.push(this.dsnRecipient(e, r, o.dsn === "final" ? "delivered" : "relayed", "2.0.0", o.detail, o.remoteMta));
       } else if (o.status === "failed") {
         r.status = "bounced";
         r.lastError = { enhanced: o.enhanced, diagnostic: o.diagnostic, at: now, ...(o.remoteMta ? { remoteMta: o.remoteMta } : {}) };
-        this.d.log.info({ ...log, status: "bounced", enhanced: o.enhanced, diagnostic: o.diagnostic }, "bounced");
+        this.deps.log.info({ ...log, status: "bounced", enhanced: o.enhanced, diagnostic: o.diagnostic }, "bounced");
         failed.push(this.dsnRecipient(e, r, "failed", o.enhanced, o.diagnostic, o.remoteMta));
       } else {
         r.lastError = { enhanced: o.enhanced, diagnostic: o.diagnostic, at: now, ...(o.remoteMta ? { remoteMta: o.remoteMta } : {}) };
         r.status = "deferred";
         // Never wait past the expiry: the message is looked at (and bounced) then.
-        r.nextAttempt = Math.min(now + retryDelay(r.attempts, this.d.settings, this.random), Math.max(now, e.state.arrival + this.lifetime(e)));
-        this.d.log.info({ ...log, status: "deferred", enhanced: o.enhanced, diagnostic: o.diagnostic, retryAt: new Date(r.nextAttempt).toISOString() }, "deferred");
+        r.nextAttempt = Math.min(now + retryDelay(r.attempts, this.deps.settings, this.random), Math.max(now, e.state.arrival + this.lifetime(e)));
+        this.deps.log.info({ ...log, status: "deferred", enhanced: o.enhanced, diagnostic: o.diagnostic, retryAt: new Date(r.nextAttempt).toISOString() }, "deferred");
       }
     }
     // A message now complete is removed (state file included) below; saving
@@ -446,7 +446,7 @@ export class QueueManager {
     if (succeeded.length > 0) await this.dsn(e, succeeded);
     await this.delayWarnings(e, now);
     await this.finishIfDone(e);
-    this.schedule(e, this.d.clock.now());
+    this.schedule(e, this.deps.clock.now());
   }
 
   /**
@@ -461,7 +461,7 @@ export class QueueManager {
     const failed = expired.map((r) => {
       r.status = "bounced";
       const last = r.lastError?.diagnostic ?? "no delivery attempt succeeded";
-      this.d.log.info({ queueId: e.state.id, to: r.address, status: "expired" }, "bounced");
+      this.deps.log.info({ queueId: e.state.id, to: r.address, status: "expired" }, "bounced");
       return this.dsnRecipient(e, r, "failed", "4.4.7", `message expired in the queue; last error: ${last}`, r.lastError?.remoteMta);
     });
     this.background(this.save(e).then(() => this.dsn(e, failed)).then(() => this.finishIfDone(e)));
@@ -469,17 +469,17 @@ export class QueueManager {
   }
 
   private lifetime(e: Entry): number {
-    return e.envelope.mailFrom === "" ? this.d.settings.bounceLifetime : this.d.settings.lifetime;
+    return e.envelope.mailFrom === "" ? this.deps.settings.bounceLifetime : this.deps.settings.lifetime;
   }
 
   private async delayWarnings(e: Entry, now: number): Promise<void> {
-    const after = this.d.settings.delayWarning;
+    const after = this.deps.settings.delayWarning;
     if (after <= 0 || now - e.state.arrival < after) return;
     const due = e.state.recipients.filter((r) => r.status === "deferred" && !r.delayWarned);
     if (due.length === 0) return;
     for (const r of due) r.delayWarned = true;
     await this.save(e);
-    const until = new Date(e.state.arrival + this.d.settings.lifetime);
+    const until = new Date(e.state.arrival + this.deps.settings.lifetime);
     await this.dsn(e, due.map((r) => ({
       ...this.dsnRecipient(e, r, "delayed", r.lastError?.enhanced ?? "4.0.0", r.lastError?.diagnostic, r.lastError?.remoteMta),
       willRetryUntil: until,
@@ -495,26 +495,26 @@ export class QueueManager {
       status,
       ...(diagnostic ? { diagnostic } : {}),
       ...(remoteMta ? { remoteMta } : {}),
-      lastAttempt: new Date(this.d.clock.now()),
+      lastAttempt: new Date(this.deps.clock.now()),
     };
   }
 
   private async dsn(e: Entry, all: DsnRecipient[]): Promise<void> {
     if (e.envelope.mailFrom === "" && all.some((r) => r.action === "failed")) {
       // RFC 5321 §4.5.5 / §6.1: a bounce that cannot be delivered is never bounced again.
-      this.d.log.warn({ queueId: e.state.id, to: all.map((r) => r.address) }, "undeliverable bounce discarded (double bounce)");
+      this.deps.log.warn({ queueId: e.state.id, to: all.map((r) => r.address) }, "undeliverable bounce discarded (double bounce)");
     }
     const recipients = all.filter((r) => wantsDsn(e.envelope, r));
     if (recipients.length === 0) return;
     try {
-      const id = await this.d.sendDsn(e.state.id, e.envelope, new Date(e.state.arrival), recipients);
+      const id = await this.deps.sendDsn(e.state.id, e.envelope, new Date(e.state.arrival), recipients);
       if (id) {
-        this.d.log.info({ queueId: e.state.id, dsn: id, action: recipients[0].action }, "sender notified");
+        this.deps.log.info({ queueId: e.state.id, dsn: id, action: recipients[0].action }, "sender notified");
         this.enqueue(id);
       }
     } catch (err) {
       // Not fatal: the recipients' states are final either way; the log has it.
-      this.d.log.error({ queueId: e.state.id, err }, "could not create DSN");
+      this.deps.log.error({ queueId: e.state.id, err }, "could not create DSN");
     }
   }
 
@@ -523,9 +523,9 @@ export class QueueManager {
     if (this.messages.get(e.state.id) !== e) return;
     this.messages.delete(e.state.id);
     await e.saving;
-    await this.d.spool.remove(e.state.id);
-    await this.d.state.remove(e.state.id);
-    this.d.log.info({ queueId: e.state.id }, "removed");
+    await this.deps.spool.remove(e.state.id);
+    await this.deps.state.remove(e.state.id);
+    this.deps.log.info({ queueId: e.state.id }, "removed");
   }
 }
 

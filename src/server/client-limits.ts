@@ -1,3 +1,5 @@
+import { systemClock, type Now } from "../mail/clock.ts";
+
 /**
  * Limits per client IP that outlive one connection: how many connections it
  * holds (Postfix smtpd_client_connection_count_limit, default 50 here) and
@@ -10,14 +12,14 @@ export interface ClientLimitsOptions {
   readonly connectionsPerClient: number;
   readonly authFailuresPerClient: number;
   readonly authBanTime: number;
-  readonly now?: () => number;
+  readonly clock?: Now;
 }
 
 export type AdmitResult = "ok" | "server-full" | "client-full" | "banned";
 
 export class ClientLimits {
   private readonly opts: ClientLimitsOptions;
-  private readonly now: () => number;
+  private readonly clock: Now;
   private total = 0;
   private readonly perClient = new Map<string, number>();
   /** IP → failures within the current window, and when the window (or ban) started. */
@@ -25,7 +27,7 @@ export class ClientLimits {
 
   constructor(opts: ClientLimitsOptions) {
     this.opts = opts;
-    this.now = opts.now ?? Date.now;
+    this.clock = opts.clock ?? systemClock;
   }
 
   get connections(): number {
@@ -53,7 +55,7 @@ export class ClientLimits {
 
   /** Record a failed AUTH; true when the client is now banned. */
   authFailed(ip: string): boolean {
-    const now = this.now();
+    const now = this.clock.now();
     let f = this.failures.get(ip);
     if (!f || now - f.since > this.opts.authBanTime) {
       f = { count: 0, since: now, bannedUntil: 0 };
@@ -70,7 +72,7 @@ export class ClientLimits {
   isBanned(ip: string): boolean {
     const f = this.failures.get(ip);
     if (!f) return false;
-    const now = this.now();
+    const now = this.clock.now();
     if (f.bannedUntil > now) return true;
     if (now - f.since > this.opts.authBanTime) this.failures.delete(ip);
     return false;

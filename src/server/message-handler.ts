@@ -1,3 +1,4 @@
+import type { Now } from "../mail/clock.ts";
 import type { Logger } from "pino";
 import { reply, type Reply } from "../smtp/reply.ts";
 import type { Envelope, Mailbox } from "../mail/envelope.ts";
@@ -36,7 +37,7 @@ export interface MessageHandlerContext {
   readonly senderMustMatchLogin: boolean;
   readonly log: Logger;
   readonly client: { readonly address: string; readonly port: number };
-  readonly now: () => Date;
+  readonly clock: Now;
   /** Told about each message once it is durably in the spool (the queue manager listens). */
   readonly onMessage?: (id: string) => void;
 }
@@ -94,7 +95,7 @@ export class MessageHandler implements SessionHandler {
       queueId: writer.id,
       tls: state.tls ?? undefined,
       recipient: recipients.length === 1 ? formatMailbox(recipients[0]) : undefined,
-      date: this.ctx.now(),
+      date: new Date(this.ctx.clock.now()),
     });
     const submission = this.ctx.role !== "mx";
     const header = new HeaderSection({
@@ -125,7 +126,7 @@ export class MessageHandler implements SessionHandler {
         ...(state.authUser ? { authUser: state.authUser } : {}),
         role: this.ctx.role,
       },
-      receivedAt: this.ctx.now().getTime(),
+      receivedAt: this.ctx.clock.now(),
       hopCount: hopCount(header),
     });
     return new SpoolSink(writer, header, Buffer.from(received, "utf8"), envelopeOf, this.ctx.maxReceived, this.ctx.log, this.ctx.onMessage);
@@ -175,7 +176,7 @@ export class MessageHandler implements SessionHandler {
   private submissionAdditions(fields: ReadonlyMap<string, number>, queueId: string): string {
     let extra = "";
     if (!fields.has("message-id")) extra += `Message-ID: ${messageId(queueId, this.ctx.hostname)}\r\n`;
-    if (!fields.has("date")) extra += `Date: ${rfc5322Date(this.ctx.now())}\r\n`;
+    if (!fields.has("date")) extra += `Date: ${rfc5322Date(new Date(this.ctx.clock.now()))}\r\n`;
     return extra;
   }
 }

@@ -1,3 +1,4 @@
+import { systemClock, type Now } from "../mail/clock.ts";
 import * as net from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
@@ -32,7 +33,7 @@ export interface SmtpServerOptions {
   readonly spool?: Spool;
   /** Logins and local recipients; defaults to the account store in <dataDir> merged with the config's users. */
   readonly accounts?: Accounts & RecipientDirectory;
-  readonly now?: () => Date;
+  readonly clock?: Now;
   /** Called with the queue id of each message once it is durably spooled. */
   readonly onMessage?: (id: string) => void;
   /** Delay past the soft error limit (Postfix smtpd_error_sleep_time, 1 s); tests pass 0. */
@@ -120,7 +121,7 @@ export class SmtpServer {
           maxReceived: c.delivery.maxReceived,
           authFailuresPerConnection: c.limits.authFailuresPerConnection,
           senderMustMatchLogin: c.submission.senderMustMatchLogin,
-          now: options.now ?? (() => new Date()),
+          clock: options.clock ?? systemClock,
           onMessage: options.onMessage,
         },
       };

@@ -27,9 +27,8 @@ export const MAIL: CommandAction = {
     if (!path.ok) return refuse(R.badAddress(path.reason));
     const parsed = parseMailParameters(path.rest, mailParameterSupport(ctx.extensionView));
     if (!parsed.ok) return refuse(reply(parsed.code, parsed.status, parsed.text));
-    const params = parsed.params;
     // RFC 4954 §5: AUTH= from an unauthenticated client is not trusted and counts as AUTH=<>.
-    if (params.auth !== undefined && ctx.authUser === null) params.auth = "<>";
+    const params = parsed.params.auth !== undefined && ctx.authUser === null ? { ...parsed.params, auth: "<>" } : parsed.params;
     if (path.mailbox !== null && !params.smtputf8 && !isAscii(path.mailbox.localPart + path.mailbox.domain)) {
       return refuse(R.needSmtputf8);
     }

@@ -28,25 +28,14 @@
  * Pure: no I/O.
  */
 import { decodeUtf8AddrXtext, decodeXtext } from "./xtext.ts";
+import type { MailParameters, RcptParameters } from "../mail/envelope.ts";
 
 export type ParamError = { ok: false; code: 501 | 504 | 552 | 555; status: string; text: string };
 
-export interface MailParameters {
-  size?: number;
-  body?: "7BIT" | "8BITMIME";
-  smtputf8: boolean;
-  ret?: "FULL" | "HDRS";
-  envid?: string;
-  /** Decoded xtext; "<>" kept as is. */
-  auth?: string;
-  requireTls: boolean;
-}
+export type { MailParameters, RcptParameters };
 
-export interface RcptParameters {
-  notify?: ("NEVER" | "SUCCESS" | "FAILURE" | "DELAY")[];
-  /** "rfc822;decoded-address" or "utf-8;decoded-address" (addr-type lower-cased). */
-  orcpt?: string;
-}
+/** The parameters while they are parsed one by one. */
+type Building<T> = { -readonly [K in keyof T]: T[K] };
 
 const MAX_ENVID = 100; // RFC 3461 §4.4
 const MAX_ORCPT = 500; // RFC 3461 §4.2
@@ -94,7 +83,7 @@ export function parseMailParameters(
 ): { ok: true; params: MailParameters } | ParamError {
   const split = splitParams(rest);
   if (!split.ok) return split;
-  const params: MailParameters = { smtputf8: false, requireTls: false };
+  const params: Building<MailParameters> = { smtputf8: false, requireTls: false };
   const seen = new Set<string>();
   for (const p of split.params) {
     const on =
@@ -179,7 +168,7 @@ export function parseRcptParameters(
 ): { ok: true; params: RcptParameters } | ParamError {
   const split = splitParams(rest);
   if (!split.ok) return split;
-  const params: RcptParameters = {};
+  const params: Building<RcptParameters> = {};
   const seen = new Set<string>();
   for (const p of split.params) {
     const on = (p.keyword === "NOTIFY" || p.keyword === "ORCPT") && enabled.dsn;

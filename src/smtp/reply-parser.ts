@@ -136,8 +136,3 @@ function makeReply(code: number, lines: string[]): Reply {
   return { code, status, lines: stripped };
 }
 
-/** The reply as one line of text for messages and logs: "550 5.1.1 no such user". */
-export function replyText(r: Reply): string {
-  const text = r.lines.filter((l) => l !== "").join(" ");
-  return [String(r.code), r.status, text].filter((p) => p !== undefined && p !== "").join(" ");
-}

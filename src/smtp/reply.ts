@@ -34,3 +34,9 @@ export function serializeReply(r: Reply): string {
   }
   return out;
 }
+
+/** The reply as one line of text for messages and logs: "550 5.1.1 no such user". */
+export function replyText(r: Reply): string {
+  const text = r.lines.filter((l) => l !== "").join(" ");
+  return [String(r.code), r.status, text].filter((p) => p !== undefined && p !== "").join(" ");
+}

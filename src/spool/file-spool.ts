@@ -33,15 +33,16 @@
  * message reaches the disk in a single writev at commit. Memory per message
  * stays bounded by that buffer whatever the message size.
  */
+import { systemClock, type Now } from "../mail/clock.ts";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import type { Envelope } from "../mail/envelope.ts";
-import { FileSpoolWriter, toSpoolError, type WriterHost } from "./file-spool-writer.ts";
+import { FileSpoolWriter, type WriterHost } from "./file-spool-writer.ts";
 import { checkedBodyStream } from "./checked-body.ts";
 import { GroupSync } from "./group-sync.ts";
 import { isQueueId, newQueueId } from "./queue-id.ts";
 import { nodeFs, readEnvelopeAt, readFooter, type SpoolFileHandle, type SpoolFs } from "./spool-file.ts";
-import { SpoolError, type QueueId, type Spool, type SpoolWriter } from "./spool.ts";
+import { SpoolError, toSpoolError, type QueueId, type Spool, type SpoolWriter } from "./spool.ts";
 
 export interface FileSpoolOptions {
   /** fsync files and the queue directory (default true). false is only for benchmarks: it gives up durability. */
@@ -51,7 +52,7 @@ export interface FileSpoolOptions {
   /** Filesystem operations (default node:fs/promises); tests inject failures here. */
   readonly fs?: SpoolFs;
   /** Clock for queue ids (default Date.now). */
-  readonly now?: () => number;
+  readonly clock?: Now;
   /** Randomness for queue ids (default crypto.randomBytes). */
   readonly random?: (size: number) => Buffer;
 }
@@ -83,7 +84,7 @@ export class FileSpool implements Spool {
   private readonly fsync: boolean;
   private readonly fs: SpoolFs;
   private readonly warn: (message: string) => void;
-  private readonly now: () => number;
+  private readonly clock: Now;
   private readonly random: ((size: number) => Buffer) | undefined;
   private readonly groupSync: GroupSync;
   private queueDirHandle: SpoolFileHandle | null = null;
@@ -102,7 +103,7 @@ export class FileSpool implements Spool {
     this.fsync = options.fsync ?? true;
     this.fs = options.fs ?? nodeFs;
     this.warn = options.onWarning ?? (() => {});
-    this.now = options.now ?? Date.now;
+    this.clock = options.clock ?? systemClock;
     this.random = options.random;
     this.groupSync = new GroupSync(async () => {
       if (this.queueDirHandle === null) throw new SpoolError("spool is not open", { code: "ECLOSED" });
@@ -187,7 +188,7 @@ export class FileSpool implements Spool {
   }
 
   private async quarantine(name: string, reason: string): Promise<void> {
-    const target = join(this.corruptDir, `${name}.${this.now().toString(36)}`);
+    const target = join(this.corruptDir, `${name}.${this.clock.now().toString(36)}`);
     await this.fs.rename(join(this.queueDir, name), target);
     this.warn(`spool ${this.dir}: queue/${name} is not a whole message (${reason}); moved to ${target}`);
   }
@@ -218,7 +219,7 @@ export class FileSpool implements Spool {
   async create(): Promise<SpoolWriter> {
     this.assertOpen();
     for (let attempt = 0; ; attempt++) {
-      const id = newQueueId(this.now(), this.random);
+      const id = newQueueId(this.clock.now(), this.random);
       const tmpPath = join(this.tmpDir, id);
       let fh: SpoolFileHandle;
       try {

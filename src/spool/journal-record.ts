@@ -55,13 +55,13 @@ export const nodeJournalFs: JournalFs = fsp;
 
 export interface RecordHeader {
   readonly type: RecordTypeCode;
-  /** Body length (messages) or the sealed end (seal). */
-  readonly a: number;
+  /** Body length (messages) or the offset where the sealed segment ends (seal). */
+  readonly extent: number;
   readonly envelopeLength: number;
   readonly envelopeCrc: number;
   readonly bodyCrc: number;
-  /** Sealed segment number (seal). */
-  readonly b: number;
+  /** Sealed segment number (seal); 0 otherwise. */
+  readonly sealed: number;
   readonly id: QueueId;
 }
 
@@ -69,11 +69,11 @@ export function encodeHeader(h: RecordHeader): Buffer {
   const buf = Buffer.alloc(HEADER_SIZE);
   buf.writeUInt32BE(MAGIC, 0);
   buf.writeUInt8(h.type, 4);
-  buf.writeBigUInt64BE(BigInt(h.a), 8);
+  buf.writeBigUInt64BE(BigInt(h.extent), 8);
   buf.writeUInt32BE(h.envelopeLength, 16);
   buf.writeUInt32BE(h.envelopeCrc >>> 0, 20);
   buf.writeUInt32BE(h.bodyCrc >>> 0, 24);
-  buf.writeUInt32BE(h.b >>> 0, 28);
+  buf.writeUInt32BE(h.sealed >>> 0, 28);
   if (h.id.length > 0) buf.write(h.id, 32, ID_LENGTH, "latin1");
   buf.writeUInt32BE(crc32(buf.subarray(0, 52)), 52);
   return buf;
@@ -86,24 +86,24 @@ export function decodeHeader(buf: Buffer): RecordHeader | null {
   if (buf.readUInt32BE(52) !== crc32(buf.subarray(0, 52))) return null;
   const type = buf.readUInt8(4);
   if (type < 1 || type > 4) return null;
-  const a = Number(buf.readBigUInt64BE(8));
-  if (!Number.isSafeInteger(a)) return null;
+  const extent = Number(buf.readBigUInt64BE(8));
+  if (!Number.isSafeInteger(extent)) return null;
   const envelopeLength = buf.readUInt32BE(16);
   const id = type === RecordType.seal ? "" : buf.toString("latin1", 32, 32 + ID_LENGTH);
   return {
     type: type as RecordTypeCode,
-    a,
+    extent,
     envelopeLength,
     envelopeCrc: buf.readUInt32BE(20),
     bodyCrc: buf.readUInt32BE(24),
-    b: buf.readUInt32BE(28),
+    sealed: buf.readUInt32BE(28),
     id,
   };
 }
 
 /** Bytes a record occupies in its segment. */
 export function recordSize(h: RecordHeader): number {
-  return HEADER_SIZE + h.envelopeLength + (h.type === RecordType.inline ? h.a : 0);
+  return HEADER_SIZE + h.envelopeLength + (h.type === RecordType.inline ? h.extent : 0);
 }
 
 export function encodeEnvelope(envelope: unknown): Buffer {
@@ -120,23 +120,23 @@ export function messageRecord(
 ): Buffer[] {
   const header = encodeHeader({
     type: body.inline !== null ? RecordType.inline : RecordType.large,
-    a: body.length,
+    extent: body.length,
     envelopeLength: envelopeJson.length,
     envelopeCrc: crc32(envelopeJson),
     bodyCrc: body.crc,
-    b: 0,
+    sealed: 0,
     id,
   });
   return body.inline !== null ? [header, envelopeJson, ...body.inline] : [header, envelopeJson];
 }
 
 export function tombstoneRecord(id: QueueId): Buffer {
-  return encodeHeader({ type: RecordType.tombstone, a: 0, envelopeLength: 0, envelopeCrc: 0, bodyCrc: 0, b: 0, id });
+  return encodeHeader({ type: RecordType.tombstone, extent: 0, envelopeLength: 0, envelopeCrc: 0, bodyCrc: 0, sealed: 0, id });
 }
 
 /** "Segment `segment` holds valid records only below byte `end`." */
 export function sealRecord(segment: number, end: number): Buffer {
-  return encodeHeader({ type: RecordType.seal, a: end, envelopeLength: 0, envelopeCrc: 0, bodyCrc: 0, b: segment, id: "" });
+  return encodeHeader({ type: RecordType.seal, extent: end, envelopeLength: 0, envelopeCrc: 0, bodyCrc: 0, sealed: segment, id: "" });
 }
 
 export function parseEnvelope(json: Buffer): unknown {

@@ -85,9 +85,9 @@ export async function recoverJournal(
         const end = off + recordSize(h);
         if (end > data.length) break;
         if (h.type === RecordType.seal) {
-          seals.push({ segment: h.b, end: h.a });
-          addDependency(dependsOn, n, h.b);
-          for (const [id, e] of index) if (e.segment === h.b && e.offset >= h.a) index.delete(id);
+          seals.push({ segment: h.sealed, end: h.extent });
+          addDependency(dependsOn, n, h.sealed);
+          for (const [id, e] of index) if (e.segment === h.sealed && e.offset >= h.extent) index.delete(id);
         } else if (!isQueueId(h.id)) {
           break;
         } else if (h.type === RecordType.tombstone) {
@@ -104,7 +104,7 @@ export async function recoverJournal(
           const large = h.type === RecordType.large;
           if (!large && crc32(data.subarray(bodyOffset, end)) !== h.bodyCrc) break;
           index.set(h.id, {
-            id: h.id, segment: n, offset: off, bodyOffset: large ? 0 : bodyOffset, bodyLength: h.a,
+            id: h.id, segment: n, offset: off, bodyOffset: large ? 0 : bodyOffset, bodyLength: h.extent,
             bodyCrc: h.bodyCrc, large, envelopeJson: Buffer.from(envelopeJson), removing: false,
           });
         }

@@ -41,18 +41,18 @@
  * Envelopes of live messages are kept in memory (as JSON bytes): list() and
  * readEnvelope() do no I/O, and open() has read them anyway.
  */
+import { systemClock, type Now } from "../mail/clock.ts";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { checkedBodyStream } from "./checked-body.ts";
 import type { Envelope } from "../mail/envelope.ts";
-import { toSpoolError } from "./file-spool-writer.ts";
 import { GroupSync } from "./group-sync.ts";
 import { addDependency, recoverJournal, type IndexEntry } from "./journal-recovery.ts";
 import { HEADER_SIZE, messageRecord, nodeJournalFs, parseEnvelope, segmentName, tombstoneRecord, type JournalFileHandle, type JournalFs } from "./journal-record.ts";
 import { JournalSpoolWriter, type CommitBody, type JournalWriterHost } from "./journal-writer.ts";
 import { isQueueId, newQueueId } from "./queue-id.ts";
 import { SegmentLog } from "./segment-log.ts";
-import { SpoolError, type QueueId, type Spool, type SpoolWriter } from "./spool.ts";
+import { SpoolError, toSpoolError, type QueueId, type Spool, type SpoolWriter } from "./spool.ts";
 
 export interface JournalSpoolOptions {
   /** fsync/fdatasync at all (default true). false is only for benchmarks: it gives up durability. */
@@ -60,7 +60,7 @@ export interface JournalSpoolOptions {
   readonly onWarning?: (message: string) => void;
   /** Filesystem operations (default node:fs/promises); tests inject failures here. */
   readonly fs?: JournalFs;
-  readonly now?: () => number;
+  readonly clock?: Now;
   readonly random?: (size: number) => Buffer;
   /** Largest body written inline in the journal (default 256 KiB). */
   readonly inlineLimit?: number;
@@ -94,7 +94,7 @@ export class JournalSpool implements Spool {
   private readonly fsync: boolean;
   private readonly fs: JournalFs;
   private readonly warn: (message: string) => void;
-  private readonly now: () => number;
+  private readonly clock: Now;
   private readonly random: ((size: number) => Buffer) | undefined;
   private readonly inlineLimit: number;
   private readonly inlineBudget: number;
@@ -126,7 +126,7 @@ export class JournalSpool implements Spool {
     this.fsync = options.fsync ?? true;
     this.fs = options.fs ?? nodeJournalFs;
     this.warn = options.onWarning ?? (() => {});
-    this.now = options.now ?? Date.now;
+    this.clock = options.clock ?? systemClock;
     this.random = options.random;
     this.inlineLimit = options.inlineLimit ?? 256 * 1024;
     this.inlineBudget = options.inlineBudget ?? 32 * 1024 * 1024;
@@ -238,9 +238,9 @@ export class JournalSpool implements Spool {
 
   async create(): Promise<SpoolWriter> {
     this.assertOpen();
-    let id = newQueueId(this.now(), this.random);
+    let id = newQueueId(this.clock.now(), this.random);
     // ids are unique within a process; a restart in the same millisecond draws new random bits
-    while (this.index.has(id)) id = newQueueId(this.now(), this.random);
+    while (this.index.has(id)) id = newQueueId(this.clock.now(), this.random);
     const writer = new JournalSpoolWriter(this.host, id);
     this.writers.add(writer);
     return writer;

@@ -28,11 +28,10 @@
  *   did not happen.
  */
 import { join } from "node:path";
-import { toSpoolError } from "./file-spool-writer.ts";
 import type { GroupSync } from "./group-sync.ts";
 import { sealRecord, segmentName, type JournalFileHandle, type JournalFs } from "./journal-record.ts";
 import { writeAll } from "./spool-file.ts";
-import { SpoolError } from "./spool.ts";
+import { SpoolError, toSpoolError } from "./spool.ts";
 
 /** Where an appended record landed. */
 export interface RecordPosition {
@@ -74,7 +73,7 @@ export interface SegmentLogOptions {
 const FILE_MODE = 0o600;
 
 export class SegmentLog {
-  private readonly o: SegmentLogOptions;
+  private readonly options: SegmentLogOptions;
   private pending: Request[] = [];
   private running: Promise<void> | null = null;
   private active: ActiveSegment | null = null;
@@ -88,7 +87,7 @@ export class SegmentLog {
   syncs = 0;
 
   constructor(options: SegmentLogOptions) {
-    this.o = options;
+    this.options = options;
     this.nextNumber = options.firstSegment;
     this.seals = [];
   }
@@ -172,7 +171,7 @@ export class SegmentLog {
     }
     try {
       await writeAll(seg.fh, buffers, start);
-      if (sync && this.o.syncEnabled) {
+      if (sync && this.options.syncEnabled) {
         await seg.fh.datasync();
         this.syncs++;
       }
@@ -187,14 +186,14 @@ export class SegmentLog {
     if (seals.length > 0) {
       // a batch carrying seals is always synced (above)
       this.seals = this.seals.slice(seals.length);
-      for (const s of seals) this.o.onSealWritten(seg.number, s.segment);
+      for (const s of seals) this.options.onSealWritten(seg.number, s.segment);
     }
     batch.forEach((r, i) => {
       const pos = { segment: seg.number, offset: offsets[i] };
       r.onDone?.(pos);
       r.resolve(pos);
     });
-    if (seg.end >= this.o.segmentSize) await this.retire(seg, null);
+    if (seg.end >= this.options.segmentSize) await this.retire(seg, null);
   }
 
   /**
@@ -209,7 +208,7 @@ export class SegmentLog {
       await seg.fh.truncate(failedAt).catch(() => {});
     }
     await seg.fh.close().catch(() => {});
-    this.o.onRetired(seg.number);
+    this.options.onRetired(seg.number);
   }
 
   private async ensureActive(): Promise<ActiveSegment> {
@@ -244,11 +243,11 @@ export class SegmentLog {
   }
 
   private async createSegment(number: number): Promise<JournalFileHandle> {
-    const fh = await this.o.fs.open(join(this.o.dir, segmentName(number)), "wx", FILE_MODE);
+    const fh = await this.options.fs.open(join(this.options.dir, segmentName(number)), "wx", FILE_MODE);
     try {
-      if (this.o.syncEnabled) {
+      if (this.options.syncEnabled) {
         await fh.sync();
-        await this.o.dirSync.request();
+        await this.options.dirSync.request();
       }
       return fh;
     } catch (err) {

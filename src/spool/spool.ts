@@ -51,3 +51,11 @@ export class SpoolError extends Error {
     this.code = options?.code;
   }
 }
+
+/** Any error from storage as a SpoolError saying what was being done. */
+export function toSpoolError(what: string, err: unknown): SpoolError {
+  if (err instanceof SpoolError) return err;
+  const code = (err as { code?: unknown } | null)?.code;
+  const message = err instanceof Error ? err.message : String(err);
+  return new SpoolError(`${what}: ${message}`, { cause: err, code: typeof code === "string" ? code : undefined });
+}

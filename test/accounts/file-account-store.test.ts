@@ -32,7 +32,7 @@ async function refused(p: Promise<unknown>, code: AccountErrorCode, message?: st
 
 test("round trip: domains, users and aliases persist and a new instance reads them", async (t) => {
   const dir = await tempDir(t);
-  const a = store(dir, { now: () => 1_700_000_000_000 });
+  const a = store(dir, { clock: { now: () => 1_700_000_000_000 } });
   await a.addDomain("Example.ORG");
   await a.addUser("Alice@Example.org", "correct horse", { quota: 1024 ** 3 });
   await a.addAlias("sales@example.org", ["alice@example.org", "Boss@Partner.NET"]);
@@ -233,7 +233,7 @@ test("mayUseSender: own address, own +tag, aliases reaching the user; not others
 test("a second instance picks up changes; with a reload interval, only once it has passed", async (t) => {
   const dir = await tempDir(t);
   let clock = 1000;
-  const server = store(dir, { reloadInterval: 1000, now: () => clock });
+  const server = store(dir, { reloadInterval: 1000, clock: { now: () => clock } });
   const cli = store(dir);
   assert.deepEqual(await server.resolveRecipient("new@example.com"), { kind: "unknown", reason: "no such user here" });
   await cli.addUser("new@example.com", "pw");

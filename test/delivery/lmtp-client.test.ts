@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { LmtpAgent } from "../../src/delivery/lmtp-agent.ts";
-import { ReplyParser, replyText } from "../../src/smtp/reply-parser.ts";
+import { ReplyParser } from "../../src/smtp/reply-parser.ts";
+import { replyText } from "../../src/smtp/reply.ts";
 import { startFakeLmtp, type FakeLmtpScript } from "./fake-lmtp.ts";
 import { deliverAll, request, tempDir } from "./helpers.ts";
 

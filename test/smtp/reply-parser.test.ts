@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ReplyParser, ReplyParseError, replyText } from "../../src/smtp/reply-parser.ts";
-import type { Reply } from "../../src/smtp/reply.ts";
+import { ReplyParser, ReplyParseError } from "../../src/smtp/reply-parser.ts";
+import { replyText, type Reply } from "../../src/smtp/reply.ts";
 
 function parseAll(text: string | Buffer, split = 0): Reply[] {
   const bytes = Buffer.isBuffer(text) ? text : Buffer.from(text, "utf8");
