@@ -377,8 +377,8 @@ test("work per message stays constant as the queue grows: each recipient is rout
   const f = await fixture({ settings: { concurrency: 4, perDestination: 4 } });
   try {
     let routed = 0;
-    const queue = f.queue as unknown as { d: { router: { route: (a: string, k: "mailbox" | "forward") => unknown } } };
-    const router = queue.d.router;
+    const queue = f.queue as unknown as { deps: { router: { route: (a: string, k: "mailbox" | "forward") => unknown } } };
+    const router = queue.deps.router;
     const original = router.route.bind(router);
     router.route = (a, k) => {
       routed++;
