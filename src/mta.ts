@@ -20,7 +20,7 @@ import { RemoteAgent } from "./delivery/remote-agent.ts";
 import { createResolver, type ClosableResolver, type Resolver } from "./dns/resolver.ts";
 import { readFile } from "node:fs/promises";
 import { createDsnSender } from "./delivery/bounce-agent.ts";
-import type { DeliveryAgent } from "./queue/ports.ts";
+import type { DeliveryAgent, Router } from "./queue/ports.ts";
 import { startControlSocket } from "./admin/control-socket.ts";
 
 /**
@@ -66,23 +66,53 @@ export interface Mta {
   close(): Promise<void>;
 }
 
+/** The account store, opened the one way every process opens it (FileAccountStore.fromConfig). */
+export function openAccounts(config: Config, log: Logger): FileAccountStore {
+  return FileAccountStore.fromConfig(config, {
+    onReloadError: (err) => log.error({ err: err.message }, "accounts file unreadable; keeping the last good copy"),
+  });
+}
+
 /**
- * The pieces both `petrel serve` and the offline CLI need: spool, accounts,
- * queue; `closeAgents` ends the agents' cached connections. The caller holds
- * the data directory's lock.
+ * The spool and the queue manager over it — what every process that reads
+ * or changes the queue opens (`petrel serve`, and the queue tools when no
+ * server runs). Without a router the queue only loads, lists and changes
+ * state: nothing is delivered, and no DNS resolver or agent is built. The
+ * caller holds the data directory's lock.
  */
-export async function buildQueue(config: Config, options: Pick<MtaOptions, "log" | "clock" | "remote" | "fsync" | "resolver" | "ca" | "resolvConf"> & { owner?: MaildirOwner }): Promise<{ spool: Spool; accounts: FileAccountStore; queue: QueueManager; resolver: Resolver; closeAgents: () => Promise<void> }> {
+export async function openQueue(
+  config: Config,
+  options: { log: Logger; accounts: FileAccountStore; clock?: Clock; router?: Router },
+): Promise<{ spool: Spool; queue: QueueManager }> {
   const log = options.log;
   const clock = options.clock ?? systemClock;
   const spool = await createSpool(config.dataDir, config.spool.format, (m) => log.warn(m));
-  const accounts = new FileAccountStore({
-    dataDir: config.dataDir,
-    configDomains: config.domains,
-    configUsers: config.users,
-    subaddressSeparator: config.delivery.subaddressSeparator,
-    postmaster: config.postmaster,
-    onReloadError: (err) => log.error({ err: err.message }, "accounts file unreadable; keeping the last good copy"),
+  const accounts = options.accounts;
+  const queue = new QueueManager({
+    spool,
+    state: new QueueStateStore(join(config.dataDir, "queue-state")),
+    resolve: (address) => accounts.resolveRecipient(address),
+    router: options.router,
+    sendDsn: createDsnSender({ spool, hostname: config.hostname, clock }),
+    clock,
+    log: log.child({ component: "queue" }),
+    settings: config.queue,
+    maxReceived: config.delivery.maxReceived,
   });
+  return { spool, queue };
+}
+
+/**
+ * The agents that carry mail and the transport map that picks one per
+ * recipient: Maildir, LMTP, and SMTP to MX hosts or relays, with the DNS
+ * resolver they share. `close` ends the agents' cached connections.
+ */
+export function buildDelivery(
+  config: Config,
+  options: Pick<MtaOptions, "log" | "clock" | "remote" | "fsync" | "resolver" | "ca" | "resolvConf"> & { accounts: FileAccountStore; owner?: MaildirOwner },
+): { router: Router; resolver: Resolver; close: () => Promise<void> } {
+  const { log, accounts } = options;
+  const clock = options.clock ?? systemClock;
   const local = new LocalAgent({
     maildirRoot: join(config.dataDir, "mail"),
     hostname: config.hostname,
@@ -128,18 +158,11 @@ export async function buildQueue(config: Config, options: Pick<MtaOptions, "log"
     agents.push(agent);
     return { domains: t.domains, transport: "remote", destination: t.host ? `relay:${t.host}:${t.port ?? 25}` : "", agent };
   });
-  const queue = new QueueManager({
-    spool,
-    state: new QueueStateStore(join(config.dataDir, "queue-state")),
-    resolve: (address) => accounts.resolveRecipient(address),
+  return {
     router: createRouter({ local, remote, routes }),
-    sendDsn: createDsnSender({ spool, hostname: config.hostname, clock }),
-    clock,
-    log: log.child({ component: "queue" }),
-    settings: config.queue,
-    maxReceived: config.delivery.maxReceived,
-  });
-  return { spool, accounts, queue, resolver, closeAgents: async () => void (await Promise.all(agents.map((a) => a.close()))) };
+    resolver,
+    close: async () => void (await Promise.all(agents.map((a) => a.close()))),
+  };
 }
 
 /**
@@ -178,7 +201,11 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     await lock.writePidFile();
     step();
 
-    const { spool, accounts, queue, resolver, closeAgents } = await buildQueue(config, { ...options, owner });
+    const accounts = openAccounts(config, log);
+    const delivery = buildDelivery(config, { ...options, accounts, owner });
+    const { resolver } = delivery;
+    const closeAgents = delivery.close;
+    const { spool, queue } = await openQueue(config, { log, accounts, clock: options.clock, router: delivery.router });
     logNameservers(resolver, log);
     await warnUnreadPostmaster(config, accounts, log);
     await spool.open();

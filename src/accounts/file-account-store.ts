@@ -146,9 +146,20 @@ export class FileAccountStore implements AccountStore {
     this.#onReloadError = options.onReloadError ?? (() => undefined);
   }
 
-  /** The store for a loaded configuration: `<dataDir>/accounts.json` plus its domains and users. */
-  static fromConfig(config: Pick<Config, "dataDir" | "domains" | "users">, options: Partial<FileAccountStoreOptions> = {}): FileAccountStore {
-    return new FileAccountStore({ dataDir: config.dataDir, configDomains: config.domains, configUsers: config.users, ...options });
+  /**
+   * The store for a loaded configuration — `<dataDir>/accounts.json` plus the
+   * config's domains, users, sub-address separator and postmaster — the one
+   * way the server, the queue tools and the account commands open it.
+   */
+  static fromConfig(config: Pick<Config, "dataDir" | "domains" | "users" | "delivery" | "postmaster">, options: Partial<FileAccountStoreOptions> = {}): FileAccountStore {
+    return new FileAccountStore({
+      dataDir: config.dataDir,
+      configDomains: config.domains,
+      configUsers: config.users,
+      subaddressSeparator: config.delivery.subaddressSeparator,
+      postmaster: config.postmaster,
+      ...options,
+    });
   }
 
   // -------------------------------------------------------------------------------------------

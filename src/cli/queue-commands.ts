@@ -4,7 +4,7 @@ import { parseArgs } from "node:util";
 import pino from "pino";
 import { loadConfig } from "../config/load.ts";
 import { ConfigError } from "../config/config-error.ts";
-import { buildQueue } from "../mta.ts";
+import { openAccounts, openQueue } from "../mta.ts";
 import { execute, request, type ControlRequest, type ControlResponse } from "../admin/control-socket.ts";
 import { formatList, formatSummary, summarize, summaryReport } from "../queue/queue-report.ts";
 import type { QueueListItem, RetryResult } from "../queue/queue-manager.ts";
@@ -182,10 +182,11 @@ async function run(config: Config, req: ControlRequest): Promise<ControlResponse
   try {
     const runAs = process.getuid!() === 0 ? await resolveRunAs(config) : undefined;
     if (runAs) dropPrivileges(runAs);
-    const { spool, queue } = await buildQueue(config, { log: pino({ level: "silent" }) });
+    const log = pino({ level: "silent" });
+    const { spool, queue } = await openQueue(config, { log, accounts: openAccounts(config, log) });
     await spool.open();
     try {
-      await queue.start({ deliver: false });
+      await queue.start();
       return await execute(queue, req);
     } finally {
       await queue.stop();

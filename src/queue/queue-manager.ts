@@ -39,7 +39,8 @@ export interface QueueManagerDeps {
   readonly spool: Spool;
   readonly state: QueueStateStore;
   readonly resolve: RecipientResolver;
-  readonly router: Router;
+  /** Who carries each recipient; without one the queue is only read and changed, never delivered (the queue tools offline). */
+  readonly router?: Router;
   readonly sendDsn: DsnSender;
   readonly clock: Clock;
   readonly random?: () => number;
@@ -118,17 +119,17 @@ export class QueueManager {
 
   /**
    * Load every spooled message (restart recovery) and begin delivering.
-   * With `deliver: false` (the CLI when no server runs) it only loads, so
-   * the queue can be listed and changed without delivering anything.
+   * Without a router (the queue tools when no server runs) it only loads,
+   * so the queue can be listed and changed without delivering anything.
    */
-  async start(options: { deliver?: boolean } = {}): Promise<void> {
+  async start(): Promise<void> {
     await this.deps.state.open();
     const ids = await this.deps.spool.list();
     for (const id of ids) await this.load(id);
     // States whose message is gone (removed while we were down) are stale.
     const live = new Set(ids);
     for (const id of await this.deps.state.ids()) if (!live.has(id)) await this.deps.state.remove(id);
-    this.started = options.deliver ?? true;
+    this.started = this.deps.router !== undefined;
     if (this.started) this.deps.log.info({ messages: this.messages.size }, "queue started");
     const now = this.deps.clock.now();
     for (const e of this.messages.values()) this.schedule(e, now);
@@ -254,12 +255,12 @@ export class QueueManager {
         await this.dsn(entry, unknown.map((r) => this.dsnRecipient(entry, r, "failed", r.lastError?.enhanced ?? "5.1.1", r.lastError?.diagnostic)));
       }
       await this.finishIfDone(entry);
-      if (this.started) this.schedule(entry, this.deps.clock.now());
+      this.schedule(entry, this.deps.clock.now());
       return;
     }
     const entry: Entry = { state, envelope, saving: Promise.resolve() };
     this.messages.set(id, entry);
-    if (this.started) this.schedule(entry, this.deps.clock.now());
+    this.schedule(entry, this.deps.clock.now());
   }
 
   private save(e: Entry): Promise<void> {
@@ -286,7 +287,7 @@ export class QueueManager {
    * into their destination's ready queue, later ones into the time heap.
    */
   private schedule(e: Entry, now: number): void {
-    if (e.state.held || this.messages.get(e.state.id) !== e) return;
+    if (!this.started || e.state.held || this.messages.get(e.state.id) !== e) return;
     let next = Infinity;
     for (const r of e.state.recipients) {
       if (r.status !== "queued" && r.status !== "deferred") continue;
@@ -310,7 +311,7 @@ export class QueueManager {
 
   private routeOf(r: RecipientState): Route {
     let route = this.routes.get(r);
-    if (!route) this.routes.set(r, (route = this.deps.router.route(r.address, r.kind)));
+    if (!route) this.routes.set(r, (route = this.deps.router!.route(r.address, r.kind)));
     return route;
   }
 

@@ -275,9 +275,15 @@ test("temp files left by a crashed writer are cleaned up by the next write", asy
   assert.deepEqual((await readdir(dir)).sort(), ["accounts.json"]);
 });
 
-test("fromConfig takes dataDir, domains and users from a loaded configuration", async (t) => {
+test("fromConfig takes dataDir, domains, users, the sub-address separator and postmaster from a loaded configuration", async (t) => {
   const dir = await tempDir(t);
-  const s = FileAccountStore.fromConfig({ dataDir: dir, domains: ["example.net"], users: [] }, { reloadInterval: 0 });
+  const s = FileAccountStore.fromConfig(
+    { dataDir: dir, domains: ["example.net"], users: [], delivery: { subaddressSeparator: "-" } as never, postmaster: "boss@example.org" },
+    { reloadInterval: 0 },
+  );
   assert.deepEqual(await s.listDomains(), ["example.net"]);
   assert.equal(s.file, join(dir, "accounts.json"));
+  assert.deepEqual(await s.resolveRecipient("postmaster@example.net"), { kind: "local", targets: [{ type: "forward", address: "boss@example.org" }] });
+  await s.addUser("al@example.net", "a long enough password");
+  assert.deepEqual(await s.resolveRecipient("al-news@example.net"), { kind: "local", targets: [{ type: "mailbox", address: "al@example.net" }] });
 });
