@@ -14,6 +14,10 @@
  * (a CLI while the server runs, two CLIs) are serialised by the lock, so no change is lost. Other
  * processes notice a change by the file's identity (inode, size, mtime, ctime), checked at most once
  * per `reloadInterval`. The file's format and atomic replacement are in accounts-file.ts.
+ *
+ * One class over 400 lines, on purpose: every change goes through the private snapshot and the
+ * locked read-change-write (#current, #mutate), which splitting the domain, user and alias
+ * operations apart would have to expose; recipient resolution itself is in recipient-resolution.ts.
  */
 import { systemClock, type Now } from "../mail/clock.ts";
 import { mkdir } from "node:fs/promises";

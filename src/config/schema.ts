@@ -12,6 +12,10 @@
  * Relative paths (dataDir, certificate and key files) are resolved against
  * the directory of the configuration file by load.ts, not here: the schema is
  * pure.
+ *
+ * Longer than a file should be, on purpose: it is the configuration
+ * reference, read top to bottom like petrel.example.yaml, and every key's
+ * meaning, default and check stand together here rather than scattered.
  */
 import { isIP } from "node:net";
 import * as z from "zod";

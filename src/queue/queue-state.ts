@@ -9,7 +9,7 @@ import type { RecipientKind } from "./ports.ts";
  * spool so it survives a restart. The spool holds what was accepted (never
  * changed); this holds what has happened to it since.
  *
- * Recipient states (the issue's state machine):
+ * Recipient states:
  *   queued → delivering → delivered | deferred | bounced
  *   deferred → delivering (on retry)
  * "delivering" exists only in memory: after a crash it is read back as

@@ -14,7 +14,7 @@
  * Replies (all with enhanced code 5.5.4 unless noted):
  * - unknown or not-enabled keyword, or a keyword of the other command
  *   (e.g. NOTIFY on MAIL)           → 555 "unsupported parameter KW"
- * - BODY=BINARYMIME (RFC 3030, needs CHUNKING, which Petrel does not offer)
+ * - BODY=BINARYMIME (RFC 3030; Petrel offers CHUNKING but not BINARYMIME)
  *                                   → 555 "unsupported parameter value BODY=BINARYMIME"
  * - duplicate keyword               → 501
  * - malformed parameter or value    → 501
