@@ -85,7 +85,7 @@ async function instance(name: "a" | "b", domains: string[], dir?: string, extra:
   };
 }
 
-async function until<T>(what: () => Promise<T | undefined | false>, label: string, ms = 10_000): Promise<T> {
+async function until<T>(what: () => Promise<T | undefined | false>, label: string, ms = 30_000): Promise<T> {
   const end = Date.now() + ms;
   while (Date.now() < end) {
     const v = await what();
