@@ -1,0 +1,143 @@
+import type { Reply } from "../smtp/reply.ts";
+import type { ListenerRole, Mailbox, MailParameters, RcptParameters } from "../mail/envelope.ts";
+
+/**
+ * A check: one question the policy pipeline asks about mail on its way in,
+ * at the SMTP stage where it can be answered — who connects, what they
+ * claim (HELO, AUTH, MAIL, RCPT), what they send (the content as it
+ * streams), and at the end of data, what depends on all of it (DMARC after
+ * SPF and DKIM). Postfix's smtpd_*_restrictions and maddy's check modules
+ * are the models. A check decides; it never writes the spool, never talks
+ * to the client and does no I/O but the lookups and filter connections it
+ * is given.
+ *
+ * Each check gets its own state per connection (`open`), and per message
+ * (`CheckSession.message`). Every stage answers with a `CheckResult` or
+ * nothing (accept, nothing to add).
+ */
+
+type Awaitable<T> = T | Promise<T>;
+
+export interface Check {
+  /** Short, stable, lower-case name ("relay", "spf", "milter:rspamd"): log fields and A-R ordering. */
+  readonly name: string;
+  /** Names of the checks whose end-of-data results this one reads (DMARC: ["spf", "dkim"]). */
+  readonly after?: readonly string[];
+  /** Per-connection state; may refuse at connect through `connect()`. */
+  open(client: ClientFacts): Awaitable<CheckSession>;
+}
+
+export interface CheckSession {
+  connect?(): Awaitable<CheckResult | void>;
+  helo?(session: SessionFacts, name: string): Awaitable<CheckResult | void>;
+  /** An AUTH exchange ended: who logged in, or a failure (rate limits, bans). */
+  auth?(session: SessionFacts, outcome: AuthOutcome): Awaitable<CheckResult | void>;
+  mail?(session: SessionFacts, from: Mailbox | null, params: MailParameters): Awaitable<CheckResult | void>;
+  rcpt?(session: SessionFacts, tx: TransactionFacts, to: Mailbox, params: RcptParameters): Awaitable<CheckResult | void>;
+  /** DATA or the first BDAT: this check's observer of the message, if it wants one. */
+  message?(session: SessionFacts, tx: TransactionFacts): Awaitable<MessageCheck | undefined>;
+  /** The transaction ended without a message (RSET, refusal) — milter's abort. */
+  reset?(): void;
+  /** The connection ended. */
+  close?(): Awaitable<void>;
+}
+
+export interface MessageCheck {
+  /**
+   * The content as it streams to the spool, header section first, CRLF line
+   * ends — never a buffered copy. Returning a promise holds the stream back
+   * (back-pressure for a filter connection).
+   */
+  body?(chunk: Buffer): Awaitable<void>;
+  /**
+   * All content received. `header` is the parsed header section (bounded by
+   * limits.headerSize); `earlier` holds the end-of-data results of the checks
+   * named in `Check.after`, by name.
+   */
+  endOfData(header: HeaderFields, earlier: ReadonlyMap<string, CheckResult>): Awaitable<CheckResult | void>;
+  /** The message will not be stored (refused by another check, size, disconnect). */
+  abort?(): void;
+}
+
+/** What a check decides. Absent means accept. */
+export type Verdict =
+  | { readonly action: "accept" }
+  /** Refuse permanently: a 5xx Reply with an enhanced code, generic text for the peer. */
+  | { readonly action: "reject"; readonly reply: Reply }
+  /** Refuse for now: a 4xx Reply with an enhanced code. */
+  | { readonly action: "tempfail"; readonly reply: Reply }
+  /** Accept, and put the message on hold for a person to look at (Postfix HOLD). */
+  | { readonly action: "quarantine"; readonly reason: string }
+  /** Answer 250 and store nothing (a milter's SMFIR_DISCARD). */
+  | { readonly action: "discard"; readonly reason: string };
+
+export interface CheckResult {
+  readonly verdict?: Verdict;
+  /** Why, for the log line (never sent to the peer). */
+  readonly reason?: string;
+  /** Header fields to put at the top of the message, in order. */
+  readonly headers?: readonly HeaderField[];
+  /** Changes to the header section as received (a milter's chgheader/insheader/delete). */
+  readonly headerEdits?: readonly HeaderEdit[];
+  /** RFC 8601 resinfo fragments ("spf=pass smtp.mailfrom=example.org") for the one Authentication-Results field. */
+  readonly authResults?: readonly string[];
+  /** Envelope recipients to add or remove at end of data (a milter's addrcpt/delrcpt). */
+  readonly recipients?: { readonly add?: readonly string[]; readonly remove?: readonly string[] };
+  /** Local delivery into this Maildir++ folder instead of the inbox (e.g. "Junk"). */
+  readonly folder?: string;
+}
+
+/** A header field: its name as written and its value without the leading space or final CRLF (folds kept as CRLF + WSP). */
+export interface HeaderField {
+  readonly name: string;
+  readonly value: string;
+}
+
+/** The header section as received, in order. */
+export type HeaderFields = readonly HeaderField[];
+
+/** One change to the received header section; `index` counts fields of that name from 1 (milter's convention). */
+export type HeaderEdit =
+  | { readonly op: "change"; readonly name: string; readonly index: number; readonly value: string }
+  | { readonly op: "delete"; readonly name: string; readonly index: number }
+  /** Insert at `position` (0 = before the first field of the received section). */
+  | { readonly op: "insert"; readonly position: number; readonly field: HeaderField };
+
+/** Who connected, as known at connect time (after PROXY protocol). */
+export interface ClientFacts {
+  readonly address: string;
+  readonly port: number;
+  /** The listener's address and port the client reached. */
+  readonly localAddress: string;
+  readonly localPort: number;
+  readonly role: ListenerRole;
+  /** TLS from the first byte (port 465). */
+  readonly tls: TlsFacts | null;
+}
+
+export interface TlsFacts {
+  readonly version: string;
+  readonly cipher: string;
+}
+
+/** What the session knows at a stage: the client, and what it said so far. */
+export interface SessionFacts {
+  readonly client: ClientFacts;
+  readonly helo: string | null;
+  readonly esmtp: boolean;
+  readonly tls: TlsFacts | null;
+  readonly authUser: string | null;
+}
+
+export interface AuthOutcome {
+  readonly mechanism: string;
+  /** The authorization identity on success, null on failure. */
+  readonly user: string | null;
+}
+
+/** The transaction so far (RFC 5321 §3.3). */
+export interface TransactionFacts {
+  readonly mailFrom: Mailbox | null;
+  readonly mailParams: MailParameters;
+  readonly recipients: readonly { readonly mailbox: Mailbox; readonly params: RcptParameters }[];
+}
