@@ -36,7 +36,8 @@ export type LookupResult =
   | { kind: "records"; owner: NormalizedName; answers: Answer[]; cnames?: number }
   | { kind: "nxdomain"; owner: NormalizedName; cnames?: number }
   | { kind: "nodata"; owner: NormalizedName; cnames?: number }
-  | { kind: "temporary"; reason: string };
+  /** `timeout`: no server answered at all (as opposed to SERVFAIL, REFUSED, a network error). */
+  | { kind: "temporary"; reason: string; timeout?: boolean };
 
 export interface LookupOptions {
   /** The servers, or where to get the current ones at each question (the system's may change). */
@@ -60,7 +61,7 @@ export interface LookupStats {
   cacheSize: number;
 }
 
-type ServerAnswer = { kind: "answer"; packet: DecodedPacket; rcode: number } | { kind: "temporary"; reason: string };
+type ServerAnswer = { kind: "answer"; packet: DecodedPacket; rcode: number } | { kind: "temporary"; reason: string; timeout: boolean };
 
 const RCODE_NAMES: Record<number, string> = { 1: "FORMERR", 2: "SERVFAIL", 4: "NOTIMP", 5: "REFUSED" };
 
@@ -117,7 +118,10 @@ export class RecordLookup {
     let current = name;
     let cnames = 0;
     let ttl = Infinity; // seconds, the smallest TTL of the CNAMEs followed so far
-    const failure = (reason: string) => ({ result: { kind: "temporary", reason } as LookupResult, ttlMs: this.options.failureTtlMs });
+    const failure = (reason: string, timeout = false) => ({
+      result: (timeout ? { kind: "temporary", reason, timeout } : { kind: "temporary", reason }) as LookupResult,
+      ttlMs: this.options.failureTtlMs,
+    });
     const tooLong = () => failure(`${name}/${type}: CNAME chain longer than ${MAX_CNAMES}`);
     for (;;) {
       if (current !== name) {
@@ -132,7 +136,7 @@ export class RecordLookup {
         }
       }
       const asked = await this.askServers({ name: current, type });
-      if (asked.kind === "temporary") return failure(`${current}/${type}: ${asked.reason}`);
+      if (asked.kind === "temporary") return failure(`${current}/${type}: ${asked.reason}`, asked.timeout);
       const segment = readSegment(asked.packet, asked.rcode, current, type);
       for (const link of segment.links) {
         if (seen.has(link.target)) return failure(`${name}/${type}: CNAME loop at ${link.target}`);
@@ -157,6 +161,7 @@ export class RecordLookup {
     const servers = typeof this.options.servers === "function" ? this.options.servers() : this.options.servers;
     const gaveUp = new Set<number>();
     const problems = new Map<string, string>();
+    let answered = false; // some server said something (an rcode or a network error), not only silence
     for (let round = 0; round < tries; round++) {
       for (let i = 0; i < servers.length; i++) {
         if (gaveUp.has(i)) continue;
@@ -166,22 +171,24 @@ export class RecordLookup {
         if (outcome.kind === "response" && outcome.rcode === RCODE.FORMERR) {
           outcome = await this.ask(server, question, false, timeoutMs);
         }
-        if (this.abort.signal.aborted) return { kind: "temporary", reason: "resolver closed" };
+        if (this.abort.signal.aborted) return { kind: "temporary", reason: "resolver closed", timeout: false };
         if (outcome.kind === "response") {
           if (outcome.rcode === RCODE.NOERROR || outcome.rcode === RCODE.NXDOMAIN) {
             return { kind: "answer", packet: outcome.packet, rcode: outcome.rcode };
           }
           gaveUp.add(i);
+          answered = true;
           problems.set(where, `${RCODE_NAMES[outcome.rcode] ?? `rcode ${outcome.rcode}`} from ${where}`);
         } else if (outcome.kind === "timeout") {
           this.counters.timeouts++;
           problems.set(where, `no answer from ${where} (${outcome.transport}, ${timeoutMs} ms)`);
         } else {
+          answered = true;
           problems.set(where, `${where}: ${outcome.message}`);
         }
       }
     }
-    return { kind: "temporary", reason: [...problems.values()].join("; ") };
+    return { kind: "temporary", reason: [...problems.values()].join("; "), timeout: !answered };
   }
 
   private ask(server: ServerAddress, question: DnsQuestion, edns: boolean, timeoutMs: number): Promise<ExchangeOutcome> {

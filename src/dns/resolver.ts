@@ -1,5 +1,6 @@
 /**
- * The resolver the delivery agents and policy checks ask: MX, A/AAAA and TXT, spoken over the
+ * The resolver the delivery agents and policy checks ask: MX, A/AAAA and TXT (and the raw RRsets
+ * message authentication needs, records.ts), spoken over the
  * real DNS wire protocol to configured servers (default: the system's, from /etc/resolv.conf, re-read when it changes),
  * with a cache. Answers are values: "hosts", "null-mx", "permanent" (the DNS says no: bounce)
  * or "temporary" (the DNS could not say: retry later).
@@ -12,6 +13,7 @@ import { resolveMxHosts, type MxHost, type MxResult } from "./mx.ts";
 export type { MxHost, MxResult };
 import { normalizeName, parseServerAddress } from "./names.ts";
 import { SystemNameservers, type NameserverReport } from "./resolv-conf.ts";
+import { resolveRecords, type RecordResolver } from "./records.ts";
 import type { TxtAnswer } from "dns-packet";
 
 
@@ -53,7 +55,7 @@ export interface ResolverOptions {
 
 export type ResolverStats = LookupStats;
 
-export interface ClosableResolver extends Resolver {
+export interface ClosableResolver extends Resolver, RecordResolver {
   /** Abort lookups in flight (they end "temporary") and drop the cache. */
   close(): void;
   stats(): ResolverStats;
@@ -119,6 +121,8 @@ export function createResolver(options: ResolverOptions = {}): ClosableResolver 
           return r;
       }
     },
+
+    resolveRecords: (name, type) => resolveRecords((n, t) => records.lookup(n, t), name, type),
 
     close: () => records.close(),
     stats: () => records.stats(),

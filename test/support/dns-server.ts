@@ -30,6 +30,8 @@ export interface ZoneEntry {
   /** A string, or the character-strings of one record. */
   readonly TXT?: RecordSet<string | readonly string[]>;
   readonly CNAME?: string | { readonly ttl: number; readonly target: string };
+  /** Host names, at a reverse name such as "2.0.0.127.in-addr.arpa" (see `reverseName`). */
+  readonly PTR?: RecordSet<string>;
   /** Makes this name a zone apex: negative answers below it carry this SOA (TTL and MINIMUM default 300). */
   readonly SOA?: { readonly ttl?: number; readonly minimum?: number };
 }
@@ -145,7 +147,12 @@ export async function startDnsServer(initialZone: Zone, options: DnsServerOption
         if (soa) response.authorities = [soa];
         break;
       }
-      if (entry.CNAME !== undefined && q.type !== "CNAME") {
+      if (entry.CNAME !== undefined && q.type === "CNAME") {
+        const { ttl, target } = typeof entry.CNAME === "string" ? { ttl: DEFAULT_TTL, target: entry.CNAME } : entry.CNAME;
+        answers.push({ type: "CNAME", name, ttl, class: "IN", data: key(target) });
+        break;
+      }
+      if (entry.CNAME !== undefined) {
         const { ttl, target } = typeof entry.CNAME === "string" ? { ttl: DEFAULT_TTL, target: entry.CNAME } : entry.CNAME;
         answers.push({ type: "CNAME", name, ttl, class: "IN", data: key(target) });
         seen.add(name);
@@ -290,7 +297,8 @@ function recordsFor(name: string, entry: ZoneEntry, type: RecordType): Answer[] 
       return records.map(([preference, exchange]) => ({ type: "MX", name, ttl, class: "IN", data: { preference, exchange } }));
     }
     case "A":
-    case "AAAA": {
+    case "AAAA":
+    case "PTR": {
       const { ttl, records } = recordsOf(entry[type]);
       return records.map((data) => ({ type, name, ttl, class: "IN", data }));
     }
@@ -303,6 +311,17 @@ function recordsFor(name: string, entry: ZoneEntry, type: RecordType): Answer[] 
     default:
       return [];
   }
+}
+
+/** The name a PTR record for `address` lives at: "2.0.0.127.in-addr.arpa", nibbles under "ip6.arpa". */
+export function reverseName(address: string): string {
+  if (net.isIPv4(address)) return `${address.split(".").reverse().join(".")}.in-addr.arpa`;
+  const groups = address.split("::");
+  const head = groups[0] ? groups[0].split(":") : [];
+  const tail = groups.length > 1 && groups[1] ? groups[1].split(":") : [];
+  const full = [...head, ...Array(8 - head.length - tail.length).fill("0"), ...tail];
+  const nibbles = full.map((g) => g.padStart(4, "0")).join("").split("");
+  return `${nibbles.reverse().join(".")}.ip6.arpa`;
 }
 
 function soaRecord(apex: string, ttl: number, minimum: number): Answer {
