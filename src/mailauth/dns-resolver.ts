@@ -1,0 +1,50 @@
+/**
+ * mailauth asks the DNS through one function, `resolver(name, rrtype)`, shaped like Node's
+ * `dns.promises.resolve`: it returns the records, or throws an error whose `code` decides the
+ * result. ENOTFOUND (NXDOMAIN) and ENODATA (no records of that type) mean "nothing published":
+ * SPF counts them as void lookups (RFC 7208 §4.6.4), DKIM and DMARC read them as no key or no
+ * policy. Any other code (ETIMEOUT, ESERVFAIL) is a temporary failure: temperror. EBADNAME is a
+ * name that cannot exist, SPF's permerror.
+ *
+ * This adapter answers it from Petrel's own resolver, so the configured servers, the cache and
+ * the loopback DNS server of the tests apply to message authentication as to delivery.
+ */
+import type { RecordKind, RecordResolver } from "../dns/records.ts";
+
+export type MailauthResolver = (name: string, rrtype: string) => Promise<unknown[]>;
+
+const KINDS: ReadonlySet<string> = new Set<RecordKind>(["A", "AAAA", "MX", "TXT", "PTR", "CNAME"]);
+
+export class DnsLookupError extends Error {
+  readonly code: string;
+  readonly hostname: string;
+
+  constructor(code: string, hostname: string, message: string) {
+    super(message);
+    this.name = "DnsLookupError";
+    this.code = code;
+    this.hostname = hostname;
+  }
+}
+
+export function mailauthResolver(resolver: RecordResolver): MailauthResolver {
+  return async (name, rrtype) => {
+    const type = rrtype.toUpperCase();
+    if (!KINDS.has(type)) throw new DnsLookupError("ENOTIMP", name, `${name}/${type}: record type not supported`);
+    const r = await resolver.resolveRecords(name, type as RecordKind);
+    switch (r.kind) {
+      case "records":
+        if (type === "MX") return r.records.map((mx) => ({ exchange: (mx as { exchange: string }).exchange, priority: (mx as { preference: number }).preference }));
+        if (type === "TXT") return r.records.map((txt) => [...(txt as readonly string[])]);
+        return [...r.records];
+      case "nxdomain":
+        throw new DnsLookupError("ENOTFOUND", name, `${name}/${type}: domain not found (NXDOMAIN)`);
+      case "nodata":
+        throw new DnsLookupError("ENODATA", name, `${name}/${type}: no records`);
+      case "invalid":
+        throw new DnsLookupError("EBADNAME", name, r.reason);
+      case "temporary":
+        throw new DnsLookupError(r.timeout ? "ETIMEOUT" : "ESERVFAIL", name, r.reason);
+    }
+  };
+}
