@@ -5,6 +5,8 @@ import { hashPasswordCommand } from "./hash-password.ts";
 import { accountsCommand, ACCOUNTS_USAGE } from "./accounts-commands.ts";
 import { queueCommand } from "./queue-commands.ts";
 import { sendCommand } from "./send.ts";
+import { dkimCommand } from "./dkim-command.ts";
+import { dnsCommand } from "./dns-command.ts";
 
 /**
  * The `petrel` command: thin on purpose. It parses arguments and calls the
@@ -20,6 +22,10 @@ Commands:
   queue list|show|summary|retry|hold|release|delete
                              inspect and manage the mail queue (petrel queue help)
   send --server HOST[:PORT] --from A --to B ...   compose and send a message (petrel send --help)
+  dkim keygen DOMAIN [--selector S] [--algo rsa|ed25519]
+                             create a DKIM key and print the TXT record to publish
+  dns DOMAIN [--check]       the DNS records DOMAIN needs (MX, SPF, DKIM, DMARC); --check
+                             compares them with what the DNS answers
   help                       this text
 
 ${ACCOUNTS_USAGE}`;
@@ -46,6 +52,10 @@ async function main(argv: string[]): Promise<number> {
       return queueCommand(rest, process);
     case "send":
       return sendCommand(rest, process);
+    case "dkim":
+      return dkimCommand(rest, process);
+    case "dns":
+      return dnsCommand(rest, process);
     case "domain":
     case "user":
     case "alias":

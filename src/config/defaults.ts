@@ -84,6 +84,9 @@ export const DEFAULTS = {
   spool: {
     format: "journal",
   },
+  dkim: {
+    domains: {},
+  },
   outbound: {
     port: 25,
     tls: "opportunistic",

@@ -24,6 +24,7 @@ import { normalizeDomain, normalizeMailbox } from "../mail/address.ts";
 import { LISTENER_ROLES } from "../mail/envelope.ts";
 import { DURATION_ALLOWED, formatSize, parseDuration, parseSize, SIZE_ALLOWED } from "./units.ts";
 import { EXTENSIONS, type Extension } from "../smtp/extensions.ts";
+import { isSelector } from "../mailauth/selector.ts";
 
 // ---------------------------------------------------------------------------
 // Building blocks. Custom checks put the "what is allowed" text in the issue
@@ -381,6 +382,34 @@ export const configSchema = z.strictObject({
     .strictObject({
       /** "journal" (default): group commit into shared segment files, one fdatasync for many messages; "files": a file per message. */
       format: z.enum(["files", "journal"]).default(DEFAULTS.spool.format),
+    })
+    .prefault({}),
+  /**
+   * DKIM keys per domain: the selectors whose keys (<dataDir>/dkim/<domain>/<selector>.key,
+   * made by `petrel dkim keygen`) sign the domain's mail — an RSA and an Ed25519 selector sign
+   * side by side. Rotation: a new selector is added here once its record is published.
+   */
+  dkim: z
+    .strictObject({
+      domains: z
+        .record(
+          z.string(),
+          z.strictObject({
+            selectors: z
+              .array(z.string().refine(isSelector, { message: 'expected a DKIM selector: letters, digits and hyphens, such as "202612-rsa"' }))
+              .min(1),
+          }),
+        )
+        .default(() => ({ ...DEFAULTS.dkim.domains }))
+        .transform((domains, ctx) => {
+          const out: Record<string, { selectors: string[] }> = {};
+          for (const [name, value] of Object.entries(domains)) {
+            const domain = normalizeDomain(name);
+            if (domain === undefined) ctx.addIssue({ code: "custom", message: 'expected a domain name such as "example.com"', input: name, path: [name] });
+            else out[domain] = value;
+          }
+          return out;
+        }),
     })
     .prefault({}),
   /** DNS for outbound delivery (MX, A/AAAA). */

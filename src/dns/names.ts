@@ -71,3 +71,13 @@ export function parseServerAddress(text: string): ServerAddress {
 export function formatServerAddress(server: ServerAddress): string {
   return server.family === 6 ? `[${server.address}]:${server.port}` : `${server.address}:${server.port}`;
 }
+
+/** The name PTR records for `address` live at (RFC 1035 §3.5, RFC 3596 §2.5): "2.0.0.127.in-addr.arpa", nibbles under "ip6.arpa". */
+export function reverseName(address: string): string {
+  if (isIP(address) === 4) return `${address.split(".").reverse().join(".")}.in-addr.arpa`;
+  const [head, tail] = address.split("::");
+  const left = head ? head.split(":") : [];
+  const right = tail ? tail.split(":") : [];
+  const groups = [...left, ...Array<string>(8 - left.length - right.length).fill("0"), ...right];
+  return `${groups.map((g) => g.padStart(4, "0")).join("").split("").reverse().join(".")}.ip6.arpa`;
+}

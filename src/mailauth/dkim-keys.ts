@@ -8,22 +8,15 @@
  * base64, or `k=ed25519` with the raw 32-octet key (RFC 8463 §4).
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
-import { chmodSync, mkdirSync } from "node:fs";
-import { open, readdir, readFile, stat } from "node:fs/promises";
+import { chmod, mkdir, open, readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { normalizeName } from "../dns/names.ts";
 import { dkimAlgorithm, type DkimSigningKey } from "./dkim-sign.ts";
+import { isSelector } from "./selector.ts";
 
 export type KeyAlgorithm = "rsa" | "ed25519";
 
 export const RSA_BITS = 2048;
-
-/** RFC 6376 §3.1: a selector is one or more DNS labels. */
-const SELECTOR = /^(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*$/;
-
-export function isSelector(s: string): boolean {
-  return SELECTOR.test(s);
-}
 
 export interface KeyPaths {
   readonly dir: string;
@@ -50,8 +43,8 @@ export async function generateDkimKey(dataDir: string, domain: string, selector:
       ? generateKeyPairSync("rsa", { modulusLength: RSA_BITS })
       : generateKeyPairSync("ed25519");
   for (const dir of [join(dataDir, "dkim"), paths.dir]) {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    chmodSync(dir, 0o700);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await chmod(dir, 0o700);
   }
   await writeNew(paths.key, pair.privateKey.export({ type: "pkcs8", format: "pem" }) as string);
   await writeNew(paths.pub, pair.publicKey.export({ type: "spki", format: "pem" }) as string);

@@ -110,12 +110,18 @@ function runProgram(cmd: string, args: string[], input: string | Buffer, missing
 
 const DKIMPY_MISSING = "dkimpy is not installed: apt-get install python3-dkim python3-authres";
 
-function keysJson(keys: readonly { name: string; record: string }[]): string {
+/** A key record as published: "sel._domainkey.domain" and the TXT value. */
+export interface KeyRecord {
+  readonly name: string;
+  readonly record: string;
+}
+
+function keysJson(keys: readonly KeyRecord[]): string {
   return JSON.stringify(Object.fromEntries(keys.map((k) => [k.name, k.record])));
 }
 
 /** dkimpy's verdict on each DKIM-Signature of `message`, in header order. */
-export async function dkimpyVerify(message: string | Buffer, keys: readonly TestKey[]): Promise<{ pass: boolean; error?: string }[]> {
+export async function dkimpyVerify(message: string | Buffer, keys: readonly KeyRecord[]): Promise<{ pass: boolean; error?: string }[]> {
   const files = await tempFiles({ "keys.json": keysJson(keys) });
   try {
     const r = await runProgram(PYTHON, [TOOL, "verify", files.path("keys.json")], message, DKIMPY_MISSING);
@@ -145,7 +151,7 @@ export async function dkimpySign(message: string, key: TestKey): Promise<string>
   }
 }
 
-export async function dkimpyArcVerify(message: string, keys: readonly TestKey[]): Promise<{ cv: string; comment: string }> {
+export async function dkimpyArcVerify(message: string, keys: readonly KeyRecord[]): Promise<{ cv: string; comment: string }> {
   const files = await tempFiles({ "keys.json": keysJson(keys) });
   try {
     const r = await runProgram(PYTHON, [TOOL, "arc-verify", files.path("keys.json")], message, DKIMPY_MISSING);
@@ -173,7 +179,7 @@ export async function dkimpyArcSign(message: string, key: TestKey, srvId: string
  * OpenDKIM's verdicts, from its test mode (`opendkim -t`) with the keys given as TestPublicKeys:
  * the dkim= results of the Authentication-Results field it would add, e.g. ["pass", "pass"].
  */
-export async function opendkimVerify(message: string | Buffer, keys: readonly TestKey[]): Promise<string[]> {
+export async function opendkimVerify(message: string | Buffer, keys: readonly KeyRecord[]): Promise<string[]> {
   if (!existsSync(OPENDKIM)) throw new Error("opendkim is not installed: apt-get install opendkim opendkim-tools");
   const files = await tempFiles({
     "msg.eml": Buffer.from(message),

@@ -19,6 +19,8 @@ import dnsPacket from "dns-packet";
 import { requireRoot } from "./peers.ts";
 import type { Answer, DecodedPacket, Packet, RecordType } from "dns-packet";
 
+export { reverseName } from "../../src/dns/names.ts";
+
 /** Records as a list (TTL 300) or with their TTL in seconds. */
 export type RecordSet<T> = readonly T[] | { readonly ttl: number; readonly records: readonly T[] };
 
@@ -311,17 +313,6 @@ function recordsFor(name: string, entry: ZoneEntry, type: RecordType): Answer[] 
     default:
       return [];
   }
-}
-
-/** The name a PTR record for `address` lives at: "2.0.0.127.in-addr.arpa", nibbles under "ip6.arpa". */
-export function reverseName(address: string): string {
-  if (net.isIPv4(address)) return `${address.split(".").reverse().join(".")}.in-addr.arpa`;
-  const groups = address.split("::");
-  const head = groups[0] ? groups[0].split(":") : [];
-  const tail = groups.length > 1 && groups[1] ? groups[1].split(":") : [];
-  const full = [...head, ...Array(8 - head.length - tail.length).fill("0"), ...tail];
-  const nibbles = full.map((g) => g.padStart(4, "0")).join("").split("");
-  return `${nibbles.reverse().join(".")}.ip6.arpa`;
 }
 
 function soaRecord(apex: string, ttl: number, minimum: number): Answer {
