@@ -9,7 +9,7 @@
  * This adapter answers it from Petrel's own resolver, so the configured servers, the cache and
  * the loopback DNS server of the tests apply to message authentication as to delivery.
  */
-import type { RecordKind, RecordResolver } from "../dns/records.ts";
+import type { RecordData, RecordKind, RecordResolver } from "../dns/records.ts";
 
 export type MailauthResolver = (name: string, rrtype: string) => Promise<unknown[]>;
 
@@ -34,9 +34,7 @@ export function mailauthResolver(resolver: RecordResolver): MailauthResolver {
     const r = await resolver.resolveRecords(name, type as RecordKind);
     switch (r.kind) {
       case "records":
-        if (type === "MX") return r.records.map((mx) => ({ exchange: (mx as { exchange: string }).exchange, priority: (mx as { preference: number }).preference }));
-        if (type === "TXT") return r.records.map((txt) => [...(txt as readonly string[])]);
-        return [...r.records];
+        return r.records.map((record) => nodeShape(type as RecordKind, record));
       case "nxdomain":
         throw new DnsLookupError("ENOTFOUND", name, `${name}/${type}: domain not found (NXDOMAIN)`);
       case "nodata":
@@ -47,4 +45,14 @@ export function mailauthResolver(resolver: RecordResolver): MailauthResolver {
         throw new DnsLookupError(r.timeout ? "ETIMEOUT" : "ESERVFAIL", name, r.reason);
     }
   };
+}
+
+/** MX as { exchange, priority }, TXT as a fresh array of character-strings, the rest as strings. */
+function nodeShape(type: RecordKind, record: RecordData[RecordKind]): unknown {
+  if (type === "MX") {
+    const mx = record as RecordData["MX"];
+    return { exchange: mx.exchange, priority: mx.preference };
+  }
+  if (type === "TXT") return [...(record as RecordData["TXT"])];
+  return record;
 }

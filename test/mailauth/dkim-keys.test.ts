@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { createPublicKey } from "node:crypto";
 import { dkimKeyPaths, dkimRecordValue, generateDkimKey, listDkimKeys, loadDkimKey, recordPublicKey } from "../../src/mailauth/dkim-keys.ts";
 import { DkimSigner } from "../../src/mailauth/dkim-sign.ts";
+import { SigningKeys } from "../../src/mailauth/signing-keys.ts";
 import { MESSAGE, dkimpyVerify } from "./helpers.ts";
 
 async function dataDir(t: import("node:test").TestContext): Promise<string> {
@@ -74,4 +75,24 @@ test("loading refuses a key others can read, a missing key (naming the command) 
   const junk = dkimKeyPaths(dir, "a.test", "junk");
   await writeFile(junk.key, "not a key", { mode: 0o600 });
   await assert.rejects(loadDkimKey(dir, "a.test", "junk"), /is not a PEM private key/);
+});
+
+test("signing keys per domain: loaded at once, chosen by the author domain or its closest parent with keys", async (t) => {
+  const dir = await dataDir(t);
+  await generateDkimKey(dir, "example.com", "r", "rsa");
+  await generateDkimKey(dir, "example.com", "e", "ed25519");
+  await generateDkimKey(dir, "shop.example.com", "s", "ed25519");
+  const keys = await SigningKeys.load(dir, { "example.com": { selectors: ["r", "e"] }, "shop.example.com": { selectors: ["s"] } });
+  const pick = (d: string) => keys.keysFor(d).map((k) => `${k.selector}@${k.domain}`);
+  assert.deepEqual(pick("example.com"), ["r@example.com", "e@example.com"]);
+  assert.deepEqual(pick("News.Example.COM"), ["r@example.com", "e@example.com"], "a parent's signature aligns (relaxed)");
+  assert.deepEqual(pick("eu.shop.example.com"), ["s@shop.example.com"]);
+  assert.deepEqual(pick("other.test"), []);
+  assert.deepEqual(pick("com"), []);
+
+  await chmod(join(dir, "dkim", "example.com", "e.key"), 0o640);
+  await assert.rejects(
+    SigningKeys.load(dir, { "example.com": { selectors: ["r", "e", "x"] } }),
+    (err: Error) => /e\.key is readable by others/.test(err.message) && /no DKIM key .*x\.key/.test(err.message),
+  );
 });
