@@ -5,7 +5,7 @@
  */
 import { parseArgs } from "node:util";
 import { loadConfig } from "../config/load.ts";
-import { normalizeDomain } from "../config/schema.ts";
+import { normalizeDomain } from "../mail/address.ts";
 import { dkimRecordValue, generateDkimKey, RSA_BITS, type KeyAlgorithm } from "../mailauth/dkim-keys.ts";
 import { isSelector } from "../mailauth/selector.ts";
 import { dkimRecord } from "../dns-records/records.ts";

@@ -5,7 +5,8 @@
  */
 import { parseArgs } from "node:util";
 import { loadConfig } from "../config/load.ts";
-import { normalizeDomain, type Config } from "../config/schema.ts";
+import type { Config } from "../config/schema.ts";
+import { normalizeDomain } from "../mail/address.ts";
 import { createResolver } from "../dns/resolver.ts";
 import { dkimKeyPaths, listDkimKeys } from "../mailauth/dkim-keys.ts";
 import { checkRecords, formatCheck } from "../dns-records/check.ts";
@@ -46,7 +47,7 @@ export async function dnsCommand(argv: string[], io: Io): Promise<number> {
     io.stdout.write(`; DNS records for ${domain}, to publish at its DNS provider (zone-file form).\n\n${zoneText(records)}`);
     return problems.length > 0 ? 1 : 0;
   }
-  const resolver = createResolver(config.dns.servers.length > 0 ? { servers: config.dns.servers } : {});
+  const resolver = createResolver({ servers: config.dns.servers });
   try {
     const checks = await checkRecords(records, { resolver, hostname: config.hostname });
     io.stdout.write(`DNS records of ${domain}, as the resolvers answer:\n`);

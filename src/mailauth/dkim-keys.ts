@@ -10,7 +10,7 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from "node:crypto";
 import { chmod, mkdir, open, readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { normalizeName } from "../dns/names.ts";
+import { normalizeDomain } from "../mail/address.ts";
 import { dkimAlgorithm, type DkimSigningKey } from "./dkim-sign.ts";
 import { isSelector } from "./selector.ts";
 
@@ -147,7 +147,7 @@ export function recordPublicKey(record: string): string | undefined {
 }
 
 function checkedDomain(domain: string): string {
-  const name = normalizeName(domain);
-  if (!name.ok || name.name.includes("/")) throw new Error(`invalid domain "${domain}"`);
-  return name.name;
+  const name = normalizeDomain(domain);
+  if (name === undefined) throw new Error(`invalid domain "${domain}"`);
+  return name;
 }

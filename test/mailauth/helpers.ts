@@ -6,7 +6,6 @@
  */
 import { spawn } from "node:child_process";
 import { generateKeyPairSync, type KeyObject } from "node:crypto";
-import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,11 +16,17 @@ import { dkimRecordValue } from "../../src/mailauth/dkim-keys.ts";
 import type { DkimSigningKey } from "../../src/mailauth/dkim-sign.ts";
 import { mailauthResolver, type MailauthResolver } from "../../src/mailauth/dns-resolver.ts";
 import { startDnsServer, type TestDnsServer, type Zone } from "../support/dns-server.ts";
+import { requirePeer, requirePeerFile } from "../support/peers.ts";
 
 const TOOL = fileURLToPath(new URL("./py/dkimpy_tool.py", import.meta.url));
-/** Debian's python, where python3-dkim is installed (a pyenv python on PATH would lack it). */
-const PYTHON = existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
-const OPENDKIM = "/usr/sbin/opendkim";
+
+/** Debian's python with dkimpy (a python earlier on PATH, such as pyenv's, would lack it). */
+function dkimpy(arc: "arc-sign" | "other" = "other"): string {
+  const python = requirePeerFile("/usr/bin/python3", "python3");
+  requirePeerFile("/usr/lib/python3/dist-packages/dkim/__init__.py", "python3-dkim");
+  if (arc === "arc-sign") requirePeerFile("/usr/lib/python3/dist-packages/authres/__init__.py", "python3-authres");
+  return python;
+}
 
 export interface TestKey extends DkimSigningKey {
   readonly publicKey: KeyObject;
@@ -90,25 +95,19 @@ async function tempFiles(files: Record<string, string | Buffer>): Promise<{ dir:
   return { dir, path: (name) => join(dir, name), remove: () => rm(dir, { recursive: true, force: true }) };
 }
 
-function runProgram(cmd: string, args: string[], input: string | Buffer, missing: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runProgram(cmd: string, args: string[], input: string | Buffer): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"], timeout: 30_000 });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on("data", (b: Buffer) => out.push(b));
     child.stderr.on("data", (b: Buffer) => err.push(b));
-    child.on("error", (e: NodeJS.ErrnoException) => reject(e.code === "ENOENT" ? new Error(missing) : e));
-    child.on("close", (code) => {
-      const stderr = Buffer.concat(err).toString("utf8");
-      if (code === 3 && stderr.includes("not installed")) return reject(new Error(missing));
-      resolve({ code, stdout: Buffer.concat(out).toString("utf8"), stderr });
-    });
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8") }));
     child.stdin.on("error", () => {});
     child.stdin.end(input);
   });
 }
-
-const DKIMPY_MISSING = "dkimpy is not installed: apt-get install python3-dkim python3-authres";
 
 /** A key record as published: "sel._domainkey.domain" and the TXT value. */
 export interface KeyRecord {
@@ -124,7 +123,7 @@ function keysJson(keys: readonly KeyRecord[]): string {
 export async function dkimpyVerify(message: string | Buffer, keys: readonly KeyRecord[]): Promise<{ pass: boolean; error?: string }[]> {
   const files = await tempFiles({ "keys.json": keysJson(keys) });
   try {
-    const r = await runProgram(PYTHON, [TOOL, "verify", files.path("keys.json")], message, DKIMPY_MISSING);
+    const r = await runProgram(dkimpy(), [TOOL, "verify", files.path("keys.json")], message);
     if (r.code !== 0) throw new Error(`dkimpy verify failed: ${r.stderr}`);
     return JSON.parse(r.stdout) as { pass: boolean; error?: string }[];
   } finally {
@@ -143,7 +142,7 @@ export async function dkimpySign(message: string, key: TestKey): Promise<string>
   const algo = key.privateKey.asymmetricKeyType === "ed25519" ? "ed25519-sha256" : "rsa-sha256";
   const files = await tempFiles({ key: dkimpyKey(key.privateKey) });
   try {
-    const r = await runProgram(PYTHON, [TOOL, "sign", "-", key.selector, key.domain, algo, files.path("key")], message, DKIMPY_MISSING);
+    const r = await runProgram(dkimpy(), [TOOL, "sign", "-", key.selector, key.domain, algo, files.path("key")], message);
     if (r.code !== 0) throw new Error(`dkimpy sign failed: ${r.stderr}`);
     return r.stdout;
   } finally {
@@ -154,7 +153,7 @@ export async function dkimpySign(message: string, key: TestKey): Promise<string>
 export async function dkimpyArcVerify(message: string, keys: readonly KeyRecord[]): Promise<{ cv: string; comment: string }> {
   const files = await tempFiles({ "keys.json": keysJson(keys) });
   try {
-    const r = await runProgram(PYTHON, [TOOL, "arc-verify", files.path("keys.json")], message, DKIMPY_MISSING);
+    const r = await runProgram(dkimpy(), [TOOL, "arc-verify", files.path("keys.json")], message);
     if (r.code !== 0) throw new Error(`dkimpy arc-verify failed: ${r.stderr}`);
     return JSON.parse(r.stdout) as { cv: string; comment: string };
   } finally {
@@ -167,7 +166,7 @@ export async function dkimpyArcSign(message: string, key: TestKey, srvId: string
   const algo = key.privateKey.asymmetricKeyType === "ed25519" ? "ed25519-sha256" : "rsa-sha256";
   const files = await tempFiles({ key: dkimpyKey(key.privateKey) });
   try {
-    const r = await runProgram(PYTHON, [TOOL, "arc-sign", key.selector, key.domain, algo, files.path("key"), srvId], message, DKIMPY_MISSING);
+    const r = await runProgram(dkimpy("arc-sign"), [TOOL, "arc-sign", key.selector, key.domain, algo, files.path("key"), srvId], message);
     if (r.code !== 0) throw new Error(`dkimpy arc-sign failed: ${r.stderr}`);
     return r.stdout;
   } finally {
@@ -180,14 +179,14 @@ export async function dkimpyArcSign(message: string, key: TestKey, srvId: string
  * the dkim= results of the Authentication-Results field it would add, e.g. ["pass", "pass"].
  */
 export async function opendkimVerify(message: string | Buffer, keys: readonly KeyRecord[]): Promise<string[]> {
-  if (!existsSync(OPENDKIM)) throw new Error("opendkim is not installed: apt-get install opendkim opendkim-tools");
+  const opendkim = requirePeer("opendkim", "opendkim");
   const files = await tempFiles({
     "msg.eml": Buffer.from(message),
     keys: keys.map((k) => `${k.name} ${k.record}\n`).join(""),
   });
   try {
     await writeFile(files.path("opendkim.conf"), `Mode v\nTestPublicKeys ${files.path("keys")}\nSyslog no\n`);
-    const r = await runProgram(OPENDKIM, ["-x", files.path("opendkim.conf"), "-t", files.path("msg.eml"), "-vvv"], "", "opendkim is not installed: apt-get install opendkim");
+    const r = await runProgram(opendkim, ["-x", files.path("opendkim.conf"), "-t", files.path("msg.eml"), "-vvv"], "");
     const ar = /### INSHEADER: idx=\d+ hname='Authentication-Results' hvalue='([^']*)'/.exec(r.stdout + r.stderr);
     if (ar === null) throw new Error(`opendkim gave no Authentication-Results (exit ${r.code}): ${r.stdout}${r.stderr}`);
     return [...ar[1].matchAll(/\bdkim=(\w+)/g)].map((m) => m[1]);
