@@ -11,7 +11,7 @@
  */
 import { arc, createSeal, getARChain } from "mailauth";
 import type { ARCChainEntry, DNSResolver } from "mailauth";
-import { parseHeaders } from "mailauth/lib/tools.js";
+import { formatAuthHeaderRow, parseHeaders } from "mailauth/lib/tools.js";
 import type { DkimSigningKey } from "./dkim-sign.ts";
 import type { DkimVerification } from "./dkim-verify.ts";
 import type { MailauthResolver } from "./dns-resolver.ts";
@@ -20,6 +20,12 @@ export type ArcResult = "none" | "pass" | "fail";
 
 export interface ArcOutcome {
   readonly result: ArcResult;
+  /**
+   * The chain failed because a key could not be looked up (SERVFAIL, timeout), not because a
+   * signature is wrong. RFC 8617 has only none/pass/fail, so the result is "fail", but a set
+   * sealed now with cv=fail would end the chain for good: retry, or forward without sealing.
+   */
+  readonly temporary?: true;
   /** The highest instance (i=) of the chain; 0 when there is none. */
   readonly instance: number;
   readonly comment?: string;
@@ -34,13 +40,37 @@ export interface ArcVerifyOptions {
 }
 
 export async function verifyArc(message: DkimVerification, options: ArcVerifyOptions): Promise<ArcOutcome> {
+  // mailauth reads every failure as a broken chain; watch the lookups to tell a DNS failure apart.
+  let dnsFailure: string | undefined;
+  const resolver: MailauthResolver = async (name, type) => {
+    try {
+      return await options.resolver(name, type);
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === "ETIMEOUT" || code === "ESERVFAIL") dnsFailure ??= (err as Error).message;
+      throw err;
+    }
+  };
   const r = await arc(message.arc, {
-    resolver: options.resolver as DNSResolver,
+    resolver: resolver as DNSResolver,
     strict: true,
     minBitLength: 1024,
     ...(options.ip === undefined ? {} : { ip: options.ip }),
   });
   const result = r.status.result as ArcResult;
+  // The newest ARC-Message-Signature was checked during the DKIM pass, with its own lookups.
+  const ams = (message.arc.lastEntry as { messageSignature?: { status?: { result?: string; comment?: string } } } | undefined)?.messageSignature?.status;
+  if (ams?.result === "temperror") dnsFailure ??= ams.comment ?? "temporary DNS failure";
+  if (result === "fail" && dnsFailure !== undefined) {
+    const comment = `DNS failure: ${dnsFailure}`;
+    return {
+      result,
+      temporary: true,
+      instance: typeof r.i === "number" ? r.i : 0,
+      comment,
+      authResults: formatAuthHeaderRow("arc", { ...r.status, comment }, { strict: true }),
+    };
+  }
   return {
     result,
     instance: typeof r.i === "number" ? r.i : 0,

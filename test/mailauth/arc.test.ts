@@ -100,3 +100,15 @@ test("no chain: arc=none with the client's address", async (t) => {
   const arc = await verifyArc(await verify(mailauth, MESSAGE), { resolver: mailauth, ip: "192.0.2.30" });
   assert.deepEqual(arc, { result: "none", instance: 0, authResults: "arc=none smtp.remote-ip=192.0.2.30" });
 });
+
+test("a key lookup that fails (SERVFAIL) is arc=fail marked temporary, not a broken chain", async (t) => {
+  const { mailauth } = await testDns(t, keyZone(keys));
+  const sealed = await forward(mailauth, await signed());
+  const other = await testDns(t, keyZone(keys), { timeout: 100 });
+  other.dns.setBehaviour(petrelRsa.name, "servfail");
+  const arc = await verifyArc(await verify(other.mailauth, sealed), { resolver: other.mailauth });
+  assert.equal(arc.result, "fail");
+  assert.equal(arc.temporary, true);
+  assert.match(arc.authResults, /^arc=fail \(DNS failure: .*SERVFAIL.*\)/);
+  assert.equal((await verifyArc(await verify(mailauth, sealed), { resolver: mailauth })).temporary, undefined);
+});

@@ -59,7 +59,7 @@ test("dkimpy and OpenDKIM verify Petrel's signatures, both algorithms, whatever 
   assert.deepEqual(await opendkimVerify(signed, [rsa, ed]), ["pass", "pass"]);
 });
 
-test("tampering is caught by the independent verifiers: body, signed header, an added From", async () => {
+test("tampering is caught by the independent verifiers: body, signed header, an added From or Subject", async () => {
   const signed = (await sign(MESSAGE)) + MESSAGE;
   const body = signed.replace("the  figures", "the  numbers");
   const subject = signed.replace("Subject: Quarterly report", "Subject: Quarterly Report");

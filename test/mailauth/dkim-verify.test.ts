@@ -45,7 +45,7 @@ test("tampered body and tampered signed header fail (dkim=fail), an unsigned hea
   assert.deepEqual(received.signatures.map((s) => s.result), ["pass", "pass"]);
 });
 
-test("Petrel's own signatures verify, and an added Subject above an over-signed one fails only thanks to over-signing", async (t) => {
+test("Petrel's own signatures verify, and a From added above the signed one fails only thanks to over-signing", async (t) => {
   const { mailauth } = await testDns(t, keyZone([rsa, ed]));
   const sign = async (oversignedFields?: string[]) => {
     const s = new DkimSigner([rsa, ed], oversignedFields ? { oversignedFields } : {});
