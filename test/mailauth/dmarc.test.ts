@@ -16,6 +16,9 @@ const zone: Zone = {
   "_dmarc.none.test": { TXT: ["v=DMARC1; p=none; rua=mailto:d@none.test"] },
   "_dmarc.two.test": { TXT: ["v=DMARC1; p=reject", "v=DMARC1; p=none"] },
   "_dmarc.sf.test": { TXT: ["v=DMARC1; p=reject"] },
+  // A public suffix that says so itself (RFC 9989 psd=y), as a PSL "private" entry would.
+  "_dmarc.pages.test": { TXT: ["v=DMARC1; p=reject; psd=y"] },
+  "alice.pages.test": { A: ["192.0.2.3"] },
 };
 
 const spf = (domain: string, result: SpfOutcome["result"] = "pass"): SpfOutcome => ({
@@ -99,4 +102,14 @@ test("permerror: two From fields, or From naming two domains; temperror: the pol
   const temp = await checkDmarc(input("x@sf.test"), mailauth);
   assert.equal(temp.result, "temperror");
   assert.match(temp.reason!, /SERVFAIL/);
+});
+
+test("the organizational domain comes from the DNS Tree Walk, not a suffix list: below a psd=y domain each name is its own", async (t) => {
+  const { mailauth, dns } = await testDns(t, zone);
+  const other = await checkDmarc(input("x@alice.pages.test", { dkim: [dkim("mallory.pages.test")] }), mailauth);
+  assert.deepEqual([other.result, other.policy, other.policyDomain], ["fail", "reject", "pages.test"], "a sibling under the suffix does not align");
+  const own = await checkDmarc(input("x@alice.pages.test", { dkim: [dkim("mail.alice.pages.test")] }), mailauth);
+  assert.equal(own.result, "pass", "the name under the suffix is the organizational domain");
+  const walked = dns.queries.filter((q) => q.type === "TXT").map((q) => q.name);
+  assert.ok(walked.includes("_dmarc.alice.pages.test") && walked.includes("_dmarc.pages.test"));
 });
