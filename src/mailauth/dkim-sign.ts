@@ -86,11 +86,14 @@ export class DkimSigner {
 
   /**
    * The DKIM-Signature fields, each ending in CRLF. `header` is the header section the message
-   * will carry (without the empty line); by default the one that streamed in.
+   * will carry (without the empty line) — raw, or as fields (name, value without the space
+   * after the colon; relaxed canonicalization makes "Name: value" equivalent to what was
+   * written) — by default the one that streamed in.
    */
-  async end(header?: Buffer | string): Promise<string> {
+  async end(header?: Buffer | string | readonly { readonly name: string; readonly value: string }[]): Promise<string> {
     const hashed = await this.body.end();
-    const fields = header === undefined ? hashed.header : parseHeaders(Buffer.from(header));
+    const raw = Array.isArray(header) ? header.map((f) => `${f.name}: ${f.value}\r\n`).join("") : header;
+    const fields = raw === undefined ? hashed.header : parseHeaders(Buffer.from(raw as string | Buffer));
     return this.keys.map((key) => signatureField(key, fields, hashed.bodyHash, this.options) + "\r\n").join("");
   }
 

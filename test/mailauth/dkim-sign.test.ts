@@ -93,6 +93,15 @@ test("headers decided at the end: the header section given to end() is what is s
   assert.deepEqual(await dkimpyVerify(delivered, [rsa, ed]), [{ pass: true }, { pass: true }]);
   const changed = delivered.replace("<added@a.test>", "<other@a.test>");
   assert.deepEqual((await dkimpyVerify(changed, [rsa, ed])).map((r) => r.pass), [false, false], "the added Message-ID is covered");
+  // The same header section as the policy pipeline's parsed fields (name, value).
+  const asFields = finalHeader.replace(/\r\n(?=[ \t])/g, "\u0000").split("\r\n").filter(Boolean).map((line) => {
+    const colon = line.indexOf(":");
+    return { name: line.slice(0, colon), value: line.slice(colon + 1).replace(/^ /, "").replace(/\u0000/g, "\r\n") };
+  });
+  const signer = new DkimSigner([rsa, ed]);
+  await signer.write(Buffer.from(streamed));
+  const fromFields = (await signer.end(asFields)) + finalHeader + streamed.slice(split);
+  assert.deepEqual(await dkimpyVerify(fromFields, [rsa, ed]), [{ pass: true }, { pass: true }]);
 });
 
 test("a message without From cannot be signed; keys that cannot sign are refused up front", async () => {
