@@ -15,6 +15,16 @@ export const EMBEDDED_SOURCE = "<embedded default>";
 /** The embedded default configuration file: empty, so every key takes its default. */
 export const EMBEDDED_DEFAULT_YAML = "# Petrel's embedded default: every key takes its default value.\n{}\n";
 
+const TLS13_SUITES = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+
+/** Mozilla "intermediate" (v5.7) without its DHE suites: AEAD with forward secrecy only. */
+export const INTERMEDIATE_CIPHERS =
+  `${TLS13_SUITES}:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:` +
+  "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+/** Broad, for opportunistic TLS between MTAs (RFC 7435). */
+export const OPPORTUNISTIC_CIPHERS = `${TLS13_SUITES}:HIGH:!aNULL:!eNULL:!EXPORT:!DES:!3DES:!RC4:!MD5:!PSK:!SRP:!IDEA:!SEED`;
+
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const SECOND = 1000;
@@ -31,6 +41,23 @@ export const DEFAULTS = {
   tls: {
     minVersion: "TLSv1.2",
     sni: [],
+    ciphers: {
+      mx: OPPORTUNISTIC_CIPHERS,
+      submission: INTERMEDIATE_CIPHERS,
+      submissions: INTERMEDIATE_CIPHERS,
+    },
+    ocspStapling: true,
+  },
+  acme: {
+    directory: "https://acme-v02.api.letsencrypt.org/directory",
+    challenge: "http-01",
+    http: { address: "::", port: 80 },
+    tlsAlpn: { address: "::", port: 443 },
+  },
+  mtaSts: {
+    mode: "testing",
+    maxAge: 7 * 24 * 3600 * SECOND,
+    listen: { address: "::", port: 443 },
   },
   proxyProtocol: {
     trusted: [],
@@ -96,6 +123,9 @@ export const DEFAULTS = {
     level: "info",
   },
 } as const;
+
+/** Longest MTA-STS max_age (RFC 8461 §3.2: 31557600 seconds). */
+export const MAX_MTA_STS_AGE = 31_557_600 * SECOND;
 
 /** Smallest allowed `limits.commandLine`: RFC 5321 §4.5.3.1.4 requires 512 octets. */
 export const MIN_COMMAND_LINE = 512;

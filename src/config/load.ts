@@ -130,6 +130,8 @@ export function parseConfig(raw: unknown, source: string, options: ParseOptions 
     files.push({ path: ["tls", "sni", i, "cert"], value: entry.cert, set: (a) => (entry.cert = a) });
     files.push({ path: ["tls", "sni", i, "key"], value: entry.key, set: (a) => (entry.key = a) });
   });
+  const acme = tls.acme;
+  if (acme?.ca !== undefined) files.push({ path: ["tls", "acme", "ca"], value: acme.ca, set: (a) => (acme.ca = a) });
   config.listeners.forEach((l, i) => {
     const lt = l.tls;
     if (lt === undefined) return;

@@ -19,9 +19,10 @@
  */
 import { isIP } from "node:net";
 import * as z from "zod";
-import { DEFAULTS, MIN_COMMAND_LINE } from "./defaults.ts";
+import { DEFAULTS, MAX_MTA_STS_AGE, MIN_COMMAND_LINE } from "./defaults.ts";
 import { normalizeDomain, normalizeMailbox } from "../mail/address.ts";
 import { LISTENER_ROLES } from "../mail/envelope.ts";
+import { cipherStringProblem } from "../server/tls-policy.ts";
 import { DURATION_ALLOWED, formatSize, parseDuration, parseSize, SIZE_ALLOWED } from "./units.ts";
 import { EXTENSIONS, type Extension } from "../smtp/extensions.ts";
 import { isSelector } from "../mailauth/selector.ts";
@@ -160,6 +161,35 @@ const minTlsVersion = z
   })
   .default(DEFAULTS.tls.minVersion);
 
+/** An OpenSSL cipher string (TLS 1.3 suites "TLS_…" included), checked by building a context with it. */
+function cipherString(def: string) {
+  return z
+    .string()
+    .min(1)
+    .superRefine((v, ctx) => {
+      const problem = cipherStringProblem(v);
+      if (problem) ctx.addIssue({ code: "custom", message: `expected an OpenSSL cipher string such as "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256" (OpenSSL says: ${problem})`, input: v });
+    })
+    .default(def);
+}
+
+const port = z.number().int().min(0).max(65535);
+
+/** Where one of Petrel's HTTP or HTTPS listeners binds. */
+function bindAddress(def: { address: string; port: number }) {
+  return z
+    .strictObject({
+      /** IP literal to bind ("::" is every address, IPv4 too on a dual-stack host). */
+      address: ipAddress.default(def.address),
+      /** TCP port; 0 picks a free port (tests). */
+      port: port.default(def.port),
+    })
+    .prefault({});
+}
+
+/** An MTA-STS "mx" pattern (RFC 8461 §3.2): a host name, or "*.example.com" for any one label. */
+const mxPattern = sniName;
+
 const certKeyPair = z.strictObject({
   /** Path to the certificate chain (PEM), leaf first. */
   cert: z.string().min(1),
@@ -182,7 +212,7 @@ export const listenerSchema = z.strictObject({
   /** IP literal to bind: "127.0.0.1", "0.0.0.0" (all IPv4), "::" (all IPv6 and usually IPv4). */
   address: ipAddress,
   /** TCP port, 0..65535; 0 picks a free port (tests). */
-  port: z.number().int().min(0).max(65535),
+  port,
   /**
    * "mx": receives mail for local domains from other servers (port 25, STARTTLS offered);
    * "submission": authenticated clients (port 587, STARTTLS required before AUTH);
@@ -237,8 +267,66 @@ export const configSchema = z.strictObject({
           }),
         )
         .default(() => []),
+      /**
+       * Cipher suites offered per listener role (OpenSSL syntax; TLS 1.3 "TLS_…" suites in the
+       * same string). NULL, anonymous, export, DES, 3DES, RC4 and MD5 suites are always
+       * removed, whatever is written here. The HTTPS listener (MTA-STS, TLS-ALPN-01) uses
+       * `submissions`.
+       */
+      ciphers: z
+        .strictObject({
+          /** Broad, for opportunistic TLS with other servers (RFC 7435). */
+          mx: cipherString(DEFAULTS.tls.ciphers.mx),
+          /** Mozilla "intermediate": AEAD suites with forward secrecy only. */
+          submission: cipherString(DEFAULTS.tls.ciphers.submission),
+          submissions: cipherString(DEFAULTS.tls.ciphers.submissions),
+        })
+        .prefault({}),
+      /** Staple an OCSP response (RFC 6066 §8) when the certificate names an OCSP responder. */
+      ocspStapling: z.boolean().default(DEFAULTS.tls.ocspStapling),
+      /**
+       * Obtain and renew the default certificate from an ACME CA (RFC 8555) for `hostname`,
+       * `domains` below and, when `mtaSts` is set, mta-sts.<domain> of each local domain.
+       * Replaces `tls.cert`/`tls.key`. Enabling it agrees to the CA's terms of service.
+       */
+      acme: z
+        .strictObject({
+          /** The CA's directory URL. */
+          directory: z.url({ protocol: /^https?$/ }).default(DEFAULTS.acme.directory),
+          /** Contact address given to the CA (expiry notices, account recovery). */
+          email: mailbox,
+          /** Names on the certificate besides `hostname`. */
+          domains: z.array(domainName).default(() => []),
+          /** How the CA checks that Petrel controls the names: "http-01" (port 80), "tls-alpn-01" (RFC 8737, port 443), or "both" (the CA picks). */
+          challenge: z.enum(["http-01", "tls-alpn-01", "both"]).default(DEFAULTS.acme.challenge),
+          /** The HTTP-01 listener: serves /.well-known/acme-challenge/ and nothing else. */
+          http: bindAddress(DEFAULTS.acme.http),
+          /** The TLS-ALPN-01 listener; shared with `mtaSts.listen` when both name the same address and port. */
+          tlsAlpn: bindAddress(DEFAULTS.acme.tlsAlpn),
+          /** A CA certificate (PEM file) to trust for the directory's HTTPS, for a private ACME CA. */
+          ca: z.string().min(1).optional(),
+        })
+        .optional(),
     })
     .prefault({}),
+  /**
+   * MTA-STS policy hosting (RFC 8461 §3.2): serve https://mta-sts.<domain>/.well-known/mta-sts.txt
+   * for every local domain. Absent: not served.
+   */
+  mtaSts: z
+    .strictObject({
+      /** "enforce": senders deliver only over verified TLS to the mx below; "testing": they report but deliver; "none": withdraw a policy. */
+      mode: z.enum(["enforce", "testing", "none"]).default(DEFAULTS.mtaSts.mode),
+      /** How long senders may cache the policy (RFC 8461: at most 31557600 seconds, a year). */
+      maxAge: duration(DEFAULTS.mtaSts.maxAge).refine((ms) => ms >= 1000 && ms <= MAX_MTA_STS_AGE, {
+        message: "expected between 1 second and 31557600 seconds (RFC 8461 §3.2)",
+      }),
+      /** MX host patterns senders may deliver to ("*.example.com" matches one label); empty: the hostname. */
+      mx: z.array(mxPattern).default(() => []),
+      /** The HTTPS listener serving the policy (port 443 for senders to find it). */
+      listen: bindAddress(DEFAULTS.mtaSts.listen),
+    })
+    .optional(),
   proxyProtocol: z
     .strictObject({
       /** Peers (IPs or CIDR ranges) allowed to send a PROXY protocol header. */
@@ -525,6 +613,13 @@ export function crossCheck(config: Config): CrossIssue[] {
         allowed: "proxyProtocol.trusted is empty, so no peer may send a PROXY header: list the proxy's address there",
       });
     }
+  }
+  if (config.tls.acme && (config.tls.cert !== undefined || config.tls.key !== undefined)) {
+    issues.push({
+      path: ["tls", "acme"],
+      value: "(set)",
+      allowed: "expected either tls.acme (certificates obtained automatically) or tls.cert/tls.key, not both",
+    });
   }
   if ((config.tls.cert === undefined) !== (config.tls.key === undefined)) {
     const missing = config.tls.cert === undefined ? "cert" : "key";

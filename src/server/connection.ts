@@ -19,6 +19,8 @@ import type { TlsContextProvider } from "./tls-contexts.ts";
 export interface ConnectionSettings {
   readonly role: ListenerRole;
   readonly listenerTls?: { readonly cert: string; readonly key: string };
+  /** The listener's TLS settings (TlsContextProvider.createServer): where Node asks for OCSP staples. */
+  readonly tlsServer?: tls.Server;
   /** Expect a PROXY header from this peer (listener has proxyProtocol and the peer is trusted). */
   readonly expectProxyHeader: boolean;
   readonly session: Omit<SessionOptions, "implicitTls" | "startTlsAvailable" | "authMechanisms" | "requireAuth">;
@@ -213,7 +215,11 @@ export class Connection {
     return new Promise((resolve) => {
       let secure: tls.TLSSocket;
       try {
-        secure = new tls.TLSSocket(this.raw, { isServer: true, ...this.tlsProvider.serverOptions(this.settings.listenerTls) });
+        secure = new tls.TLSSocket(this.raw, {
+          isServer: true,
+          ...this.tlsProvider.serverOptions(this.settings.listenerTls, this.settings.role),
+          ...(this.settings.tlsServer ? { server: this.settings.tlsServer } : {}),
+        });
       } catch (err) {
         this.log.error({ err }, "TLS setup failed");
         this.destroy();

@@ -1,5 +1,6 @@
 import { systemClock, type Now } from "../mail/clock.ts";
 import * as net from "node:net";
+import type * as tls from "node:tls";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { Config, ListenerConfig } from "../config/schema.ts";
@@ -40,9 +41,14 @@ export interface SmtpServerOptions {
   readonly errorSleep?: number;
   /** Listeners bound beforehand (by `petrel serve`, before it gives up root); bound here when absent. */
   readonly sockets?: readonly ListenerSocket[];
-  /** Certificates loaded beforehand (keys only root may read); loaded here when absent. */
+  /** Certificates loaded beforehand (keys only root may read); loaded here when absent (and then closed with the server). */
   readonly tls?: TlsContextProvider;
+  /** The OCSP response to staple for a certificate (DER), if one is known. */
+  readonly ocspResponse?: OcspResponder;
 }
+
+/** Node's "OCSPRequest" as a lookup: the DER response to staple for `certificate`, or null. */
+export type OcspResponder = (certificate: Buffer, issuer: Buffer | null) => Buffer | null;
 
 export class SmtpServer {
   readonly config: Config;
@@ -50,6 +56,9 @@ export class SmtpServer {
   readonly tls: TlsContextProvider;
   private readonly log: Logger;
   private readonly servers: net.Server[] = [];
+  private readonly tlsSettings: tls.Server[] = [];
+  /** The TLS provider is closed on shutdown only when this server made it. */
+  private ownsTls = false;
   private readonly connections = new Set<Connection>();
   private readonly bound: BoundListener[] = [];
   private closing: Promise<void> | null = null;
@@ -70,6 +79,7 @@ export class SmtpServer {
     const tlsProvider = options.tls ?? await loadTlsContexts(config, log);
     const server = new SmtpServer(config, spool, tlsProvider, log);
     server.ownsSpool = options.spool === undefined;
+    server.ownsTls = options.tls === undefined;
     try {
       await server.listen(options);
     } catch (err) {
@@ -95,9 +105,14 @@ export class SmtpServer {
     const sockets = options.sockets ?? await bindListeners(c.listeners, c.limits.connections);
     for (const bound of sockets) {
       const l = bound.listener;
+      const tlsServer = this.tls.createServer(l.tls, undefined, l.role);
+      const ocsp = options.ocspResponse;
+      if (ocsp) tlsServer.on("OCSPRequest", (certificate: Buffer, issuer: Buffer | null, cb: (err: Error | null, response: Buffer | null) => void) => cb(null, ocsp(certificate, issuer)));
+      this.tlsSettings.push(tlsServer);
       const base: Omit<ConnectionSettings, "expectProxyHeader"> = {
         role: l.role,
         listenerTls: l.tls,
+        tlsServer,
         session: {
           hostname: c.hostname,
           banner: c.smtp.banner,
@@ -166,7 +181,8 @@ export class SmtpServer {
       for (const c of this.connections) c.forceClose();
       await Promise.race([all, sleep(2000, undefined, { ref: false })]);
     }
-    this.tls.close();
+    for (const s of this.tlsSettings) s.close();
+    if (this.ownsTls) this.tls.close();
     if (this.ownsSpool) await this.spool.close();
     this.log.info("stopped");
   }

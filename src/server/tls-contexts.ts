@@ -28,7 +28,9 @@ import * as tls from "node:tls";
 import type { Config, TlsMinVersion } from "../config/schema.ts";
 import { ConfigError, makeIssue } from "../config/config-error.ts";
 import { configIssue, formatPath, startupConfigError } from "../config/load.ts";
+import { INTERMEDIATE_CIPHERS, OPPORTUNISTIC_CIPHERS } from "../config/defaults.ts";
 import { ensureSelfSigned } from "./tls-certificates.ts";
+import { effectiveCiphers, SERVER_SECURE_OPTIONS, type TlsRole } from "./tls-policy.ts";
 
 export interface CertKeyPaths {
   /** Certificate chain, PEM, leaf first. */
@@ -59,6 +61,8 @@ export interface TlsContextProviderOptions {
   sni?: readonly SniEntry[];
   /** Protocol floor; never below TLSv1.2 (default). */
   minVersion?: TlsMinVersion;
+  /** Cipher string per listener role (tls-policy.ts); defaults: broad for mx, Mozilla intermediate otherwise. */
+  ciphers?: Partial<Record<TlsRole, string>>;
   /** Watch the files and reload on change (default true). */
   watch?: boolean;
   /** Wait this long after the last change before reloading, so that a cert and key replaced
@@ -88,7 +92,8 @@ export class TlsCertificateError extends Error {
 interface Loaded {
   certPem: Buffer;
   keyPem: Buffer;
-  context: tls.SecureContext;
+  /** Contexts of this pair by cipher string, made when a role first asks. */
+  contexts: Map<string, tls.SecureContext>;
   info: CertificateInfo;
 }
 
@@ -103,6 +108,7 @@ interface Pair {
 interface Attached {
   server: tls.Server;
   pair: Pair;
+  role: TlsRole;
 }
 
 type Events = {
@@ -114,6 +120,7 @@ const FLOOR: TlsMinVersion = "TLSv1.2";
 
 export class TlsContextProvider extends EventEmitter<Events> {
   readonly minVersion: TlsMinVersion;
+  private readonly ciphers: Record<TlsRole, string>;
   private readonly pairs = new Map<string, Pair>();
   private readonly defaultPair: Pair;
   private readonly exact = new Map<string, Pair>();
@@ -133,6 +140,11 @@ export class TlsContextProvider extends EventEmitter<Events> {
   constructor(options: TlsContextProviderOptions) {
     super();
     this.minVersion = options.minVersion === "TLSv1.3" ? "TLSv1.3" : FLOOR;
+    this.ciphers = {
+      mx: effectiveCiphers(options.ciphers?.mx ?? OPPORTUNISTIC_CIPHERS),
+      submission: effectiveCiphers(options.ciphers?.submission ?? INTERMEDIATE_CIPHERS),
+      submissions: effectiveCiphers(options.ciphers?.submissions ?? INTERMEDIATE_CIPHERS),
+    };
     this.watching = options.watch ?? true;
     this.debounceMs = options.debounceMs ?? 100;
     if (options.onReload) this.on("reload", options.onReload);
@@ -161,7 +173,11 @@ export class TlsContextProvider extends EventEmitter<Events> {
    */
   static async fromConfig(
     config: Config,
-    options: Omit<TlsContextProviderOptions, "default" | "sni" | "minVersion"> & { source?: string } = {},
+    options: Omit<TlsContextProviderOptions, "default" | "sni" | "minVersion" | "ciphers"> & {
+      source?: string;
+      /** The default pair when the configuration names none (an ACME certificate); else a self-signed one. */
+      fallback?: CertKeyPaths;
+    } = {},
   ): Promise<TlsContextProvider> {
     const { tls: t } = config;
     // Reported like every other configuration error: file, line, key (with `source`, without lines).
@@ -171,13 +187,14 @@ export class TlsContextProvider extends EventEmitter<Events> {
         ? startupConfigError(config, [configIssue(config, path, err.certPath, allowed)])
         : new ConfigError(options.source, [makeIssue(options.source, formatPath(path), err.certPath, allowed)]);
     };
-    const def =
-      t.cert !== undefined && t.key !== undefined
-        ? { cert: t.cert, key: t.key }
-        : await ensureSelfSigned(config.dataDir, config.hostname).then((p) => ({ cert: p.certPath, key: p.keyPath }));
+    const { fallback, ...rest } = options;
+    let def: CertKeyPaths;
+    if (t.cert !== undefined && t.key !== undefined) def = { cert: t.cert, key: t.key };
+    else if (fallback) def = fallback;
+    else def = await ensureSelfSigned(config.dataDir, config.hostname).then((p) => ({ cert: p.certPath, key: p.keyPath }));
     const provider = (() => {
       try {
-        return new TlsContextProvider({ ...options, default: def, sni: t.sni, minVersion: t.minVersion });
+        return new TlsContextProvider({ ...rest, default: def, sni: t.sni, minVersion: t.minVersion, ciphers: t.ciphers });
       } catch (err) {
         if (!(err instanceof TlsCertificateError)) throw err;
         const i = t.sni.findIndex((s) => s.cert === err.certPath && s.key === err.keyPath);
@@ -203,20 +220,17 @@ export class TlsContextProvider extends EventEmitter<Events> {
    * (STARTTLS). `listenerTls` replaces the default certificate for that listener. For a
    * TLSSocket, call this for each connection, so it starts from the current certificate.
    * A `tls.Server` keeps its default certificate: pass it to `attach()` so that reloads
-   * reach clients that send no server name.
+   * reach clients that send no server name. `role` chooses the cipher policy (default: the
+   * strict one of `submissions`).
    */
-  serverOptions(listenerTls?: CertKeyPaths): tls.TlsOptions {
+  serverOptions(listenerTls?: CertKeyPaths, role: TlsRole = "submissions"): tls.TlsOptions {
     const pair = listenerTls ? this.pairFor(listenerTls) : this.defaultPair;
-    const cur = pair.current;
     return {
-      cert: cur.certPem,
-      key: cur.keyPem,
-      secureContext: cur.context,
-      minVersion: this.minVersion,
-      honorCipherOrder: true,
+      ...this.contextOptions(pair.current, role),
+      secureContext: this.contextOf(pair.current, role),
       SNICallback: (servername, cb) => {
         try {
-          cb(null, this.contextFor(servername, pair));
+          cb(null, this.contextFor(servername, pair, role));
         } catch (err) {
           cb(err as Error, undefined);
         }
@@ -224,26 +238,40 @@ export class TlsContextProvider extends EventEmitter<Events> {
     };
   }
 
-  /** A `tls.Server` with `serverOptions(listenerTls)`, attached for reloads. */
-  createServer(listenerTls?: CertKeyPaths, onSecureConnection?: (socket: tls.TLSSocket) => void): tls.Server {
-    const server = tls.createServer(this.serverOptions(listenerTls), onSecureConnection);
-    this.attach(server, listenerTls);
+  /**
+   * A `tls.Server` with `serverOptions(listenerTls, role)`, attached for reloads. It need not
+   * listen: passed as `server` to `new tls.TLSSocket(...)`, it is where Node asks for an OCSP
+   * staple ("OCSPRequest") for the certificate of a connection that sent no server name.
+   */
+  createServer(listenerTls?: CertKeyPaths, onSecureConnection?: (socket: tls.TLSSocket) => void, role: TlsRole = "submissions"): tls.Server {
+    const server = tls.createServer(this.serverOptions(listenerTls, role), onSecureConnection);
+    this.attach(server, listenerTls, role);
     return server;
   }
 
   /** Keep `server`'s default certificate current across reloads (until the server closes). */
-  attach(server: tls.Server, listenerTls?: CertKeyPaths): void {
-    const entry: Attached = { server, pair: listenerTls ? this.pairFor(listenerTls) : this.defaultPair };
+  attach(server: tls.Server, listenerTls?: CertKeyPaths, role: TlsRole = "submissions"): void {
+    const entry: Attached = { server, pair: listenerTls ? this.pairFor(listenerTls) : this.defaultPair, role };
     this.attached.add(entry);
     server.once("close", () => this.attached.delete(entry));
   }
 
   /**
    * The SecureContext for a server name: exact SNI name, then one-label wildcard, then
-   * `fallback` (a listener's own pair), then the default.
+   * `fallback` (a listener's own pair), then the default; with `role`'s cipher policy.
    */
-  contextFor(servername: string | undefined, fallback?: CertKeyPaths | Pair): tls.SecureContext {
-    return this.pairForName(servername, fallback).current.context;
+  contextFor(servername: string | undefined, fallback?: CertKeyPaths | Pair, role: TlsRole = "submissions"): tls.SecureContext {
+    return this.contextOf(this.pairForName(servername, fallback).current, role);
+  }
+
+  /** The PEM chain (leaf first) that a connection for `servername` gets now. */
+  chainFor(servername?: string, listenerTls?: CertKeyPaths): Buffer {
+    return this.pairForName(servername, listenerTls).current.certPem;
+  }
+
+  /** Every loaded chain (PEM, leaf first), for OCSP stapling. */
+  chains(): Buffer[] {
+    return [...this.pairs.values()].map((p) => p.current.certPem);
   }
 
   /** `SNICallback`-compatible: `tls.createServer({ SNICallback: provider.sniCallback })`. */
@@ -280,6 +308,28 @@ export class TlsContextProvider extends EventEmitter<Events> {
   }
 
   // -------------------------------------------------------------------------
+
+  /** Options every server context of `role` is made with. */
+  private contextOptions(loaded: Loaded, role: TlsRole): tls.SecureContextOptions {
+    return {
+      cert: loaded.certPem,
+      key: loaded.keyPem,
+      minVersion: this.minVersion,
+      ciphers: this.ciphers[role],
+      secureOptions: SERVER_SECURE_OPTIONS,
+      honorCipherOrder: true,
+    };
+  }
+
+  private contextOf(loaded: Loaded, role: TlsRole): tls.SecureContext {
+    const ciphers = this.ciphers[role];
+    let context = loaded.contexts.get(ciphers);
+    if (!context) {
+      context = tls.createSecureContext(this.contextOptions(loaded, role));
+      loaded.contexts.set(ciphers, context);
+    }
+    return context;
+  }
 
   private pairForName(servername: string | undefined, fallback?: CertKeyPaths | Pair): Pair {
     if (servername) {
@@ -387,7 +437,7 @@ export class TlsContextProvider extends EventEmitter<Events> {
     pair.current = loaded; // the switch: one assignment
     for (const a of this.attached) {
       if (a.pair !== pair) continue;
-      a.server.setSecureContext({ cert: certPem, key: keyPem, minVersion: this.minVersion, honorCipherOrder: true });
+      a.server.setSecureContext(this.contextOptions(loaded, a.role));
     }
     this.emit("reload", loaded.info);
   }
@@ -414,16 +464,15 @@ function buildContext(paths: CertKeyPaths, certPem: Buffer, keyPem: Buffer, minV
     throw new TlsCertificateError(paths, `${paths.key} is not an unencrypted PEM private key (${(err as Error).message})`, { cause: err });
   }
   if (!matches) throw new TlsCertificateError(paths, `the key in ${paths.key} does not belong to the certificate in ${paths.cert}`);
-  let context: tls.SecureContext;
   try {
-    context = tls.createSecureContext({ cert: certPem, key: keyPem, minVersion, honorCipherOrder: true });
+    tls.createSecureContext({ cert: certPem, key: keyPem, minVersion, honorCipherOrder: true });
   } catch (err) {
     throw new TlsCertificateError(paths, `OpenSSL refused the pair (${(err as Error).message})`, { cause: err });
   }
   return {
     certPem,
     keyPem,
-    context,
+    contexts: new Map(),
     info: {
       certPath: paths.cert,
       keyPath: paths.key,
