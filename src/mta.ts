@@ -22,6 +22,14 @@ import { readFile } from "node:fs/promises";
 import { createDsnSender } from "./delivery/bounce-agent.ts";
 import type { DeliveryAgent, Router } from "./queue/ports.ts";
 import { startControlSocket } from "./admin/control-socket.ts";
+import type { TlsContextProvider } from "./server/tls-contexts.ts";
+import { AcmeStore } from "./acme/acme-store.ts";
+import { AcmeService } from "./acme/acme-service.ts";
+import { acmeHttp01Handler, acmeTlsAlpnResponder, ChallengeResponses } from "./acme/challenges.ts";
+import { certificateNames } from "./acme/renewal.ts";
+import { startHttpListener, startHttpsListener, type WebHandler, type WebListener } from "./web/web-listener.ts";
+import { mtaStsPolicyHandler } from "./mta-sts/policy-handler.ts";
+import { configuredPolicy, formatPolicy } from "./mta-sts/policy.ts";
 
 /**
  * Petrel in one process: the composition root that wires the boxes of
@@ -55,6 +63,10 @@ export interface MtaOptions {
   readonly runAs?: RunAs;
   /** Aborting it stops start-up at the next step (a signal during start-up); startMta then rejects with the reason. */
   readonly signal?: AbortSignal;
+  /** How the ACME client polls the CA (tests poll fast); acme-client's defaults otherwise. */
+  readonly acmePolling?: { readonly min: number; readonly max: number };
+  /** Start the ACME service's first check at once (default true; tests call `acme.check()`). */
+  readonly acmeAutoStart?: boolean;
 }
 
 export interface Mta {
@@ -63,6 +75,12 @@ export interface Mta {
   readonly accounts: FileAccountStore;
   /** SIGHUP: re-read the TLS certificates and the system's resolvers. */
   reload(): Promise<void>;
+  /** The certificates every TLS listener serves. */
+  readonly tls: TlsContextProvider;
+  /** Automatic certificates, when `tls.acme` is configured. */
+  readonly acme: AcmeService | null;
+  /** HTTP(S) listeners: ACME challenges, MTA-STS policy. */
+  readonly web: readonly WebListener[];
   close(): Promise<void>;
 }
 
@@ -168,10 +186,11 @@ export function buildDelivery(
 /**
  * Start Petrel. The order matters: the data directory is checked and locked
  * before anything in it is opened (a second instance stops there, having
- * changed nothing); listeners are bound and TLS keys read while the process
- * may still be root; then it switches to `runAs`, and only then opens the
- * spool, the queue and the accounts, and serves. Every step undoes the ones
- * before it when a later one fails.
+ * changed nothing); listeners are bound — SMTP, and the HTTP/HTTPS listeners
+ * of ACME and MTA-STS (ports 80 and 443) — and TLS keys read while the
+ * process may still be root; then it switches to `runAs`, and only then opens
+ * the spool, the queue and the accounts, and serves. Every step undoes the
+ * ones before it when a later one fails.
  */
 export async function startMta(config: Config, options: MtaOptions): Promise<Mta> {
   const log = options.log;
@@ -184,15 +203,33 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     const lock = await lockDataDir(config.dataDir);
     undo.push(() => lock.release());
     step();
-    const tls = await loadTlsContexts(config, log);
+    const acmeConfig = config.tls.acme;
+    const mtaSts = config.mtaSts;
+    const store = acmeConfig ? new AcmeStore(config.dataDir) : null;
+    if (store) {
+      // Served until the first certificate arrives; written as root, so handed to the user that renews it.
+      await store.ensurePlaceholder(config.hostname, certificateNames(config.hostname, acmeConfig!.domains, mtaSts ? config.domains : []));
+      if (runAs) await handOver([store.dir, ...store.files()], runAs);
+    }
+    const tls = await loadTlsContexts(config, log, store ? { cert: store.certificatePath, key: store.certificatePath } : undefined);
     undo.push(() => tls.close());
-    if (runAs && config.tls.cert === undefined) {
+    if (runAs && config.tls.cert === undefined && !store) {
       // The generated certificate was written as root: give it to the user that reloads it.
       const dir = join(config.dataDir, "tls");
       await handOver([dir, join(dir, "self-signed.crt"), join(dir, "self-signed.key")], runAs);
     }
     const sockets = await bindListeners(config.listeners, config.limits.connections);
     undo.push(() => closeListeners(sockets));
+    // The accounts open after the switch of user; the MTA-STS handler asks them from then on.
+    let accountsOpened: FileAccountStore | undefined;
+    const challenges = new ChallengeResponses();
+    const web = await startWebListeners(config, {
+      log, tls, challenges,
+      isLocalDomain: async (d) => (accountsOpened ? accountsOpened.isLocalDomain(d) : false),
+    });
+    undo.push(async () => {
+      for (const w of web) await w.close();
+    });
     step();
     const owner = await resolveDeliveryOwner(config);
     if (runAs) dropPrivileges(runAs, owner?.gid);
@@ -206,6 +243,7 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     const { resolver } = delivery;
     const closeAgents = delivery.close;
     const { spool, queue } = await openQueue(config, { log, accounts, clock: options.clock, router: delivery.router });
+    accountsOpened = accounts;
     logNameservers(resolver, log);
     await warnUnreadPostmaster(config, accounts, log);
     await spool.open();
@@ -220,21 +258,41 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
       onMessage: (id) => queue.enqueue(id),
     });
     undo.push(() => smtp.close());
+    const acme = acmeConfig && store
+      ? new AcmeService({
+        directory: acmeConfig.directory,
+        email: acmeConfig.email,
+        challenge: acmeConfig.challenge,
+        names: async () => certificateNames(config.hostname, acmeConfig.domains, mtaSts ? await accounts.listDomains() : []),
+        store,
+        challenges,
+        clock: options.clock ?? systemClock,
+        log,
+        onCertificate: () => tls.reload(),
+        ...(acmeConfig.ca ? { ca: await readFile(acmeConfig.ca, "utf8") } : {}),
+        ...(options.acmePolling ? { polling: options.acmePolling } : {}),
+      })
+      : null;
+    if (acme) undo.push(() => acme.close());
     const control = options.controlSocket === false ? null : await startControlSocket(join(config.dataDir, "control.sock"), queue, log);
+    if (acme && options.acmeAutoStart !== false) acme.start();
     let closing: Promise<void> | null = null;
     return {
-      smtp, queue, accounts,
+      smtp, queue, accounts, tls, acme, web,
       async reload() {
         (resolver as Partial<ClosableResolver>).reloadNameservers?.();
         await smtp.tls.reload();
       },
       close() {
         closing ??= (async () => {
+          await acme?.close();
+          for (const w of web) await w.close();
           await smtp.close();
           await control?.close();
           await queue.stop();
           await closeAgents();
           await spool.close();
+          tls.close();
           await lock.release();
         })();
         return closing;
@@ -244,6 +302,42 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     for (const u of undo.reverse()) await Promise.resolve().then(u).catch(() => {});
     throw err;
   }
+}
+
+/**
+ * The HTTP and HTTPS listeners the configuration asks for: HTTP-01 answers on
+ * `tls.acme.http`, TLS-ALPN-01 answers on `tls.acme.tlsAlpn`, the MTA-STS
+ * policy on `mtaSts.listen`; one HTTPS listener serves both when they name the
+ * same address and port.
+ */
+async function startWebListeners(
+  config: Config,
+  o: { log: Logger; tls: TlsContextProvider; challenges: ChallengeResponses; isLocalDomain: (domain: string) => Promise<boolean> },
+): Promise<WebListener[]> {
+  const acme = config.tls.acme;
+  const policy = configuredPolicy(config);
+  const https = new Map<string, { address: string; port: number; handlers: WebHandler[]; alpn: boolean }>();
+  const httpsAt = (b: { address: string; port: number }) => {
+    const key = `${b.address}|${b.port}`;
+    let entry = https.get(key);
+    if (!entry) https.set(key, (entry = { ...b, handlers: [], alpn: false }));
+    return entry;
+  };
+  if (acme && acme.challenge !== "http-01") httpsAt(acme.tlsAlpn).alpn = true;
+  if (policy) httpsAt(config.mtaSts!.listen).handlers.push(mtaStsPolicyHandler({ text: formatPolicy(policy), isLocalDomain: o.isLocalDomain }));
+  const web: WebListener[] = [];
+  try {
+    if (acme && acme.challenge !== "tls-alpn-01") {
+      web.push(await startHttpListener({ ...acme.http, handlers: [acmeHttp01Handler(o.challenges)], log: o.log }));
+    }
+    for (const h of https.values()) {
+      web.push(await startHttpsListener({ address: h.address, port: h.port, handlers: h.handlers, log: o.log, tls: o.tls, ...(h.alpn ? { alpn: acmeTlsAlpnResponder(o.challenges) } : {}) }));
+    }
+  } catch (err) {
+    for (const w of web) await w.close();
+    throw err;
+  }
+  return web;
 }
 
 function logNameservers(resolver: Resolver, log: Logger): void {

@@ -22,7 +22,7 @@ import * as z from "zod";
 import { DEFAULTS, MAX_MTA_STS_AGE, MIN_COMMAND_LINE } from "./defaults.ts";
 import { normalizeDomain, normalizeMailbox } from "../mail/address.ts";
 import { LISTENER_ROLES } from "../mail/envelope.ts";
-import { cipherStringProblem } from "../server/tls-policy.ts";
+import { cipherStringProblem } from "./cipher-policy.ts";
 import { DURATION_ALLOWED, formatSize, parseDuration, parseSize, SIZE_ALLOWED } from "./units.ts";
 import { EXTENSIONS, type Extension } from "../smtp/extensions.ts";
 import { isSelector } from "../mailauth/selector.ts";

@@ -10,7 +10,7 @@ import type { Accounts } from "../accounts/account-store.ts";
 import type { RecipientDirectory } from "../policy/relay.ts";
 import { FileAccountStore } from "../accounts/file-account-store.ts";
 import { SASL_MECHANISMS } from "../sasl/mechanisms.ts";
-import { TlsContextProvider } from "./tls-contexts.ts";
+import { TlsContextProvider, type CertKeyPaths } from "./tls-contexts.ts";
 import { ClientLimits } from "./client-limits.ts";
 import { Connection, type ConnectionSettings } from "./connection.ts";
 import { trustedMatcher } from "./proxy-protocol.ts";
@@ -189,8 +189,9 @@ export class SmtpServer {
 }
 
 /** The listeners' certificates from the config, reloads logged. */
-export function loadTlsContexts(config: Config, log: Logger): Promise<TlsContextProvider> {
+export function loadTlsContexts(config: Config, log: Logger, fallback?: CertKeyPaths): Promise<TlsContextProvider> {
   return TlsContextProvider.fromConfig(config, {
+    ...(fallback ? { fallback } : {}),
     onReload: (info) => log.info({ certificate: info }, "TLS certificate reloaded"),
     onError: (err) => log.error({ cert: err.certPath, reason: err.reason }, "TLS certificate reload failed; keeping the old one"),
   });

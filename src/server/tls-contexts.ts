@@ -30,7 +30,8 @@ import { ConfigError, makeIssue } from "../config/config-error.ts";
 import { configIssue, formatPath, startupConfigError } from "../config/load.ts";
 import { INTERMEDIATE_CIPHERS, OPPORTUNISTIC_CIPHERS } from "../config/defaults.ts";
 import { ensureSelfSigned } from "./tls-certificates.ts";
-import { effectiveCiphers, SERVER_SECURE_OPTIONS, type TlsRole } from "./tls-policy.ts";
+import { effectiveCiphers } from "../config/cipher-policy.ts";
+import { SERVER_SECURE_OPTIONS, type TlsRole } from "./tls-policy.ts";
 
 export interface CertKeyPaths {
   /** Certificate chain, PEM, leaf first. */

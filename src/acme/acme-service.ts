@@ -1,0 +1,200 @@
+/**
+ * Automatic certificates (RFC 8555): a service in the server process that
+ * keeps the certificate in <dataDir>/acme/ current for Petrel's names.
+ *
+ * Each check compares the held certificate with the names wanted now
+ * (renewal.ts): nothing to do, or an order — account (made or found by its
+ * key), order, challenges answered through ChallengeResponses (HTTP-01 on
+ * port 80 and/or TLS-ALPN-01 on 443), finalize with a CSR for a fresh key,
+ * download the chain. The new certificate is saved (acme-store.ts) and made
+ * live through `onCertificate` (the TLS provider's hot reload). A failure is
+ * logged and retried with a doubling delay; the held certificate stays in
+ * service, and a warning is logged once a sixth of its lifetime is left.
+ *
+ * Time comes from the injected Clock, so a test drives renewal by moving it
+ * and calling `check()`. The protocol itself is acme-client's.
+ */
+import * as https from "node:https";
+import * as tls from "node:tls";
+import acme from "acme-client";
+import type { Logger } from "pino";
+import type { Clock } from "../mail/clock.ts";
+import { type AcmeStore, type CertificateKeyType, newPrivateKey } from "./acme-store.ts";
+import type { ChallengeResponses } from "./challenges.ts";
+import { type HeldCertificate, nextCheck, orderReason, type OrderReason, retryDelay, warningTime } from "./renewal.ts";
+
+export type ChallengeChoice = "http-01" | "tls-alpn-01" | "both";
+
+export interface AcmeServiceOptions {
+  readonly directory: string;
+  readonly email: string;
+  readonly challenge: ChallengeChoice;
+  readonly keyType?: CertificateKeyType;
+  /** The names the certificate must carry now, the first one as its subject. */
+  readonly names: () => Promise<string[]>;
+  readonly store: AcmeStore;
+  readonly challenges: ChallengeResponses;
+  readonly clock: Clock;
+  readonly log: Logger;
+  /** Makes a newly saved certificate live; resolves once new connections get it. */
+  readonly onCertificate: (certificate: HeldCertificate) => Promise<void>;
+  /** A CA certificate (PEM) trusted, besides the public roots, for the directory's HTTPS. */
+  readonly ca?: string;
+  /** How acme-client polls the CA for a status (ms); its defaults are 5 s to 30 s. */
+  readonly polling?: { readonly min: number; readonly max: number };
+}
+
+export type AcmeCheck =
+  | { readonly kind: "current"; readonly certificate: HeldCertificate; readonly next: number }
+  | { readonly kind: "issued"; readonly reason: Exclude<OrderReason, null>; readonly certificate: HeldCertificate; readonly next: number }
+  | { readonly kind: "failed"; readonly reason: Exclude<OrderReason, null> | "unreadable"; readonly error: string; readonly failures: number; readonly next: number };
+
+export class AcmeService {
+  private readonly o: AcmeServiceOptions;
+  private readonly log: Logger;
+  private timer: unknown = undefined;
+  /** Checks run one after another; the last one's settled promise. */
+  private chain: Promise<unknown> = Promise.resolve();
+  private failures = 0;
+  private closed = false;
+  private readonly interceptor: number | undefined;
+
+  constructor(options: AcmeServiceOptions) {
+    this.o = options;
+    this.log = options.log.child({ component: "acme" });
+    if (options.ca) {
+      // acme-client talks through one shared axios instance: trust the extra CA only for this directory.
+      const agent = new https.Agent({ ca: [...tls.rootCertificates, options.ca] });
+      const origin = new URL(options.directory).origin;
+      this.interceptor = acme.axios.interceptors.request.use((config) => {
+        if (config.url && new URL(config.url).origin === origin) config.httpsAgent = agent;
+        return config;
+      });
+    }
+  }
+
+  /** Check at once, then whenever the last check said. */
+  start(): void {
+    this.reschedule(this.o.clock.now());
+  }
+
+  /**
+   * Look at the held certificate and order a new one if it is missing, a placeholder, short
+   * of a name, or due. Runs after any check in progress, so it sees the clock as it is now.
+   */
+  check(): Promise<AcmeCheck> {
+    const run = this.chain.then(() => this.run());
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer !== undefined) this.o.clock.cancel(this.timer);
+    this.timer = undefined;
+    await this.chain;
+    if (this.interceptor !== undefined) acme.axios.interceptors.request.eject(this.interceptor);
+  }
+
+  // -------------------------------------------------------------------------
+
+  private async run(): Promise<AcmeCheck> {
+    const now = this.o.clock.now();
+    let names: string[];
+    let held: HeldCertificate | undefined;
+    try {
+      names = await this.o.names();
+      held = await this.o.store.current();
+    } catch (err) {
+      // The accounts file or the data directory is unreadable: try again later, change nothing.
+      this.failures++;
+      const next = now + retryDelay(this.failures);
+      this.log.error({ error: (err as Error).message }, "cannot check the certificate");
+      this.reschedule(next);
+      return { kind: "failed", reason: "unreadable", error: (err as Error).message, failures: this.failures, next };
+    }
+    const reason = orderReason(held, names, now);
+    if (reason === null) {
+      this.failures = 0;
+      const next = nextCheck(held!, now);
+      this.reschedule(next);
+      return { kind: "current", certificate: held!, next };
+    }
+    this.log.info({ reason, names, directory: this.o.directory }, "ordering a certificate");
+    try {
+      const certificate = await this.order(names);
+      this.failures = 0;
+      await this.o.onCertificate(certificate);
+      this.log.info(
+        { names: certificate.names, serial: certificate.serialNumber, notAfter: new Date(certificate.notAfter).toISOString() },
+        "certificate issued and in service",
+      );
+      const next = nextCheck(certificate, this.o.clock.now());
+      this.reschedule(next);
+      return { kind: "issued", reason, certificate, next };
+    } catch (err) {
+      this.failures++;
+      const error = (err as Error).message;
+      const next = this.o.clock.now() + retryDelay(this.failures);
+      this.log.error(
+        { reason, names, error, failures: this.failures, retryAt: new Date(next).toISOString(), kept: held?.serialNumber ?? null },
+        "certificate order failed; the current certificate stays in service",
+      );
+      if (held && !held.selfSigned) this.warnIfNearExpiry(held, now);
+      this.reschedule(next);
+      return { kind: "failed", reason, error, failures: this.failures, next };
+    }
+  }
+
+  private warnIfNearExpiry(held: HeldCertificate, now: number): void {
+    if (now < warningTime(held)) return;
+    const expired = now >= held.notAfter;
+    this.log[expired ? "error" : "warn"](
+      { serial: held.serialNumber, notAfter: new Date(held.notAfter).toISOString(), names: held.names },
+      expired ? "the certificate has expired and could not be renewed" : "the certificate expires soon and could not be renewed",
+    );
+  }
+
+  private async order(names: string[]): Promise<HeldCertificate> {
+    const o = this.o;
+    const client = new acme.Client({
+      directoryUrl: o.directory,
+      accountKey: await o.store.accountKey(),
+      ...(o.polling ? { backoffMin: o.polling.min, backoffMax: o.polling.max } : {}),
+    });
+    const key = newPrivateKey(o.keyType ?? "ecdsa");
+    const [, csr] = await acme.crypto.createCsr({ commonName: names[0], altNames: names }, key);
+    const priority = o.challenge === "both" ? ["tls-alpn-01", "http-01"] : [o.challenge];
+    const chain = await client.auto({
+      csr,
+      email: o.email,
+      termsOfServiceAgreed: true,
+      // The CA checks; a self-check through this host's own resolver proves little (split DNS, NAT).
+      skipChallengeVerification: true,
+      challengePriority: priority,
+      challengeCreateFn: async (authz, challenge, keyAuthorization) => {
+        const type: string = challenge.type; // acme-client's types know only http-01 and dns-01
+        if (type === "http-01") o.challenges.addHttp01(challenge.token, keyAuthorization);
+        else if (type === "tls-alpn-01") {
+          const [alpnKey, alpnCert] = await acme.crypto.createAlpnCertificate(authz, keyAuthorization);
+          o.challenges.addTlsAlpn01(authz.identifier.value, alpnCert, alpnKey);
+        } else throw new Error(`challenge ${challenge.type} is not one Petrel answers`);
+      },
+      challengeRemoveFn: async (authz, challenge) => {
+        const type: string = challenge.type;
+        if (type === "http-01") o.challenges.removeHttp01(challenge.token);
+        else if (type === "tls-alpn-01") o.challenges.removeTlsAlpn01(authz.identifier.value);
+      },
+    });
+    return o.store.saveCertificate(key, chain);
+  }
+
+  private reschedule(at: number): void {
+    if (this.closed) return;
+    if (this.timer !== undefined) this.o.clock.cancel(this.timer);
+    this.timer = this.o.clock.schedule(() => {
+      this.timer = undefined;
+      void this.check();
+    }, Math.max(0, at - this.o.clock.now()));
+  }
+}

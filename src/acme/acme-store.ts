@@ -1,0 +1,127 @@
+/**
+ * What ACME keeps on disk, in <dataDir>/acme/ (mode 0700, every file 0600):
+ *
+ *   account.key       the ACME account's private key (PEM), made once
+ *   certificate.pem   the served certificate: its private key, then the chain
+ *                     (leaf first), in one file so that one rename replaces
+ *                     both at once and a reload never sees a key and a
+ *                     certificate that do not belong together
+ *
+ * Until the first issuance, certificate.pem holds a self-signed placeholder
+ * so that TLS works from the first start. A new certificate is written to a
+ * temporary file, fsync'd, renamed over the old one and the directory
+ * fsync'd; nothing else ever removes or truncates it, so a failed order
+ * leaves the working certificate in place.
+ */
+import { generateKeyPairSync } from "node:crypto";
+import { chmod, mkdir, open, readFile, rename, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { generateSelfSigned } from "../server/tls-certificates.ts";
+import { describeCertificate, type HeldCertificate } from "./renewal.ts";
+
+export type CertificateKeyType = "ecdsa" | "rsa";
+
+export class AcmeStore {
+  readonly dir: string;
+  /** The certificate file, which is also its key file. */
+  readonly certificatePath: string;
+  private readonly accountKeyPath: string;
+
+  constructor(dataDir: string) {
+    this.dir = join(dataDir, "acme");
+    this.certificatePath = join(this.dir, "certificate.pem");
+    this.accountKeyPath = join(this.dir, "account.key");
+  }
+
+  /** Every file kept here (for handing them to the user Petrel runs as). */
+  files(): string[] {
+    return [this.certificatePath, this.accountKeyPath];
+  }
+
+  /** The account key, made (EC P-256) and stored on first use. */
+  async accountKey(): Promise<string> {
+    const existing = await readIfExists(this.accountKeyPath);
+    if (existing) return existing;
+    await this.ensureDir();
+    const pem = newPrivateKey("ecdsa");
+    await writeAtomically(this.accountKeyPath, pem);
+    return pem;
+  }
+
+  /** The held certificate, or undefined when there is none or it does not parse. */
+  async current(): Promise<HeldCertificate | undefined> {
+    const pem = await readIfExists(this.certificatePath);
+    if (!pem) return undefined;
+    try {
+      return describeCertificate(pem);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Write a self-signed placeholder when no certificate is held, so that TLS works before the first issuance. */
+  async ensurePlaceholder(hostname: string, names: readonly string[]): Promise<void> {
+    if (await this.current()) return;
+    await this.ensureDir();
+    const pems = await generateSelfSigned(hostname, { extraNames: [...names] });
+    await writeAtomically(this.certificatePath, joinPem(pems.key, pems.cert));
+  }
+
+  /** Replace the served certificate with a newly issued one. */
+  async saveCertificate(keyPem: string, chainPem: string): Promise<HeldCertificate> {
+    await this.ensureDir();
+    const described = describeCertificate(chainPem); // refuse to write what will not load
+    await writeAtomically(this.certificatePath, joinPem(keyPem, chainPem));
+    return described;
+  }
+
+  private async ensureDir(): Promise<void> {
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await chmod(this.dir, 0o700);
+  }
+}
+
+/** A fresh private key (PKCS#8 PEM) for a certificate or an account. */
+export function newPrivateKey(type: CertificateKeyType): string {
+  const { privateKey } = type === "rsa"
+    ? generateKeyPairSync("rsa", { modulusLength: 2048 })
+    : generateKeyPairSync("ec", { namedCurve: "P-256" });
+  return privateKey.export({ type: "pkcs8", format: "pem" }).toString();
+}
+
+function joinPem(...parts: string[]): string {
+  return parts.map((p) => (p.endsWith("\n") ? p : `${p}\n`)).join("");
+}
+
+async function readIfExists(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw err;
+  }
+}
+
+/** Write, fsync, rename, fsync the directory: the file is the old one or the new one, whole. */
+async function writeAtomically(path: string, content: string): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}`;
+  try {
+    const fh = await open(tmp, "w", 0o600);
+    try {
+      await fh.chmod(0o600); // whatever the umask
+      await fh.writeFile(content);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+  } finally {
+    await rm(tmp, { force: true });
+  }
+  const dir = await open(join(path, ".."), "r");
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
+}
