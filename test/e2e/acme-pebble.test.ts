@@ -19,6 +19,8 @@ import { parseConfig } from "../../src/config/load.ts";
 import { startMta, type Mta } from "../../src/mta.ts";
 import { ManualClock } from "../../src/mail/clock.ts";
 import { renewalTime, warningTime } from "../../src/acme/renewal.ts";
+import { recordsToPublish } from "../../src/publish/dns-records.ts";
+import { policyId } from "../../src/mta-sts/policy.ts";
 import { startDnsServer, type TestDnsServer, type Zone } from "../support/dns-server.ts";
 import { fetchResponse, requirePebble, startPebble, uniqueLoopback, type Pebble } from "../support/pebble.ts";
 
@@ -209,6 +211,9 @@ describe("ACME with Pebble", () => {
       assert.equal(policy.body, `version: STSv1\r\nmode: enforce\r\nmx: ${HOST}\r\nmax_age: 86400\r\n`);
       assert.match(String(policy.headers["content-type"]), /^text\/plain/);
       assert.equal(policy.serialNumber, r.certificate.serialNumber);
+      // The `_mta-sts` record `petrel dns` prints names this very policy.
+      const txt = recordsToPublish(p.mta.smtp.config, "example.test").find((rec) => rec.name === "_mta-sts.example.test");
+      assert.equal(txt?.value, `v=STSv1; id=${policyId(policy.body)};`);
 
       // Any other path or host is not served.
       const other = await fetchResponse(`https://mta-sts.example.test:${TLS_PORT}/.well-known/other.txt`, root, { lookupAddress: petrelAddress });
