@@ -23,6 +23,8 @@ import { createDsnSender } from "./delivery/bounce-agent.ts";
 import type { DeliveryAgent, Router } from "./queue/ports.ts";
 import { startControlSocket } from "./admin/control-socket.ts";
 import type { TlsContextProvider } from "./server/tls-contexts.ts";
+import { OcspStapler } from "./server/ocsp-stapler.ts";
+import type { OcspResponder } from "./server/smtp-server.ts";
 import { AcmeStore } from "./acme/acme-store.ts";
 import { AcmeService } from "./acme/acme-service.ts";
 import { acmeHttp01Handler, acmeTlsAlpnResponder, ChallengeResponses } from "./acme/challenges.ts";
@@ -67,6 +69,8 @@ export interface MtaOptions {
   readonly acmePolling?: { readonly min: number; readonly max: number };
   /** Start the ACME service's first check at once (default true; tests call `acme.check()`). */
   readonly acmeAutoStart?: boolean;
+  /** Fetch OCSP responses at once (default true; tests call `ocsp.refresh()`). */
+  readonly ocspAutoStart?: boolean;
 }
 
 export interface Mta {
@@ -79,6 +83,8 @@ export interface Mta {
   readonly tls: TlsContextProvider;
   /** Automatic certificates, when `tls.acme` is configured. */
   readonly acme: AcmeService | null;
+  /** OCSP stapling, when `tls.ocspStapling` is on. */
+  readonly ocsp: OcspStapler | null;
   /** HTTP(S) listeners: ACME challenges, MTA-STS policy. */
   readonly web: readonly WebListener[];
   close(): Promise<void>;
@@ -213,6 +219,12 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     }
     const tls = await loadTlsContexts(config, log, store ? { cert: store.certificatePath, key: store.certificatePath } : undefined);
     undo.push(() => tls.close());
+    const ocsp = config.tls.ocspStapling ? new OcspStapler({ chains: () => tls.chains(), clock: options.clock ?? systemClock, log }) : null;
+    if (ocsp) {
+      undo.push(() => ocsp.close());
+      tls.on("reload", () => void ocsp.refresh());
+    }
+    const ocspResponse = ocsp ? { ocspResponse: ocsp.responder } : {};
     if (runAs && config.tls.cert === undefined && !store) {
       // The generated certificate was written as root: give it to the user that reloads it.
       const dir = join(config.dataDir, "tls");
@@ -224,7 +236,7 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     let accountsOpened: FileAccountStore | undefined;
     const challenges = new ChallengeResponses();
     const web = await startWebListeners(config, {
-      log, tls, challenges,
+      log, tls, challenges, ...ocspResponse,
       isLocalDomain: async (d) => (accountsOpened ? accountsOpened.isLocalDomain(d) : false),
     });
     undo.push(async () => {
@@ -253,7 +265,7 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     undo.push(() => queue.stop());
     step();
     const smtp = await SmtpServer.start(config, {
-      log, spool, accounts, tls, sockets,
+      log, spool, accounts, tls, sockets, ...ocspResponse,
       errorSleep: options.errorSleep,
       onMessage: (id) => queue.enqueue(id),
     });
@@ -276,9 +288,10 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     if (acme) undo.push(() => acme.close());
     const control = options.controlSocket === false ? null : await startControlSocket(join(config.dataDir, "control.sock"), queue, log);
     if (acme && options.acmeAutoStart !== false) acme.start();
+    if (ocsp && options.ocspAutoStart !== false) void ocsp.refresh();
     let closing: Promise<void> | null = null;
     return {
-      smtp, queue, accounts, tls, acme, web,
+      smtp, queue, accounts, tls, acme, ocsp, web,
       async reload() {
         (resolver as Partial<ClosableResolver>).reloadNameservers?.();
         await smtp.tls.reload();
@@ -286,6 +299,7 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
       close() {
         closing ??= (async () => {
           await acme?.close();
+          ocsp?.close();
           for (const w of web) await w.close();
           await smtp.close();
           await control?.close();
@@ -312,7 +326,7 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
  */
 async function startWebListeners(
   config: Config,
-  o: { log: Logger; tls: TlsContextProvider; challenges: ChallengeResponses; isLocalDomain: (domain: string) => Promise<boolean> },
+  o: { log: Logger; tls: TlsContextProvider; challenges: ChallengeResponses; isLocalDomain: (domain: string) => Promise<boolean>; ocspResponse?: OcspResponder },
 ): Promise<WebListener[]> {
   const acme = config.tls.acme;
   const policy = configuredPolicy(config);
@@ -331,7 +345,7 @@ async function startWebListeners(
       web.push(await startHttpListener({ ...acme.http, handlers: [acmeHttp01Handler(o.challenges)], log: o.log }));
     }
     for (const h of https.values()) {
-      web.push(await startHttpsListener({ address: h.address, port: h.port, handlers: h.handlers, log: o.log, tls: o.tls, ...(h.alpn ? { alpn: acmeTlsAlpnResponder(o.challenges) } : {}) }));
+      web.push(await startHttpsListener({ address: h.address, port: h.port, handlers: h.handlers, log: o.log, tls: o.tls, ...(o.ocspResponse ? { ocspResponse: o.ocspResponse } : {}), ...(h.alpn ? { alpn: acmeTlsAlpnResponder(o.challenges) } : {}) }));
     }
   } catch (err) {
     for (const w of web) await w.close();
