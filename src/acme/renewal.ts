@@ -75,10 +75,11 @@ export function nextCheck(c: HeldCertificate, now: number): number {
 
 /**
  * The names a certificate must carry: the hostname first (the subject), the
- * extra names, and mta-sts.<domain> of each policy domain. Names an ACME CA
- * cannot issue for (one label, such as "localhost") are left out.
+ * extra names, and mta-sts.<domain> of each policy domain. Names no CA can
+ * issue for are left out, lest one of them fail every order: one label, and
+ * the special-use names under localhost, local and invalid (RFC 6761, 6762).
  */
 export function certificateNames(hostname: string, extra: readonly string[], mtaStsDomains: readonly string[]): string[] {
   const all = [hostname, ...extra, ...mtaStsDomains.map(policyHost)].map((n) => n.toLowerCase());
-  return [...new Set(all)].filter((n) => n.includes("."));
+  return [...new Set(all)].filter((n) => n.includes(".") && !/\.(localhost|local|invalid)$/.test(n));
 }
