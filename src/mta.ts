@@ -24,7 +24,7 @@ import type { DeliveryAgent, Router } from "./queue/ports.ts";
 import { startControlSocket } from "./admin/control-socket.ts";
 import type { TlsContextProvider } from "./server/tls-contexts.ts";
 import { OcspStapler } from "./server/ocsp-stapler.ts";
-import type { OcspResponder } from "./server/smtp-server.ts";
+import type { OcspResponder } from "./server/ocsp.ts";
 import { AcmeStore } from "./acme/acme-store.ts";
 import { AcmeService } from "./acme/acme-service.ts";
 import { acmeHttp01Handler, acmeTlsAlpnResponder, ChallengeResponses } from "./acme/challenges.ts";

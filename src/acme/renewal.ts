@@ -67,10 +67,14 @@ export function retryDelay(failures: number): number {
   return Math.min(MAX_RETRY, MIN_RETRY * 2 ** Math.max(0, Math.min(failures - 1, 20)));
 }
 
-/** When to look again after a success or a check that found nothing to do. */
+/**
+ * When to look again after a success or a check that found nothing to do: at the
+ * renewal time, and at least twice a day so that a changed list of names is noticed —
+ * but not within the hour, so that a CA (or a clock) that makes every new certificate
+ * look due at once is not asked again and again.
+ */
 export function nextCheck(c: HeldCertificate, now: number): number {
-  // At the renewal time, and at least twice a day so that a changed list of names is noticed.
-  return Math.max(now + MINUTE, Math.min(renewalTime(c), now + 12 * HOUR));
+  return Math.max(now + HOUR, Math.min(renewalTime(c), now + 12 * HOUR));
 }
 
 /**

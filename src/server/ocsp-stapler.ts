@@ -12,8 +12,7 @@
 import { createHash } from "node:crypto";
 import type { Logger } from "pino";
 import type { Clock } from "../mail/clock.ts";
-import { checkOcspResponse, ocspRequest, ocspSubject, type OcspStatus, type OcspSubject } from "./ocsp.ts";
-import type { OcspResponder } from "./smtp-server.ts";
+import { checkOcspResponse, ocspRequest, ocspSubject, type OcspResponder, type OcspStatus, type OcspSubject } from "./ocsp.ts";
 
 export interface OcspStaplerOptions {
   /** Every served chain (PEM, leaf first), read at each refresh. */

@@ -13,6 +13,9 @@ import {
   OCSPResponseStatus, Request, TBSRequest,
 } from "@peculiar/asn1-ocsp";
 
+/** Node's "OCSPRequest" as a lookup: the DER response to staple for `certificate`, or null. */
+export type OcspResponder = (certificate: Buffer, issuer: Buffer | null) => Buffer | null;
+
 /** A certificate that names an OCSP responder, with its issuer from the same chain. */
 export interface OcspSubject {
   readonly leaf: X509Certificate;

@@ -11,6 +11,7 @@ import type { RecipientDirectory } from "../policy/relay.ts";
 import { FileAccountStore } from "../accounts/file-account-store.ts";
 import { SASL_MECHANISMS } from "../sasl/mechanisms.ts";
 import { TlsContextProvider, type CertKeyPaths } from "./tls-contexts.ts";
+import type { OcspResponder } from "./ocsp.ts";
 import { ClientLimits } from "./client-limits.ts";
 import { Connection, type ConnectionSettings } from "./connection.ts";
 import { trustedMatcher } from "./proxy-protocol.ts";
@@ -47,8 +48,6 @@ export interface SmtpServerOptions {
   readonly ocspResponse?: OcspResponder;
 }
 
-/** Node's "OCSPRequest" as a lookup: the DER response to staple for `certificate`, or null. */
-export type OcspResponder = (certificate: Buffer, issuer: Buffer | null) => Buffer | null;
 
 export class SmtpServer {
   readonly config: Config;

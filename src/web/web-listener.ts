@@ -16,7 +16,7 @@ import * as net from "node:net";
 import * as tls from "node:tls";
 import type { Logger } from "pino";
 import type { TlsContextProvider } from "../server/tls-contexts.ts";
-import type { OcspResponder } from "../server/smtp-server.ts";
+import type { OcspResponder } from "../server/ocsp.ts";
 import { parseClientHello } from "./client-hello.ts";
 
 /** Answers a request it claims (and returns true), or leaves it for the next handler. */

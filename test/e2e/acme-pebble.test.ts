@@ -6,7 +6,8 @@
  * the certificate is due, the new certificate served without a restart
  * (the serial a TLS client sees changes), and a failed challenge that keeps
  * the working certificate and logs why. The issued chain is verified
- * against the root from Pebble's management interface.
+ * against the root from Pebble's management interface. PEBBLE_LOG=1 prints
+ * Pebble's log at the end.
  */
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
@@ -51,6 +52,7 @@ before(async () => {
 });
 
 after(async () => {
+  if (process.env.PEBBLE_LOG) process.stderr.write(pebble?.output() ?? "");
   await pebble?.stop();
   await dns?.close();
 });
@@ -134,61 +136,70 @@ describe("ACME with Pebble", () => {
       // Not due yet: nothing is ordered.
       const again = await p.mta.acme!.check();
       assert.equal(again.kind, "current");
-      assert.equal(again.next, Math.min(renewalTime(first.certificate), p.clock.now() + 12 * 3600_000));
+      assert.equal(again.next, p.clock.now() + 12 * 3600_000); // twice a day, the renewal being years away
 
-      // Two thirds of the lifetime later the certificate is due: a new one is served, no restart.
+      // Two thirds of the lifetime later the certificate is due. Moving the clock there fires the
+      // service's own timer, which renews, and the check chained behind it may renew once more:
+      // Pebble dates certificates by the wall clock, which the test's clock has left years behind,
+      // so each new certificate looks due too. Whatever the count, the newest is served at once.
       p.clock.advance(renewalTime(first.certificate) - p.clock.now() + 1000);
-      const renewed = await p.mta.acme!.check();
-      assert.equal(renewed.kind, "issued", JSON.stringify(renewed));
-      assert.ok(renewed.kind === "issued");
-      assert.equal(renewed.reason, "due");
-      assert.notEqual(renewed.certificate.serialNumber, first.certificate.serialNumber);
-      const after = await servedCertificate(p.submissions);
-      assert.equal(after.serialNumber, renewed.certificate.serialNumber);
-      assert.ok(p.logs.some((l) => l.msg === "certificate issued and in service" && l.serial === renewed.certificate.serialNumber));
+      await p.mta.acme!.check();
+      const renewals = p.logs.filter((l) => l.msg === "ordering a certificate" && l.reason === "due");
+      assert.ok(renewals.length >= 1 && renewals.length <= 2, JSON.stringify(renewals));
+      const issued = p.logs.filter((l) => l.msg === "certificate issued and in service").map((l) => String(l.serial));
+      assert.equal(issued.length, 1 + renewals.length);
+      const newest = issued[issued.length - 1];
+      assert.notEqual(newest, first.certificate.serialNumber);
+      assert.equal((await servedCertificate(p.submissions)).serialNumber, newest);
     } finally {
       await p.stop();
     }
   });
 
   test("a failed challenge keeps the working certificate, logs, warns near expiry, and retries later", async () => {
-    const p = await startPetrel({ challenge: "http-01" });
+    // mtaSts puts mta-sts.<domain> of every local domain on the certificate; a domain added
+    // later brings a name the CA has never validated for this account (so no earlier
+    // authorization can stand in for the failing challenge).
+    const p = await startPetrel({ challenge: "http-01" }, { mtaSts: { listen: { address: petrelAddress, port: 0 } } });
     try {
       const first = await p.mta.acme!.check();
       assert.ok(first.kind === "issued", JSON.stringify(first));
       const before = await readFile(join(p.dataDir, "acme", "certificate.pem"), "utf8");
 
-      // The name now points where nothing answers; the certificate is past its warning time.
-      dns.setZone(zone(uniqueLoopback()));
-      try {
-        // Moving the clock fires the service's own timer (set for the renewal time): that check
-        // fails first; ours runs after it, so it is the second failure in a row.
-        p.clock.advance(warningTime(first.certificate) - p.clock.now() + 1000);
-        const failed = await p.mta.acme!.check();
-        assert.equal(failed.kind, "failed", JSON.stringify(failed));
-        assert.ok(failed.kind === "failed");
-        assert.equal(failed.failures, 2);
-        assert.equal(p.logs.filter((l) => l.msg === "ordering a certificate" && l.reason === "due").length, 2);
-        // 10 minutes after the first failure, doubled after the second.
-        assert.equal(failed.next, p.clock.now() + 20 * 60_000);
-        assert.equal(await readFile(join(p.dataDir, "acme", "certificate.pem"), "utf8"), before);
-        assert.equal((await servedCertificate(p.submissions)).serialNumber, first.certificate.serialNumber);
-        const error = p.logs.find((l) => l.msg === "certificate order failed; the current certificate stays in service");
-        assert.ok(error, JSON.stringify(p.logs));
-        assert.equal(error.level, 50);
-        assert.equal(error.kept, first.certificate.serialNumber);
-        assert.ok(p.logs.some((l) => l.level === 40 && l.msg === "the certificate expires soon and could not be renewed"));
+      // A new domain whose mta-sts name points where nothing answers; the clock is past the warning time.
+      dns.setZone({ ...zone(petrelAddress), "mta-sts.other.test": { A: [uniqueLoopback()] } });
+      await p.mta.accounts.addDomain("other.test");
+      // Moving the clock fires the service's own timer: that check fails first; ours runs after
+      // it, so it is the second failure in a row.
+      p.clock.advance(warningTime(first.certificate) - p.clock.now() + 1000);
+      const failed = await p.mta.acme!.check();
+      assert.equal(failed.kind, "failed", JSON.stringify(failed));
+      assert.ok(failed.kind === "failed");
+      assert.equal(failed.reason, "names");
+      assert.equal(failed.failures, 2);
+      assert.match(failed.error, /mta-sts\.other\.test/);
+      // 10 minutes after the first failure, doubled after the second.
+      assert.equal(failed.next, p.clock.now() + 20 * 60_000);
+      assert.equal(await readFile(join(p.dataDir, "acme", "certificate.pem"), "utf8"), before);
+      assert.equal((await servedCertificate(p.submissions)).serialNumber, first.certificate.serialNumber);
+      const errors = p.logs.filter((l) => l.msg === "certificate order failed; the current certificate stays in service");
+      assert.equal(errors.length, 2, JSON.stringify(p.logs));
+      assert.equal(errors[0].level, 50);
+      assert.equal(errors[0].kept, first.certificate.serialNumber);
+      assert.ok(p.logs.some((l) => l.level === 40 && l.msg === "the certificate expires soon and could not be renewed"));
 
-        // The next failure waits twice as long again.
-        const third = await p.mta.acme!.check();
-        assert.ok(third.kind === "failed");
-        assert.equal(third.next, p.clock.now() + 40 * 60_000);
-      } finally {
-        dns.setZone(zone(petrelAddress));
-      }
-      // The name is reachable again: the retry succeeds.
+      // The next failure waits twice as long again.
+      const third = await p.mta.acme!.check();
+      assert.ok(third.kind === "failed");
+      assert.equal(third.next, p.clock.now() + 40 * 60_000);
+
+      // The name reaches Petrel now: the retry succeeds and the new certificate carries it.
+      dns.setZone({ ...zone(petrelAddress), "mta-sts.other.test": { A: [petrelAddress] } });
       const retried = await p.mta.acme!.check();
       assert.equal(retried.kind, "issued", JSON.stringify(retried));
+      assert.ok(retried.kind === "issued");
+      assert.deepEqual([...retried.certificate.names].sort(), [HOST, "mta-sts.example.test", "mta-sts.other.test"]);
+      assert.equal((await servedCertificate(p.submissions)).serialNumber, retried.certificate.serialNumber);
     } finally {
       await p.stop();
     }

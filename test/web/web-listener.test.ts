@@ -13,8 +13,8 @@ import { join } from "node:path";
 import * as tls from "node:tls";
 import pino from "pino";
 import acme from "acme-client";
-import { ChallengeResponses } from "../../src/acme/challenges.ts";
-import { acmeHttp01Handler, startHttpListener, startHttpsListener, type WebListener } from "../../src/web/web-listener.ts";
+import { acmeHttp01Handler, acmeTlsAlpnResponder, ChallengeResponses } from "../../src/acme/challenges.ts";
+import { startHttpListener, startHttpsListener, type WebListener } from "../../src/web/web-listener.ts";
 import { TlsContextProvider } from "../../src/server/tls-contexts.ts";
 import { generateSelfSigned } from "../../src/server/tls-certificates.ts";
 import { parseClientHello } from "../../src/web/client-hello.ts";
@@ -34,7 +34,7 @@ before(async () => {
   provider = new TlsContextProvider({ default: { cert: join(dir, "c.pem"), key: join(dir, "k.pem") }, watch: false });
   httpListener = await startHttpListener({ address: "127.0.0.1", port: 0, handlers: [acmeHttp01Handler(challenges)], log });
   httpsListener = await startHttpsListener({
-    address: "127.0.0.1", port: 0, log, tls: provider, challenges,
+    address: "127.0.0.1", port: 0, log, tls: provider, alpn: acmeTlsAlpnResponder(challenges),
     handlers: [(req, res) => (req.url === "/hello" ? (res.end("hello over TLS"), true) : false)],
   });
 });
