@@ -35,7 +35,7 @@ let leafDer: Buffer;
 let caPem: string;
 
 function openssl(args: string[]): void {
-  const r = spawnSync("/usr/bin/openssl", args, { cwd: dir, encoding: "utf8" });
+  const r = spawnSync(requireOpenssl(), args, { cwd: dir, encoding: "utf8" });
   if (r.status !== 0) throw new Error(`openssl ${args.join(" ")}: ${r.stderr}`);
 }
 
@@ -52,7 +52,7 @@ async function writeIndex(state: "V" | "R"): Promise<void> {
  * moves forward from the wall clock: the long validity keeps fresh answers current.
  */
 async function startResponder(port = 0): Promise<number> {
-  const child = spawn("/usr/bin/openssl", ["ocsp", "-index", "index.txt", "-port", String(port), "-rsigner", "ca.pem", "-rkey", "ca.key", "-CA", "ca.pem", "-nmin", "600"], { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(requireOpenssl(), ["ocsp", "-index", "index.txt", "-port", String(port), "-rsigner", "ca.pem", "-rkey", "ca.key", "-CA", "ca.pem", "-nmin", "600"], { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
   responder = child;
   let out = "";
   return new Promise((resolve, reject) => {
@@ -180,7 +180,7 @@ test("stapled after the first fetch, with and without SNI; background refresh; r
 
 test("an answer signed by another CA's responder (same name, other key) is refused", async () => {
   openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "impostor.key", "-out", "impostor.pem", "-days", "30", "-subj", "/CN=Petrel Test CA"]);
-  const child = spawn("/usr/bin/openssl", ["ocsp", "-index", "index.txt", "-port", "0", "-rsigner", "impostor.pem", "-rkey", "impostor.key", "-CA", "impostor.pem", "-nmin", "600"], { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(requireOpenssl(), ["ocsp", "-index", "index.txt", "-port", "0", "-rsigner", "impostor.pem", "-rkey", "impostor.key", "-CA", "impostor.pem", "-nmin", "600"], { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
   try {
     const port = await new Promise<number>((resolve, reject) => {
       let out = "";

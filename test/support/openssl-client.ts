@@ -4,14 +4,12 @@
  * Every wait is for text s_client prints, bounded by a timeout; the process
  * is killed if it outlives it.
  */
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
+import { requirePeer } from "./peers.ts";
 
-const OPENSSL = "/usr/bin/openssl";
-
-/** Fails the test with the package name when openssl is missing. */
-export function requireOpenssl(): void {
-  const r = spawnSync(OPENSSL, ["version"], { encoding: "utf8" });
-  if (r.status !== 0) throw new Error("openssl is not installed: apt-get install -y --no-install-recommends openssl");
+/** The openssl program; fails the test with the package name when it is missing. */
+export function requireOpenssl(): string {
+  return requirePeer("openssl", "openssl");
 }
 
 export interface SClientOptions {
@@ -47,7 +45,7 @@ export function sClient(o: SClientOptions): SClient {
   if (o.cipher) args.push("-cipher", o.cipher);
   if (o.servername) args.push("-servername", o.servername);
   args.push(...(o.extra ?? []));
-  const child = spawn(OPENSSL, args, { stdio: ["pipe", "pipe", "pipe"] });
+  const child = spawn(requireOpenssl(), args, { stdio: ["pipe", "pipe", "pipe"] });
   let out = "";
   const waiters: Array<{ pattern: RegExp; resolve: (s: string) => void; reject: (e: Error) => void }> = [];
   const check = () => {

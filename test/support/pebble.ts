@@ -7,7 +7,6 @@
  * issuing root comes from Pebble's management interface.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,8 +15,8 @@ import { isIP } from "node:net";
 import * as https from "node:https";
 import type * as tls from "node:tls";
 import { generateSelfSigned } from "../../src/server/tls-certificates.ts";
+import { requirePeer } from "./peers.ts";
 
-const PEBBLE = "/usr/bin/pebble";
 
 export interface PebbleOptions {
   /** "127.0.0.1:PORT" of the DNS server Pebble asks (test/support/dns-server.ts). */
@@ -45,9 +44,9 @@ export interface Pebble {
   stop(): Promise<void>;
 }
 
-/** Fails the test with the package name when Pebble is missing. */
-export function requirePebble(): void {
-  if (!existsSync(PEBBLE)) throw new Error("pebble is not installed: apt-get install -y --no-install-recommends pebble");
+/** The pebble program; fails the test with the package name when it is missing. */
+export function requirePebble(): string {
+  return requirePeer("pebble", "pebble");
 }
 
 /** A loopback address no other test is likely to use (127.x.y.z, never 127.0.0.1). */
@@ -56,7 +55,7 @@ export function uniqueLoopback(): string {
 }
 
 export async function startPebble(o: PebbleOptions): Promise<Pebble> {
-  requirePebble();
+  const pebbleBin = requirePebble();
   const dir = await mkdtemp(join(tmpdir(), "petrel-pebble-"));
   const host = uniqueLoopback();
   const pems = await generateSelfSigned("localhost", { extraNames: [host] });
@@ -77,7 +76,7 @@ export async function startPebble(o: PebbleOptions): Promise<Pebble> {
     },
   };
   await writeFile(join(dir, "pebble.json"), JSON.stringify(config));
-  const child: ChildProcess = spawn(PEBBLE, ["-config", join(dir, "pebble.json"), "-dnsserver", o.dnsServer, "-strict=false"], {
+  const child: ChildProcess = spawn(pebbleBin, ["-config", join(dir, "pebble.json"), "-dnsserver", o.dnsServer, "-strict=false"], {
     env: { ...process.env, PEBBLE_VA_NOSLEEP: "1", PEBBLE_WFE_NONCEREJECT: "0", PEBBLE_AUTHZREUSE: "0" },
     stdio: ["ignore", "pipe", "pipe"],
   });
