@@ -12,11 +12,12 @@ import { dkimKeyPaths, listDkimKeys } from "../mailauth/dkim-keys.ts";
 import { checkRecords, formatCheck } from "../dns-records/check.ts";
 import { recordsFor, type PublishedRecord } from "../dns-records/records.ts";
 import { zoneText } from "../dns-records/zone-file.ts";
+import { configuredPolicy, formatPolicy } from "../mta-sts/policy.ts";
 import type { CommandIo } from "./accounts-commands.ts";
 
 export const DNS_USAGE = `Usage: petrel dns DOMAIN [--check] [--config FILE]
   Prints the DNS records DOMAIN needs (MX, SPF, a DKIM key record per key in
-  <dataDir>/dkim/DOMAIN/, DMARC) in zone-file form. --check compares them with what the
+  <dataDir>/dkim/DOMAIN/, DMARC; MTA-STS and TLS-RPT when mtaSts is set) in zone-file form. --check compares them with what the
   configured resolvers (dns.servers) answer; the exit status is 1 when one needs attention.
 `;
 
@@ -79,5 +80,7 @@ export async function domainRecords(config: Config, domain: string): Promise<{ r
   }
   if (keys.length === 0) problems.push(`${domain} has no DKIM key: create one with "petrel dkim keygen ${domain}"`);
   const facts = keys.map((k) => ({ ...k, signing: signing.includes(k.selector) }));
-  return { records: recordsFor(domain, config.hostname, facts), problems };
+  const policy = configuredPolicy(config);
+  const hosted = policy ? { policy, text: formatPolicy(policy), port: config.mtaSts!.listen.port } : undefined;
+  return { records: recordsFor(domain, config.hostname, facts, hosted), problems };
 }

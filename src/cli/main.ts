@@ -24,7 +24,7 @@ Commands:
   send --server HOST[:PORT] --from A --to B ...   compose and send a message (petrel send --help)
   dkim keygen DOMAIN [--selector S] [--algo rsa|ed25519]
                              create a DKIM key and print the TXT record to publish
-  dns DOMAIN [--check]       the DNS records DOMAIN needs (MX, SPF, DKIM, DMARC); --check
+  dns DOMAIN [--check]       the DNS records DOMAIN needs (MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT); --check
                              compares them with what the DNS answers
   help                       this text
 

@@ -82,6 +82,30 @@ async function checkRecord(record: PublishedRecord, deps: CheckDependencies): Pr
       const meaning = p === "none" ? "reports only" : p === "quarantine" ? "failing mail goes to spam" : "failing mail is refused";
       return result("ok", `${record.name}: "${dmarc[0]}" (p=${p}: ${meaning})${rua}`);
     }
+    case "MTA-STS": {
+      if (record.type === "CNAME") {
+        const r = await deps.resolver.resolveAddresses(record.name);
+        if (r.kind !== "addresses") return result("missing", `${record.name}: no address (${r.reason}); publish "${record.name}. IN CNAME ${record.value}" so senders can fetch the policy`);
+        return result("ok", `${record.name} is ${r.addresses.join(", ")}`);
+      }
+      const r = await deps.resolver.resolveRecords(record.name, "TXT");
+      if (r.kind !== "records" && r.kind !== "nodata") return absent(result, record, r, "TXT");
+      const sts = r.kind === "records" ? r.records.map((t) => t.join("")).filter((t) => /^v=STSv1\s*;/.test(t)) : [];
+      if (sts.length === 0) return result("missing", `${record.name}: no MTA-STS record; publish "${record.value}"`);
+      // RFC 8461 §3.1: with more than one record, senders assume there is no policy.
+      if (sts.length > 1) return result("wrong", `${record.name}: ${sts.length} MTA-STS records: senders ignore them all; keep one`);
+      const id = (t: string) => /(?:^|;)\s*id\s*=\s*([A-Za-z0-9]{1,32})\s*(;|$)/.exec(t)?.[1];
+      if (id(sts[0]) !== id(record.value)) return result("wrong", `${record.name}: "${sts[0]}" names another policy id; senders that cached an older policy keep it: publish "${record.value}"`);
+      return result("ok", `${record.name}: "${sts[0]}" (the id of the policy served)`);
+    }
+    case "TLS-RPT": {
+      const r = await deps.resolver.resolveRecords(record.name, "TXT");
+      if (r.kind !== "records" && r.kind !== "nodata") return absent(result, record, r, "TXT");
+      const rpt = r.kind === "records" ? r.records.map((t) => t.join("")).filter((t) => /^v=TLSRPTv1\s*;/.test(t)) : [];
+      if (rpt.length === 0) return result("missing", `${record.name}: no TLS-RPT record; publish "${record.value}"`);
+      if (rpt.length > 1) return result("wrong", `${record.name}: ${rpt.length} TLS-RPT records: senders ignore them all (RFC 8460 §3); keep one`);
+      return result("ok", `${record.name}: "${rpt[0]}"`);
+    }
   }
 }
 

@@ -5,14 +5,16 @@
  * "DNS records to publish" shows the same output.
  */
 
-export type RecordKind = "MX" | "SPF" | "DKIM" | "DMARC";
+import { policyHost, policyRecord, type MtaStsPolicy } from "../mta-sts/policy.ts";
+
+export type RecordKind = "MX" | "SPF" | "DKIM" | "DMARC" | "MTA-STS" | "TLS-RPT";
 
 export interface PublishedRecord {
   readonly kind: RecordKind;
   /** Owner name, without the final dot. */
   readonly name: string;
-  readonly type: "MX" | "TXT";
-  /** MX: "10 mail.example.com."; TXT: the value as one string (zone-file.ts splits it). */
+  readonly type: "MX" | "TXT" | "CNAME";
+  /** MX: "10 mail.example.com."; CNAME: "mail.example.com."; TXT: the value as one string (zone-file.ts splits it). */
   readonly value: string;
   /** Why it is there, in a sentence or two. */
   readonly why: string;
@@ -75,6 +77,53 @@ export function dmarcRecord(domain: string): PublishedRecord {
   };
 }
 
+/** The MTA-STS policy Petrel hosts (src/mta-sts/), as `petrel dns` needs it. */
+export interface HostedPolicy {
+  readonly policy: MtaStsPolicy;
+  /** Its text, from which the record's id is made. */
+  readonly text: string;
+  /** The port of the HTTPS listener that serves it. */
+  readonly port: number;
+}
+
+/**
+ * MTA-STS (RFC 8461 §3.1, §3.2): the `_mta-sts` TXT record whose id changes with the policy, and
+ * the `mta-sts` host senders fetch the policy from — Petrel's HTTPS listener, on the ACME
+ * certificate when `tls.acme` is set.
+ */
+export function mtaStsRecords(domain: string, hostname: string, hosted: HostedPolicy): PublishedRecord[] {
+  return [
+    {
+      kind: "MTA-STS",
+      name: `_mta-sts.${domain}`,
+      type: "TXT",
+      value: policyRecord(hosted.text),
+      why: `a policy (mode ${hosted.policy.mode}) is at https://${policyHost(domain)}/.well-known/mta-sts.txt; the id changes whenever the policy does, so publish this again after changing mtaSts`,
+    },
+    {
+      kind: "MTA-STS",
+      name: policyHost(domain),
+      type: "CNAME",
+      value: `${hostname}.`,
+      why: `senders fetch the policy over HTTPS from this server (port ${hosted.port}), whose certificate must carry this name (tls.acme adds it)`,
+    },
+  ];
+}
+
+/**
+ * TLS-RPT (RFC 8460 §3): where sending servers mail their daily reports of TLS successes and
+ * failures toward the domain; postmaster@ exists for every domain (RFC 5321 §4.5.1).
+ */
+export function tlsRptRecord(domain: string): PublishedRecord {
+  return {
+    kind: "TLS-RPT",
+    name: `_smtp._tls.${domain}`,
+    type: "TXT",
+    value: `v=TLSRPTv1; rua=mailto:postmaster@${domain}`,
+    why: `other servers send daily reports of TLS failures delivering to ${domain} to postmaster@${domain}`,
+  };
+}
+
 export interface DkimKeyFacts {
   readonly selector: string;
   readonly algorithm: string;
@@ -83,8 +132,8 @@ export interface DkimKeyFacts {
   readonly signing: boolean;
 }
 
-/** Every record for `domain`, in the order a person sets them up. */
-export function recordsFor(domain: string, hostname: string, keys: readonly DkimKeyFacts[]): PublishedRecord[] {
+/** Every record for `domain`, in the order a person sets them up; MTA-STS and TLS-RPT when Petrel hosts a policy. */
+export function recordsFor(domain: string, hostname: string, keys: readonly DkimKeyFacts[], hosted?: HostedPolicy): PublishedRecord[] {
   return [
     mxRecord(domain, hostname),
     spfRecord(domain),
@@ -97,5 +146,6 @@ export function recordsFor(domain: string, hostname: string, keys: readonly Dkim
       ),
     ),
     dmarcRecord(domain),
+    ...(hosted ? [...mtaStsRecords(domain, hostname, hosted), tlsRptRecord(domain)] : []),
   ];
 }

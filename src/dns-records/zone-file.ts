@@ -22,6 +22,7 @@ function quoted(s: string): string {
 export function zoneEntry(record: PublishedRecord, nameWidth = 0): string {
   const owner = `${record.name}.`.padEnd(nameWidth);
   if (record.type === "MX") return `${owner} IN MX  ${record.value}`;
+  if (record.type === "CNAME") return `${owner} IN CNAME ${record.value}`;
   const strings = characterStrings(record.value).map(quoted);
   if (strings.length === 1) return `${owner} IN TXT ${strings[0]}`;
   const indent = " ".repeat(owner.length + 9);

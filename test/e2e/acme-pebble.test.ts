@@ -20,7 +20,7 @@ import { parseConfig } from "../../src/config/load.ts";
 import { startMta, type Mta } from "../../src/mta.ts";
 import { ManualClock } from "../../src/mail/clock.ts";
 import { renewalTime, warningTime } from "../../src/acme/renewal.ts";
-import { recordsToPublish } from "../../src/publish/dns-records.ts";
+import { domainRecords } from "../../src/cli/dns-command.ts";
 import { policyId } from "../../src/mta-sts/policy.ts";
 import { startDnsServer, type TestDnsServer, type Zone } from "../support/dns-server.ts";
 import { fetchResponse, requirePebble, startPebble, uniqueLoopback, type Pebble } from "../support/pebble.ts";
@@ -223,7 +223,7 @@ describe("ACME with Pebble", () => {
       assert.match(String(policy.headers["content-type"]), /^text\/plain/);
       assert.equal(policy.serialNumber, r.certificate.serialNumber);
       // The `_mta-sts` record `petrel dns` prints names this very policy.
-      const txt = recordsToPublish(p.mta.smtp.config, "example.test").find((rec) => rec.name === "_mta-sts.example.test");
+      const txt = (await domainRecords(p.mta.smtp.config, "example.test")).records.find((rec) => rec.name === "_mta-sts.example.test");
       assert.equal(txt?.value, `v=STSv1; id=${policyId(policy.body)};`);
 
       // Any other path or host is not served.
