@@ -7,7 +7,8 @@ import type { LookupResult } from "./lookup.ts";
 import type { NormalizedName } from "./names.ts";
 
 export type HostAddresses =
-  | { kind: "addresses"; addresses: string[] }
+  /** `authentic`: both the A and the AAAA answer were DNSSEC-validated (lookup.ts). */
+  | { kind: "addresses"; addresses: string[]; authentic?: true }
   | { kind: "nxdomain" }
   | { kind: "nodata" }
   | { kind: "temporary"; reason: string };
@@ -30,7 +31,10 @@ export async function lookupHostAddresses(
   ]);
   const list = (r: LookupResult) => (r.kind === "records" ? r.answers.map((a) => (a as StringAnswer).data) : []);
   const addresses = options.order === "ipv6-first" ? [...list(v6), ...list(v4)] : [...list(v4), ...list(v6)];
-  if (addresses.length > 0) return { kind: "addresses", addresses: [...new Set(addresses)] };
+  if (addresses.length > 0) {
+    const authentic = [v4, v6].every((r) => r.kind !== "temporary" && r.authentic === true);
+    return { kind: "addresses", addresses: [...new Set(addresses)], ...(authentic ? { authentic } : {}) };
+  }
   // NXDOMAIN says the name does not exist at all, whatever the other query said.
   if (v4.kind === "nxdomain" || v6.kind === "nxdomain") return { kind: "nxdomain" };
   const failures = [v4, v6].filter((r): r is Extract<LookupResult, { kind: "temporary" }> => r.kind === "temporary");

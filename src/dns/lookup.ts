@@ -20,6 +20,10 @@
  * - Only the answer and authority (SOA) sections are read; records in the additional section
  *   are never trusted (an MX host's addresses are always asked for).
  * - Errors are values: nothing here throws to the caller; the unexpected becomes "temporary".
+ * - With `dnssec`, queries carry the DO bit and an answer is `authentic` when every response
+ *   it was built from (each link of a CNAME chain included) had the AD bit set by the
+ *   validating resolver (RFC 4035 §3.2.3, RFC 6840 §5.7). Without it AD is never believed:
+ *   only the operator knows whether the path to the resolver can be trusted.
  */
 import type { Answer, DecodedPacket, RecordType, SoaAnswer, StringAnswer } from "dns-packet";
 import { ExpiringLruCache } from "./cache.ts";
@@ -31,11 +35,11 @@ export const MAX_CNAMES = 8;
 export const MAX_POSITIVE_TTL_MS = 24 * 3600_000;
 export const MAX_NEGATIVE_TTL_MS = 3600_000;
 
-/** `cnames`: links followed to reach `owner` (absent: none). */
+/** `cnames`: links followed to reach `owner` (absent: none). `authentic`: DNSSEC-validated (absent: not). */
 export type LookupResult =
-  | { kind: "records"; owner: NormalizedName; answers: Answer[]; cnames?: number }
-  | { kind: "nxdomain"; owner: NormalizedName; cnames?: number }
-  | { kind: "nodata"; owner: NormalizedName; cnames?: number }
+  | { kind: "records"; owner: NormalizedName; answers: Answer[]; cnames?: number; authentic?: true }
+  | { kind: "nxdomain"; owner: NormalizedName; cnames?: number; authentic?: true }
+  | { kind: "nodata"; owner: NormalizedName; cnames?: number; authentic?: true }
   /** `timeout`: no server answered at all (as opposed to SERVFAIL, REFUSED, a network error). */
   | { kind: "temporary"; reason: string; timeout?: boolean };
 
@@ -47,6 +51,8 @@ export interface LookupOptions {
   readonly cacheSize: number;
   readonly failureTtlMs: number;
   readonly clock: Now;
+  /** Send DO and believe the AD bit of the answers (the servers validate and the path to them is trusted). */
+  readonly dnssec?: boolean;
 }
 
 export interface LookupStats {
@@ -118,6 +124,7 @@ export class RecordLookup {
     let current = name;
     let cnames = 0;
     let ttl = Infinity; // seconds, the smallest TTL of the CNAMEs followed so far
+    let authentic = this.options.dnssec === true; // every response so far had AD
     const failure = (reason: string, timeout = false) => ({
       result: (timeout ? { kind: "temporary", reason, timeout } : { kind: "temporary", reason }) as LookupResult,
       ttlMs: this.options.failureTtlMs,
@@ -132,12 +139,13 @@ export class RecordLookup {
           this.counters.cacheHits++;
           if (value.kind === "temporary") return { result: value, ttlMs };
           if (cnames + (value.cnames ?? 0) > MAX_CNAMES) return tooLong();
-          return { result: { ...value, cnames: cnames + (value.cnames ?? 0) }, ttlMs: Math.min(ttl * 1000, ttlMs) };
+          return { result: withAuthentic({ ...value, cnames: cnames + (value.cnames ?? 0) }, authentic && value.authentic === true), ttlMs: Math.min(ttl * 1000, ttlMs) };
         }
       }
       const asked = await this.askServers({ name: current, type });
       if (asked.kind === "temporary") return failure(`${current}/${type}: ${asked.reason}`, asked.timeout);
       const segment = readSegment(asked.packet, asked.rcode, current, type);
+      authentic &&= asked.packet.flag_ad === true;
       for (const link of segment.links) {
         if (seen.has(link.target)) return failure(`${name}/${type}: CNAME loop at ${link.target}`);
         if (++cnames > MAX_CNAMES) return tooLong();
@@ -150,8 +158,10 @@ export class RecordLookup {
         continue;
       }
       const { result, ttlMs } = segment.end;
-      if (current !== name) this.cache.set(`${type} ${current}`, { ...result, cnames: segment.links.length }, ttlMs);
-      return { result: { ...result, cnames }, ttlMs: Math.min(ttl * 1000, ttlMs) };
+      if (current !== name) {
+        this.cache.set(`${type} ${current}`, withAuthentic({ ...result, cnames: segment.links.length }, this.options.dnssec === true && asked.packet.flag_ad === true), ttlMs);
+      }
+      return { result: withAuthentic({ ...result, cnames }, authentic), ttlMs: Math.min(ttl * 1000, ttlMs) };
     }
   }
 
@@ -196,11 +206,18 @@ export class RecordLookup {
     return exchange(server, question, {
       timeoutMs,
       edns,
+      dnssecOk: edns && this.options.dnssec === true,
       signal: this.abort.signal,
       onIgnored: () => this.counters.ignoredPackets++,
       onTcpFallback: () => this.counters.tcpFallbacks++,
     });
   }
+}
+
+/** `result` marked authentic, or without the mark. */
+function withAuthentic<T extends Exclude<LookupResult, { kind: "temporary" }>>(result: T, authentic: boolean): T {
+  const { authentic: _, ...rest } = result;
+  return (authentic ? { ...rest, authentic: true } : rest) as T;
 }
 
 function ttlOf(rr: Answer): number {

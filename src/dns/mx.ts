@@ -13,11 +13,16 @@ export interface MxHost {
   readonly preference: number;
   /** IPv6 first then IPv4, unless `addressOrder: "ipv4-first"`. */
   readonly addresses: readonly string[];
+  /** The address records were DNSSEC-validated (RFC 7672 §2.2.2: a condition for DANE). */
+  readonly authentic?: true;
 }
 
 export type MxResult =
-  /** Sorted by preference, equal preferences shuffled; implicit when there was no MX and the domain's own A/AAAA were used (RFC 5321 §5.1). */
-  | { kind: "hosts"; hosts: MxHost[]; implicit: boolean }
+  /**
+   * Sorted by preference, equal preferences shuffled; implicit when there was no MX and the domain's own A/AAAA were used (RFC 5321 §5.1).
+   * `authentic`: the MX RRset (or, implicit, the domain's addresses) was DNSSEC-validated.
+   */
+  | { kind: "hosts"; hosts: MxHost[]; implicit: boolean; authentic?: true }
   /** RFC 7505 "0 .": the domain accepts no mail (5.1.10). */
   | { kind: "null-mx" }
   /** NXDOMAIN, no MX and no A/AAAA, or MX hosts that all do not exist. */
@@ -76,11 +81,11 @@ export async function resolveMxHosts(domain: NormalizedName, deps: MxDependencie
   const missing: string[] = [];
   ordered.forEach((t, i) => {
     const r = resolved[i];
-    if (r.kind === "addresses") hosts.push({ exchange: t.exchange, preference: t.preference, addresses: r.addresses });
+    if (r.kind === "addresses") hosts.push({ exchange: t.exchange, preference: t.preference, addresses: r.addresses, ...(r.authentic ? { authentic: true as const } : {}) });
     else if (r.kind === "temporary") temporary.push(r.reason);
     else missing.push(`${t.exchange} (${r.kind === "nxdomain" ? "NXDOMAIN" : "no A/AAAA"})`);
   });
-  if (hosts.length > 0) return { kind: "hosts", hosts, implicit: false };
+  if (hosts.length > 0) return { kind: "hosts", hosts, implicit: false, ...(mx.authentic ? { authentic: true as const } : {}) };
   if (temporary.length > 0) return { kind: "temporary", reason: `${domain}: no MX host address found: ${temporary.join("; ")}` };
   return { kind: "permanent", reason: `${domain}: MX hosts have no addresses: ${missing.join(", ")}` };
 }
@@ -88,8 +93,10 @@ export async function resolveMxHosts(domain: NormalizedName, deps: MxDependencie
 async function implicitMx(domain: NormalizedName, deps: MxDependencies): Promise<MxResult> {
   const own = await deps.addresses(domain);
   switch (own.kind) {
-    case "addresses":
-      return { kind: "hosts", hosts: [{ exchange: domain, preference: 0, addresses: own.addresses }], implicit: true };
+    case "addresses": {
+      const authentic = own.authentic ? { authentic: true as const } : {};
+      return { kind: "hosts", hosts: [{ exchange: domain, preference: 0, addresses: own.addresses, ...authentic }], implicit: true, ...authentic };
+    }
     case "temporary":
       return { kind: "temporary", reason: own.reason };
     case "nxdomain":

@@ -1,9 +1,10 @@
 /**
- * The resolver the delivery agents and policy checks ask: MX, A/AAAA and TXT (and the raw RRsets
- * message authentication needs, records.ts), spoken over the
+ * The resolver the delivery agents and policy checks ask: MX, A/AAAA, TXT and TLSA (and the raw
+ * RRsets message authentication needs, records.ts), spoken over the
  * real DNS wire protocol to configured servers (default: the system's, from /etc/resolv.conf, re-read when it changes),
  * with a cache. Answers are values: "hosts", "null-mx", "permanent" (the DNS says no: bounce)
- * or "temporary" (the DNS could not say: retry later).
+ * or "temporary" (the DNS could not say: retry later). With `dnssec`, answers the validating
+ * resolver vouched for (AD bit) say so (`authentic`), which DANE needs (tlsa.ts).
  */
 import { systemClock, type Now } from "../mail/clock.ts";
 import { lookupHostAddresses, type AddressOrder, type HostAddresses } from "./addresses.ts";
@@ -14,6 +15,7 @@ export type { MxHost, MxResult };
 import { normalizeName, parseServerAddress } from "./names.ts";
 import { SystemNameservers, type NameserverReport } from "./resolv-conf.ts";
 import { resolveRecords, type RecordResolver } from "./records.ts";
+import { resolveTlsa, type TlsaResolver } from "./tlsa.ts";
 import type { TxtAnswer } from "dns-packet";
 
 
@@ -22,7 +24,7 @@ export type AddressResult = { kind: "addresses"; addresses: string[] } | { kind:
 /** NODATA is an empty list of records; NXDOMAIN is permanent. Each record's strings are joined without separator (RFC 7208 §3.3). */
 export type TxtResult = { kind: "txt"; records: string[] } | { kind: "permanent" | "temporary"; reason: string };
 
-export interface Resolver {
+export interface Resolver extends TlsaResolver {
   resolveMx(domain: string): Promise<MxResult>;
   /** A/AAAA for a host (after CNAMEs). */
   resolveAddresses(host: string): Promise<AddressResult>;
@@ -51,6 +53,11 @@ export interface ResolverOptions {
   ipv6?: boolean;
   /** Order of addresses in a host's list (default "ipv6-first"). */
   addressOrder?: AddressOrder;
+  /**
+   * The servers validate DNSSEC and the path to them is trusted (a resolver on loopback): send
+   * DO and believe their AD bit (default false). Without it nothing is `authentic` and DANE is off.
+   */
+  dnssec?: boolean;
 }
 
 export type ResolverStats = LookupStats;
@@ -78,6 +85,7 @@ export function createResolver(options: ResolverOptions = {}): ClosableResolver 
     cacheSize: options.cacheSize ?? 10_000,
     failureTtlMs: options.failureTtl ?? 30_000,
     clock: options.clock ?? systemClock,
+    dnssec: options.dnssec === true,
   });
   const random = options.random ?? Math.random;
   const addressOptions = { ipv6: options.ipv6 ?? true, order: options.addressOrder ?? "ipv6-first" } as const;
@@ -123,6 +131,7 @@ export function createResolver(options: ResolverOptions = {}): ClosableResolver 
     },
 
     resolveRecords: (name, type) => resolveRecords((n, t) => records.lookup(n, t), name, type),
+    resolveTlsa: (host, port) => resolveTlsa((n, t) => records.lookup(n, t), host, port),
 
     close: () => records.close(),
     stats: () => records.stats(),

@@ -30,20 +30,22 @@ export interface ExchangeOptions {
   readonly timeoutMs: number;
   /** Send an EDNS0 OPT record (turned off to retry a server that answered FORMERR). */
   readonly edns: boolean;
+  /** Set the DO bit in the OPT record (RFC 3225), so a validating resolver reports validation with AD (RFC 6840 §5.7). */
+  readonly dnssecOk?: boolean;
   readonly signal?: AbortSignal;
   /** Told about every datagram or message dropped as not being the answer. */
   readonly onIgnored?: (why: string) => void;
   readonly onTcpFallback?: () => void;
 }
 
-export function encodeQuery(id: number, question: DnsQuestion, edns: boolean): Buffer {
+export function encodeQuery(id: number, question: DnsQuestion, edns: boolean, dnssecOk = false): Buffer {
   return dnsPacket.encode({
     type: "query",
     id,
     flags: dnsPacket.RECURSION_DESIRED,
     questions: [{ type: question.type, name: question.name, class: "IN" }],
     additionals: edns
-      ? [{ type: "OPT", name: ".", udpPayloadSize: EDNS_UDP_PAYLOAD, extendedRcode: 0, ednsVersion: 0, flags: 0, flag_do: false, options: [] }]
+      ? [{ type: "OPT", name: ".", udpPayloadSize: EDNS_UDP_PAYLOAD, extendedRcode: 0, ednsVersion: 0, flags: dnssecOk ? dnsPacket.DNSSEC_OK : 0, flag_do: dnssecOk, options: [] }]
       : [],
   });
 }
@@ -70,7 +72,7 @@ export function rcodeOf(packet: DecodedPacket): number {
 /** Ask `server` one question: UDP, then TCP if the UDP answer has TC=1. */
 export async function exchange(server: ServerAddress, question: DnsQuestion, options: ExchangeOptions): Promise<ExchangeOutcome> {
   const id = randomInt(0, 65536);
-  const query = encodeQuery(id, question, options.edns);
+  const query = encodeQuery(id, question, options.edns, options.dnssecOk);
   const udp = await udpExchange(server, query, id, question, options);
   if (udp.kind !== "truncated") return udp;
   options.onTcpFallback?.();

@@ -34,6 +34,14 @@ export interface ZoneEntry {
   readonly CNAME?: string | { readonly ttl: number; readonly target: string };
   /** Host names, at a reverse name such as "2.0.0.127.in-addr.arpa" (see `reverseName`). */
   readonly PTR?: RecordSet<string>;
+  /** [usage, selector, matching type, data in hex] (RFC 6698 §2). */
+  readonly TLSA?: RecordSet<readonly [number, number, number, string]>;
+  /**
+   * Answer as a validating resolver would for a signed name: the AD bit is set (for queries with
+   * DO) when every name of the answer — each link of a CNAME chain — is `secure`. Only for tests
+   * of how AD is read; DNSSEC itself is tested against a real validating unbound.
+   */
+  readonly secure?: boolean;
   /** Makes this name a zone apex: negative answers below it carry this SOA (TTL and MINIMUM default 300). */
   readonly SOA?: { readonly ttl?: number; readonly minimum?: number };
 }
@@ -141,8 +149,10 @@ export async function startDnsServer(initialZone: Zone, options: DnsServerOption
     const answers: Answer[] = [];
     const seen = new Set<string>();
     let name = key(q.name);
+    let secure = true;
     for (let links = 0; links <= 16; links++) {
       const entry = zone.get(name);
+      secure &&= entry?.secure === true;
       if (entry === undefined) {
         response.flags = (response.flags ?? 0) | RCODE.NXDOMAIN;
         const soa = soaFor(name);
@@ -171,6 +181,8 @@ export async function startDnsServer(initialZone: Zone, options: DnsServerOption
       break;
     }
     response.answers = answers;
+    const opt = query.additionals?.find((a) => a.type === "OPT");
+    if (secure && opt?.type === "OPT" && opt.flag_do) response.flags = (response.flags ?? 0) | dnsPacket.AUTHENTIC_DATA;
     return response;
   };
 
@@ -307,6 +319,10 @@ function recordsFor(name: string, entry: ZoneEntry, type: RecordType): Answer[] 
     case "TXT": {
       const { ttl, records } = recordsOf(entry.TXT);
       return records.map((data) => ({ type: "TXT", name, ttl, class: "IN", data: typeof data === "string" ? [data] : [...data] }));
+    }
+    case "TLSA": {
+      const { ttl, records } = recordsOf(entry.TLSA);
+      return records.map(([usage, selector, matchingType, hex]) => ({ type: "TLSA", name, ttl, class: "IN", data: { usage, selector, matchingType, certificate: Buffer.from(hex, "hex") } }));
     }
     case "SOA":
       return entry.SOA ? [soaRecord(name, entry.SOA.ttl ?? DEFAULT_TTL, entry.SOA.minimum ?? DEFAULT_TTL)] : [];
