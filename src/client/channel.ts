@@ -17,7 +17,7 @@ import { replyText, type Reply } from "../smtp/reply.ts";
 import { ReplyParser, ReplyParseError } from "../smtp/reply-parser.ts";
 import { peerName, type ConnectOptions, type TlsInfo } from "./connect-options.ts";
 import { SmtpClientError } from "./smtp-error.ts";
-import { NETWORK_ERRNOS, errnoOf, seconds, tlsInfo, tlsOptions } from "./transport.ts";
+import { NETWORK_ERRNOS, authenticate, errnoOf, seconds, tlsOptions } from "./transport.ts";
 
 export class Channel {
   readonly #opts: ConnectOptions;
@@ -32,11 +32,12 @@ export class Channel {
   #phase = "greeting";
   #tls: TlsInfo | null;
 
-  constructor(opts: ConnectOptions, socket: net.Socket) {
+  /** `session`: the TLS session of an implicit-TLS socket (authenticated by transport.ts). */
+  constructor(opts: ConnectOptions, socket: net.Socket, session: TlsInfo | null = null) {
     this.#opts = opts;
     this.#peer = peerName(opts);
     this.#socket = socket;
-    this.#tls = socket instanceof tls.TLSSocket ? tlsInfo(socket) : null;
+    this.#tls = session;
     this.#attach(socket);
   }
 
@@ -192,6 +193,7 @@ export class Channel {
     plain.on("error", () => {}); // the TLS socket reports errors of the one it wraps
     const { host, port } = this.#opts;
     const peer = this.#peer;
+    let session: TlsInfo | null = null;
     try {
       this.#socket = await new Promise<tls.TLSSocket>((resolve, reject) => {
         const s = tls.connect({ socket: plain, ...tlsOptions(this.#opts) });
@@ -202,6 +204,14 @@ export class Channel {
         s.once("secureConnect", () => {
           clearTimeout(timer);
           s.off("error", onError);
+          const checked = authenticate(s, this.#opts, "STARTTLS");
+          if (checked instanceof SmtpClientError) {
+            s.on("error", () => {});
+            s.destroy();
+            reject(checked);
+            return;
+          }
+          session = checked;
           resolve(s);
         });
         const onError = (err: Error) => {
@@ -217,7 +227,7 @@ export class Channel {
       plain.destroy();
       throw err;
     }
-    this.#tls = tlsInfo(this.#socket as tls.TLSSocket);
+    this.#tls = session;
     this.#attach(this.#socket);
   }
 

@@ -3,6 +3,7 @@
  * SMTP or LMTP session, shared by the socket layer (transport.ts) and the
  * session (smtp-connection.ts).
  */
+import type { DaneAuthentication } from "./dane.ts";
 
 /** none: never STARTTLS; opportunistic: STARTTLS when offered; starttls: STARTTLS or fail; implicit: TLS from the first byte (port 465). */
 export type TlsMode = "none" | "opportunistic" | "starttls" | "implicit";
@@ -41,6 +42,11 @@ export interface ConnectOptions {
   servername?: string;
   /** Reject certificates that do not verify (chain and name). */
   verifyCertificate: boolean;
+  /**
+   * Authenticate the server by these TLSA records (DANE, RFC 7672 §3) instead of by a
+   * certificate authority: the handshake fails (kind "tls") when none matches. Only with TLS.
+   */
+  dane?: DaneAuthentication;
   /** Extra trusted CA certificate(s), in addition to the system's roots. */
   ca?: string | Buffer;
   /** Source IP for the connection. */
@@ -53,8 +59,11 @@ export interface ConnectOptions {
 export interface TlsInfo {
   version: string;
   cipher: string;
+  /** The certificate chains to a trusted authority and carries the server name (PKIX), whether or not that was required. */
   authorized: boolean;
   authorizationError?: string;
+  /** How DANE authenticated the server, when `dane` was asked for (a failed check ends the connection). */
+  dane?: "DANE-EE" | "DANE-TA";
 }
 
 /** The server as diagnostics name it: "host port 25", or the socket path. */

@@ -54,8 +54,8 @@ export class SmtpConnection {
   static async connect(opts: ConnectOptions): Promise<SmtpConnection> {
     const t: Timeouts = { ...DEFAULT_TIMEOUTS, ...opts.timeouts };
     checkLine(opts.heloName, opts.protocol === "lmtp" ? "LHLO" : "EHLO");
-    const socket = await openSocket(opts, t);
-    const c = new SmtpConnection(opts, t, new Channel(opts, socket));
+    const { socket, tls } = await openSocket(opts, t);
+    const c = new SmtpConnection(opts, t, new Channel(opts, socket, tls));
     try {
       await c.#open();
       return c;

@@ -13,6 +13,7 @@
  * - "auth": authentication failed (`reply`, e.g. 535) or was impossible.
  */
 import { replyText, type Reply } from "../smtp/reply.ts";
+import type { DaneFailure } from "./dane.ts";
 
 export type SmtpClientErrorKind = "connect" | "timeout" | "tls" | "protocol" | "reply" | "auth";
 
@@ -27,6 +28,8 @@ export interface SmtpClientErrorDetails {
   rejected?: { address: string; reply: Reply }[];
   /** LMTP: recipients whose reply after the end of data came before the failure (RFC 2033 §4.2: they are decided). */
   decided?: readonly { address: string; reply: Reply }[];
+  /** Why DANE authentication failed, as a TLS-RPT result type (RFC 8460 §4.3). */
+  daneFailure?: DaneFailure;
 }
 
 export class SmtpClientError extends Error {
@@ -42,6 +45,7 @@ export class SmtpClientError extends Error {
   readonly timeoutMs?: number;
   readonly rejected?: { address: string; reply: Reply }[];
   readonly decided?: readonly { address: string; reply: Reply }[];
+  readonly daneFailure?: DaneFailure;
   readonly #what: string;
   readonly #details: SmtpClientErrorDetails;
 
@@ -59,6 +63,7 @@ export class SmtpClientError extends Error {
     if (details.timeoutMs !== undefined) this.timeoutMs = details.timeoutMs;
     if (details.rejected) this.rejected = details.rejected;
     if (details.decided) this.decided = details.decided;
+    if (details.daneFailure) this.daneFailure = details.daneFailure;
   }
 
   /** The same failure, knowing which recipients were decided before it. */
