@@ -22,6 +22,11 @@ export interface TraceCounts {
   readonly received: number;
   /** The addresses of every `Delivered-To:` field, lower-cased, angle brackets removed. */
   readonly deliveredTo: readonly string[];
+  /**
+   * A `TLS-Required: No` field (RFC 8689 §4.1): the sender asks that the recipient's MTA-STS
+   * and DANE policies not stop the message (the remote agent reads it; TLS-RPT reports carry it).
+   */
+  readonly tlsRequiredNo: boolean;
 }
 
 /** Read the header section of a message stream and count its trace fields. The stream is destroyed afterwards. */
@@ -49,6 +54,7 @@ export class HeaderScanner {
   private field: string | null = null;
   private done = false;
   private received = 0;
+  private tlsRequiredNo = false;
   private readonly deliveredTo: string[] = [];
 
   /** Feed bytes; returns true once the end of the header section was seen. */
@@ -75,7 +81,7 @@ export class HeaderScanner {
   finish(): TraceCounts {
     if (!this.done && this.partial.length > 0) this.line(Buffer.concat(this.partial).toString("utf8"));
     this.flush();
-    return { received: this.received, deliveredTo: [...this.deliveredTo] };
+    return { received: this.received, deliveredTo: [...this.deliveredTo], tlsRequiredNo: this.tlsRequiredNo };
   }
 
   private line(text: string): void {
@@ -101,6 +107,7 @@ export class HeaderScanner {
     const name = f.slice(0, colon).trim().toLowerCase();
     if (name === "received") this.received++;
     else if (name === "delivered-to") this.deliveredTo.push(normalizeAddress(f.slice(colon + 1)));
+    else if (name === "tls-required") this.tlsRequiredNo = f.slice(colon + 1).trim().toLowerCase() === "no";
   }
 }
 
@@ -118,7 +125,7 @@ export interface LoopOptions {
 }
 
 /** Whether the message loops for this recipient, with the reason. */
-export function isLoop(counts: TraceCounts, options: LoopOptions): { loop: false } | { loop: true; reason: string } {
+export function isLoop(counts: Pick<TraceCounts, "received" | "deliveredTo">, options: LoopOptions): { loop: false } | { loop: true; reason: string } {
   const max = options.maxReceived ?? DEFAULT_MAX_RECEIVED;
   const me = normalizeAddress(options.deliveredTo);
   if (counts.deliveredTo.includes(me)) {

@@ -47,8 +47,12 @@ export type DeliveryOutcome =
     /** The server that took it (a DSN's Remote-MTA). */
     readonly remoteMta?: string;
   }
-  /** Temporary failure (4xx class): the queue retries later. */
-  | { readonly status: "deferred"; readonly enhanced: string; readonly diagnostic: string; readonly remoteMta?: string }
+  /**
+   * Temporary failure (4xx class): the queue retries later. `bounceStatus`: the status the
+   * bounce gives when the message expires with this as its last error, instead of 4.4.7
+   * (RFC 8689 §5: a message REQUIRETLS could not be honoured for bounces with 5.7.30).
+   */
+  | { readonly status: "deferred"; readonly enhanced: string; readonly diagnostic: string; readonly remoteMta?: string; readonly bounceStatus?: string }
   /** Permanent failure (5xx class): the queue bounces. */
   | { readonly status: "failed"; readonly enhanced: string; readonly diagnostic: string; readonly remoteMta?: string };
 

@@ -431,7 +431,7 @@ export class QueueManager {
         this.deps.log.info({ ...log, status: "bounced", enhanced: o.enhanced, diagnostic: o.diagnostic }, "bounced");
         failed.push(this.dsnRecipient(e, r, "failed", o.enhanced, o.diagnostic, o.remoteMta));
       } else {
-        r.lastError = { enhanced: o.enhanced, diagnostic: o.diagnostic, at: now, ...(o.remoteMta ? { remoteMta: o.remoteMta } : {}) };
+        r.lastError = { enhanced: o.enhanced, diagnostic: o.diagnostic, at: now, ...(o.remoteMta ? { remoteMta: o.remoteMta } : {}), ...(o.bounceStatus ? { bounceStatus: o.bounceStatus } : {}) };
         r.status = "deferred";
         // Never wait past the expiry: the message is looked at (and bounced) then.
         r.nextAttempt = Math.min(now + retryDelay(r.attempts, this.deps.settings, this.random), Math.max(now, e.state.arrival + this.lifetime(e)));
@@ -463,7 +463,7 @@ export class QueueManager {
       r.status = "bounced";
       const last = r.lastError?.diagnostic ?? "no delivery attempt succeeded";
       this.deps.log.info({ queueId: e.state.id, to: r.address, status: "expired" }, "bounced");
-      return this.dsnRecipient(e, r, "failed", "4.4.7", `message expired in the queue; last error: ${last}`, r.lastError?.remoteMta);
+      return this.dsnRecipient(e, r, "failed", r.lastError?.bounceStatus ?? "4.4.7", `message expired in the queue; last error: ${last}`, r.lastError?.remoteMta);
     });
     this.background(this.save(e).then(() => this.dsn(e, failed)).then(() => this.finishIfDone(e)));
     return true;

@@ -36,7 +36,7 @@ export interface RecipientState {
   attempts: number;
   /** When it is due next (ms since epoch). */
   nextAttempt: number;
-  lastError?: { enhanced: string; diagnostic: string; at: number; remoteMta?: string };
+  lastError?: { enhanced: string; diagnostic: string; at: number; remoteMta?: string; bounceStatus?: string };
   /** The last few attempts, newest last (bounded). */
   history: AttemptRecord[];
   /** A delay warning DSN was sent. */

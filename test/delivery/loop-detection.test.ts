@@ -41,7 +41,20 @@ test("stops reading at the end of the header section and destroys the stream", a
 test("a message with LF line ends and no body separator is all header", () => {
   const h = new HeaderScanner();
   assert.equal(h.push(Buffer.from("Received: a\nDelivered-To: x@y\nReceived: b")), false);
-  assert.deepEqual(h.finish(), { received: 2, deliveredTo: ["x@y"] });
+  assert.deepEqual(h.finish(), { received: 2, deliveredTo: ["x@y"], tlsRequiredNo: false });
+});
+
+test("a TLS-Required: No field (RFC 8689 §4.1), folded or not, in any case; other values do not count", () => {
+  for (const [text, no] of [
+    ["TLS-Required: No\r\n\r\nbody", true],
+    ["Subject: x\r\ntls-required:\r\n  NO\r\n\r\n", true],
+    ["TLS-Required: Yes\r\n\r\n", false],
+    ["Subject: x\r\n\r\nTLS-Required: No\r\n", false],
+  ] as const) {
+    const h = new HeaderScanner();
+    h.push(Buffer.from(text));
+    assert.equal(h.finish().tlsRequiredNo, no, text);
+  }
 });
 
 test("isLoop: Delivered-To for this recipient (case-insensitive) is a loop", () => {

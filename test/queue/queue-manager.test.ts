@@ -269,6 +269,27 @@ test("expiry: still deferred after the lifetime → bounced 4.4.7 with the last 
   }
 });
 
+test("expiry: a last error that names its bounce status (REQUIRETLS, RFC 8689 §5) bounces with it, after the retries, across a restart", async () => {
+  const f = await fixture({ settings: { lifetime: 2 * HOUR, delayWarning: 0 } });
+  try {
+    f.remote.answer = () => ({ status: "deferred", enhanced: "4.7.30", diagnostic: "mx.far.test does not offer REQUIRETLS", bounceStatus: "5.7.30" });
+    await f.submit({ recipients: [{ address: "x@far.test" }], requireTls: true });
+    f.clock.advance(HOUR);
+    await f.queue.idle();
+    await f.restart();
+    for (let i = 0; i < 10 && f.dsns.length === 0; i++) {
+      f.clock.advance(HOUR);
+      await f.queue.idle();
+    }
+    assert.ok(f.remote.calls.length >= 2, "retried before bouncing");
+    assert.equal(f.dsns.length, 1);
+    assert.equal(f.dsns[0].recipients[0].status, "5.7.30");
+    assert.match(f.dsns[0].recipients[0].diagnostic ?? "", /does not offer REQUIRETLS/);
+  } finally {
+    await f.close();
+  }
+});
+
 test("a delay warning is sent once after delayWarning", async () => {
   const f = await fixture({ settings: { delayWarning: 30 * MIN } });
   try {
