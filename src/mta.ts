@@ -32,6 +32,11 @@ import { certificateNames } from "./acme/renewal.ts";
 import { startHttpListener, startHttpsListener, type WebHandler, type WebListener } from "./web/web-listener.ts";
 import { mtaStsPolicyHandler } from "./mta-sts/policy-handler.ts";
 import { configuredPolicy, formatPolicy } from "./mta-sts/policy.ts";
+import { PolicyCache } from "./mta-sts/sts-cache.ts";
+import { StsPolicies } from "./mta-sts/sts-policies.ts";
+import { TlsRptAggregate } from "./tls-rpt/aggregate.ts";
+import { TlsReportSender, reportSettings } from "./tls-rpt/report-sender.ts";
+import { createReportSubmitter } from "./tls-rpt/report-submit.ts";
 
 /**
  * Petrel in one process: the composition root that wires the boxes of
@@ -47,8 +52,10 @@ export interface MtaOptions {
   readonly remote?: DeliveryAgent;
   /** DNS resolver; built from `dns.servers` when absent. */
   readonly resolver?: Resolver;
-  /** Extra CA trusted when verifying outbound TLS (tests). */
+  /** Extra CA trusted when verifying outbound TLS, MTA-STS policy hosts and TLS-RPT HTTPS endpoints (tests). */
   readonly ca?: string | Buffer;
+  /** HTTPS port of MTA-STS policy hosts (443; tests run theirs elsewhere). */
+  readonly mtaStsPort?: number;
   /** Delay past the soft error limit (tests pass 0). */
   readonly errorSleep?: number;
   /** fsync Maildir files (tests may turn it off for speed). */
@@ -129,12 +136,13 @@ export async function openQueue(
 /**
  * The agents that carry mail and the transport map that picks one per
  * recipient: Maildir, LMTP, and SMTP to MX hosts or relays, with the DNS
- * resolver they share. `close` ends the agents' cached connections.
+ * resolver they share, the MTA-STS policies they honour and the TLS-RPT
+ * counts they feed. `close` ends the agents' cached connections.
  */
 export function buildDelivery(
   config: Config,
-  options: Pick<MtaOptions, "log" | "clock" | "remote" | "fsync" | "resolver" | "ca" | "resolvConf"> & { accounts: FileAccountStore; owner?: MaildirOwner },
-): { router: Router; resolver: Resolver; close: () => Promise<void> } {
+  options: Pick<MtaOptions, "log" | "clock" | "remote" | "fsync" | "resolver" | "ca" | "resolvConf" | "mtaStsPort"> & { accounts: FileAccountStore; owner?: MaildirOwner },
+): { router: Router; resolver: Resolver; tlsRpt: TlsRptAggregate; close: () => Promise<void> } {
   const { log, accounts } = options;
   const clock = options.clock ?? systemClock;
   const local = new LocalAgent({
@@ -147,8 +155,18 @@ export function buildDelivery(
     fsync: options.fsync,
     owner: options.owner,
   });
-  const resolver = options.resolver ?? createResolver({ servers: config.dns.servers, resolvConf: options.resolvConf });
+  const resolver = options.resolver ?? createResolver({ servers: config.dns.servers, resolvConf: options.resolvConf, dnssec: config.dns.dnssec });
   const outbound = config.outbound;
+  const warn = (message: string) => log.warn(message);
+  const mtaSts = outbound.mtaSts
+    ? new StsPolicies({
+      resolver, clock,
+      cache: new PolicyCache({ dir: join(config.dataDir, "mta-sts"), onError: warn }),
+      fetch: { ...(options.ca ? { ca: options.ca } : {}), ...(options.mtaStsPort ? { port: options.mtaStsPort } : {}) },
+      onError: warn,
+    })
+    : undefined;
+  const tlsRpt = new TlsRptAggregate({ dir: join(config.dataDir, "tls-rpt"), clock, onError: warn });
   const remoteBase = {
     resolver,
     heloName: outbound.heloName ?? config.hostname,
@@ -158,6 +176,9 @@ export function buildDelivery(
     timer: clock,
     log,
     ...(options.ca ? { ca: options.ca } : {}),
+    ...(mtaSts ? { mtaSts } : {}),
+    dane: outbound.dane,
+    tlsReports: tlsRpt,
   };
   const agents: { close(): Promise<void> }[] = [];
   const remote = options.remote ?? new RemoteAgent({ ...remoteBase, port: outbound.port, tls: outbound.tls });
@@ -185,6 +206,7 @@ export function buildDelivery(
   return {
     router: createRouter({ local, remote, routes }),
     resolver,
+    tlsRpt,
     close: async () => void (await Promise.all(agents.map((a) => a.close()))),
   };
 }
@@ -252,17 +274,30 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
 
     const accounts = openAccounts(config, log);
     const delivery = buildDelivery(config, { ...options, accounts, owner });
-    const { resolver } = delivery;
+    const { resolver, tlsRpt } = delivery;
     const closeAgents = delivery.close;
     const { spool, queue } = await openQueue(config, { log, accounts, clock: options.clock, router: delivery.router });
     accountsOpened = accounts;
     logNameservers(resolver, log);
+    await tlsRpt.start();
+    undo.push(() => tlsRpt.close());
     await warnUnreadPostmaster(config, accounts, log);
     await spool.open();
     undo.push(() => spool.close());
     undo.push(closeAgents);
     await queue.start();
     undo.push(() => queue.stop());
+    const clock = options.clock ?? systemClock;
+    // TLS-RPT's daily reports (RFC 8460), queued as mail from this server or posted over HTTPS.
+    const reports = config.tlsRpt.send
+      ? new TlsReportSender({
+        ...reportSettings(config), aggregate: tlsRpt, resolver, clock, hostname: config.hostname, log: log.child({ component: "tls-rpt" }),
+        submit: createReportSubmitter({ spool, enqueue: (id) => queue.enqueue(id), hostname: config.hostname, clock }),
+        ...(options.ca ? { ca: options.ca } : {}),
+      })
+      : null;
+    reports?.start();
+    undo.push(() => reports?.close());
     step();
     const smtp = await SmtpServer.start(config, {
       log, spool, accounts, tls, sockets, ...ocspResponse,
@@ -303,8 +338,10 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
           for (const w of web) await w.close();
           await smtp.close();
           await control?.close();
+          await reports?.close();
           await queue.stop();
           await closeAgents();
+          await tlsRpt.close();
           await spool.close();
           tls.close();
           await lock.release();

@@ -54,6 +54,9 @@ export class Channel {
   get remotePort(): number | undefined {
     return this.#socket.remotePort;
   }
+  get localAddress(): string | undefined {
+    return this.#socket.localAddress;
+  }
   /** The TLS session as it was negotiated, or null in plain text. */
   get tls(): TlsInfo | null {
     return this.#tls;

@@ -74,6 +74,10 @@ export class SmtpConnection {
   get remote(): { host: string; address: string; port: number } {
     return this.#remote;
   }
+  /** Our address on this connection (TLS-RPT's sending-mta-ip). */
+  get localAddress(): string | undefined {
+    return this.#channel.localAddress;
+  }
   get protocol(): MailProtocol {
     return this.#protocol;
   }

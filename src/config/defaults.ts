@@ -114,10 +114,18 @@ export const DEFAULTS = {
   dkim: {
     domains: {},
   },
+  dns: {
+    dnssec: false,
+  },
   outbound: {
     port: 25,
     tls: "opportunistic",
     connectionReuse: 10 * SECOND,
+    mtaSts: true,
+    dane: true,
+  },
+  tlsRpt: {
+    send: true,
   },
   log: {
     level: "info",

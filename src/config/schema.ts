@@ -500,11 +500,17 @@ export const configSchema = z.strictObject({
         }),
     })
     .prefault({}),
-  /** DNS for outbound delivery (MX, A/AAAA). */
+  /** DNS for outbound delivery (MX, A/AAAA, TXT, TLSA). */
   dns: z
     .strictObject({
       /** Resolvers as "address" or "address:port" ("[v6]:port"); empty = the system's (/etc/resolv.conf). */
       servers: z.array(z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[0-9.]+|[0-9a-fA-F:]+)(:\d{1,5})?$/, "expected an IP address, optionally with :port")).default(() => []),
+      /**
+       * The resolvers validate DNSSEC and the path to them cannot be tampered with (a resolver on
+       * loopback): Petrel sends the DO bit and believes their AD bit, which DANE needs. As
+       * Postfix's smtp_dns_support_level = dnssec. Never for a resolver across a network.
+       */
+      dnssec: z.boolean().default(DEFAULTS.dns.dnssec),
     })
     .prefault({}),
   /** Outbound SMTP to other servers (the remote agent). */
@@ -521,6 +527,25 @@ export const configSchema = z.strictObject({
       tls: z.enum(["opportunistic", "required", "none"]).default(DEFAULTS.outbound.tls),
       /** Keep an idle connection (SMTP, and LMTP to a transport entry) for reuse by the next message to the same host this long. */
       connectionReuse: duration(DEFAULTS.outbound.connectionReuse),
+      /** Honour the MTA-STS policies of recipient domains (RFC 8461): enforce delivers only over verified TLS to the MX hosts they name. */
+      mtaSts: z.boolean().default(DEFAULTS.outbound.mtaSts),
+      /** DANE (RFC 7672): authenticate MX hosts by their DNSSEC-validated TLSA records. Takes effect only with dns.dnssec. */
+      dane: z.boolean().default(DEFAULTS.outbound.dane),
+    })
+    .prefault({}),
+  /** TLS reporting (RFC 8460) about Petrel's outbound TLS sessions. */
+  tlsRpt: z
+    .strictObject({
+      /** Once a day, send each domain that publishes a _smtp._tls record the report of yesterday's sessions to it. */
+      send: z.boolean().default(DEFAULTS.tlsRpt.send),
+      /** The report's organization-name; default: hostname. */
+      organization: z.string().min(1).max(200).optional(),
+      /** The reporting domain (TLS-Report-Submitter); default: hostname. */
+      submitter: domainName.optional(),
+      /** The report's contact-info, an address or URI; default: the from address. */
+      contact: z.string().min(1).max(200).optional(),
+      /** From: of report mail (sent from the null reverse-path); default: postmaster@<hostname>. */
+      from: mailbox.optional(),
     })
     .prefault({}),
   /**
