@@ -100,7 +100,8 @@ function wanted(notify: readonly string[] | undefined, action: DsnAction): boole
  *
  * What is returned of the original (RFC 3461 §4.3): RET=HDRS → headers;
  * RET=FULL → the full message; RET absent → the full message when some
- * recipient failed, only the headers for a pure delay or success report
+ * recipient failed — but never more than the headers of a REQUIRETLS message
+ * (RFC 8689 §5), only the headers for a pure delay or success report
  * (it is not lost, so there is nothing to hand back). A full return that
  * is over `maxOriginalSize`, or has lines over 998 octets, falls back to the
  * headers and the text says why.
@@ -117,8 +118,9 @@ export async function composeDsn(input: DsnInput): Promise<ComposedDsn | null> {
   const global = envelope.smtputf8 || hasNonAscii(envelope.mailFrom) ||
     recipients.some((r) => hasNonAscii(r.address) || hasNonAscii(r.orcpt ?? ""));
 
+  // RFC 8689 §5: the content of a REQUIRETLS message is never returned (RET=FULL is disregarded), as the report may travel without TLS.
   const want: "full" | "headers" =
-    envelope.ret === "HDRS" ? "headers" : envelope.ret === "FULL" || anyFailed ? "full" : "headers";
+    envelope.ret === "HDRS" || envelope.requireTls ? "headers" : envelope.ret === "FULL" || anyFailed ? "full" : "headers";
   const returned = await readOriginal(input.originalMessage(), want, maxOriginalSize);
 
   const text = Buffer.from(noticeText({

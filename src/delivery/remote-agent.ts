@@ -234,7 +234,7 @@ export class RemoteAgent implements DeliveryAgent {
         return { proceed: false, nextHost: true, outcome: requireTlsDeferral(`REQUIRETLS: the session with ${where} is not authenticated TLS`, c.name) };
       }
       if (!caps.requireTls) {
-        return { proceed: false, nextHost: true, outcome: requireTlsDeferral(`REQUIRETLS: ${where} does not offer the REQUIRETLS extension, so the message may not go there (RFC 8689 §4.2.1)`, c.name) };
+        return { proceed: false, nextHost: true, outcome: requireTlsDeferral(`REQUIRETLS: ${where} does not offer the REQUIRETLS extension, so the message may not go there (RFC 8689 section 4.2.1)`, c.name) };
       }
     }
     const auth = this.options.auth;

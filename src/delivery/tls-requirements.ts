@@ -98,7 +98,7 @@ export async function planHost(dest: Destination, host: Host, o: PlanOptions): P
   if (o.dane && dest.mxAuthentic && host.authentic && isIP(host.name) === 0) {
     const t = await o.resolver.resolveTlsa(host.name, o.port);
     if (t.kind === "temporary") {
-      const reason = `TLSA lookup for ${t.name} failed (${t.reason}): ${host.name} is not used until its DANE records can be checked (RFC 7672 §2.2)`;
+      const reason = `TLSA lookup for ${t.name} failed (${t.reason}): ${host.name} is not used until its DANE records can be checked (RFC 7672 section 2.2)`;
       return {
         kind: "skip", outcome: deferred("4.7.5", reason),
         report: { policy: { type: "tlsa", domain: host.name, lines: [] }, failure: { resultType: "dnssec-invalid", receivingMxHostname: host.name } },
@@ -118,7 +118,7 @@ export async function planHost(dest: Destination, host: Host, o: PlanOptions): P
       if (sts?.kind === "go" && sts.plan.verifyCertificate) return requireTls(dest, host, sts.plan);
       return requireTls(dest, host, {
         tls: "starttls", verifyCertificate: false, report, nameAuthentic: true, key: "encrypt",
-        standingFailure: { resultType: "tlsa-invalid", reason: "no usable TLSA record (RFC 7672 §3.1.3)" },
+        standingFailure: { resultType: "tlsa-invalid", reason: "no usable TLSA record (RFC 7672 section 3.1.3)" },
       });
     }
   }
@@ -155,7 +155,7 @@ function stsPlan(dest: Destination, host: Host, base: HostPlan): HostDecision | 
     if (!matches) {
       return {
         kind: "skip",
-        outcome: deferred("4.7.5", `${host.name} is not an MX host the MTA-STS policy of ${dest.domain} allows (mx: ${policy.mx.join(", ")}; mode enforce, RFC 8461 §4.1)`),
+        outcome: deferred("4.7.5", `${host.name} is not an MX host the MTA-STS policy of ${dest.domain} allows (mx: ${policy.mx.join(", ")}; mode enforce, RFC 8461 section 4.1)`),
         report: { policy: report, failure: { resultType: "validation-failure", receivingMxHostname: host.name, failureReasonCode: "mx-not-in-policy" } },
       };
     }
@@ -170,7 +170,7 @@ function requireTls(dest: Destination, host: Host, plan: HostPlan): HostDecision
   if (!plan.nameAuthentic || isIP(host.name) !== 0) {
     return {
       kind: "skip",
-      outcome: requireTlsDeferral(`REQUIRETLS: the name of ${host.name} cannot be authenticated (no DNSSEC-validated MX records, no MTA-STS policy in enforce mode naming it), so the message may not go there (RFC 8689 §4.2.1)`),
+      outcome: requireTlsDeferral(`REQUIRETLS: the name of ${host.name} cannot be authenticated (no DNSSEC-validated MX records, no MTA-STS policy in enforce mode naming it), so the message may not go there (RFC 8689 section 4.2.1)`),
     };
   }
   return { kind: "go", plan: { ...plan, tls: plan.tls === "implicit" ? "implicit" : "starttls", verifyCertificate: true, key: `${plan.key}+requiretls` } };

@@ -259,6 +259,13 @@ test("success DSN with RET=FULL returns the full message", async () => {
   assert.equal(d.parts[2].body.toString(), ORIGINAL);
 });
 
+test("a REQUIRETLS message's content is never returned, even with RET=FULL (RFC 8689 §5)", async () => {
+  const r = await composeDsn(input({ envelope: envelope({ ret: "FULL", requireTls: true }) }));
+  const d = parseDsn(r!.message);
+  assert.equal(header(d.parts[2], "Content-Type"), "text/rfc822-headers");
+  assert.doesNotMatch(d.parts[2].body.toString(), /lunch\?/);
+});
+
 test("RET=HDRS → only the headers are returned, and the text says it was asked", async () => {
   const r = await composeDsn(input({ envelope: envelope({ ret: "HDRS" }) }));
   const d = parseDsn(r!.message);

@@ -27,7 +27,7 @@ let unbound: TestUnbound;
 let port: number;
 const cleanups: (() => Promise<unknown>)[] = [];
 
-const ZONES = ["dane", "bad", "ta", "plain", "unusable", "bogus", "nostls"];
+const ZONES = ["dane", "bad", "ta", "plain", "unusable", "bogus", "nostls", "pkix"];
 
 before(async () => {
   ca = await createTestCa();
@@ -36,7 +36,7 @@ before(async () => {
   port = await portFreeOn(["127.0.0.1", "127.0.0.2"]);
   rx = await startReceiver({ hostname: "mx.dane.test", domains: ZONES.map((z) => `${z}.test`), pair: mxPair, port });
   // The same certificate on a server that offers no STARTTLS.
-  bare = await startReceiver({ hostname: "mx.nostls.test", domains: ["nostls.test"], pair: mxPair, address: "127.0.0.2", port, starttls: false });
+  bare = await startReceiver({ hostname: "mx.nostls.test", domains: ["nostls.test"], pair: mxPair, address: "127.0.0.2", port, hide: ["STARTTLS"] });
   const ee = tlsaData(mxPair.cert, 1, 1);
   const wrong = tlsaData(other.cert, 1, 1);
   const zone = (origin: string, tlsa: string, signed: boolean, mxAddress = "127.0.0.1") => ({
@@ -51,6 +51,8 @@ before(async () => {
     zone("unusable", `1 1 1 ${ee}`, true),
     { ...zone("bogus", `3 1 1 ${ee}`, true), tamper: (text: string) => text.replace(/(TLSA\s+3 1 1 )([0-9a-f])/i, (_m, p: string, c: string) => `${p}${c === "0" ? "1" : "0"}`) },
     zone("nostls", `3 1 1 ${ee}`, true, "127.0.0.2"),
+    // Signed, without TLSA records: the MX name is authenticated, the certificate is PKIX's business.
+    { origin: "pkix.test", signed: true, records: ["@ MX 10 mx.pkix.test.", "mx A 127.0.0.1"] },
   ]);
 });
 after(async () => {
@@ -60,8 +62,8 @@ after(async () => {
   await unbound?.close();
 });
 
-async function sender(dnssec = true): Promise<Running> {
-  const tx = await startSender({ dns: unbound.server, dnssec, port });
+async function sender(dnssec = true, trustTestCa = false): Promise<Running> {
+  const tx = await startSender({ dns: unbound.server, dnssec, port, ...(trustTestCa ? { options: { ca: ca.cert } } : {}) });
   cleanups.push(async () => {
     await tx.stop();
     await rm(tx.dir, { recursive: true, force: true });
@@ -151,4 +153,26 @@ test("DNSSEC-bogus TLSA records (SERVFAIL from the validator): the MX host is no
   assert.equal(await arrivedFor("bogus.test"), 0);
   const day = await counts(tx);
   assert.equal(day.domains["mx.bogus.test"][0].failures[0].resultType, "dnssec-invalid");
+});
+
+test("REQUIRETLS over DANE: delivered, with REQUIRETLS passed on", { timeout: 60_000 }, async () => {
+  const tx = await sender();
+  const id = await submit(tx, "postmaster@dane.test", { requireTls: true, subject: "requiretls over dane" });
+  assert.deepEqual(await fate(tx, id), { status: "delivered" });
+  const got = (await rx.received()).find((m) => m.body.includes("requiretls over dane"));
+  assert.equal(got?.envelope.requireTls, true);
+});
+
+test("REQUIRETLS with a DNSSEC-validated MX and no TLSA: the certificate must be valid for the MX name (PKIX)", { timeout: 60_000 }, async () => {
+  const trusted = await sender(true, true);
+  const id = await submit(trusted, "postmaster@pkix.test", { requireTls: true });
+  assert.deepEqual(await fate(trusted, id), { status: "delivered" });
+  assert.equal(await arrivedFor("pkix.test"), 1);
+  // The same server, the test CA not trusted: the certificate does not verify, so nothing goes.
+  const untrusting = await sender(true, false);
+  const id2 = await submit(untrusting, "postmaster@pkix.test", { requireTls: true });
+  const f = await fate(untrusting, id2);
+  assert.equal(f.status, "deferred");
+  assert.match((f as { lastError: string }).lastError, /^4\.7\.5 .*TLS failed/);
+  assert.equal(await arrivedFor("pkix.test"), 1);
 });

@@ -8,6 +8,8 @@ import { createTestCa, issue, type Issued, type TestCa } from "../support/test-c
 import { fate, startReceiver, startSender, submit, type Receiver } from "./fixtures/outbound-tls.ts";
 import type { Running } from "./fixtures/mta-helpers.ts";
 import type { DayCounts } from "../../src/tls-rpt/aggregate.ts";
+import { ManualClock } from "../../src/mail/clock.ts";
+import { until } from "../support/until.ts";
 
 /**
  * MTA-STS as a sender (RFC 8461) between two real Petrels: the policy of far.test comes from a
@@ -45,8 +47,8 @@ function publish(o: { mx?: string; id?: string } = {}): void {
   });
 }
 
-async function pair(o: { starttls?: boolean; cert?: Issued; senderDir?: string } = {}): Promise<{ rx: Receiver; tx: Running }> {
-  const rx = await startReceiver({ hostname: "mx.far.test", domains: ["far.test"], pair: o.cert ?? mxPair, ...(o.starttls === false ? { starttls: false } : {}) });
+async function pair(o: { hide?: string[]; cert?: Issued; senderDir?: string } = {}): Promise<{ rx: Receiver; tx: Running }> {
+  const rx = await startReceiver({ hostname: "mx.far.test", domains: ["far.test"], pair: o.cert ?? mxPair, ...(o.hide ? { hide: o.hide } : {}) });
   cleanups.push(() => rx.stop());
   const tx = await startSender({ dns: dns.server, port: rx.port, ...(o.senderDir ? { dir: o.senderDir } : {}), options: { ca: ca.cert, mtaStsPort: web.port } });
   cleanups.push(async () => {
@@ -90,7 +92,7 @@ test("enforce, MX not named by the policy: deferred, nothing sent", async () => 
 test("enforce, a receiving server without STARTTLS: deferred, never plaintext", async () => {
   publish({ id: "e3" });
   web.serve("mta-sts.far.test", { body: policyText("enforce", ["mx.far.test"]) });
-  const { rx, tx } = await pair({ starttls: false });
+  const { rx, tx } = await pair({ hide: ["STARTTLS"] });
   const id = await submit(tx, "postmaster@far.test");
   const f = await fate(tx, id);
   assert.equal(f.status, "deferred");
@@ -162,4 +164,51 @@ test("the policy is cached across a restart: with the policy host down afterward
   assert.equal(f.status, "deferred");
   assert.match((f as { lastError: string }).lastError, /mx\.evil\.test is not an MX host the MTA-STS policy of far\.test allows/);
   assert.equal((await first.rx.received()).length, 1, "only the first message arrived");
+});
+
+test("REQUIRETLS over an enforced MTA-STS policy: delivered with REQUIRETLS passed on", async () => {
+  publish({ id: "q1" });
+  web.serve("mta-sts.far.test", { body: policyText("enforce", ["mx.far.test"]) });
+  const { rx, tx } = await pair();
+  const id = await submit(tx, "postmaster@far.test", { requireTls: true });
+  assert.deepEqual(await fate(tx, id), { status: "delivered" });
+  const [got] = await rx.received();
+  assert.equal(got.envelope.requireTls, true, "MAIL FROM carried REQUIRETLS");
+});
+
+test("REQUIRETLS to a server that does not offer it: deferred 4.7.30, nothing sent", async () => {
+  publish({ id: "q2" });
+  web.serve("mta-sts.far.test", { body: policyText("enforce", ["mx.far.test"]) });
+  const { rx, tx } = await pair({ hide: ["REQUIRETLS"] });
+  const id = await submit(tx, "postmaster@far.test", { requireTls: true });
+  const f = await fate(tx, id);
+  assert.equal(f.status, "deferred");
+  assert.match((f as { lastError: string }).lastError, /^4\.7\.30 REQUIRETLS: mx\.far\.test\[127\.0\.0\.1\] does not offer the REQUIRETLS extension/);
+  assert.deepEqual(await rx.received(), []);
+});
+
+test("REQUIRETLS with neither DNSSEC nor MTA-STS: deferred 4.7.30 through the retries, then bounced 5.7.30 with the headers only", async () => {
+  publish({});
+  const clock = new ManualClock(Date.now());
+  const rx = await startReceiver({ hostname: "mx.far.test", domains: ["far.test"], pair: mxPair });
+  cleanups.push(() => rx.stop());
+  const tx = await startSender({
+    dns: dns.server, port: rx.port, options: { ca: ca.cert, mtaStsPort: web.port, clock },
+    extra: { queue: { lifetime: "2h", minBackoff: "10m", maxBackoff: "30m", delayWarning: 0 } },
+  });
+  cleanups.push(() => tx.stop());
+  const id = await submit(tx, "postmaster@far.test", { requireTls: true, subject: "secret plans" });
+  const f = await fate(tx, id);
+  assert.equal(f.status, "deferred");
+  assert.match((f as { lastError: string }).lastError, /^4\.7\.30 REQUIRETLS: the name of mx\.far\.test cannot be authenticated/);
+  for (let i = 0; i < 12 && (await tx.maildir("alice@example.test")).length === 0; i++) {
+    clock.advance(15 * 60_000);
+    await tx.mta.queue.idle();
+  }
+  const dsn = await until(async () => (await tx.maildir("alice@example.test")).find((m) => /Action: failed/.test(m)), "the bounce");
+  assert.match(dsn, /Status: 5\.7\.30/);
+  assert.match(dsn, /Diagnostic-Code: x-petrel; message expired in the queue; last error:\n REQUIRETLS: the name of mx\.far\.test cannot be authenticated/);
+  assert.match(dsn, /Content-Type: text\/rfc822-headers/);
+  assert.doesNotMatch(dsn, /^hello$/m, "the body of a REQUIRETLS message is not returned");
+  assert.deepEqual(await rx.received(), []);
 });
