@@ -66,6 +66,8 @@ export class TlsRptAggregate implements TlsSessionRecorder {
   readonly #dirty = new Set<string>();
   #timer: unknown;
   #loaded: Promise<void> | undefined;
+  /** Writes and removals one after another, so a removed day is never written back. */
+  #disk: Promise<void> = Promise.resolve();
   #warned = false;
 
   constructor(options: AggregateOptions) {
@@ -126,13 +128,23 @@ export class TlsRptAggregate implements TlsSessionRecorder {
   }
 
   /** Forget a day entirely (all its reports are out, or it is too old to report). */
-  async remove(day: string): Promise<void> {
+  remove(day: string): Promise<void> {
     this.#days.delete(day);
     this.#dirty.delete(day);
-    await rm(join(this.#o.dir, `${day}.json`), { force: true });
+    return this.#serially(() => rm(join(this.#o.dir, `${day}.json`), { force: true }));
   }
 
-  async flush(): Promise<void> {
+  flush(): Promise<void> {
+    return this.#serially(() => this.#flush());
+  }
+
+  #serially(work: () => Promise<void>): Promise<void> {
+    const next = this.#disk.then(work, work);
+    this.#disk = next.catch(() => {});
+    return next;
+  }
+
+  async #flush(): Promise<void> {
     const today = utcDay(this.#o.clock.now());
     for (const day of [...this.#dirty]) {
       this.#dirty.delete(day);

@@ -12,6 +12,7 @@
  * report carries "TLS-Required: No", and the remote agent does not count such messages.
  */
 import * as https from "node:https";
+import { isIP } from "node:net";
 import * as tls from "node:tls";
 import type { Logger } from "pino";
 import type { Config } from "../config/schema.ts";
@@ -23,7 +24,7 @@ import { composeReportMail, gzipReport } from "./report-mail.ts";
 
 export interface ReportSenderOptions {
   readonly aggregate: TlsRptAggregate;
-  readonly resolver: Pick<Resolver, "resolveTxt">;
+  readonly resolver: Pick<Resolver, "resolveTxt" | "resolveAddresses">;
   readonly clock: Clock;
   readonly identity: ReportIdentity;
   /** The From of report mail. */
@@ -145,7 +146,7 @@ export class TlsReportSender {
     }
     for (const url of rua.https) {
       try {
-        await postReport(url, gzipReport(report), o.ca);
+        await postReport(url, gzipReport(report), { resolver: o.resolver, ...(o.ca ? { ca: o.ca } : {}) });
         o.log?.info({ domain, day, url }, "TLS-RPT: report posted");
       } catch (err) {
         // RFC 8460 §5.4 leaves retries to the sender; the mail copy (if any) is in the queue.
@@ -156,14 +157,30 @@ export class TlsReportSender {
   }
 }
 
-/** RFC 8460 §5.4: POST the gzipped report; any 2xx is success. No redirects, 30 s at most. */
-export function postReport(url: string, body: Buffer, ca?: string | Buffer): Promise<void> {
+/**
+ * RFC 8460 §5.4: POST the gzipped report; any 2xx is success. The host is found through
+ * Petrel's resolver (as every name Petrel connects to), its certificate verified for the URL's
+ * name; no redirects, 30 s at most.
+ */
+export async function postReport(url: string, body: Buffer, o: { resolver: Pick<Resolver, "resolveAddresses">; ca?: string | Buffer }): Promise<void> {
+  const u = new URL(url);
+  const name = u.hostname.replace(/^\[|\]$/g, "");
+  let address = name;
+  if (isIP(name) === 0) {
+    const r = await o.resolver.resolveAddresses(name);
+    if (r.kind !== "addresses") throw new Error(`${url}: ${r.reason}`);
+    address = r.addresses[0];
+  }
   return new Promise((resolve, reject) => {
-    const req = https.request(url, {
+    const req = https.request({
+      host: address,
+      port: u.port === "" ? 443 : Number(u.port),
+      path: `${u.pathname}${u.search}`,
       method: "POST",
-      headers: { "content-type": "application/tlsrpt+gzip", "content-length": body.length },
+      ...(isIP(name) === 0 ? { servername: name } : {}),
+      headers: { host: u.host, "content-type": "application/tlsrpt+gzip", "content-length": body.length },
       minVersion: "TLSv1.2",
-      ...(ca !== undefined ? { ca: [...tls.rootCertificates, ca.toString()] } : {}),
+      ...(o.ca !== undefined ? { ca: [...tls.rootCertificates, o.ca.toString()] } : {}),
       agent: false,
       timeout: 30_000,
     }, (res) => {
