@@ -14,9 +14,10 @@
  * leaves the working certificate in place.
  */
 import { generateKeyPairSync } from "node:crypto";
-import { chmod, mkdir, open, readFile, rename, rm } from "node:fs/promises";
+import { chmod, mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { generateSelfSigned } from "../server/tls-certificates.ts";
+import { writeAtomically } from "../system/atomic-file.ts";
 import { describeCertificate, type HeldCertificate } from "./renewal.ts";
 
 export type CertificateKeyType = "ecdsa" | "rsa";
@@ -99,29 +100,5 @@ async function readIfExists(path: string): Promise<string | undefined> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw err;
-  }
-}
-
-/** Write, fsync, rename, fsync the directory: the file is the old one or the new one, whole. */
-async function writeAtomically(path: string, content: string): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`;
-  try {
-    const fh = await open(tmp, "w", 0o600);
-    try {
-      await fh.chmod(0o600); // whatever the umask
-      await fh.writeFile(content);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
-  } finally {
-    await rm(tmp, { force: true });
-  }
-  const dir = await open(join(path, ".."), "r");
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
   }
 }

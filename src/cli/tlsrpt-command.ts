@@ -70,7 +70,7 @@ export async function tlsrptCommand(argv: string[], io: Io): Promise<number> {
 
 /** The Maildirs of the given addresses (aliases followed), or of where postmaster@ of each local domain goes. */
 async function mailboxDirs(config: Config, asked: readonly string[]): Promise<{ address: string; path: string }[]> {
-  const store = FileAccountStore.fromConfig(config, { postmaster: config.postmaster, subaddressSeparator: config.delivery.subaddressSeparator });
+  const store = FileAccountStore.fromConfig(config);
   const addresses = asked.length > 0 ? asked : (await store.listDomains()).map((d) => `postmaster@${d}`);
   const root = join(config.dataDir, "mail");
   const found = new Map<string, string>();

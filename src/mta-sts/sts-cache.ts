@@ -1,14 +1,14 @@
 /**
  * The MTA-STS policies Petrel has fetched, kept until their max_age runs out (RFC 8461 §5.1)
- * and across restarts: one small JSON file per domain in <dataDir>/mta-sts/, written to a
- * temporary name, synced and renamed, so a crash leaves the old policy or the new one, never
- * half of either. An attacker who blocks the policy host after a restart still meets the
+ * and across restarts: one small JSON file per domain in <dataDir>/mta-sts/, replaced
+ * atomically, so a crash leaves the old policy or the new one, never half of either. An attacker who blocks the policy host after a restart still meets the
  * policy (RFC 8461 §10.2); a file that cannot be read is treated as no policy and logged.
  *
  * At most `maxEntries` domains are kept; when full, the policy closest to expiry goes.
  */
-import { mkdir, open, readdir, readFile, rename, rm } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { writeAtomically } from "../system/atomic-file.ts";
 import type { FetchedPolicy } from "./sts-fetch.ts";
 
 export interface CachedPolicy extends FetchedPolicy {
@@ -97,16 +97,7 @@ export class PolicyCache {
 
   async #write(p: CachedPolicy): Promise<void> {
     await mkdir(this.#dir, { recursive: true, mode: 0o700 });
-    const final = join(this.#dir, `${p.domain}.json`);
-    const tmp = `${final}.tmp-${process.pid}`;
-    const f = await open(tmp, "w", 0o600);
-    try {
-      await f.writeFile(JSON.stringify(p));
-      await f.sync();
-    } finally {
-      await f.close();
-    }
-    await rename(tmp, final);
+    await writeAtomically(join(this.#dir, `${p.domain}.json`), JSON.stringify(p));
   }
 }
 
@@ -115,7 +106,7 @@ function checked(v: unknown): CachedPolicy | undefined {
   const p = v as Partial<CachedPolicy> | null;
   if (!p || typeof p !== "object") return undefined;
   const ok = typeof p.domain === "string" && typeof p.id === "string" && (p.mode === "enforce" || p.mode === "testing" || p.mode === "none") &&
-    Array.isArray(p.mx) && p.mx.every((m) => typeof m === "string") && typeof p.maxAge === "number" &&
+    Array.isArray(p.mx) && p.mx.every((m) => typeof m === "string") && typeof p.maxAgeSeconds === "number" &&
     Array.isArray(p.lines) && typeof p.fetchedAt === "number" && typeof p.expiresAt === "number";
   return ok ? (p as CachedPolicy) : undefined;
 }

@@ -15,19 +15,13 @@ import * as tls from "node:tls";
 import { isIP } from "node:net";
 import { parsePolicy } from "mailauth/lib/mta-sts.js";
 import type { Resolver } from "../dns/resolver.ts";
+import { POLICY_PATH, policyHost, type MtaStsPolicy } from "./policy.ts";
 
 /** RFC 8461 §3.3: a policy body is at most 64 KiB. */
 export const MAX_POLICY_SIZE = 64 * 1024;
-export const POLICY_PATH = "/.well-known/mta-sts.txt";
 
-export type StsMode = "enforce" | "testing" | "none";
-
-export interface FetchedPolicy {
-  readonly mode: StsMode;
-  /** MX patterns, lower case ("mx.example.com", "*.example.com"). */
-  readonly mx: readonly string[];
-  /** Seconds the policy may be cached (RFC 8461 §3.2, at most 31557600). */
-  readonly maxAge: number;
+/** Another domain's policy as fetched (mx patterns lower case). */
+export interface FetchedPolicy extends MtaStsPolicy {
   /** The policy as served, line by line (TLS-RPT's policy-string, RFC 8460 §4.4). */
   readonly lines: readonly string[];
 }
@@ -55,10 +49,6 @@ const WEBPKI_ERRORS = new Set([
   "UNABLE_TO_GET_ISSUER_CERT_LOCALLY", "CERT_UNTRUSTED", "CERT_REVOKED", "CERT_SIGNATURE_FAILURE", "INVALID_CA",
 ]);
 
-export function policyHost(domain: string): string {
-  return `mta-sts.${domain}`;
-}
-
 export async function fetchPolicy(domain: string, options: FetchOptions): Promise<FetchResult> {
   const host = policyHost(domain);
   const found = await options.resolver.resolveAddresses(host);
@@ -84,7 +74,7 @@ function parse(body: Buffer, host: string): FetchResult {
     const p = parsePolicy(text, { strict: true });
     return {
       kind: "policy",
-      policy: { mode: p.mode, mx: p.mx ?? [], maxAge: p.maxAge ?? 0, lines: text.split(/\r?\n/).filter((l) => l.trim() !== "") },
+      policy: { mode: p.mode, mx: p.mx ?? [], maxAgeSeconds: p.maxAge ?? 0, lines: text.split(/\r?\n/).filter((l) => l.trim() !== "") },
     };
   } catch (err) {
     return { kind: "failed", failure: "sts-policy-invalid", reason: `https://${host}${POLICY_PATH}: ${(err as Error).message}` };

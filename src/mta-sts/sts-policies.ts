@@ -80,7 +80,7 @@ export class StsPolicies implements StsPolicySource {
     const txt = await this.#policyId(domain);
     if (txt.kind !== "id") return applied(cached);
     if (cached && cached.id === txt.id) {
-      if (cached.expiresAt - now < (cached.maxAge * 1000) / 2) this.#refreshInBackground(domain, txt.id);
+      if (cached.expiresAt - now < (cached.maxAgeSeconds * 1000) / 2) this.#refreshInBackground(domain, txt.id);
       return applied(cached);
     }
     const failedBefore = this.#failed.get(domain);
@@ -107,7 +107,7 @@ export class StsPolicies implements StsPolicySource {
       return { failure };
     }
     this.#failed.delete(domain);
-    const policy: CachedPolicy = { domain, id, ...r.policy, fetchedAt: now, expiresAt: now + r.policy.maxAge * 1000 };
+    const policy: CachedPolicy = { domain, id, ...r.policy, fetchedAt: now, expiresAt: now + r.policy.maxAgeSeconds * 1000 };
     try {
       await this.#o.cache.put(policy);
     } catch (err) {

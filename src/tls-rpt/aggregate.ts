@@ -11,8 +11,9 @@
  * policy domains a day and `maxFailureGroups` failure groups a policy; beyond that sessions
  * are still counted in the policy's totals.
  */
-import { mkdir, open, readdir, readFile, rename, rm } from "node:fs/promises";
+import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { writeAtomically } from "../system/atomic-file.ts";
 import type { Clock } from "../mail/clock.ts";
 import type { FailureDetail, ReportedPolicy, TlsSessionRecorder, TlsSessionResult } from "./session-result.ts";
 
@@ -228,15 +229,6 @@ export class TlsRptAggregate implements TlsSessionRecorder {
 
   async #write(d: DayCounts): Promise<void> {
     await mkdir(this.#o.dir, { recursive: true, mode: 0o700 });
-    const final = join(this.#o.dir, `${d.day}.json`);
-    const tmp = `${final}.tmp-${process.pid}`;
-    const f = await open(tmp, "w", 0o600);
-    try {
-      await f.writeFile(JSON.stringify(d));
-      await f.sync();
-    } finally {
-      await f.close();
-    }
-    await rename(tmp, final);
+    await writeAtomically(join(this.#o.dir, `${d.day}.json`), JSON.stringify(d));
   }
 }

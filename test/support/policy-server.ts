@@ -10,6 +10,7 @@
  */
 import * as https from "node:https";
 import type { AddressInfo } from "node:net";
+import { formatPolicy, type MtaStsMode } from "../../src/mta-sts/policy.ts";
 
 export interface PolicyAnswer {
   readonly status?: number;
@@ -57,7 +58,7 @@ export async function startPolicyServer(pair: { cert: string; key: string }, add
   };
 }
 
-/** A policy body as a domain publishes it (CRLF line ends, RFC 8461 §3.2). */
-export function policyText(mode: "enforce" | "testing" | "none", mx: readonly string[], maxAge = 86400): string {
-  return ["version: STSv1", `mode: ${mode}`, ...mx.map((m) => `mx: ${m}`), `max_age: ${maxAge}`].map((l) => `${l}\r\n`).join("");
+/** A policy body as a domain publishes it (CRLF line ends, RFC 8461 §3.2), as Petrel's own hosting writes it. */
+export function policyText(mode: MtaStsMode, mx: readonly string[], maxAgeSeconds = 86400): string {
+  return formatPolicy({ mode, mx, maxAgeSeconds });
 }
