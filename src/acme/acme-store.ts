@@ -17,7 +17,7 @@ import { generateKeyPairSync } from "node:crypto";
 import { chmod, mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { generateSelfSigned } from "../server/tls-certificates.ts";
-import { writeAtomically } from "../system/atomic-file.ts";
+import { writeAtomically } from "../disk/atomic-file.ts";
 import { describeCertificate, type HeldCertificate } from "./renewal.ts";
 
 export type CertificateKeyType = "ecdsa" | "rsa";

@@ -8,7 +8,7 @@
  */
 import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { writeAtomically } from "../system/atomic-file.ts";
+import { writeAtomically } from "../disk/atomic-file.ts";
 import type { FetchedPolicy } from "./sts-fetch.ts";
 
 export interface CachedPolicy extends FetchedPolicy {

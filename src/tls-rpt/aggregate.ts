@@ -13,7 +13,7 @@
  */
 import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { writeAtomically } from "../system/atomic-file.ts";
+import { writeAtomically } from "../disk/atomic-file.ts";
 import type { Clock } from "../mail/clock.ts";
 import type { FailureDetail, ReportedPolicy, TlsSessionRecorder, TlsSessionResult } from "./session-result.ts";
 
