@@ -1,11 +1,12 @@
 import { isIP } from "node:net";
-import pino, { type Logger } from "pino";
+import type { Logger } from "pino";
 import { loadConfig } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
 import { ConfigError } from "../config/config-error.ts";
 import { startMta, type Mta } from "../mta.ts";
 import { DataDirInUse } from "../system/data-dir-lock.ts";
 import { checkStartingUser, PrivilegeError, resolveRunAs } from "../system/privileges.ts";
+import { createLogger } from "../system/logger.ts";
 
 /**
  * `petrel serve`: load the config, start, stop cleanly on SIGTERM/SIGINT.
@@ -29,7 +30,7 @@ export async function serve(options: { configPath?: string }): Promise<number> {
     if (err instanceof ConfigError) return configProblem(err);
     throw err;
   }
-  const log = pino({ level: config.log.level, base: { pid: process.pid } });
+  const log = createLogger(config.log);
   // Signals are caught from the start. During start-up one stops start-up at
   // its next step (and, should a step hang, the process after a grace period);
   // once running, it shuts down cleanly.

@@ -121,6 +121,7 @@ export const DEFAULTS = {
   },
   log: {
     level: "info",
+    format: "auto",
   },
 } as const;
 
