@@ -32,6 +32,8 @@ import { certificateNames } from "./acme/renewal.ts";
 import { startHttpListener, startHttpsListener, type WebHandler, type WebListener } from "./web/web-listener.ts";
 import { mtaStsPolicyHandler } from "./mta-sts/policy-handler.ts";
 import { configuredPolicy, formatPolicy } from "./mta-sts/policy.ts";
+import { serverStatus } from "./admin/server-status.ts";
+import { petrelVersion } from "./system/version.ts";
 
 /**
  * Petrel in one process: the composition root that wires the boxes of
@@ -286,7 +288,12 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
       })
       : null;
     if (acme) undo.push(() => acme.close());
-    const control = options.controlSocket === false ? null : await startControlSocket(join(config.dataDir, "control.sock"), queue, log);
+    const startedAt = Date.now();
+    const status = () => serverStatus({
+      version: petrelVersion(), pid: process.pid, hostname: config.hostname, dataDir: config.dataDir,
+      startedAt, now: Date.now(), listeners: smtp.listeners, queue: queue.list(), certificates: smtp.tls.certificates(),
+    });
+    const control = options.controlSocket === false ? null : await startControlSocket(join(config.dataDir, "control.sock"), queue, log, status);
     if (acme && options.acmeAutoStart !== false) acme.start();
     if (ocsp && options.ocspAutoStart !== false) void ocsp.refresh();
     let closing: Promise<void> | null = null;

@@ -7,6 +7,7 @@ import { queueCommand } from "./queue-commands.ts";
 import { sendCommand } from "./send.ts";
 import { dkimCommand } from "./dkim-command.ts";
 import { dnsCommand } from "./dns-command.ts";
+import { statusCommand } from "./status-command.ts";
 
 /**
  * The `petrel` command: thin on purpose. It parses arguments and calls the
@@ -26,6 +27,7 @@ Commands:
                              create a DKIM key and print the TXT record to publish
   dns DOMAIN [--check]       the DNS records DOMAIN needs (MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT); --check
                              compares them with what the DNS answers
+  status [--json]            the running server: version, uptime, listeners, queue, certificates
   help                       this text
 
 ${ACCOUNTS_USAGE}`;
@@ -56,6 +58,8 @@ async function main(argv: string[]): Promise<number> {
       return dkimCommand(rest, process);
     case "dns":
       return dnsCommand(rest, process);
+    case "status":
+      return statusCommand(rest, process);
     case "domain":
     case "user":
     case "alias":
