@@ -132,7 +132,9 @@ function summary(config: Config, mta: Mta, noUsers: boolean): string {
     lines.push(`  swaks --server ${hostPort(mx.address, mx.port)} --to postmaster@${domain}`);
   }
   lines.push(`Local mail is delivered to Maildirs in ${config.dataDir}/mail/<domain>/<user>/.`);
-  if (noUsers) lines.push(`No users yet: add one to log in on the submission ports:  bin/petrel user add you@${domain}`);
+  // In a clone the command is bin/petrel; installed from the package, petrel on the PATH.
+  const petrel = import.meta.url.endsWith(".ts") ? "bin/petrel" : "petrel";
+  if (noUsers) lines.push(`No users yet: add one to log in on the submission ports:  ${petrel} user add you@${domain}`);
   lines.push("Stop with Ctrl-C (SIGINT) or SIGTERM.");
   return lines.join("\n") + "\n";
 }
