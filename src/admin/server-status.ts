@@ -8,6 +8,7 @@ import type { QueueListItem } from "../queue/queue-manager.ts";
 import { formatAge, summarize } from "../queue/queue-report.ts";
 import type { CertificateInfo } from "../server/tls-contexts.ts";
 import type { ListenerRole } from "../mail/envelope.ts";
+import { altNames } from "../server/tls-certificates.ts";
 
 export interface ServerStatus {
   readonly version: string;
@@ -66,12 +67,6 @@ export function serverStatus(s: StatusSources): ServerStatus {
       daysLeft: Math.floor((c.validTo.getTime() - s.now) / DAY_MS),
     })),
   };
-}
-
-/** "DNS:a.example, IP Address:127.0.0.1" → ["a.example", "127.0.0.1"]. */
-function altNames(san: string | undefined): string[] {
-  if (!san) return [];
-  return san.split(/,\s*/).map((n) => n.replace(/^(DNS|IP Address):/, "")).filter((n) => n !== "");
 }
 
 function queueStatus(items: readonly QueueListItem[], now: number): QueueStatus {

@@ -8,6 +8,7 @@ import { sendCommand } from "./send.ts";
 import { dkimCommand } from "./dkim-command.ts";
 import { dnsCommand } from "./dns-command.ts";
 import { statusCommand } from "./status-command.ts";
+import { checkCommand } from "./check-command.ts";
 
 /**
  * The `petrel` command: thin on purpose. It parses arguments and calls the
@@ -28,6 +29,7 @@ Commands:
   dns DOMAIN [--check]       the DNS records DOMAIN needs (MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT); --check
                              compares them with what the DNS answers
   status [--json]            the running server: version, uptime, listeners, queue, certificates
+  check HOST[:PORT]          probe any SMTP server as a client would, and say what is wrong (petrel check --help)
   help                       this text
 
 ${ACCOUNTS_USAGE}`;
@@ -60,6 +62,8 @@ async function main(argv: string[]): Promise<number> {
       return dnsCommand(rest, process);
     case "status":
       return statusCommand(rest, process);
+    case "check":
+      return checkCommand(rest, process);
     case "domain":
     case "user":
     case "alias":
