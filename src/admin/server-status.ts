@@ -9,6 +9,7 @@ import { formatAge, summarize } from "../queue/queue-report.ts";
 import type { CertificateInfo } from "../server/tls-contexts.ts";
 import type { ListenerRole } from "../mail/envelope.ts";
 import { altNames } from "../server/tls-certificates.ts";
+import { hostPort } from "../server/listener-sockets.ts";
 
 export interface ServerStatus {
   readonly version: string;
@@ -86,10 +87,6 @@ function queueStatus(items: readonly QueueListItem[], now: number): QueueStatus 
   };
 }
 
-/** "127.0.0.1:25", "[::1]:25". */
-function hostPort(address: string, port: number): string {
-  return address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`;
-}
 
 export function formatStatus(st: ServerStatus): string {
   const lines = [

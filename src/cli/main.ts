@@ -9,6 +9,7 @@ import { dkimCommand } from "./dkim-command.ts";
 import { dnsCommand } from "./dns-command.ts";
 import { statusCommand } from "./status-command.ts";
 import { checkCommand } from "./check-command.ts";
+import { doctorCommand } from "./doctor-command.ts";
 
 /**
  * The `petrel` command: thin on purpose. It parses arguments and calls the
@@ -30,6 +31,7 @@ Commands:
                              compares them with what the DNS answers
   status [--json]            the running server: version, uptime, listeners, queue, certificates
   check HOST[:PORT]          probe any SMTP server as a client would, and say what is wrong (petrel check --help)
+  doctor                     check this server's configuration, DNS, certificates and port 25 (petrel doctor --help)
   help                       this text
 
 ${ACCOUNTS_USAGE}`;
@@ -64,6 +66,8 @@ async function main(argv: string[]): Promise<number> {
       return statusCommand(rest, process);
     case "check":
       return checkCommand(rest, process);
+    case "doctor":
+      return doctorCommand(rest, process);
     case "domain":
     case "user":
     case "alias":

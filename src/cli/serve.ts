@@ -1,4 +1,3 @@
-import { isIP } from "node:net";
 import type { Logger } from "pino";
 import { loadConfig } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
@@ -7,6 +6,7 @@ import { startMta, type Mta } from "../mta.ts";
 import { DataDirInUse } from "../system/data-dir-lock.ts";
 import { checkStartingUser, PrivilegeError, resolveRunAs } from "../system/privileges.ts";
 import { createLogger } from "../system/logger.ts";
+import { hostPort } from "../server/listener-sockets.ts";
 
 /**
  * `petrel serve`: load the config, start, stop cleanly on SIGTERM/SIGINT.
@@ -139,7 +139,3 @@ function summary(config: Config, mta: Mta, noUsers: boolean): string {
   return lines.join("\n") + "\n";
 }
 
-/** "127.0.0.1:25", "[::1]:25": an IPv6 address in brackets, as swaks and URLs write it (RFC 3986 §3.2.2). */
-function hostPort(address: string, port: number): string {
-  return isIP(address) === 6 ? `[${address}]:${port}` : `${address}:${port}`;
-}
