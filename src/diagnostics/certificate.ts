@@ -43,8 +43,10 @@ export interface CertificateContext {
   readonly now: number;
   /** Clients refuse a bad certificate here (submission); on port 25 most senders accept any: warn only. */
   readonly strict: boolean;
-  /** "certificate" by default; doctor names the file. */
+  /** "certificate" by default. */
   readonly check?: string;
+  /** The fix for a self-signed certificate, when it is not "get one from a CA" (an ACME placeholder). */
+  readonly selfSignedFix?: string;
 }
 
 export function certificateFindings(c: CertificateFacts, ctx: CertificateContext): Finding[] {
@@ -57,7 +59,7 @@ export function certificateFindings(c: CertificateFacts, ctx: CertificateContext
   else if (c.selfSigned || (c.chainError !== undefined && UNTRUSTED.has(c.chainError))) {
     const why = c.selfSigned ? "is self-signed" : `does not lead to an authority this machine trusts (${c.chainError})`;
     out.push(bad(check, `the certificate ${why}: ${ctx.strict ? "mail clients refuse it" : "senders that verify (MTA-STS, DANE) refuse it; most others accept it"}`,
-      c.selfSigned ? FROM_A_CA : `${FROM_A_CA}; if it is from a CA already, put the intermediate certificates after it in the same file (the full chain)`));
+      c.selfSigned ? ctx.selfSignedFix ?? FROM_A_CA : `${FROM_A_CA}; if it is from a CA already, put the intermediate certificates after it in the same file (the full chain)`));
   } else if (c.chainError !== undefined) {
     out.push(bad(check, `the certificate chain does not verify (${c.chainError})`, FROM_A_CA));
   }

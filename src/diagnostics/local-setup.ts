@@ -7,6 +7,7 @@ import { X509Certificate, createPrivateKey } from "node:crypto";
 import { constants } from "node:fs";
 import { access, readFile, stat, statfs } from "node:fs/promises";
 import { join } from "node:path";
+import { AcmeStore } from "../acme/acme-store.ts";
 import type { Config } from "../config/schema.ts";
 import { certificateFindings, fileCertificateFacts } from "./certificate.ts";
 import { fail, ok, warn, type Finding } from "./finding.ts";
@@ -19,15 +20,26 @@ interface ConfiguredPair {
   readonly cert: string;
   readonly key: string;
   readonly name: string;
+  /** Made by Petrel when it starts: a missing file means it has not started yet. */
+  readonly madeByPetrel?: boolean;
+  /** What to do when it is self-signed, when that means something else than "get one from a CA". */
+  readonly selfSignedFix?: string;
 }
 
 function configuredPairs(config: Config): ConfiguredPair[] {
   const t = config.tls;
   const pairs: ConfiguredPair[] = [];
-  if (t.cert !== undefined && t.key !== undefined) pairs.push({ what: "tls.cert", cert: t.cert, key: t.key, name: config.hostname });
+  if (t.acme) {
+    // One file: the key, then the chain (acme/acme-store.ts); a self-signed placeholder until the first issuance.
+    const file = new AcmeStore(config.dataDir).certificatePath;
+    pairs.push({
+      what: "the ACME certificate", cert: file, key: file, name: config.hostname, madeByPetrel: true,
+      selfSignedFix: `no certificate has been issued yet (this is the placeholder): look for the ACME service's errors in Petrel's log; the CA must reach ${config.hostname} on port ${t.acme.challenge === "tls-alpn-01" ? "443" : "80"}`,
+    });
+  } else if (t.cert !== undefined && t.key !== undefined) pairs.push({ what: "tls.cert", cert: t.cert, key: t.key, name: config.hostname });
   else {
     const dir = join(config.dataDir, "tls");
-    pairs.push({ what: "the generated certificate", cert: join(dir, "self-signed.crt"), key: join(dir, "self-signed.key"), name: config.hostname });
+    pairs.push({ what: "the generated certificate", cert: join(dir, "self-signed.crt"), key: join(dir, "self-signed.key"), name: config.hostname, madeByPetrel: true });
   }
   t.sni.forEach((s, i) => pairs.push({ what: `tls.sni[${i}]`, cert: s.cert, key: s.key, name: s.names[0].replace(/^\*\./, "mail.") }));
   config.listeners.forEach((l, i) => {
@@ -45,7 +57,8 @@ export async function certificateSetup(config: Config, now: number): Promise<Fin
     const [certPem, keyPem] = await Promise.all([readable(pair.cert), readable(pair.key)]);
     if (typeof certPem === "string" || typeof keyPem === "string") {
       for (const [file, r] of [[pair.cert, certPem], [pair.key, keyPem]] as const) {
-        if (typeof r === "string") out.push(fail(check, `${pair.what}: ${file} ${r}`, pair.what === "the generated certificate" ? "start petrel serve once: it generates the certificate" : "fix the path in the configuration, or the file's permissions (Petrel's user must read it)"));
+        if (typeof r === "string") out.push(fail(check, `${pair.what}: ${file} ${r}`, pair.madeByPetrel ? "start petrel serve: it writes this file when it starts" : "fix the path in the configuration, or the file's permissions (Petrel's user must read it)"));
+        if (pair.cert === pair.key) break;
       }
       continue;
     }
@@ -66,7 +79,7 @@ export async function certificateSetup(config: Config, now: number): Promise<Fin
       continue;
     }
     out.push(ok(check, `${pair.what}: ${pair.cert} and its key are readable and belong together`));
-    out.push(...certificateFindings(fileCertificateFacts(certPem), { name: pair.name, now, strict, check }));
+    out.push(...certificateFindings(fileCertificateFacts(certPem), { name: pair.name, now, strict, check, ...(pair.selfSignedFix ? { selfSignedFix: pair.selfSignedFix } : {}) }));
   }
   return out;
 }
