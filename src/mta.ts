@@ -37,6 +37,8 @@ import { StsPolicies } from "./mta-sts/sts-policies.ts";
 import { TlsRptAggregate } from "./tls-rpt/aggregate.ts";
 import { TlsReportSender, reportSettings } from "./tls-rpt/report-sender.ts";
 import { createReportSubmitter } from "./tls-rpt/report-submit.ts";
+import { serverStatus } from "./admin/server-status.ts";
+import { petrelVersion } from "./system/version.ts";
 
 /**
  * Petrel in one process: the composition root that wires the boxes of
@@ -321,7 +323,12 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
       })
       : null;
     if (acme) undo.push(() => acme.close());
-    const control = options.controlSocket === false ? null : await startControlSocket(join(config.dataDir, "control.sock"), queue, log);
+    const startedAt = Date.now();
+    const status = () => serverStatus({
+      version: petrelVersion(), pid: process.pid, hostname: config.hostname, dataDir: config.dataDir,
+      startedAt, now: Date.now(), listeners: smtp.listeners, queue: queue.list(), certificates: smtp.tls.certificates(),
+    });
+    const control = options.controlSocket === false ? null : await startControlSocket(join(config.dataDir, "control.sock"), queue, log, status);
     if (acme && options.acmeAutoStart !== false) acme.start();
     if (ocsp && options.ocspAutoStart !== false) void ocsp.refresh();
     let closing: Promise<void> | null = null;

@@ -3,6 +3,7 @@ import { chmod, unlink } from "node:fs/promises";
 import type { Logger } from "pino";
 import type { QueueManager } from "../queue/queue-manager.ts";
 import { isQueueId } from "../spool/queue-id.ts";
+import type { ServerStatus } from "./server-status.ts";
 
 /**
  * A local control channel for the `petrel` CLI while `petrel serve` runs
@@ -12,7 +13,8 @@ import { isQueueId } from "../spool/queue-id.ts";
  * methods the CLI calls when no server is running.
  */
 
-export type ControlRequest =
+/** Operations on the queue, which the CLI can also run on the files when no server runs. */
+export type QueueRequest =
   | { op: "list" }
   | { op: "show"; id: string }
   | { op: "retry"; id: string | "all" }
@@ -20,10 +22,13 @@ export type ControlRequest =
   | { op: "release"; id: string }
   | { op: "delete"; id: string };
 
+/** What the running server says about itself: only a running server answers it. */
+export type ControlRequest = QueueRequest | { op: "status" };
+
 export type ControlResponse = { ok: true; result: unknown } | { ok: false; error: string };
 
 /** The operations, shared by the socket server and the CLI's offline mode. */
-export async function execute(queue: QueueManager, req: ControlRequest): Promise<ControlResponse> {
+export async function execute(queue: QueueManager, req: QueueRequest): Promise<ControlResponse> {
   if (req.op !== "list" && !(req.op === "retry" && req.id === "all") && !isQueueId(req.id)) {
     return { ok: false, error: `not a queue id: ${JSON.stringify(req.id)}` };
   }
@@ -53,7 +58,8 @@ export async function execute(queue: QueueManager, req: ControlRequest): Promise
   }
 }
 
-export async function startControlSocket(path: string, queue: QueueManager, log: Logger): Promise<{ close(): Promise<void> }> {
+/** `status` answers what the running server says about itself (`petrel status`); the other operations are the queue's. */
+export async function startControlSocket(path: string, queue: QueueManager, log: Logger, status?: () => ServerStatus): Promise<{ close(): Promise<void> }> {
   await unlink(path).catch(() => {});
   const server = net.createServer((socket) => {
     let buf = "";
@@ -72,7 +78,9 @@ export async function startControlSocket(path: string, queue: QueueManager, log:
         socket.end(JSON.stringify({ ok: false, error: "bad request" }) + "\n");
         return;
       }
-      execute(queue, req).then(
+      const answer: Promise<ControlResponse> = req?.op !== "status" ? execute(queue, req)
+        : status ? Promise.resolve().then(() => ({ ok: true, result: status() })) : Promise.resolve({ ok: false, error: "status is not available" });
+      answer.then(
         (res) => socket.end(JSON.stringify(res) + "\n"),
         (err) => {
           log.error({ err }, "control request failed");

@@ -8,6 +8,9 @@ import { sendCommand } from "./send.ts";
 import { dkimCommand } from "./dkim-command.ts";
 import { dnsCommand } from "./dns-command.ts";
 import { tlsrptCommand } from "./tlsrpt-command.ts";
+import { statusCommand } from "./status-command.ts";
+import { checkCommand } from "./check-command.ts";
+import { doctorCommand } from "./doctor-command.ts";
 
 /**
  * The `petrel` command: thin on purpose. It parses arguments and calls the
@@ -29,6 +32,9 @@ Commands:
                              compares them with what the DNS answers
   tlsrpt summary [--mailbox ADDRESS] [--json]
                              the TLS reports (RFC 8460) other servers sent about this server's domains
+  status [--json]            the running server: version, uptime, listeners, queue, certificates
+  check HOST[:PORT]          probe any SMTP server as a client would, and say what is wrong (petrel check --help)
+  doctor                     check this server's configuration, DNS, certificates and port 25 (petrel doctor --help)
   help                       this text
 
 ${ACCOUNTS_USAGE}`;
@@ -61,6 +67,12 @@ async function main(argv: string[]): Promise<number> {
       return dnsCommand(rest, process);
     case "tlsrpt":
       return tlsrptCommand(rest, process);
+    case "status":
+      return statusCommand(rest, process);
+    case "check":
+      return checkCommand(rest, process);
+    case "doctor":
+      return doctorCommand(rest, process);
     case "domain":
     case "user":
     case "alias":

@@ -1,3 +1,4 @@
+import { readFile } from "node:fs/promises";
 import { StringDecoder } from "node:string_decoder";
 
 /**
@@ -87,4 +88,29 @@ export function readFirstLine(input: NodeJS.ReadableStream): Promise<string> {
     input.on("error", onError);
     input.resume();
   });
+}
+
+/** No password could be had: an empty file, no terminal to ask on, Ctrl-C at the prompt. */
+export class PasswordUnavailable extends Error {
+  override readonly name = "PasswordUnavailable";
+}
+
+/**
+ * A login's password for `--user`: the first line of `file` (--password-file), else
+ * $PETREL_PASSWORD, else a prompt without echo when stdin is a terminal.
+ * `nothingDone` ends the message when the person interrupts ("nothing was sent").
+ */
+export async function readPassword(file: string | undefined, io: PromptIo & { readonly env?: Record<string, string | undefined> }, nothingDone: string): Promise<string> {
+  if (file !== undefined) {
+    const text = await readFile(file, "utf8");
+    const line = text.split(/\r?\n/)[0];
+    if (line === "") throw new PasswordUnavailable(`the password file ${file} is empty`);
+    return line;
+  }
+  const env = io.env?.PETREL_PASSWORD;
+  if (env !== undefined && env !== "") return env;
+  if (!io.stdin.isTTY) {
+    throw new PasswordUnavailable("--user needs a password: give --password-file FILE or set PETREL_PASSWORD (no terminal to ask on)");
+  }
+  return promptHidden(io, "Password: ", () => new PasswordUnavailable(`interrupted; ${nothingDone}`));
 }

@@ -5,7 +5,7 @@ import pino from "pino";
 import { loadConfig } from "../config/load.ts";
 import { ConfigError } from "../config/config-error.ts";
 import { openAccounts, openQueue } from "../mta.ts";
-import { execute, request, type ControlRequest, type ControlResponse } from "../admin/control-socket.ts";
+import { execute, request, type QueueRequest, type ControlResponse } from "../admin/control-socket.ts";
 import { formatList, formatSummary, summarize, summaryReport } from "../queue/queue-report.ts";
 import type { QueueListItem, RetryResult } from "../queue/queue-manager.ts";
 import type { Config } from "../config/schema.ts";
@@ -59,7 +59,7 @@ export async function queueCommand(argv: string[], io: Io): Promise<number> {
     io.stderr.write(`petrel queue: unexpected arguments: ${extra.join(" ")}\n`);
     return 2;
   }
-  let req: ControlRequest;
+  let req: QueueRequest;
   switch (sub) {
     case "list":
     case "summary":
@@ -172,7 +172,7 @@ export async function queueCommand(argv: string[], io: Io): Promise<number> {
  * starting meanwhile waits for nothing and finds consistent files; and as the
  * configured `user:` when run as root, so that every file stays the server's.
  */
-async function run(config: Config, req: ControlRequest): Promise<ControlResponse> {
+async function run(config: Config, req: QueueRequest): Promise<ControlResponse> {
   const viaServer = await request(join(config.dataDir, "control.sock"), req);
   if (viaServer) return viaServer;
   if (!(await isDirectory(config.dataDir))) {

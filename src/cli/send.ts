@@ -13,7 +13,7 @@
  * Exit codes: 0 sent to every recipient; 1 not sent, or some recipients
  * refused (the others got it); 2 usage error.
  */
-import { promptHidden } from "./prompt.ts";
+import { PasswordUnavailable, readPassword } from "./prompt.ts";
 import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
 import { parseArgs } from "node:util";
@@ -93,7 +93,7 @@ export async function sendCommand(args: readonly string[], io: SendIo): Promise<
   }
 
   try {
-    const password = values.user !== undefined ? await readPassword(values["password-file"], io) : undefined;
+    const password = values.user !== undefined ? await readPassword(values["password-file"], io, "nothing was sent") : undefined;
     const text = values["text-file"] !== undefined ? await readFile(values["text-file"], "utf8") : values.text;
     const html = values["html-file"] !== undefined ? await readFile(values["html-file"], "utf8") : undefined;
     const attachments = [];
@@ -124,7 +124,7 @@ export async function sendCommand(args: readonly string[], io: SendIo): Promise<
     }
     return result.rejected.length > 0 ? 1 : 0;
   } catch (err) {
-    if (err instanceof UsageError) {
+    if (err instanceof UsageError || err instanceof PasswordUnavailable) {
       io.stderr.write(`petrel send: ${err.message}\n`);
       return 2;
     }
@@ -133,18 +133,4 @@ export async function sendCommand(args: readonly string[], io: SendIo): Promise<
   }
 }
 
-async function readPassword(file: string | undefined, io: SendIo): Promise<string> {
-  if (file !== undefined) {
-    const text = await readFile(file, "utf8");
-    const line = text.split(/\r?\n/)[0];
-    if (line === "") throw new UsageError(`the password file ${file} is empty`);
-    return line;
-  }
-  const env = io.env?.PETREL_PASSWORD;
-  if (env !== undefined && env !== "") return env;
-  if (!io.stdin.isTTY) {
-    throw new UsageError("--user needs a password: give --password-file FILE or set PETREL_PASSWORD (no terminal to ask on)");
-  }
-  return promptHidden(io, "Password: ", () => new UsageError("interrupted; nothing was sent"));
-}
 

@@ -1,11 +1,12 @@
-import { isIP } from "node:net";
-import pino, { type Logger } from "pino";
+import type { Logger } from "pino";
 import { loadConfig } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
 import { ConfigError } from "../config/config-error.ts";
 import { startMta, type Mta } from "../mta.ts";
 import { DataDirInUse } from "../system/data-dir-lock.ts";
 import { checkStartingUser, PrivilegeError, resolveRunAs } from "../system/privileges.ts";
+import { createLogger } from "../system/logger.ts";
+import { hostPort } from "../server/listener-sockets.ts";
 
 /**
  * `petrel serve`: load the config, start, stop cleanly on SIGTERM/SIGINT.
@@ -29,7 +30,7 @@ export async function serve(options: { configPath?: string }): Promise<number> {
     if (err instanceof ConfigError) return configProblem(err);
     throw err;
   }
-  const log = pino({ level: config.log.level, base: { pid: process.pid } });
+  const log = createLogger(config.log);
   // Signals are caught from the start. During start-up one stops start-up at
   // its next step (and, should a step hang, the process after a grace period);
   // once running, it shuts down cleanly.
@@ -131,12 +132,10 @@ function summary(config: Config, mta: Mta, noUsers: boolean): string {
     lines.push(`  swaks --server ${hostPort(mx.address, mx.port)} --to postmaster@${domain}`);
   }
   lines.push(`Local mail is delivered to Maildirs in ${config.dataDir}/mail/<domain>/<user>/.`);
-  if (noUsers) lines.push(`No users yet: add one to log in on the submission ports:  bin/petrel user add you@${domain}`);
+  // In a clone the command is bin/petrel; installed from the package, petrel on the PATH.
+  const petrel = import.meta.url.endsWith(".ts") ? "bin/petrel" : "petrel";
+  if (noUsers) lines.push(`No users yet: add one to log in on the submission ports:  ${petrel} user add you@${domain}`);
   lines.push("Stop with Ctrl-C (SIGINT) or SIGTERM.");
   return lines.join("\n") + "\n";
 }
 
-/** "127.0.0.1:25", "[::1]:25": an IPv6 address in brackets, as swaks and URLs write it (RFC 3986 §3.2.2). */
-function hostPort(address: string, port: number): string {
-  return isIP(address) === 6 ? `[${address}]:${port}` : `${address}:${port}`;
-}

@@ -61,6 +61,12 @@ export class Channel {
   get tls(): TlsInfo | null {
     return this.#tls;
   }
+  /** The peer's certificate and the chain it sent, or null in plain text. */
+  get peerCertificate(): tls.DetailedPeerCertificate | null {
+    if (!(this.#socket instanceof tls.TLSSocket)) return null;
+    const cert = this.#socket.getPeerCertificate(true);
+    return cert && Object.keys(cert).length > 0 ? cert : null;
+  }
 
   /** The error for a command or reply the session could not accept. */
   error(kind: SmtpClientError["kind"], phase: string, message: string, reply?: Reply): SmtpClientError {

@@ -61,6 +61,10 @@ export function explain(err: unknown): string {
       }
       return `${at} closed the connection unexpectedly during ${err.phase}: the server may have a problem or consider us abusive; try again later.${said(r)}`;
     case "timeout":
+      if (err.phase === "connect" && err.port === 25) {
+        // The classic: residential and cloud networks drop outgoing port 25 (spam from infected or rented machines).
+        return `No answer from ${at}${secs(err.timeoutMs)}: home and cloud networks usually block outgoing port 25, so your provider probably blocks it, not the server: ask the provider to open port 25, or send through a smarthost on port 587; otherwise a firewall drops the connection.`;
+      }
       if (err.phase === "connect") {
         return `No answer from ${at}${secs(err.timeoutMs)}: a firewall or your provider probably blocks the port (many block port 25; try 587 with STARTTLS or 465 with implicit TLS).`;
       }

@@ -42,8 +42,8 @@ export interface SendResult {
   rejected: { address: string; reply: Reply }[];
 }
 
-/** Split "host[:port]" / "[ipv6]:port" / bare IPv6. */
-export function parseServer(server: string, tlsMode?: "starttls" | "implicit" | "none"): { host: string; port: number; tls: "starttls" | "implicit" | "none" } {
+/** Split "host[:port]" / "[ipv6]:port" / bare IPv6; without a port, `defaultPort` (else 465 for implicit TLS, 587 otherwise). */
+export function parseServer(server: string, tlsMode?: "starttls" | "implicit" | "none", defaultPort?: number): { host: string; port: number; tls: "starttls" | "implicit" | "none" } {
   let host = server.trim();
   let port: number | undefined;
   const bracket = /^\[([^\]]+)\](?::(\d+))?$/.exec(host);
@@ -65,11 +65,13 @@ export function parseServer(server: string, tlsMode?: "starttls" | "implicit" | 
   if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65535)) {
     throw new Error(`port ${port} is out of range (1-65535)`);
   }
+  port ??= defaultPort;
   const mode = tlsMode ?? (port === 465 ? "implicit" : "starttls");
   return { host, port: port ?? (mode === "implicit" ? 465 : 587), tls: mode };
 }
 
-function defaultHeloName(): string {
+/** This machine's host name when it is a valid EHLO domain, else "localhost". */
+export function defaultHeloName(): string {
   const h = hostname();
   return /^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$/.test(h) ? h : "localhost";
 }

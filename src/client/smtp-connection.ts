@@ -15,6 +15,7 @@
  * them as replies. A 421 at any point ends the session (`usable` false), and
  * so does anything the server says while no command is outstanding.
  */
+import type { DetailedPeerCertificate } from "node:tls";
 import type { Reply } from "../smtp/reply.ts";
 import { authenticate } from "./sasl-client.ts";
 import { NO_CAPABILITIES, parseCapabilities, type Capabilities } from "./capabilities.ts";
@@ -71,6 +72,10 @@ export class SmtpConnection {
   get tls(): TlsInfo | null {
     return this.#channel.tls;
   }
+  /** The server's certificate with its issuer chain as it was sent, or null in plain text (for diagnostics). */
+  get peerCertificate(): DetailedPeerCertificate | null {
+    return this.#channel.peerCertificate;
+  }
   get remote(): { host: string; address: string; port: number } {
     return this.#remote;
   }
@@ -108,15 +113,36 @@ export class SmtpConnection {
       throw new SmtpClientError("tls", "STARTTLS", `${peerName(this.#opts)} does not offer STARTTLS`, { host: this.#opts.host, port: this.#opts.port });
     }
     if ((mode === "starttls" || mode === "opportunistic") && this.#capabilities.starttls) {
-      const r = await this.#channel.command("STARTTLS", "STARTTLS", this.#t.command);
-      if (r.code === 220) {
-        this.#capabilities = NO_CAPABILITIES;
-        await this.#channel.startTls(this.#t.command);
-        await this.#hello();
-      } else if (mode === "starttls" || r.code === 421) {
+      const r = await this.#startTls();
+      if (r.code !== 220 && (mode === "starttls" || r.code === 421)) {
         throw this.#refused("STARTTLS", r, "the server refused STARTTLS", "tls");
       } // opportunistic: carry on in plain text (RFC 7435).
     }
+  }
+
+  /** STARTTLS; on 220 the handshake and EHLO again (RFC 3207 §4.2: the capabilities start over). */
+  async #startTls(): Promise<Reply> {
+    const r = await this.#channel.command("STARTTLS", "STARTTLS", this.#t.command);
+    if (r.code === 220) {
+      this.#capabilities = NO_CAPABILITIES;
+      await this.#channel.startTls(this.#t.command);
+      await this.#hello();
+    }
+    return r;
+  }
+
+  /**
+   * STARTTLS on a session opened with `tls: "none"`, for a caller that wants
+   * to see the server before and after TLS (`petrel check`). Throws kind
+   * "tls" when it is not offered, refused or the handshake fails.
+   */
+  async startTls(): Promise<void> {
+    if (this.tls) throw new SmtpClientError("tls", "STARTTLS", "TLS is already in use", { host: this.#opts.host, port: this.#opts.port });
+    if (!this.#capabilities.starttls) {
+      throw new SmtpClientError("tls", "STARTTLS", `${peerName(this.#opts)} does not offer STARTTLS`, { host: this.#opts.host, port: this.#opts.port });
+    }
+    const r = await this.#startTls();
+    if (r.code !== 220) throw this.#refused("STARTTLS", r, "the server refused STARTTLS", "tls");
   }
 
   async #hello(): Promise<void> {

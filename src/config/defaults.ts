@@ -129,6 +129,7 @@ export const DEFAULTS = {
   },
   log: {
     level: "info",
+    format: "auto",
   },
 } as const;
 

@@ -575,6 +575,8 @@ export const configSchema = z.strictObject({
     .strictObject({
       /** fatal, error, warn, info, debug, trace or silent. */
       level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default(DEFAULTS.log.level),
+      /** json: one JSON object per line; pretty: one readable line per event; auto: pretty when stdout is a terminal. */
+      format: z.enum(["auto", "json", "pretty"]).default(DEFAULTS.log.format),
     })
     .prefault({}),
 });

@@ -29,6 +29,10 @@ export interface CheckDependencies {
   readonly resolver: Resolver & RecordResolver;
   /** This server's name: what MX must name and SPF must allow. */
   readonly hostname: string;
+  /** The name it gives in EHLO when sending (`outbound.heloName`), which reverse DNS must give back; default `hostname`. */
+  readonly heloName?: string;
+  /** The addresses its mail leaves from (`outbound.sourceAddress`); default the HELO name's addresses. */
+  readonly sendingAddresses?: readonly string[];
 }
 
 export async function checkRecords(records: readonly PublishedRecord[], deps: CheckDependencies): Promise<RecordCheck[]> {
@@ -66,7 +70,7 @@ async function checkRecord(record: PublishedRecord, deps: CheckDependencies): Pr
       const r = await deps.resolver.resolveRecords(record.name, "TXT");
       if (r.kind !== "records" && r.kind !== "nodata") return absent(result, record, r, "TXT");
       const keys = r.kind === "records" ? r.records.map((t) => t.join("")).filter((t) => recordPublicKey(t) !== undefined) : [];
-      if (keys.length === 0) return result("missing", `${record.name}: no DKIM key record; publish the record above`);
+      if (keys.length === 0) return result("missing", `${record.name}: no DKIM key record; publish the record petrel dns prints`);
       if (keys.some((k) => recordPublicKey(k) === recordPublicKey(record.value))) return result("ok", `${record.name}: the key matches`);
       return result("wrong", `${record.name}: a different key is published (p=${abbreviate(recordPublicKey(keys[0]) ?? "")}); mail signed with this key would fail DKIM`);
     }
@@ -132,19 +136,27 @@ async function checkSpfAllows(
   return result("wrong", `${record.name}: "${published}" gives ${what} (${deps.hostname}): this server may not send for ${record.name}; add it, e.g. "${record.value}"`);
 }
 
-/** Each address of the server's name must have a PTR record naming it back. */
+/**
+ * Each address mail leaves from must have a PTR record naming the HELO name, and that name must
+ * have the address (forward-confirmed reverse DNS, RFC 8601 §3's "iprev").
+ */
 async function checkReverseDns(deps: CheckDependencies): Promise<RecordCheck[]> {
-  const addresses = await deps.resolver.resolveAddresses(deps.hostname);
-  if (addresses.kind !== "addresses") return [];
+  const helo = deps.heloName ?? deps.hostname;
+  const forward = await deps.resolver.resolveAddresses(helo);
+  const heloAddresses = forward.kind === "addresses" ? forward.addresses : [];
+  const addresses = deps.sendingAddresses && deps.sendingAddresses.length > 0 ? deps.sendingAddresses : heloAddresses;
   return Promise.all(
-    addresses.addresses.map(async (ip): Promise<RecordCheck> => {
+    addresses.map(async (ip): Promise<RecordCheck> => {
       const r = await deps.resolver.resolveRecords(reverseName(ip), "PTR");
       const line = (status: CheckStatus, text: string): RecordCheck => ({ kind: "PTR", status, text });
       if (r.kind === "temporary") return line("unknown", `${ip}: the DNS did not answer (${r.reason}); try again`);
       const names = r.kind === "records" ? r.records : [];
-      if (names.some((n) => sameName(n, deps.hostname))) return line("ok", `${ip} is ${deps.hostname}`);
+      if (names.some((n) => sameName(n, helo))) {
+        if (heloAddresses.includes(ip)) return line("ok", `${ip} is ${helo}`);
+        return line("wrong", `${ip}: its PTR names ${helo}, but ${helo} does not have the address ${ip}: add it to ${helo}'s A or AAAA records`);
+      }
       const found = names.length > 0 ? `its PTR names ${names.join(", ")}` : "it has no PTR record";
-      return line("wrong", `${ip}: ${found}; large mailbox providers refuse mail from an address whose name does not lead back to it: ask its provider to set the PTR to ${deps.hostname}`);
+      return line("wrong", `${ip}: ${found}; large mailbox providers refuse mail from an address whose name does not lead back to it: ask its provider to set the PTR to ${helo}`);
     }),
   );
 }
@@ -157,9 +169,9 @@ function absent(
 ): RecordCheck {
   switch (r.kind) {
     case "nxdomain":
-      return result("missing", `${record.name}: no ${record.kind} record (the name does not exist); publish the record above`);
+      return result("missing", `${record.name}: no ${record.kind} record (the name does not exist); publish the record petrel dns prints`);
     case "nodata":
-      return result("missing", `${record.name}: no ${type} record; publish the record above`);
+      return result("missing", `${record.name}: no ${type} record; publish the record petrel dns prints`);
     case "temporary":
       return result("unknown", `${record.name}: the DNS did not answer (${r.reason}); try again`);
     case "invalid":

@@ -20,6 +20,11 @@ export interface ListenerSocket {
 
 const ignoreError = () => {};
 
+/** "127.0.0.1:25", "[::1]:25": an IPv6 address in brackets, as swaks and URLs write it (RFC 3986 §3.2.2). */
+export function hostPort(address: string, port: number): string {
+  return net.isIP(address) === 6 ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
 /**
  * Bind every listener; on failure the ones already bound are closed and the
  * error (with its `address` and `port`) is thrown. At most `maxWaiting`

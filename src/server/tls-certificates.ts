@@ -71,6 +71,12 @@ export async function generateSelfSigned(
   return { cert: pems.cert, key: pems.private };
 }
 
+/** A subjectAltName as Node prints it, "DNS:a.example, IP Address:127.0.0.1", as a list: ["a.example", "127.0.0.1"]. */
+export function altNames(san: string | undefined): string[] {
+  if (!san) return [];
+  return san.split(/,\s*/).map((n) => n.replace(/^(DNS|IP Address):/, "")).filter((n) => n !== "");
+}
+
 async function usable(certPath: string, keyPath: string, hostname: string): Promise<boolean> {
   try {
     const [certPem, keyPem] = await Promise.all([readFile(certPath, "utf8"), readFile(keyPath, "utf8")]);

@@ -140,7 +140,7 @@ test("dns --check: each record against the loopback DNS, in plain words; exit 0 
       'SPF    wrong    example.test: "v=spf1 ip4:192.0.2.1 -all" gives fail for 127.0.0.5 (mail.example.test): this server may not send for example.test; add it, e.g. "v=spf1 mx ~all"',
       "DKIM   ok       k1._domainkey.example.test: the key matches",
       "DKIM   wrong    k2._domainkey.example.test: a different key is published (p=11qYAYKxCrfV…aPcHURo=); mail signed with this key would fail DKIM",
-      "DMARC  missing  _dmarc.example.test: no DMARC record (the name does not exist); publish the record above",
+      "DMARC  missing  _dmarc.example.test: no DMARC record (the name does not exist); publish the record petrel dns prints",
       "PTR    wrong    127.0.0.5: its PTR names host-5.provider.test; large mailbox providers refuse mail from an address whose name does not lead back to it: ask its provider to set the PTR to mail.example.test",
       '4 of 6 need attention; "petrel dns example.test" prints the records to publish.',
       "",

@@ -9,7 +9,9 @@ const reply = (code: number, status: string | undefined, text: string): Reply =>
 
 test("network failures", () => {
   assert.equal(explain(new SmtpClientError("timeout", "connect", "x", { ...at, timeoutMs: 30_000 })),
-    "No answer from smtp.example.com port 25 within 30 s: a firewall or your provider probably blocks the port (many block port 25; try 587 with STARTTLS or 465 with implicit TLS).");
+    "No answer from smtp.example.com port 25 within 30 s: home and cloud networks usually block outgoing port 25, so your provider probably blocks it, not the server: ask the provider to open port 25, or send through a smarthost on port 587; otherwise a firewall drops the connection.");
+  assert.equal(explain(new SmtpClientError("timeout", "connect", "x", { ...at, port: 587, timeoutMs: 30_000 })),
+    "No answer from smtp.example.com port 587 within 30 s: a firewall or your provider probably blocks the port (many block port 25; try 587 with STARTTLS or 465 with implicit TLS).");
   assert.equal(explain(new SmtpClientError("connect", "connect", "x", { host: "smtp.exmaple.com", port: 587, code: "ENOTFOUND" })),
     "The name smtp.exmaple.com does not exist in DNS: check the spelling.");
   assert.equal(explain(new SmtpClientError("connect", "connect", "x", { ...at, code: "ECONNREFUSED" })),

@@ -20,7 +20,7 @@ import { parseConfig } from "../../src/config/load.ts";
 import { startMta, type Mta } from "../../src/mta.ts";
 import { ManualClock } from "../../src/mail/clock.ts";
 import { renewalTime, warningTime } from "../../src/acme/renewal.ts";
-import { domainRecords } from "../../src/cli/dns-command.ts";
+import { domainRecords } from "../../src/dns-records/domain-records.ts";
 import { policyId } from "../../src/mta-sts/policy.ts";
 import { startDnsServer, type TestDnsServer, type Zone } from "../support/dns-server.ts";
 import { fetchResponse, requirePebble, startPebble, uniqueLoopback, type Pebble } from "../support/pebble.ts";

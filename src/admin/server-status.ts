@@ -1,0 +1,113 @@
+/**
+ * `petrel status`: what the running server says about itself — version,
+ * process, uptime, where it listens, what waits in its queue, and when its
+ * certificates expire. Built from the live objects by the server (over the
+ * control socket) and printed by the CLI; both pure functions here.
+ */
+import type { QueueListItem } from "../queue/queue-manager.ts";
+import { formatAge, summarize } from "../queue/queue-report.ts";
+import type { CertificateInfo } from "../server/tls-contexts.ts";
+import type { ListenerRole } from "../mail/envelope.ts";
+import { altNames } from "../server/tls-certificates.ts";
+import { hostPort } from "../server/listener-sockets.ts";
+
+export interface ServerStatus {
+  readonly version: string;
+  readonly pid: number;
+  readonly hostname: string;
+  readonly dataDir: string;
+  /** ISO 8601. */
+  readonly startedAt: string;
+  readonly uptimeSeconds: number;
+  readonly listeners: readonly { readonly role: ListenerRole; readonly address: string; readonly port: number }[];
+  readonly queue: QueueStatus;
+  /** `names`: the DNS names and IP addresses of the subjectAltName. */
+  readonly certificates: readonly { readonly subject: string; readonly names: readonly string[]; readonly file: string; readonly validTo: string; readonly daysLeft: number }[];
+}
+
+export interface QueueStatus {
+  readonly messages: number;
+  readonly held: number;
+  /** Recipients not yet delivered or bounced, by state. */
+  readonly waiting: { readonly queued: number; readonly delivering: number; readonly deferred: number };
+  /** Age of the oldest message in the queue, null when it is empty. */
+  readonly oldestAgeSeconds: number | null;
+  /** Destination domains with the most waiting recipients (at most five). */
+  readonly topDestinations: readonly { readonly domain: string; readonly recipients: number }[];
+}
+
+export interface StatusSources {
+  readonly version: string;
+  readonly pid: number;
+  readonly hostname: string;
+  readonly dataDir: string;
+  readonly startedAt: number;
+  readonly now: number;
+  readonly listeners: ServerStatus["listeners"];
+  readonly queue: readonly QueueListItem[];
+  readonly certificates: readonly CertificateInfo[];
+}
+
+const DAY_MS = 86_400_000;
+
+export function serverStatus(s: StatusSources): ServerStatus {
+  return {
+    version: s.version,
+    pid: s.pid,
+    hostname: s.hostname,
+    dataDir: s.dataDir,
+    startedAt: new Date(s.startedAt).toISOString(),
+    uptimeSeconds: Math.max(0, Math.round((s.now - s.startedAt) / 1000)),
+    listeners: s.listeners.map(({ role, address, port }) => ({ role, address, port })),
+    queue: queueStatus(s.queue, s.now),
+    certificates: s.certificates.map((c) => ({
+      subject: c.subject,
+      names: altNames(c.subjectAltName),
+      file: c.certPath,
+      validTo: c.validTo.toISOString(),
+      daysLeft: Math.floor((c.validTo.getTime() - s.now) / DAY_MS),
+    })),
+  };
+}
+
+function queueStatus(items: readonly QueueListItem[], now: number): QueueStatus {
+  const waiting = { queued: 0, delivering: 0, deferred: 0 };
+  for (const item of items) {
+    for (const r of item.recipients) {
+      if (r.status === "queued" || r.status === "delivering" || r.status === "deferred") waiting[r.status]++;
+    }
+  }
+  const oldest = items.reduce((min, i) => Math.min(min, i.arrival), Infinity);
+  return {
+    messages: items.length,
+    held: items.filter((i) => i.held).length,
+    waiting,
+    oldestAgeSeconds: items.length === 0 ? null : Math.max(0, Math.round((now - oldest) / 1000)),
+    topDestinations: summarize(items, now).slice(1, 6).map((r) => ({ domain: r.domain, recipients: r.total })),
+  };
+}
+
+
+export function formatStatus(st: ServerStatus): string {
+  const lines = [
+    `Petrel ${st.version} is running as ${st.hostname} (pid ${st.pid}), up ${formatAge(st.uptimeSeconds * 1000)} since ${st.startedAt}`,
+    `data directory: ${st.dataDir}`,
+    "listeners:",
+    ...st.listeners.map((l) => `  ${hostPort(l.address, l.port).padEnd(24)} ${l.role}`),
+  ];
+  const q = st.queue;
+  if (q.messages === 0) lines.push("queue: empty");
+  else {
+    const w = q.waiting;
+    lines.push(`queue: ${q.messages} message${q.messages === 1 ? "" : "s"}${q.held > 0 ? ` (${q.held} held)` : ""}, oldest ${formatAge((q.oldestAgeSeconds ?? 0) * 1000)}; recipients waiting: ${w.queued} queued, ${w.delivering} being delivered, ${w.deferred} deferred`);
+    if (q.topDestinations.length > 0) lines.push(`  most waiting for: ${q.topDestinations.map((d) => `${d.domain} (${d.recipients})`).join(", ")}`);
+  }
+  if (st.certificates.length > 0) {
+    lines.push("certificates:");
+    for (const c of st.certificates) {
+      const left = c.daysLeft < 0 ? "EXPIRED" : `${c.daysLeft} day${c.daysLeft === 1 ? "" : "s"} left`;
+      lines.push(`  ${c.names.length > 0 ? c.names.join(", ") : c.subject}: valid until ${c.validTo} (${left}) — ${c.file}`);
+    }
+  }
+  return lines.join("\n") + "\n";
+}
