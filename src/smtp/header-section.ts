@@ -170,7 +170,7 @@ export class HeaderSection {
     // Our own additions: whole lines, no folds.
     for (let start = 0; start < bytes.length;) {
       const end = bytes.indexOf(LF, start) + 1 || bytes.length;
-      this.collected.push(parseField(Buffer.from(bytes.subarray(start, end))));
+      this.collected.push(new CollectedField(Buffer.from(bytes.subarray(start, end))));
       start = end;
     }
   }
@@ -184,18 +184,37 @@ export class HeaderSection {
     const parts = this.field;
     this.field = null;
     if (parts === null || parts.length === 0 || this.tooLarge) return;
-    this.collected.push(parseField(Buffer.concat(parts)));
+    this.collected.push(new CollectedField(Buffer.concat(parts)));
   }
 }
 
-/** Name as written (white space before the colon dropped, RFC 5322 §4.5.6), value without one leading space or the final CRLF. */
-function parseField(raw: Buffer): ReceivedField {
-  const colon = raw.indexOf(COLON);
-  const name = raw.toString("latin1", 0, colon).replace(/[ \t]+$/, "");
-  let from = colon + 1;
-  if (raw[from] === SP || raw[from] === HT) from++;
-  let to = raw.length;
-  if (raw[to - 1] === LF) to--;
-  if (raw[to - 1] === CR) to--;
-  return { name, value: raw.toString("utf8", from, Math.max(from, to)), raw };
+/**
+ * A collected field: name as written (white space before the colon dropped,
+ * RFC 5322 §4.5.6); the value — without one leading space or the final
+ * CRLF — decoded only when a check reads it.
+ */
+class CollectedField implements ReceivedField {
+  readonly name: string;
+  readonly raw: Buffer;
+  private readonly colon: number;
+  private decoded: string | undefined;
+
+  constructor(raw: Buffer) {
+    this.raw = raw;
+    this.colon = raw.indexOf(COLON);
+    this.name = raw.toString("latin1", 0, this.colon).replace(/[ \t]+$/, "");
+  }
+
+  get value(): string {
+    if (this.decoded !== undefined) return this.decoded;
+    const raw = this.raw;
+    let from = this.colon + 1;
+    if (raw[from] === SP || raw[from] === HT) from++;
+    let to = raw.length;
+    if (raw[to - 1] === LF) to--;
+    if (raw[to - 1] === CR) to--;
+    this.decoded = raw.toString("utf8", from, Math.max(from, to));
+    return this.decoded;
+  }
 }
+

@@ -39,6 +39,7 @@ export function storedMessage(envelope: Envelope, body: Readable): Readable {
 /** The size of the message `storedMessage` gives, for a body of `bodySize` octets whose header section has these fields. */
 export function storedSize(bodySize: number, prepend: string, edits: readonly HeaderEdit[], fields: readonly { readonly name: string; readonly raw: Buffer }[]): number {
   let size = bodySize + Buffer.byteLength(prepend, "utf8");
+  if (edits.length === 0) return size;
   const plan = new EditPlan(edits);
   const counts = new Map<string, number>();
   fields.forEach((f, position) => {
