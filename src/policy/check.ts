@@ -17,7 +17,8 @@ import type { HeaderEdit, HeaderField, ReceivedField } from "../mail/header-fiel
  * nothing (accept, nothing to add).
  */
 
-type Awaitable<T> = T | Promise<T>;
+/** A value, or a promise of it: a stage may answer at once or later. */
+export type Awaitable<T> = T | Promise<T>;
 
 export interface Check {
   /** Short, stable, lower-case name ("relay", "spf", "milter:rspamd"): log fields and A-R ordering. */

@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import type { Clock } from "../mail/clock.ts";
-import type { CheckResult } from "./check.ts";
+import type { Awaitable, CheckResult } from "./check.ts";
 import type { Stage } from "./merge.ts";
 import { checkFailed, isWellFormed } from "./replies.ts";
 
@@ -10,8 +10,6 @@ import { checkFailed, isWellFormed } from "./replies.ts";
  * tempfail (451 4.3.0) — the client tries again later; nothing crashes and
  * nothing accepted is lost. This is how plugins and filters fail safe.
  */
-
-export type Awaitable<T> = T | PromiseLike<T>;
 
 export interface Invocation {
   /** Longest a check may take at one stage (ms). */
@@ -34,7 +32,7 @@ export class CheckTimeout extends Error {
   }
 }
 
-export function isPromiseLike<T>(v: Awaitable<T>): v is PromiseLike<T> {
+export function isPromiseLike<T>(v: T | PromiseLike<T>): v is PromiseLike<T> {
   return typeof (v as PromiseLike<T> | null)?.then === "function";
 }
 
