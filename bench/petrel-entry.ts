@@ -4,9 +4,9 @@
  *   node bench/petrel-entry.ts MODE ADDRESS PORT DATADIR
  *
  * MODE is
- *   durable  SmtpServer with the FileSpool (accept only: fsync'd, nothing delivers)
- *   journal  SmtpServer with the JournalSpool (accept only: group-committed journal, nothing delivers)
- *   discard  SmtpServer with the bench-only DiscardSpool (protocol path, no disk)
+ *   durable  startReception with the configured spool (accept only: fsync'd, nothing delivers)
+ *   journal  startReception with the JournalSpool (accept only: group-committed journal, nothing delivers)
+ *   discard  startReception with the bench-only DiscardSpool (protocol path and checks, no disk)
  *   mta      the whole startMta (accept + queue manager + Maildir delivery)
  *
  * One mx listener, local domain bench.test with the user u@bench.test (and a
@@ -19,8 +19,8 @@
 import { mkdir } from "node:fs/promises";
 import pino from "pino";
 import { parseConfig } from "../src/config/load.ts";
-import { SmtpServer } from "../src/server/smtp-server.ts";
 import { FileAccountStore } from "../src/accounts/file-account-store.ts";
+import { startMta, startReception } from "../src/mta.ts";
 import { DiscardSpool } from "./discard-spool.ts";
 import { join } from "node:path";
 
@@ -53,8 +53,6 @@ if (!(await accounts.getUser(BENCH_USER))) {
 let close: () => Promise<void>;
 let port: number;
 if (mode === "mta") {
-  // imported only here, so the accept-only modes run even while the rest of the MTA is being changed
-  const { startMta } = await import("../src/mta.ts");
   const mta = await startMta(config, { log, errorSleep: 0, controlSocket: false });
   close = () => mta.close();
   port = mta.smtp.listeners[0].port;
@@ -65,7 +63,7 @@ if (mode === "mta") {
     const { JournalSpool } = await import("../src/spool/journal-spool.ts");
     spool = new JournalSpool(join(dataDir, "spool"));
   }
-  const server = await SmtpServer.start(config, { log, errorSleep: 0, accounts, spool });
+  const server = await startReception(config, { log, errorSleep: 0, accounts, spool });
   close = async () => {
     await server.close();
     if (mode === "journal") await spool?.close(); // an injected spool is the caller's to close

@@ -4,14 +4,23 @@ import type { Config } from "./config/schema.ts";
 import { createSpool } from "./spool/create-spool.ts";
 import type { Spool } from "./spool/spool.ts";
 import { FileAccountStore } from "./accounts/file-account-store.ts";
-import { SmtpServer, loadTlsContexts } from "./server/smtp-server.ts";
-import { bindListeners, closeListeners } from "./server/listener-sockets.ts";
+import type { Accounts } from "./accounts/account-store.ts";
+import { SmtpServer, loadTlsContexts, type BoundListener } from "./server/smtp-server.ts";
+import { bindListeners, closeListeners, type ListenerSocket } from "./server/listener-sockets.ts";
 import { checkDataDirWritable, handOver, prepareDataDir } from "./system/data-dir.ts";
 import { lockDataDir } from "./system/data-dir-lock.ts";
 import { checkOwnerReachable, dropPrivileges, resolveDeliveryOwner, type RunAs } from "./system/privileges.ts";
 import { QueueManager } from "./queue/queue-manager.ts";
 import { QueueStateStore } from "./queue/queue-state.ts";
 import { systemClock, type Clock } from "./mail/clock.ts";
+import type { Check } from "./policy/check.ts";
+import { PolicyPipeline } from "./policy/pipeline.ts";
+import { relayCheck, type RecipientDirectory } from "./policy/checks/relay.ts";
+import { senderLoginCheck } from "./policy/checks/sender-login.ts";
+import { clientLimitsCheck } from "./policy/checks/client-limits.ts";
+import { hopCountCheck } from "./policy/checks/hop-count.ts";
+import { Intake } from "./intake/intake.ts";
+import { SmtpReceptionFactory } from "./intake/smtp-reception.ts";
 import { LocalAgent } from "./delivery/local-agent.ts";
 import type { MaildirOwner } from "./delivery/maildir.ts";
 import { LmtpAgent } from "./delivery/lmtp-agent.ts";
@@ -42,9 +51,14 @@ import { petrelVersion } from "./system/version.ts";
 
 /**
  * Petrel in one process: the composition root that wires the boxes of
- * DESIGN.md together — listener → session → policy → spool → queue manager
- * → agents — from one validated configuration. Nothing here decides
- * anything; it only connects.
+ * docs/architecture.md together — listener → session → policy → intake →
+ * spool → queue manager → agents — from one validated configuration.
+ * Nothing here decides anything; it only connects.
+ *
+ * Longer than a file should be, on purpose: it is the one composition root
+ * (docs/architecture.md), so every box — the reception with its checks and
+ * intake, the queue, the agents, TLS, ACME and the web listeners — is wired
+ * here, in named steps, and nowhere else.
  */
 
 export interface MtaOptions {
@@ -80,10 +94,12 @@ export interface MtaOptions {
   readonly acmeAutoStart?: boolean;
   /** Fetch OCSP responses at once (default true; tests call `ocsp.refresh()`). */
   readonly ocspAutoStart?: boolean;
+  /** More checks, asked after the configured ones (a plugin loader; tests). */
+  readonly checks?: readonly Check[];
 }
 
 export interface Mta {
-  readonly smtp: SmtpServer;
+  readonly smtp: Reception;
   readonly queue: QueueManager;
   readonly accounts: FileAccountStore;
   /** SIGHUP: re-read the TLS certificates and the system's resolvers. */
@@ -116,23 +132,130 @@ export function openAccounts(config: Config, log: Logger): FileAccountStore {
 export async function openQueue(
   config: Config,
   options: { log: Logger; accounts: FileAccountStore; clock?: Clock; router?: Router },
-): Promise<{ spool: Spool; queue: QueueManager }> {
+): Promise<{ spool: Spool; queue: QueueManager; intake: Intake }> {
   const log = options.log;
   const clock = options.clock ?? systemClock;
   const spool = await createSpool(config.dataDir, config.spool.format, (m) => log.warn(m));
   const accounts = options.accounts;
-  const queue = new QueueManager({
+  // The intake tells the queue about every message it stores — DSNs the queue itself asks for included.
+  let queue: QueueManager | undefined;
+  const intake = buildIntake(config, { spool, log, clock, onCommitted: (id) => queue?.enqueue(id) });
+  queue = new QueueManager({
     spool,
     state: new QueueStateStore(join(config.dataDir, "queue-state")),
     resolve: (address) => accounts.resolveRecipient(address),
     router: options.router,
-    sendDsn: createDsnSender({ spool, hostname: config.hostname, clock }),
+    sendDsn: createDsnSender({ submit: (m) => intake.submit(m), hostname: config.hostname, clock }),
     clock,
     log: log.child({ component: "queue" }),
     settings: config.queue,
     maxReceived: config.delivery.maxReceived,
   });
-  return { spool, queue };
+  return { spool, queue, intake };
+}
+
+/** The one way into the spool, for received mail and for the messages Petrel composes. */
+export function buildIntake(
+  config: Config, options: { spool: Spool; log: Logger; clock?: Clock; onCommitted?: (id: string) => void },
+): Intake {
+  return new Intake({
+    spool: options.spool,
+    hostname: config.hostname,
+    primaryDomain: config.domains[0] ?? config.hostname,
+    headerSizeLimit: config.limits.headerSize,
+    clock: options.clock ?? systemClock,
+    log: options.log,
+    onCommitted: options.onCommitted,
+  });
+}
+
+/**
+ * Today's checks, in the order they are asked: per-IP connection limits and
+ * AUTH failure bans, sender ownership on submission, relay and unknown
+ * local recipients, mail loops. A new check is built here and appended.
+ */
+export function buildChecks(config: Config, options: { accounts: Accounts & RecipientDirectory; clock?: Clock }): Check[] {
+  const checks: Check[] = [
+    clientLimitsCheck({ ...config.limits, clock: options.clock }),
+  ];
+  if (config.submission.senderMustMatchLogin) checks.push(senderLoginCheck((user, address) => options.accounts.mayUseSender(user, address)));
+  checks.push(relayCheck(options.accounts), hopCountCheck(config.delivery.maxReceived));
+  return checks;
+}
+
+/** What receives mail: the listeners, each client served through the checks into the intake. */
+export interface Reception {
+  readonly config: Config;
+  /** The spool received mail goes into. */
+  readonly spool: Spool;
+  /** Where each listener is bound (port 0 in the config becomes the real port). */
+  readonly listeners: readonly BoundListener[];
+  readonly tls: TlsContextProvider;
+  /** Stop listening, let transactions in flight finish (limits.shutdownGrace), then close the spool if it was opened here. */
+  close(): Promise<void>;
+}
+
+export interface ReceptionOptions {
+  readonly log: Logger;
+  /** Logins, sender ownership and local recipients. */
+  readonly accounts: Accounts & RecipientDirectory;
+  readonly clock?: Clock;
+  /** The intake (startMta shares it with the queue's DSNs); built over `spool` when absent. */
+  readonly intake?: Intake;
+  /** The spool to receive into when no intake is given; the configured spool is opened (and closed by close()) when absent. */
+  readonly spool?: Spool;
+  /** Told the queue id of each message once it is durable (when the intake is built here). */
+  readonly onCommitted?: (id: string) => void;
+  /** More checks, asked after today's. */
+  readonly checks?: readonly Check[];
+  /** Delay past the soft error limit (Postfix smtpd_error_sleep_time, 1 s); tests pass 0. */
+  readonly errorSleep?: number;
+  /** Listeners bound beforehand (by `petrel serve`, before it gives up root). */
+  readonly sockets?: readonly ListenerSocket[];
+  /** Certificates loaded beforehand (keys only root may read). */
+  readonly tls?: TlsContextProvider;
+  /** The OCSP response to staple for a certificate, if one is known. */
+  readonly ocspResponse?: OcspResponder;
+}
+
+/** Start receiving mail: the checks, the policy pipeline, the intake and the listeners, wired. */
+export async function startReception(config: Config, options: ReceptionOptions): Promise<Reception> {
+  const { log } = options;
+  const clock = options.clock ?? systemClock;
+  const ownSpool = options.intake === undefined && options.spool === undefined;
+  const spool = options.intake?.spool ?? options.spool ?? await createSpool(config.dataDir, config.spool.format, (m) => log.warn(m));
+  await spool.open(); // idempotent: an injected spool may already be open
+  const intake = options.intake ?? buildIntake(config, { spool, log, clock, onCommitted: options.onCommitted });
+  const pipeline = new PolicyPipeline({
+    checks: [...buildChecks(config, { accounts: options.accounts, clock }), ...(options.checks ?? [])],
+    authservId: config.policy.authservId ?? config.hostname,
+    timeout: config.policy.timeout,
+    timer: clock,
+  });
+  const factory = new SmtpReceptionFactory({ pipeline, intake, credentials: options.accounts, primaryDomain: config.domains[0] ?? config.hostname });
+  let server: SmtpServer;
+  try {
+    server = await SmtpServer.start(config, {
+      log, factory, errorSleep: options.errorSleep, sockets: options.sockets, tls: options.tls, ocspResponse: options.ocspResponse,
+    });
+  } catch (err) {
+    if (ownSpool) await spool.close();
+    throw err;
+  }
+  let closing: Promise<void> | null = null;
+  return {
+    config,
+    spool,
+    listeners: server.listeners,
+    tls: server.tls,
+    close() {
+      closing ??= (async () => {
+        await server.close();
+        if (ownSpool) await spool.close();
+      })();
+      return closing;
+    },
+  };
 }
 
 /**
@@ -278,7 +401,7 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     const delivery = buildDelivery(config, { ...options, accounts, owner });
     const { resolver, tlsRpt } = delivery;
     const closeAgents = delivery.close;
-    const { spool, queue } = await openQueue(config, { log, accounts, clock: options.clock, router: delivery.router });
+    const { spool, queue, intake } = await openQueue(config, { log, accounts, clock: options.clock, router: delivery.router });
     accountsOpened = accounts;
     logNameservers(resolver, log);
     await tlsRpt.start();
@@ -301,10 +424,9 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     reports?.start();
     undo.push(() => reports?.close());
     step();
-    const smtp = await SmtpServer.start(config, {
-      log, spool, accounts, tls, sockets, ...ocspResponse,
+    const smtp = await startReception(config, {
+      log, accounts, intake, tls, sockets, ...ocspResponse, clock: options.clock, checks: options.checks,
       errorSleep: options.errorSleep,
-      onMessage: (id) => queue.enqueue(id),
     });
     undo.push(() => smtp.close());
     const acme = acmeConfig && store

@@ -88,6 +88,9 @@ export const DEFAULTS = {
   submission: {
     senderMustMatchLogin: true,
   },
+  policy: {
+    timeout: 60 * SECOND,
+  },
   users: [],
   passwords: {
     minLength: 12,

@@ -388,6 +388,18 @@ export const configSchema = z.strictObject({
       senderMustMatchLogin: z.boolean().default(DEFAULTS.submission.senderMustMatchLogin),
     })
     .prefault({}),
+  /** The checks asked at every SMTP stage (relay, sender ownership, limits, mail loops; README "Checks and policy"). */
+  policy: z
+    .strictObject({
+      /** Longest a check may take at one stage; a check that takes longer counts as failed: 451 4.3.0 (421 at connect). */
+      timeout: duration(DEFAULTS.policy.timeout),
+      /** RFC 8601 authserv-id naming this server in the Authentication-Results field it adds (and removes when forged); the hostname when unset. */
+      authservId: z
+        .string()
+        .regex(/^[^\s;()"\\]+$/, 'expected one word (a host name such as "mx.example.com"), without spaces, ";", "(", ")" or quotes')
+        .optional(),
+    })
+    .prefault({}),
   /** Local users. Passwords are stored only as hashes made by `petrel hash-password`. */
   users: z
     .array(

@@ -1,44 +1,29 @@
+import type { Readable } from "node:stream";
 import type { Now } from "../mail/clock.ts";
-import type { Spool, QueueId } from "../spool/spool.ts";
+import type { QueueId } from "../spool/spool.ts";
 import type { Envelope } from "../mail/envelope.ts";
-import type { DsnRecipient, DsnSender } from "../queue/ports.ts";
+import type { DsnRecipient, DsnSender, SubmitMessage } from "../queue/ports.ts";
 import { composeDsn } from "./bounce.ts";
 
 /**
  * The bounce agent: turns the queue's verdict on some recipients into a DSN
- * (delivery/bounce.ts) and puts it into the spool as a new message from the
- * null sender, so it is delivered like any other mail — and, being from
- * <>, never bounced itself (a double bounce is logged and dropped).
+ * (delivery/bounce.ts) and hands it to the intake as a new message from the
+ * null sender, so it is stored and delivered like any other mail — and,
+ * being from <>, never bounced itself (a double bounce is logged and
+ * dropped). The intake builds its envelope and tells the queue.
  */
-export function createDsnSender(deps: { spool: Spool; hostname: string; clock: Now }): DsnSender {
-  return async (id: QueueId, envelope: Envelope, arrival: Date, recipients: readonly DsnRecipient[]): Promise<QueueId | null> => {
-    const now = new Date(deps.clock.now());
+export function createDsnSender(deps: { submit: SubmitMessage; hostname: string; clock: Now }): DsnSender {
+  return async (id: QueueId, envelope: Envelope, arrival: Date, recipients: readonly DsnRecipient[], original: () => Readable): Promise<QueueId | null> => {
     const dsn = await composeDsn({
       queueId: id,
       envelope,
       recipients,
       reportingMta: deps.hostname,
       arrivalDate: arrival,
-      now,
-      originalMessage: () => deps.spool.readBody(id),
+      now: new Date(deps.clock.now()),
+      originalMessage: original,
     });
     if (!dsn) return null;
-    const writer = await deps.spool.create();
-    try {
-      await writer.write(dsn.message);
-      await writer.commit({
-        mailFrom: "",
-        recipients: [{ address: dsn.to }],
-        ...(dsn.needs8bit ? { body: "8BITMIME" as const } : {}),
-        smtputf8: dsn.smtputf8,
-        requireTls: false,
-        client: { address: "127.0.0.1", port: 0, helo: deps.hostname, protocol: "local", role: "local" },
-        receivedAt: now.getTime(),
-      });
-    } catch (err) {
-      await writer.abort();
-      throw err;
-    }
-    return writer.id;
+    return deps.submit({ mailFrom: "", recipients: [dsn.to], content: dsn.message, needs8bit: dsn.needs8bit, smtputf8: dsn.smtputf8 });
   };
 }

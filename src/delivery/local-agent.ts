@@ -10,7 +10,8 @@
  * (no "/", no "." or ".." — else 5.1.3), the message is checked for a loop
  * (a Delivered-To for this recipient, or too many Received fields — 5.4.6),
  * then written by `deliverToMaildir` with `Return-Path:`, `X-Original-To:`
- * and `Delivered-To:` on top. Each recipient gets its own outcome; one
+ * and `Delivered-To:` on top — into the Maildir++ folder a check chose for
+ * the message (`Envelope.folder`, e.g. "Junk"), else the inbox. Each recipient gets its own outcome; one
  * failing does not stop the others.
  */
 import { join } from "node:path";
@@ -107,6 +108,7 @@ export class LocalAgent implements DeliveryAgent {
         fsync: this.options.fsync,
         hostname: this.hostname,
         owner: this.options.owner,
+        ...(request.envelope.folder !== undefined ? { folder: request.envelope.folder } : {}),
         fs: this.options.fs,
       },
     );

@@ -18,6 +18,12 @@
  * by pid, random and host name (with "/", ":" and "," written as \057, \072,
  * \054 so the name stays one path component and Dovecot's parser is not fooled).
  *
+ * A message for a Maildir++ folder (Courier's layout, which Dovecot reads:
+ * https://doc.dovecot.org/admin_manual/mailbox_formats/maildir/) goes into
+ * `<Maildir>/.<folder>/`, itself a Maildir, with an empty `maildirfolder`
+ * file that marks it as one; "." separates levels ("Archive.2024"). The
+ * quota counts the mailbox with all its folders.
+ *
  * Failures never leave a file behind in tmp/: disk full (ENOSPC) and other
  * I/O errors are temporary (4.3.0); a full mailbox (the optional quota, or
  * EDQUOT) is 4.2.2 or 5.2.2 as configured; a message larger than the whole
@@ -61,7 +67,22 @@ export interface MaildirOptions {
   readonly hostname?: string;
   /** Give what is created to this owner (default: whoever Petrel runs as, private modes). */
   readonly owner?: MaildirOwner;
+  /** Deliver into this Maildir++ folder of the mailbox instead of its inbox (a name `maildirFolder` refuses means the inbox). */
+  readonly folder?: string;
   readonly fs?: MaildirFs;
+}
+
+/**
+ * The directory of a Maildir++ folder ("Junk" → ".Junk"), "" for the inbox
+ * ("INBOX", any case), or null for a name that cannot be one: empty, over
+ * 255 octets, a "/" or "\\", a control character, or an empty level
+ * (a leading, trailing or doubled ".").
+ */
+export function maildirFolder(name: string): string | null {
+  if (/^inbox$/i.test(name)) return "";
+  if (name === "" || Buffer.byteLength(name) > 255 || /[/\\\x00-\x1f\x7f]/.test(name)) return null;
+  if (name.split(".").some((level) => level === "")) return null;
+  return `.${name}`;
 }
 
 export interface MaildirResult {
@@ -128,10 +149,17 @@ export async function deliverToMaildir(
     `Delivered-To: ${headers.deliveredTo}\n`,
     "utf8",
   );
+  // A name that cannot be a folder means the inbox: the message is never lost over a check's typo.
+  const folder = options.folder === undefined ? "" : maildirFolder(options.folder) ?? "";
+  const target = folder === "" ? dir : join(dir, folder);
   let tmpPath: string | undefined;
   let file: MaildirFile | undefined;
   try {
     await ensureMaildir(fs, dir, doSync, options.owner);
+    if (target !== dir) {
+      await ensureMaildir(fs, target, doSync, options.owner);
+      await ensureFolderMarker(fs, target, doSync, options.owner);
+    }
 
     let current = 0;
     if (options.quota !== undefined) {
@@ -147,7 +175,7 @@ export async function deliverToMaildir(
     let base = "";
     for (let attempt = 0; ; attempt++) {
       base = uniqueName(options.hostname);
-      tmpPath = join(dir, "tmp", base);
+      tmpPath = join(target, "tmp", base);
       try {
         file = await fs.createExclusive(tmpPath);
         if (options.owner) await own(fs, tmpPath, options.owner, false);
@@ -186,10 +214,10 @@ export async function deliverToMaildir(
     const f = file;
     file = undefined;
     await f.close();
-    const finalPath = join(dir, "new", `${base},S=${size},W=${size + lfs}`);
+    const finalPath = join(target, "new", `${base},S=${size},W=${size + lfs}`);
     await fs.rename(tmpPath, finalPath);
     tmpPath = undefined;
-    if (doSync) await groupSyncDir(fs, join(dir, "new"));
+    if (doSync) await groupSyncDir(fs, join(target, "new"));
     return { outcome: { status: "delivered", dsn: "final", detail: `delivered to maildir ${finalPath}` }, path: finalPath, size };
   } catch (err) {
     message.destroy();
@@ -266,6 +294,21 @@ function groupSyncDir(fs: MaildirFs, path: string): Promise<void> {
 async function own(fs: MaildirFs, path: string, owner: MaildirOwner, isDir: boolean): Promise<void> {
   await fs.chown(path, owner.uid, owner.gid);
   if (owner.shared) await fs.chmod(path, isDir ? 0o2770 : 0o660);
+}
+
+/** The empty `maildirfolder` file that marks a Maildir++ folder (Courier requires it; Dovecot writes it too). */
+async function ensureFolderMarker(fs: MaildirFs, folder: string, doSync: boolean, owner: MaildirOwner | undefined): Promise<void> {
+  const path = join(folder, "maildirfolder");
+  let marker: MaildirFile;
+  try {
+    marker = await fs.createExclusive(path);
+  } catch (err) {
+    if (errCode(err) === "EEXIST") return;
+    throw err;
+  }
+  await marker.close();
+  if (owner) await own(fs, path, owner, false);
+  if (doSync) await fs.syncDir(folder);
 }
 
 /** Create cur/ new/ tmp/ (and parents) when missing, making the new entries durable. */

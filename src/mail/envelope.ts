@@ -4,6 +4,7 @@
  * about the session that later stages (queue, bounce, outbound client) need.
  * It is plain JSON-able data so the spool can store it without knowing SMTP.
  */
+import type { HeaderEdit } from "./header-field.ts";
 
 /** A mailbox as written in a path: local part (unquoted form) and domain. */
 export interface Mailbox {
@@ -88,6 +89,20 @@ export interface Envelope {
    * composed itself (DSNs).
    */
   readonly hopCount?: number;
+  /**
+   * Header fields decided at the end of data (Authentication-Results, a
+   * filter's fields), CRLF-terminated lines to put on top of the stored
+   * message whenever it is read (spool/stored-message.ts): the body was on
+   * its way to disk before they were known, and they are committed with
+   * the envelope, in the same fsync.
+   */
+  readonly prepend?: string;
+  /** Changes to the stored header section decided at the end of data, applied whenever the message is read. */
+  readonly headerEdits?: readonly HeaderEdit[];
+  /** Quarantined: the message enters the queue on hold, for this reason (Postfix HOLD). */
+  readonly hold?: string;
+  /** Local delivery puts the message into this Maildir++ folder of each mailbox (e.g. "Junk") instead of the inbox. */
+  readonly folder?: string;
 }
 
 export interface ClientInfo {

@@ -1,5 +1,6 @@
 import type { Reply } from "../smtp/reply.ts";
 import type { ListenerRole, Mailbox, MailParameters, RcptParameters } from "../mail/envelope.ts";
+import type { HeaderEdit, HeaderField, ReceivedField } from "../mail/header-field.ts";
 
 /**
  * A check: one question the policy pipeline asks about mail on its way in,
@@ -16,7 +17,8 @@ import type { ListenerRole, Mailbox, MailParameters, RcptParameters } from "../m
  * nothing (accept, nothing to add).
  */
 
-type Awaitable<T> = T | Promise<T>;
+/** A value, or a promise of it: a stage may answer at once or later. */
+export type Awaitable<T> = T | Promise<T>;
 
 export interface Check {
   /** Short, stable, lower-case name ("relay", "spf", "milter:rspamd"): log fields and A-R ordering. */
@@ -87,21 +89,14 @@ export interface CheckResult {
   readonly folder?: string;
 }
 
-/** A header field: its name as written and its value without the leading space or final CRLF (folds kept as CRLF + WSP). */
-export interface HeaderField {
-  readonly name: string;
-  readonly value: string;
-}
+export type { HeaderEdit, HeaderField, ReceivedField } from "../mail/header-field.ts";
 
-/** The header section as received, in order. */
-export type HeaderFields = readonly HeaderField[];
-
-/** One change to the received header section; `index` counts fields of that name from 1 (milter's convention). */
-export type HeaderEdit =
-  | { readonly op: "change"; readonly name: string; readonly index: number; readonly value: string }
-  | { readonly op: "delete"; readonly name: string; readonly index: number }
-  /** Insert at `position` (0 = before the first field of the received section). */
-  | { readonly op: "insert"; readonly position: number; readonly field: HeaderField };
+/**
+ * The header section as stored, in order: this server's Received: field
+ * first, then the client's fields, then (on submission) the Message-ID: and
+ * Date: Petrel added. Header edits index it. Bounded by limits.headerSize.
+ */
+export type HeaderFields = readonly ReceivedField[];
 
 /** Who connected, as known at connect time (after PROXY protocol). */
 export interface ClientFacts {

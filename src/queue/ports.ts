@@ -116,5 +116,27 @@ export interface DsnRecipient {
   readonly willRetryUntil?: Date;
 }
 
-/** Sends a DSN for a message (composes it and puts it in the queue); returns the new queue id, if any. */
-export type DsnSender = (id: QueueId, envelope: Envelope, arrival: Date, recipients: readonly DsnRecipient[]) => Promise<QueueId | null>;
+/**
+ * Sends a DSN for a message: composes it, with `original()` (the message as
+ * stored, the same stream agents get) for its third part, and puts it into
+ * the queue through the intake, which tells the queue. Returns the new queue
+ * id, or null when no DSN was due.
+ */
+export type DsnSender = (
+  id: QueueId, envelope: Envelope, arrival: Date, recipients: readonly DsnRecipient[], original: () => Readable,
+) => Promise<QueueId | null>;
+
+/** A message Petrel composed itself (a DSN), as it is handed to the intake. */
+export interface LocalMessage {
+  /** The reverse-path; "" for a DSN. */
+  readonly mailFrom: string;
+  readonly recipients: readonly string[];
+  /** The whole message, CRLF line ends. */
+  readonly content: Buffer;
+  /** Some octet is ≥ 0x80: sent with BODY=8BITMIME. */
+  readonly needs8bit: boolean;
+  readonly smtputf8: boolean;
+}
+
+/** The intake's door for messages Petrel composes: resolves with the queue id once the message is durable and queued. */
+export type SubmitMessage = (message: LocalMessage) => Promise<QueueId>;

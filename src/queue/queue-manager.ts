@@ -1,4 +1,5 @@
 import type { Logger } from "pino";
+import type { Readable } from "node:stream";
 import type { Spool, QueueId } from "../spool/spool.ts";
 import type { Envelope } from "../mail/envelope.ts";
 import type { DeliveryOutcome, DeliveryOutcomes, DsnRecipient, DsnSender, RecipientResolver, Route, Router } from "./ports.ts";
@@ -7,6 +8,7 @@ import { retryDelay } from "./backoff.ts";
 import { MinHeap } from "./min-heap.ts";
 import { HISTORY_LIMIT, isFinal, QueueStateStore, type MessageState, type RecipientState } from "./queue-state.ts";
 import { fanOut } from "./fan-out.ts";
+import { storedMessage } from "../spool/stored-message.ts";
 
 /**
  * The queue manager (Postfix's qmgr inside Petrel): takes each spooled
@@ -75,6 +77,8 @@ export interface QueueListItem {
   readonly size: number | undefined;
   readonly sender: string;
   readonly held: boolean;
+  /** Why a check put it on hold when it arrived (quarantine), while it stays held. */
+  readonly heldReason?: string;
   readonly recipients: readonly {
     readonly address: string;
     readonly original: string;
@@ -243,10 +247,12 @@ export class QueueManager {
     if (!state) {
       const now = this.deps.clock.now();
       const recipients = await fanOut(envelope, this.deps.resolve, now, this.deps.maxReceived);
-      state = { id, arrival: envelope.receivedAt || now, held: false, recipients };
+      // Quarantined at the end of data: on hold until a person releases it (Postfix HOLD).
+      const quarantined = envelope.hold !== undefined;
+      state = { id, arrival: envelope.receivedAt || now, held: quarantined, ...(quarantined ? { holdReason: envelope.hold } : {}), recipients };
       this.messages.set(id, { state, envelope, saving: Promise.resolve() });
       const entry = this.messages.get(id)!;
-      this.deps.log.info({ queueId: id, recipients: recipients.map((r) => r.address) }, "queued");
+      this.deps.log.info({ queueId: id, recipients: recipients.map((r) => r.address), ...(quarantined ? { held: envelope.hold } : {}) }, "queued");
       // Nothing has happened yet that the envelope cannot tell again after a
       // restart, so no state file until something does (a bounce, a deferral).
       const unknown = recipients.filter((r) => r.status === "bounced");
@@ -275,6 +281,8 @@ export class QueueManager {
     const e = this.messages.get(id);
     if (!e) return false;
     e.state.held = held;
+    // A person decided now: the reason a check gave no longer holds.
+    delete e.state.holdReason;
     await this.save(e);
     this.deps.log.info({ queueId: id }, held ? "held" : "released");
     return true;
@@ -389,7 +397,7 @@ export class QueueManager {
           envelope: job.msg.envelope,
           recipients: job.recipients.map((r) => r.address),
           originalRecipients: new Map(job.recipients.map((r) => [r.address, r.original])),
-          body: () => this.deps.spool.readBody(id),
+          body: () => this.message(job.msg),
         });
       } catch (err) {
         this.deps.log.error({ queueId: id, err }, "delivery agent failed");
@@ -508,15 +516,18 @@ export class QueueManager {
     const recipients = all.filter((r) => wantsDsn(e.envelope, r));
     if (recipients.length === 0) return;
     try {
-      const id = await this.deps.sendDsn(e.state.id, e.envelope, new Date(e.state.arrival), recipients);
-      if (id) {
-        this.deps.log.info({ queueId: e.state.id, dsn: id, action: recipients[0].action }, "sender notified");
-        this.enqueue(id);
-      }
+      // The DSN enters through the intake, which tells the queue about it.
+      const id = await this.deps.sendDsn(e.state.id, e.envelope, new Date(e.state.arrival), recipients, () => this.message(e));
+      if (id) this.deps.log.info({ queueId: e.state.id, dsn: id, action: recipients[0].action }, "sender notified");
     } catch (err) {
       // Not fatal: the recipients' states are final either way; the log has it.
       this.deps.log.error({ queueId: e.state.id, err }, "could not create DSN");
     }
+  }
+
+  /** The message as stored, header decisions applied: what agents carry and a DSN returns. */
+  private message(e: Entry): Readable {
+    return storedMessage(e.envelope, this.deps.spool.readBody(e.state.id));
   }
 
   private async finishIfDone(e: Entry): Promise<void> {
@@ -551,6 +562,7 @@ function describe(e: Entry): QueueListItem {
     size: e.envelope.size ?? e.envelope.declaredSize,
     sender: e.envelope.mailFrom,
     held: e.state.held,
+    ...(e.state.held && e.state.holdReason !== undefined ? { heldReason: e.state.holdReason } : {}),
     recipients: e.state.recipients.map((r) => ({
       address: r.address,
       original: r.original,

@@ -71,7 +71,7 @@ export function formatList(items: readonly QueueListItem[], now: number): string
   let out = "";
   for (const item of items) {
     const age = formatAge(now - item.arrival);
-    const flag = item.held ? " (held)" : "";
+    const flag = item.held ? (item.heldReason !== undefined ? ` (held: ${item.heldReason})` : " (held)") : "";
     out += `${item.id}${flag}  ${new Date(item.arrival).toISOString()}  (${age} ago)  ${item.size ?? "?"} bytes\n`;
     out += `  from <${item.sender}>\n`;
     for (const r of item.recipients) {

@@ -48,6 +48,8 @@ export interface MessageState {
   /** When the message was accepted (ms). */
   readonly arrival: number;
   held: boolean;
+  /** Why a check quarantined it on arrival; cleared when a person holds or releases it. */
+  holdReason?: string;
   recipients: RecipientState[];
 }
 

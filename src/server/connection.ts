@@ -3,17 +3,18 @@ import type * as net from "node:net";
 import * as tls from "node:tls";
 import type { Logger } from "pino";
 import { Session, type SessionOptions } from "../smtp/session.ts";
-import { serializeReply, reply } from "../smtp/reply.ts";
-import type { SessionTransport } from "../smtp/session-handler.ts";
+import { serializeReply, type Reply } from "../smtp/reply.ts";
+import type { SessionHandler, SessionTransport } from "../smtp/session-handler.ts";
+import type { ClientFacts } from "../policy/check.ts";
 import { parseProxyHeader } from "./proxy-protocol.ts";
-import { MessageHandler, type MessageHandlerContext } from "./message-handler.ts";
-import type { ClientLimits } from "./client-limits.ts";
+import type { SessionFactory } from "./session-factory.ts";
 import type { TlsContextProvider } from "./tls-contexts.ts";
 
 /**
  * One client connection: the socket, TLS (implicit or STARTTLS), the PROXY
  * header, timeouts, and the protocol engine driven with the socket's bytes.
- * Decisions are the MessageHandler's; protocol is the Session's.
+ * Decisions are the handler's, which the session factory gives for each
+ * client (or a refusal instead of the greeting); protocol is the Session's.
  */
 
 export interface ConnectionSettings {
@@ -29,7 +30,6 @@ export interface ConnectionSettings {
   readonly dataTimeout: number;
   readonly sessionTimeout: number;
   readonly greetingDelay: number;
-  readonly handler: Omit<MessageHandlerContext, "client" | "log" | "role">;
 }
 
 /** Time allowed for the PROXY header and for a TLS handshake. */
@@ -47,12 +47,15 @@ export class Connection {
   private readonly raw: net.Socket;
   private readonly settings: ConnectionSettings;
   private readonly tlsProvider: TlsContextProvider;
-  private readonly clientLimits: ClientLimits;
+  private readonly factory: SessionFactory;
   private log: Logger;
   private session: Session | null = null;
   private clientAddress: string;
   private clientPort: number;
-  private admitted = false;
+  /** The listener's address and port the client reached (the PROXY header's destination when proxied). */
+  private localAddress: string;
+  private localPort: number;
+  private opened = false;
   private closed = false;
   private draining = false;
   private readonly timers: NodeJS.Timeout[] = [];
@@ -60,14 +63,16 @@ export class Connection {
   private resolveDone!: () => void;
   private readPaused = { engine: false, output: false };
 
-  constructor(socket: net.Socket, settings: ConnectionSettings, tlsProvider: TlsContextProvider, clientLimits: ClientLimits, log: Logger) {
+  constructor(socket: net.Socket, settings: ConnectionSettings, tlsProvider: TlsContextProvider, factory: SessionFactory, log: Logger) {
     this.raw = socket;
     this.socket = socket;
     this.settings = settings;
     this.tlsProvider = tlsProvider;
-    this.clientLimits = clientLimits;
+    this.factory = factory;
     this.clientAddress = normalizeIp(socket.remoteAddress ?? "unknown");
     this.clientPort = socket.remotePort ?? 0;
+    this.localAddress = normalizeIp(socket.localAddress ?? "");
+    this.localPort = socket.localPort ?? 0;
     this.log = log;
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
     socket.setNoDelay(true);
@@ -87,17 +92,29 @@ export class Connection {
         if (!ok) return;
       }
       this.log = this.log.child({ conn: this.id, client: this.clientAddress });
-      const admitted = this.clientLimits.admit(this.clientAddress);
-      if (admitted !== "ok") return this.refuse(admitted);
-      this.admitted = true;
-      this.log.info({ port: this.clientPort, role: this.settings.role }, "connect");
       let implicitTls: { version: string; cipher: string } | null = null;
       if (this.settings.role === "submissions") {
         const info = await this.upgrade();
         if (!info) return;
         implicitTls = info;
       }
-      this.startSession(implicitTls);
+      const client: ClientFacts = {
+        address: this.clientAddress,
+        port: this.clientPort,
+        localAddress: this.localAddress,
+        localPort: this.localPort,
+        role: this.settings.role,
+        tls: implicitTls,
+      };
+      const opened = await this.factory.open(client, this.log);
+      if (!("code" in opened)) this.opened = true;
+      if (this.closed) {
+        if (!("code" in opened)) await opened.close?.();
+        return;
+      }
+      if ("code" in opened) return this.refuse(opened);
+      this.log.info({ port: this.clientPort, role: this.settings.role }, "connect");
+      this.startSession(opened, implicitTls);
     } catch (err) {
       this.log.error({ err }, "connection setup failed");
       this.destroy();
@@ -121,14 +138,8 @@ export class Connection {
     t.unref();
   }
 
-  private startSession(implicitTls: { version: string; cipher: string } | null): void {
+  private startSession(handler: SessionHandler, implicitTls: { version: string; cipher: string } | null): void {
     const s = this.settings;
-    const handler = new MessageHandler({
-      ...s.handler,
-      role: s.role,
-      client: { address: this.clientAddress, port: this.clientPort },
-      log: this.log,
-    });
     const transport: SessionTransport = {
       write: (data) => this.write(data),
       startTls: () => void this.startTls(),
@@ -268,6 +279,10 @@ export class Connection {
           this.clientAddress = normalizeIp(r.source.address);
           this.clientPort = r.source.port;
         }
+        if (r.destination) {
+          this.localAddress = normalizeIp(r.destination.address);
+          this.localPort = r.destination.port;
+        }
         const rest = buf.subarray(r.consumed);
         finish(null, rest);
       };
@@ -288,14 +303,9 @@ export class Connection {
     });
   }
 
-  private refuse(why: "server-full" | "client-full" | "banned"): void {
-    const r = why === "banned"
-      ? reply(421, "4.7.0", "Error: too many failed authentications from your address; try again later")
-      : why === "client-full"
-        ? reply(421, "4.7.0", "Error: too many connections from your address")
-        : reply(421, "4.3.2", "Error: too many connections; try again later");
-    this.log.warn({ client: this.clientAddress, why }, "connection refused");
-    this.raw.end(serializeReply(r));
+  /** The factory refused the client: its reply instead of the greeting, then close (RFC 5321 §3.1). */
+  private refuse(r: Reply): void {
+    this.socket.end(serializeReply(r));
     this.lingerThenDestroy();
   }
 
@@ -321,10 +331,7 @@ export class Connection {
     this.closed = true;
     for (const t of this.timers) clearTimeout(t);
     if (this.session) void this.session.closed();
-    if (this.admitted) {
-      this.clientLimits.release(this.clientAddress);
-      this.log.info("disconnect");
-    }
+    if (this.opened) this.log.info("disconnect");
     this.resolveDone();
   }
 }

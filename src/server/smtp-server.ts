@@ -1,26 +1,22 @@
-import { systemClock, type Now } from "../mail/clock.ts";
 import * as net from "node:net";
 import type * as tls from "node:tls";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "pino";
 import type { Config, ListenerConfig } from "../config/schema.ts";
-import type { Spool } from "../spool/spool.ts";
-import { createSpool } from "../spool/create-spool.ts";
-import type { Accounts } from "../accounts/account-store.ts";
-import type { RecipientDirectory } from "../policy/relay.ts";
-import { FileAccountStore } from "../accounts/file-account-store.ts";
 import { SASL_MECHANISMS } from "../sasl/mechanisms.ts";
 import { TlsContextProvider, type CertKeyPaths } from "./tls-contexts.ts";
 import type { OcspResponder } from "./ocsp.ts";
-import { ClientLimits } from "./client-limits.ts";
 import { Connection, type ConnectionSettings } from "./connection.ts";
+import type { SessionFactory } from "./session-factory.ts";
 import { trustedMatcher } from "./proxy-protocol.ts";
 import { bindListeners, type ListenerSocket } from "./listener-sockets.ts";
 
 /**
- * Petrel's receiving side: every configured listener, the TLS certificates,
- * the spool, and the limits shared between connections. `start()` resolves
- * once every listener is bound; `close()` shuts down gracefully.
+ * Petrel's listeners: every configured listener, the TLS certificates, and a
+ * Connection per client, each served by what the injected session factory
+ * gives it. No policy and no storage here: mta.ts composes those.
+ * `start()` resolves once every listener is bound; `close()` shuts down
+ * gracefully.
  */
 
 export interface BoundListener {
@@ -31,13 +27,8 @@ export interface BoundListener {
 
 export interface SmtpServerOptions {
   readonly log: Logger;
-  /** Defaults to the file spool in <dataDir>/spool. */
-  readonly spool?: Spool;
-  /** Logins and local recipients; defaults to the account store in <dataDir> merged with the config's users. */
-  readonly accounts?: Accounts & RecipientDirectory;
-  readonly clock?: Now;
-  /** Called with the queue id of each message once it is durably spooled. */
-  readonly onMessage?: (id: string) => void;
+  /** A session handler (or a refusal) for each client. */
+  readonly factory: SessionFactory;
   /** Delay past the soft error limit (Postfix smtpd_error_sleep_time, 1 s); tests pass 0. */
   readonly errorSleep?: number;
   /** Listeners bound beforehand (by `petrel serve`, before it gives up root); bound here when absent. */
@@ -51,7 +42,6 @@ export interface SmtpServerOptions {
 
 export class SmtpServer {
   readonly config: Config;
-  readonly spool: Spool;
   readonly tls: TlsContextProvider;
   private readonly log: Logger;
   private readonly servers: net.Server[] = [];
@@ -61,23 +51,17 @@ export class SmtpServer {
   private readonly connections = new Set<Connection>();
   private readonly bound: BoundListener[] = [];
   private closing: Promise<void> | null = null;
-  /** The spool is closed on shutdown only when this server opened it. */
-  private ownsSpool = false;
 
-  private constructor(config: Config, spool: Spool, tlsProvider: TlsContextProvider, log: Logger) {
+  private constructor(config: Config, tlsProvider: TlsContextProvider, log: Logger) {
     this.config = config;
-    this.spool = spool;
     this.tls = tlsProvider;
     this.log = log;
   }
 
   static async start(config: Config, options: SmtpServerOptions): Promise<SmtpServer> {
     const log = options.log;
-    const spool = options.spool ?? await createSpool(config.dataDir, config.spool.format, (m) => log.warn(m));
-    await spool.open(); // idempotent: an injected spool may already be open
     const tlsProvider = options.tls ?? await loadTlsContexts(config, log);
-    const server = new SmtpServer(config, spool, tlsProvider, log);
-    server.ownsSpool = options.spool === undefined;
+    const server = new SmtpServer(config, tlsProvider, log);
     server.ownsTls = options.tls === undefined;
     try {
       await server.listen(options);
@@ -95,10 +79,6 @@ export class SmtpServer {
 
   private async listen(options: SmtpServerOptions): Promise<void> {
     const c = this.config;
-    const accounts = options.accounts ?? new FileAccountStore({
-      dataDir: c.dataDir, configDomains: c.domains, configUsers: c.users, subaddressSeparator: c.delivery.subaddressSeparator, postmaster: c.postmaster,
-    });
-    const clientLimits = new ClientLimits(c.limits);
     const isTrustedProxy = trustedMatcher(c.proxyProtocol.trusted);
     const errorSleep = options.errorSleep ?? 1000;
     const sockets = options.sockets ?? await bindListeners(c.listeners, c.limits.connections);
@@ -125,19 +105,6 @@ export class SmtpServer {
         dataTimeout: c.limits.dataTimeout,
         sessionTimeout: c.limits.sessionTimeout,
         greetingDelay: c.smtp.greetingDelay,
-        handler: {
-          hostname: c.hostname,
-          primaryDomain: c.domains[0] ?? c.hostname,
-          spool: this.spool,
-          accounts,
-          clientLimits,
-          headerSizeLimit: c.limits.headerSize,
-          maxReceived: c.delivery.maxReceived,
-          authFailuresPerConnection: c.limits.authFailuresPerConnection,
-          senderMustMatchLogin: c.submission.senderMustMatchLogin,
-          clock: options.clock ?? systemClock,
-          onMessage: options.onMessage,
-        },
       };
       const { server } = bound;
       bound.serve((socket) => {
@@ -147,12 +114,12 @@ export class SmtpServer {
         }
         const peer = socket.remoteAddress ?? "";
         const settings = { ...base, expectProxyHeader: l.proxyProtocol && isTrustedProxy(peer) };
-        const conn = new Connection(socket, settings, this.tls, clientLimits, this.log);
+        const conn = new Connection(socket, settings, this.tls, options.factory, this.log);
         this.connections.add(conn);
         void conn.finished.then(() => this.connections.delete(conn));
         void conn.begin();
       });
-      server.maxConnections = c.limits.connections + 100; // hard stop; ClientLimits answers 421 first
+      server.maxConnections = c.limits.connections + 100; // hard stop; the client-limits check answers 421 first
       server.on("error", (err) => this.log.error({ err }, "listener error"));
       this.servers.push(server);
       this.bound.push({ role: l.role, address: bound.address, port: bound.port });
@@ -162,8 +129,9 @@ export class SmtpServer {
 
   /**
    * Graceful shutdown (SIGTERM): stop accepting, let transactions in flight
-   * finish within limits.shutdownGrace, say 421 to everyone else, then close
-   * the spool so no commit is cut in half.
+   * finish within limits.shutdownGrace, say 421 to everyone else. Resolves
+   * when every connection has closed, so the spool can then be closed with
+   * no commit cut in half.
    */
   close(): Promise<void> {
     this.closing ??= this.shutdown();
@@ -182,7 +150,6 @@ export class SmtpServer {
     }
     for (const s of this.tlsSettings) s.close();
     if (this.ownsTls) this.tls.close();
-    if (this.ownsSpool) await this.spool.close();
     this.log.info("stopped");
   }
 }

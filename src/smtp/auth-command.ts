@@ -1,4 +1,4 @@
-import { reply } from "./reply.ts";
+import { reply, type Reply } from "./reply.ts";
 import * as R from "./replies.ts";
 import { decodeInitialResponse, type AuthOutcome } from "./auth-driver.ts";
 import type { CommandAction, SessionContext } from "./session-context.ts";
@@ -25,7 +25,10 @@ export const AUTH: CommandAction = {
     }
     ctx.mode = "auth";
     const step = await ctx.auth.begin(exchange, initial);
-    if (!ctx.closed) outcome(ctx, step);
+    if (!ctx.closed) {
+      const pending = outcome(ctx, step);
+      if (pending) await pending;
+    }
   },
 };
 
@@ -34,35 +37,57 @@ export async function authResponse(ctx: SessionContext, raw: Buffer): Promise<vo
   const decided = ctx.auth.respond(raw);
   if (!(decided instanceof Promise)) return outcome(ctx, decided);
   const step = await decided;
-  if (!ctx.closed) outcome(ctx, step);
+  if (ctx.closed) return;
+  const pending = outcome(ctx, step);
+  if (pending) await pending;
 }
 
-function outcome(ctx: SessionContext, o: AuthOutcome): void {
+/** What an exchange step means for the client. Asynchronous only where the handler's answer is. */
+function outcome(ctx: SessionContext, o: AuthOutcome): void | Promise<void> {
   switch (o.kind) {
     case "challenge":
       ctx.send(reply(334, undefined, o.data.toString("base64")));
       return;
-    case "success":
+    case "success": {
       endAuth(ctx);
-      ctx.authUser = o.user;
-      ctx.event("auth-success", { user: o.user });
-      ctx.send(R.authOk);
-      return;
+      const decided = ctx.handler.authenticated?.(ctx.state, o.user);
+      if (!(decided instanceof Promise)) return loggedIn(ctx, o.user, decided);
+      return decided.then((d) => {
+        if (!ctx.closed) loggedIn(ctx, o.user, d);
+      });
+    }
     case "failure": {
       endAuth(ctx);
       ctx.event("auth-failure", { reason: o.reason });
+      const refusal = o.reason === "malformed" ? R.authMalformed : R.authFailed;
       const disconnect = ctx.handler.authFailed?.(ctx.state) ?? false;
-      ctx.error(o.reason === "malformed" ? R.authMalformed : R.authFailed);
-      if (disconnect && !ctx.closed) {
-        ctx.send(R.tooManyAuthFailures);
-        ctx.close();
-      }
-      return;
+      if (!(disconnect instanceof Promise)) return failed(ctx, refusal, disconnect);
+      return disconnect.then((d) => {
+        if (!ctx.closed) failed(ctx, refusal, d);
+      });
     }
     case "refused":
       endAuth(ctx);
       ctx.error(o.reply);
       return;
+  }
+}
+
+function loggedIn(ctx: SessionContext, user: string, refusal: Reply | undefined): void {
+  if (refusal && refusal.code >= 400) {
+    ctx.event("auth-failure", { reason: "refused" });
+    return ctx.error(refusal);
+  }
+  ctx.authUser = user;
+  ctx.event("auth-success", { user });
+  ctx.send(R.authOk);
+}
+
+function failed(ctx: SessionContext, refusal: Reply, disconnect: boolean): void {
+  ctx.error(refusal);
+  if (disconnect && !ctx.closed) {
+    ctx.send(R.tooManyAuthFailures);
+    ctx.close();
   }
 }
 

@@ -7,7 +7,11 @@
  *
  * Input is content with CRLF line ends (as DataDecoder produces). Only the
  * start of each header line (up to its colon) is held back, never a line.
+ * Asked to, it also keeps a copy of each field (name, value and exact
+ * octets) for the checks at the end of data; that copy is bounded by the
+ * same size limit, past which the message is refused anyway.
  */
+import type { ReceivedField } from "../mail/header-field.ts";
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -23,6 +27,8 @@ export interface HeaderSectionOptions {
   readonly sizeLimit: number;
   /** Called once when the header section ends; returns header lines (CRLF-terminated) to insert there. */
   readonly additions?: (fields: ReadonlyMap<string, number>) => string;
+  /** Keep each field of the section (`collected`), the additions included. */
+  readonly collect?: boolean;
 }
 
 export class HeaderSection {
@@ -38,6 +44,10 @@ export class HeaderSection {
   private head: Buffer | null = null;
   /** Inside a classified header line (passing bytes through until LF). */
   private inLine = false;
+  /** The fields seen so far, in order (only with `collect`). */
+  readonly collected: ReceivedField[] = [];
+  /** The octets of the field being read, while collecting. */
+  private field: Buffer[] | null = null;
 
   constructor(options: HeaderSectionOptions) {
     this.options = options;
@@ -102,7 +112,10 @@ export class HeaderSection {
       const lineStart = head === null ? chunk.subarray(i, j) : Buffer.concat([head, chunk.subarray(i, j)]);
       this.head = null;
       if (verdict === "field" || verdict === "continuation") {
-        if (verdict === "field") this.fields.set(name, (this.fields.get(name) ?? 0) + 1);
+        if (verdict === "field") {
+          this.fields.set(name, (this.fields.get(name) ?? 0) + 1);
+          if (this.options.collect) this.startField();
+        }
         this.emitHeader(out, lineStart);
         this.inLine = true;
         i = j;
@@ -126,6 +139,7 @@ export class HeaderSection {
     // The content ended inside a header line: end it before the additions.
     if (this.inLine) {
       out.push(CRLF);
+      this.field?.push(CRLF);
       this.inLine = false;
     }
     if (this.head !== null) {
@@ -141,12 +155,66 @@ export class HeaderSection {
     if (b.length === 0) return;
     this.size += b.length;
     if (this.size > this.options.sizeLimit) this.tooLarge = true;
+    else if (this.field !== null) this.field.push(b);
     out.push(b);
   }
 
   private endHeader(out: Buffer[]): void {
     this.inBody = true;
+    this.endField();
     const extra = this.options.additions?.(this.fields);
-    if (extra) out.push(Buffer.from(extra, "utf8"));
+    if (!extra) return;
+    const bytes = Buffer.from(extra, "utf8");
+    out.push(bytes);
+    if (!this.options.collect) return;
+    // Our own additions: whole lines, no folds.
+    for (let start = 0; start < bytes.length;) {
+      const end = bytes.indexOf(LF, start) + 1 || bytes.length;
+      this.collected.push(new CollectedField(Buffer.from(bytes.subarray(start, end))));
+      start = end;
+    }
+  }
+
+  private startField(): void {
+    this.endField();
+    this.field = [];
+  }
+
+  private endField(): void {
+    const parts = this.field;
+    this.field = null;
+    if (parts === null || parts.length === 0 || this.tooLarge) return;
+    this.collected.push(new CollectedField(Buffer.concat(parts)));
   }
 }
+
+/**
+ * A collected field: name as written (white space before the colon dropped,
+ * RFC 5322 §4.5.6); the value — without one leading space or the final
+ * CRLF — decoded only when a check reads it.
+ */
+class CollectedField implements ReceivedField {
+  readonly name: string;
+  readonly raw: Buffer;
+  private readonly colon: number;
+  private decoded: string | undefined;
+
+  constructor(raw: Buffer) {
+    this.raw = raw;
+    this.colon = raw.indexOf(COLON);
+    this.name = raw.toString("latin1", 0, this.colon).replace(/[ \t]+$/, "");
+  }
+
+  get value(): string {
+    if (this.decoded !== undefined) return this.decoded;
+    const raw = this.raw;
+    let from = this.colon + 1;
+    if (raw[from] === SP || raw[from] === HT) from++;
+    let to = raw.length;
+    if (raw[to - 1] === LF) to--;
+    if (raw[to - 1] === CR) to--;
+    this.decoded = raw.toString("utf8", from, Math.max(from, to));
+    return this.decoded;
+  }
+}
+

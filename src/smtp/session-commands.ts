@@ -1,7 +1,7 @@
-import { reply } from "./reply.ts";
+import { reply, type Reply } from "./reply.ts";
 import * as R from "./replies.ts";
 import { ehloKeywords } from "./extensions.ts";
-import type { CommandAction } from "./session-context.ts";
+import type { CommandAction, SessionContext } from "./session-context.ts";
 
 /**
  * The commands that act on the session rather than on a transaction:
@@ -16,19 +16,29 @@ function hello(extended: boolean): CommandAction {
       if (name === "" || /\s/.test(name)) return R.syntax(extended ? "EHLO hostname" : "HELO hostname");
       return undefined;
     },
-    run(ctx, arg) {
+    run(ctx, arg, refuse) {
       const name = arg.trim();
-      void ctx.abortMessage();
-      ctx.resetTransaction();
-      ctx.helo = name;
-      ctx.esmtp = extended;
-      if (!extended) {
-        ctx.send(reply(250, undefined, ctx.opts.hostname));
-        return;
-      }
-      ctx.send(reply(250, undefined, `${ctx.opts.hostname} Hello ${name}`, ...ehloKeywords(ctx.extensionView)));
+      const decided = ctx.handler.helo?.(ctx.state, name);
+      if (!(decided instanceof Promise)) return greet(ctx, name, extended, decided, refuse);
+      return decided.then((d) => {
+        if (!ctx.closed) greet(ctx, name, extended, d, refuse);
+      });
     },
   };
+}
+
+/** The handler's answer to EHLO/HELO: refused, or the session starts afresh with this name. */
+function greet(ctx: SessionContext, name: string, extended: boolean, refusal: Reply | undefined, refuse: (r: Reply) => void): void {
+  if (refusal && refusal.code >= 400) return refuse(refusal);
+  void ctx.abortMessage();
+  ctx.resetTransaction();
+  ctx.helo = name;
+  ctx.esmtp = extended;
+  if (!extended) {
+    ctx.send(reply(250, undefined, ctx.opts.hostname));
+    return;
+  }
+  ctx.send(reply(250, undefined, `${ctx.opts.hostname} Hello ${name}`, ...ehloKeywords(ctx.extensionView)));
 }
 
 export const EHLO = hello(true);

@@ -146,6 +146,7 @@ export class SessionContext {
 
   /** RFC 5321 §4.1.4: the transaction (not the session) is forgotten. */
   resetTransaction(): void {
+    if (this.mailFrom !== undefined) this.handler.reset?.();
     this.mailFrom = undefined;
     this.mailParams = null;
     this.recipients = [];

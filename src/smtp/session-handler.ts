@@ -41,6 +41,8 @@ export interface MessageSink {
 }
 
 export interface SessionHandler {
+  /** EHLO/HELO accepted syntactically; a Reply refuses it (the session stays as it was), undefined greets. */
+  helo?(state: SessionState, name: string): Promise<Reply | undefined> | Reply | undefined;
   /** MAIL FROM accepted syntactically; undefined means "250 2.1.0 Ok". */
   mail(state: SessionState, from: Mailbox | null, params: MailParameters): Promise<Reply | undefined> | Reply | undefined;
   /** RCPT TO accepted syntactically; undefined means "250 2.1.5 Ok". */
@@ -49,8 +51,17 @@ export interface SessionHandler {
   openMessage(state: SessionState, tx: Transaction): Promise<MessageSink | Reply>;
   /** AUTH <mechanism>: start an exchange, driven by the engine's 334 continuation loop (RFC 4954 §4); undefined if the mechanism is unknown. */
   startAuth?(state: SessionState, mechanism: string): SaslExchange | undefined;
+  /** An AUTH exchange succeeded as `user`; a Reply refuses the login (the session stays unauthenticated), undefined gives 235. */
+  authenticated?(state: SessionState, user: string): Promise<Reply | undefined> | Reply | undefined;
   /** An AUTH attempt failed; returns true when the client must be disconnected (too many failures). */
-  authFailed?(state: SessionState): boolean;
+  authFailed?(state: SessionState): Promise<boolean> | boolean;
+  /**
+   * The transaction ended — RSET, EHLO/HELO, STARTTLS, its message stored or
+   * refused (RFC 5321 §4.1.4): whatever the handler holds for it is forgotten.
+   */
+  reset?(): void;
+  /** The connection ended (after any message in progress was aborted). */
+  close?(): Promise<void> | void;
   /** A protocol event worth a log line (the engine does not log). */
   event?(name: SessionEvent, detail?: Record<string, unknown>): void;
 }

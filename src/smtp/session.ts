@@ -33,6 +33,8 @@ export class Session {
   private started = false;
   private earlyTalker = false;
   private seenInput = false;
+  /** closed() ran: the handler was told once. */
+  private ended = false;
 
   constructor(opts: SessionOptions, handler: SessionHandler, transport: SessionTransport) {
     this.ctx = new SessionContext(opts, handler, transport);
@@ -127,9 +129,12 @@ export class Session {
 
   /** The connection is gone (or is being closed by the server). */
   async closed(): Promise<void> {
+    if (this.ended) return;
+    this.ended = true;
     this.ctx.mode = "closed";
     this.ctx.input.clear();
     await this.ctx.abortMessage();
+    await this.ctx.handler.close?.();
   }
 
   /** The server is shutting down or a timeout fired: say 421 and close (RFC 5321 §3.8). */

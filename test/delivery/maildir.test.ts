@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { readdir, readFile, stat, writeFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
-import { deliverToMaildir, sanitizeHostname, uniqueName } from "../../src/delivery/maildir.ts";
+import { deliverToMaildir, maildirFolder, sanitizeHostname, uniqueName } from "../../src/delivery/maildir.ts";
 import { nodeMaildirFs, type MaildirFs, type MaildirFile } from "../../src/delivery/maildir-fs.ts";
 import { CrlfToLf } from "../../src/delivery/crlf-to-lf.ts";
 import { maildirSize } from "../../src/delivery/maildir-size.ts";
@@ -297,4 +297,22 @@ test("delivery.owner: every directory created and the file belong to the owner; 
   const shared = await stat(b.path!);
   assert.deepEqual([shared.uid, shared.gid, (shared.mode & 0o7777).toString(8)], [0, 8, "660"]);
   assert.equal((await stat(join(root, "mail", "example.com"))).uid, nobody, "an existing parent keeps its owner");
+});
+
+test("a Maildir++ folder: .<name>/ with cur/ new/ tmp/ and the maildirfolder marker, beside the mailbox's own; bad names mean the inbox", async (t) => {
+  const dir = join(await tempDir(t), "maildir");
+  const junk = await deliverToMaildir(dir, chunked(message, 9), headers, { hostname: "mx.example.com", folder: "Junk" });
+  assert.equal(junk.outcome.status, "delivered");
+  assert.equal(junk.path!.startsWith(join(dir, ".Junk", "new") + "/"), true, junk.path);
+  assert.deepEqual(await readFile(junk.path!), expected);
+  assert.deepEqual((await readdir(join(dir, ".Junk"))).sort(), ["cur", "maildirfolder", "new", "tmp"]);
+  assert.deepEqual((await readdir(dir)).sort(), [".Junk", "cur", "new", "tmp"], "the mailbox itself exists too");
+  const nested = await deliverToMaildir(dir, chunked(message, 9), headers, { folder: "Archive.2024" });
+  assert.equal(nested.path!.startsWith(join(dir, ".Archive.2024", "new") + "/"), true);
+  for (const bad of ["", ".hidden", "a..b", "trailing.", "../escape", "a/b", "back\\slash", "nul\0", "INBOX", "inbox"]) {
+    const r = await deliverToMaildir(dir, chunked(message, 9), headers, { folder: bad });
+    assert.equal(r.path!.startsWith(join(dir, "new") + "/"), true, `${JSON.stringify(bad)} → ${r.path}`);
+  }
+  assert.equal(maildirFolder("Junk"), ".Junk");
+  assert.equal(maildirFolder("x".repeat(256)), null);
 });

@@ -48,8 +48,9 @@ const message = Buffer.concat([
   Buffer.from("\r\nlast line\r\n"),
 ]);
 
-function envelope(mailFrom: string, rcpts: string[]): Envelope {
+function envelope(mailFrom: string, rcpts: string[], extra: Partial<Envelope> = {}): Envelope {
   return {
+    ...extra,
     mailFrom,
     recipients: rcpts.map((address) => ({ address })),
     body: "8BITMIME",
@@ -60,10 +61,10 @@ function envelope(mailFrom: string, rcpts: string[]): Envelope {
   };
 }
 
-function request(mailFrom: string, recipients: string[]): DeliveryRequest {
+function request(mailFrom: string, recipients: string[], extra: Partial<Envelope> = {}): DeliveryRequest {
   return {
     queueId: "TESTQID",
-    envelope: envelope(mailFrom, recipients),
+    envelope: envelope(mailFrom, recipients, extra),
     recipients,
     body: () => {
       const parts: Buffer[] = [];
@@ -105,4 +106,17 @@ test("LmtpAgent → Dovecot LMTP: one recipient delivered, an unknown one failed
   assert.ok(prefix, `unexpected trace fields: ${JSON.stringify(text.slice(0, 400))}`);
   assert.equal(got[0].size, got[0].body.length);
   assert.ok(got[0].body.subarray(prefix[0].length).equals(message), "the message after Dovecot's trace fields is byte-identical");
+});
+
+test("LocalAgent with a folder a check chose (Envelope.folder): Dovecot lists the Maildir++ folder and returns the message from it, not from INBOX", async () => {
+  const owner = { ...dovecot.mailOwner, shared: false };
+  const agent = new LocalAgent({ maildirRoot: dovecot.mailRoot, hostname: "petrel.test", owner });
+  const out = await deliverAll(agent, request("zoe@example.org", ["bob@example.com"], { folder: "Junk" }));
+  assert.equal(out[0].status, "delivered", JSON.stringify(out[0]));
+  const inbox = await imapFetchAll(dovecot.imapPort, "bob@example.com", "bob-secret");
+  const junk = await imapFetchAll(dovecot.imapPort, "bob@example.com", "bob-secret", "Junk");
+  assert.equal(junk.length, 1, await dovecot.log());
+  const top = "Return-Path: <zoe@example.org>\r\nX-Original-To: bob@example.com\r\nDelivered-To: bob@example.com\r\n";
+  assert.ok(junk[0].body.equals(Buffer.concat([Buffer.from(top), message])), JSON.stringify(junk[0].body.toString("latin1").slice(0, 200)));
+  assert.ok(inbox.every((m) => !m.body.equals(junk[0].body)), "not in INBOX");
 });

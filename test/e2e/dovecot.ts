@@ -201,8 +201,8 @@ export interface ImapMessage {
   readonly size: number;
 }
 
-/** Log in over IMAP and return every message in INBOX, in order. */
-export async function imapFetchAll(port: number, user: string, password: string): Promise<ImapMessage[]> {
+/** Log in over IMAP and return every message in `mailbox` (INBOX unless named), in order. */
+export async function imapFetchAll(port: number, user: string, password: string, mailbox = "INBOX"): Promise<ImapMessage[]> {
   const sock = connect({ host: "127.0.0.1", port });
   let buf = Buffer.alloc(0);
   let waiter: (() => void) | undefined;
@@ -270,7 +270,7 @@ export async function imapFetchAll(port: number, user: string, password: string)
     if (!greeting.text.startsWith("* OK")) throw new Error(`IMAP greeting: ${greeting.text}`);
     const q = (s: string) => `"${s.replace(/["\\]/g, "\\$&")}"`;
     await command(`LOGIN ${q(user)} ${q(password)}`);
-    const sel = await command("SELECT INBOX");
+    const sel = await command(`SELECT ${q(mailbox)}`);
     const exists = Number(sel.map((r) => /^\* (\d+) EXISTS/.exec(r.text)).find((m) => m)?.[1] ?? 0);
     if (exists === 0) return [];
     const fetched = await command("FETCH 1:* (RFC822.SIZE BODY.PEEK[])");

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import pino from "pino";
 import { parseConfig } from "../../src/config/load.ts";
 import type { Config } from "../../src/config/schema.ts";
-import { SmtpServer, type SmtpServerOptions } from "../../src/server/smtp-server.ts";
+import { startReception, type Reception, type ReceptionOptions } from "../../src/mta.ts";
 import { hashPassword, scramVerifier } from "../../src/accounts/password.ts";
 import { FileAccountStore } from "../../src/accounts/file-account-store.ts";
 
@@ -16,7 +16,7 @@ import { FileAccountStore } from "../../src/accounts/file-account-store.ts";
  */
 
 export interface TestPetrel {
-  readonly server: SmtpServer;
+  readonly server: Reception;
   readonly config: Config;
   readonly dataDir: string;
   readonly mx: number;
@@ -38,7 +38,7 @@ export function aliceUser(): Promise<{ address: string; password: string; scram:
 
 export async function startPetrel(
   overrides: Record<string, unknown> = {},
-  options: Partial<SmtpServerOptions> = {},
+  options: Partial<ReceptionOptions> = {},
 ): Promise<TestPetrel> {
   const dataDir = await mkdtemp(join(tmpdir(), "petrel-e2e-"));
   const raw = {
@@ -60,7 +60,7 @@ export async function startPetrel(
   // use any local recipient; unknown users are tested at other domains.
   const accounts = new FileAccountStore({ dataDir, configDomains: config.domains, configUsers: config.users });
   await accounts.addAlias("@example.test", ALICE.address);
-  const server = await SmtpServer.start(config, { log, errorSleep: 0, accounts, ...options });
+  const server = await startReception(config, { log, errorSleep: 0, accounts, ...options });
   const port = (role: string) => server.listeners.find((l) => l.role === role)?.port ?? -1;
   return {
     server, config, dataDir,

@@ -134,7 +134,7 @@ export class FakeHandler implements SessionHandler {
     };
   }
 
-  authFailed(_state: SessionState): boolean {
+  authFailed(_state: SessionState): Promise<boolean> | boolean {
     this.authFailures++;
     return this.disconnectOnAuthFailure;
   }

@@ -159,4 +159,40 @@ describe("HeaderSection", () => {
     const head = (h as unknown as { head: Buffer | null }).head;
     assert.ok(head !== null && head.length < 100);
   });
+
+  test("collect: every field with its name as written, its value and its exact octets, whatever the chunking; additions too", () => {
+    const input = "Received: from a\r\n\tby b; Mon, 1 Jan 2024\r\nSubject : x\r\nTo:b@c\r\nX-Utf8: h\u00e9\r\n\r\nReceived: body\r\n";
+    const collect = () => ({ ...submission(), collect: true });
+    const bytes = Buffer.from(input, "utf8");
+    const { h } = run([bytes], collect());
+    for (let cut = 0; cut <= bytes.length; cut++) {
+      const h2 = new HeaderSection(collect());
+      h2.feed(bytes.subarray(0, cut));
+      h2.feed(bytes.subarray(cut));
+      h2.finish();
+      assert.deepEqual(h2.collected, h.collected, `cut ${cut}`);
+    }
+    assert.deepEqual(h.collected.map((f) => [f.name, f.value, f.raw.toString("utf8")]), [
+      ["Received", "from a\r\n\tby b; Mon, 1 Jan 2024", "Received: from a\r\n\tby b; Mon, 1 Jan 2024\r\n"],
+      ["Subject", "x", "Subject : x\r\n"],
+      ["To", "b@c", "To:b@c\r\n"],
+      ["X-Utf8", "h\u00e9", "X-Utf8: h\u00e9\r\n"],
+      ["Message-ID", "<TESTID@mx.test>", "Message-ID: <TESTID@mx.test>\r\n"],
+      ["Date", "Mon, 1 Jan 2024 00:00:00 +0000", "Date: Mon, 1 Jan 2024 00:00:00 +0000\r\n"],
+    ]);
+  });
+
+  test("collect: the fields' octets are the header section exactly; an unterminated last line is ended", () => {
+    const { h, out } = allSplits("A: 1\r\nB: 2\r\n continued\r\n\r\nbody\r\n", () => ({ sizeLimit: 1000, collect: true }));
+    assert.equal(Buffer.concat(h.collected.map((f) => f.raw)).toString("latin1"), out.slice(0, out.indexOf("\r\n\r\n") + 2));
+    const cut = run([b("Subject: x")], { sizeLimit: 1000, collect: true });
+    assert.deepEqual(cut.h.collected.map((f) => f.raw.toString("latin1")), ["Subject: x\r\n"]);
+  });
+
+  test("collect: nothing is kept past the size limit; without collect nothing is kept at all", () => {
+    const big = allSplits("A: 1\r\nB: " + "x".repeat(2000) + "\r\n\r\n", () => ({ sizeLimit: 1000, collect: true }));
+    assert.equal(big.h.tooLarge, true);
+    assert.ok(big.h.collected.reduce((n, f) => n + f.raw.length, 0) <= 1000);
+    assert.deepEqual(allSplits("A: 1\r\n\r\n").h.collected, []);
+  });
 });

@@ -1,11 +1,53 @@
-import { systemClock, type Now } from "../mail/clock.ts";
+import { systemClock, type Now } from "../../mail/clock.ts";
+import type { Check, CheckResult } from "../check.ts";
+import { tempfail } from "../replies.ts";
 
 /**
  * Limits per client IP that outlive one connection: how many connections it
  * holds (Postfix smtpd_client_connection_count_limit, default 50 here) and
  * how many times it failed AUTH (a temporary ban after too many, the way
  * fail2ban is usually bolted onto Postfix). Time is injected.
+ *
+ * As a check: counted when a connection opens and refused at connect (the
+ * 421 replaces the greeting), released when it closes; AUTH failures are
+ * counted per connection and per IP, and past either limit the session ends.
  */
+
+export interface ClientLimitsCheckOptions extends ClientLimitsOptions {
+  /** Failed AUTH attempts on one connection before it is closed. */
+  readonly authFailuresPerConnection: number;
+}
+
+export function clientLimitsCheck(options: ClientLimitsCheckOptions): Check {
+  const limits = new ClientLimits(options);
+  return {
+    name: "client-limits",
+    open(client) {
+      const admitted = limits.admit(client.address);
+      let failures = 0;
+      return {
+        connect: () => (admitted === "ok" ? undefined : CONNECT_REFUSALS[admitted]),
+        auth: (_session, outcome) => {
+          if (outcome.user !== null) return undefined;
+          failures++;
+          const banned = limits.authFailed(client.address);
+          if (!banned && failures < options.authFailuresPerConnection) return undefined;
+          return tempfail(421, "4.7.0", "Error: too many failed authentication attempts, closing connection",
+            banned ? `${client.address} banned after too many AUTH failures` : `${failures} AUTH failures on this connection`);
+        },
+        close: () => {
+          if (admitted === "ok") limits.release(client.address);
+        },
+      };
+    },
+  };
+}
+
+const CONNECT_REFUSALS: Record<Exclude<AdmitResult, "ok">, CheckResult> = {
+  "banned": tempfail(421, "4.7.0", "Error: too many failed authentications from your address; try again later", "banned after too many AUTH failures"),
+  "client-full": tempfail(421, "4.7.0", "Error: too many connections from your address", "too many connections from this address"),
+  "server-full": tempfail(421, "4.3.2", "Error: too many connections; try again later", "too many connections"),
+};
 
 export interface ClientLimitsOptions {
   readonly connections: number;

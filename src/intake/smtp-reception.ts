@@ -1,0 +1,231 @@
+import type { Logger } from "pino";
+import type { ClientInfo, Mailbox, MailParameters, RcptParameters, Recipient } from "../mail/envelope.ts";
+import { formatMailbox } from "../smtp/address.ts";
+import { reply, type Reply } from "../smtp/reply.ts";
+import { protocolKeyword } from "../smtp/trace-headers.ts";
+import type { MessageSink, SessionEvent, SessionHandler, SessionState, Transaction } from "../smtp/session-handler.ts";
+import { isSaslMechanismName, startExchange } from "../sasl/mechanisms.ts";
+import type { SaslCredentials, SaslExchange } from "../sasl/exchange.ts";
+import { SpoolError } from "../spool/spool.ts";
+import type { ClientFacts, SessionFacts } from "../policy/check.ts";
+import type { PolicyPipeline, PolicySession } from "../policy/pipeline.ts";
+import type { PolicyMessage } from "../policy/message-policy.ts";
+import type { Intake, IntakeMessage } from "./intake.ts";
+import { resolvePostmaster } from "./recipients.ts";
+
+/**
+ * Mail received over SMTP, one connection at a time: the engine's
+ * SessionHandler (the decisions go-smtp's Session makes), answered by asking
+ * the policy session at every stage and streaming each accepted message
+ * into the intake. The factory is what the server is given (go-smtp's
+ * Backend): it opens the checks for a new client and may refuse it before
+ * the greeting.
+ */
+
+export interface ReceptionOptions {
+  readonly pipeline: PolicyPipeline;
+  readonly intake: Intake;
+  /** Who may log in (SASL), asked by the AUTH exchanges. */
+  readonly credentials: SaslCredentials;
+  /** Where "<Postmaster>" goes (RFC 5321 §4.1.1.3). */
+  readonly primaryDomain: string;
+}
+
+export class SmtpReceptionFactory {
+  private readonly options: ReceptionOptions;
+
+  constructor(options: ReceptionOptions) {
+    this.options = options;
+  }
+
+  /** A new client: its session handler, or the reply that refuses it instead of the greeting. */
+  async open(client: ClientFacts, log: Logger): Promise<SessionHandler | Reply> {
+    const policy = await this.options.pipeline.open(client, log);
+    const refusal = await policy.connect();
+    if (refusal) {
+      await policy.close();
+      return refusal;
+    }
+    return new SmtpReception(this.options, policy, log);
+  }
+}
+
+const storageFailure = reply(451, "4.3.0", "Error: queue file write error, try again later");
+
+export class SmtpReception implements SessionHandler {
+  private readonly options: ReceptionOptions;
+  private readonly policy: PolicySession;
+  private readonly client: ClientFacts;
+  private readonly log: Logger;
+  private mechanism = "";
+  private authFailures = 0;
+
+  constructor(options: ReceptionOptions, policy: PolicySession, log: Logger) {
+    this.options = options;
+    this.policy = policy;
+    this.client = policy.client;
+    this.log = log;
+  }
+
+  helo(state: SessionState, name: string): Promise<Reply | undefined> {
+    return this.policy.helo(this.facts(state), name);
+  }
+
+  mail(state: SessionState, from: Mailbox | null, params: MailParameters): Promise<Reply | undefined> {
+    return this.policy.mail(this.facts(state), from, params);
+  }
+
+  rcpt(state: SessionState, tx: Transaction, to: Mailbox, params: RcptParameters): Promise<Reply | undefined> {
+    return this.policy.rcpt(this.facts(state), tx, resolvePostmaster(to, this.options.primaryDomain), params);
+  }
+
+  async openMessage(state: SessionState, tx: Transaction): Promise<MessageSink | Reply> {
+    const checks = await this.policy.data(this.facts(state), tx);
+    const recipients: Recipient[] = tx.recipients.map((r) => ({
+      address: formatMailbox(resolvePostmaster(r.mailbox, this.options.primaryDomain)),
+      ...(r.params.notify ? { notify: r.params.notify } : {}),
+      ...(r.params.orcpt ? { orcpt: r.params.orcpt } : {}),
+    }));
+    const client: ClientInfo = {
+      address: this.client.address,
+      port: this.client.port,
+      helo: state.helo ?? "",
+      protocol: protocolKeyword({ esmtp: state.esmtp, tls: state.tls !== null, authenticated: state.authUser !== null, smtputf8: tx.mailParams.smtputf8 }),
+      ...(state.tls ? { tls: state.tls } : {}),
+      ...(state.authUser ? { authUser: state.authUser } : {}),
+      role: this.client.role,
+    };
+    let message: IntakeMessage;
+    try {
+      message = await this.options.intake.begin({
+        mailFrom: tx.mailFrom ? formatMailbox(tx.mailFrom) : "",
+        recipients,
+        params: tx.mailParams,
+        client,
+        submission: this.client.role !== "mx",
+      }, checks.observe);
+    } catch (err) {
+      checks.abort();
+      this.log.error({ err: describe(err) }, "spool create failed");
+      return storageFailure;
+    }
+    return new ReceivedMessage(message, checks, this.log);
+  }
+
+  startAuth(_state: SessionState, mechanism: string): SaslExchange | undefined {
+    if (!isSaslMechanismName(mechanism)) return undefined;
+    this.mechanism = mechanism;
+    const exchange = startExchange(mechanism, this.options.credentials);
+    return {
+      step: async (response) => {
+        try {
+          return await exchange.step(response);
+        } catch (err) {
+          this.log.error({ err }, "authentication backend failed");
+          return { kind: "failure", reason: "malformed" };
+        }
+      },
+    };
+  }
+
+  authenticated(state: SessionState, user: string): Promise<Reply | undefined> {
+    return this.policy.auth(this.facts(state), this.mechanism, user);
+  }
+
+  async authFailed(state: SessionState): Promise<boolean> {
+    this.authFailures++;
+    this.log.warn({ failures: this.authFailures, mechanism: this.mechanism }, "authentication failed");
+    // A check that refuses after a failed AUTH ends the session (421).
+    return (await this.policy.auth(this.facts(state), this.mechanism, null)) !== undefined;
+  }
+
+  reset(): void {
+    this.policy.reset();
+  }
+
+  close(): Promise<void> {
+    return this.policy.close();
+  }
+
+  event(name: SessionEvent, detail?: Record<string, unknown>): void {
+    switch (name) {
+      case "auth-success":
+        this.log.info(detail, "authenticated");
+        break;
+      case "pipelining-violation":
+      case "protocol-error":
+      case "line-too-long":
+      case "message-refused":
+        this.log.info(detail, name);
+        break;
+      case "tls-requested":
+        this.log.debug(detail, "STARTTLS");
+        break;
+      default:
+        break;
+    }
+  }
+
+  private facts(state: SessionState): SessionFacts {
+    return { client: this.client, helo: state.helo, esmtp: state.esmtp, tls: state.tls, authUser: state.authUser };
+  }
+}
+
+/**
+ * A message streaming in: its content goes to the intake (and, through it,
+ * to the checks that observe it); at the end the checks decide, and the
+ * intake stores it with what they decided — and only then is the 250 given.
+ */
+class ReceivedMessage implements MessageSink {
+  private readonly message: IntakeMessage;
+  private readonly checks: PolicyMessage;
+  private readonly log: Logger;
+  readonly write: (chunk: Buffer) => void | Promise<void>;
+
+  constructor(message: IntakeMessage, checks: PolicyMessage, log: Logger) {
+    this.message = message;
+    this.checks = checks;
+    this.log = log;
+    this.write = (chunk) => message.write(chunk);
+  }
+
+  async end(): Promise<Reply> {
+    const { message, checks } = this;
+    const header = await message.end();
+    if (header === null) {
+      await this.abort();
+      return reply(552, "5.3.4", "Error: message header section too large");
+    }
+    const decision = await checks.endOfData(header);
+    if (decision.action === "refuse") {
+      await message.abort();
+      return decision.reply;
+    }
+    if (decision.action === "discard") {
+      // Postfix's DISCARD: the client is told it was taken; nothing is stored (the log says why).
+      await message.abort();
+      return queued(message.id);
+    }
+    try {
+      await message.commit(decision.decided, header);
+    } catch (err) {
+      this.log.error({ queueId: message.id, err: describe(err) }, "message not stored");
+      await message.abort().catch(() => {});
+      return storageFailure;
+    }
+    return queued(message.id);
+  }
+
+  async abort(): Promise<void> {
+    this.checks.abort();
+    await this.message.abort();
+  }
+}
+
+function queued(id: string): Reply {
+  return reply(250, "2.0.0", `Ok: queued as ${id}`);
+}
+
+function describe(err: unknown): unknown {
+  return err instanceof SpoolError ? { message: err.message, code: err.code } : err;
+}
