@@ -1,0 +1,236 @@
+/**
+ * Real mail filters for the milter tests, each started with its own private
+ * configuration in a temp dir, listening on a free 127.0.0.1 port, and
+ * stopped (SIGTERM to the pid started here, then the dir removed):
+ *
+ *   - rspamd (Debian: rspamd): its proxy worker in milter mode, scanning
+ *     itself (self_scan), DNS pointed at a loopback port where nothing
+ *     answers (scans do not wait on the network), `milter_headers` adding
+ *     X-Spamd-Result, X-Spam-Status and X-Rspamd-Queue-Id to every message.
+ *     The first start in a fresh DBDIR compiles its regexp cache (~15 s, more
+ *     on a loaded machine); start one per test file and share it.
+ *   - OpenDKIM (Debian: opendkim, key from opendkim-tools) signing for
+ *     example.org with selector "sel", for clients in 127.0.0.0/8.
+ *   - the scenario filter (test/support/py/scenario_milter.py, Debian:
+ *     python3-milter), Sendmail's libmilter driven by Python.
+ *
+ * And `verifyDkim`: Python's dkimpy (Debian: python3-dkim) verifying a
+ * message against the OpenDKIM key, as a receiving MTA would.
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { connect } from "node:net";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { requirePeer, requirePythonModule } from "./peers.ts";
+import { portFreeOn } from "./ports.ts";
+
+export interface RunningMilter {
+  /** "inet:127.0.0.1:<port>" */
+  readonly address: string;
+  readonly port: number;
+  readonly dir: string;
+  /** What the filter logged (its log file, or its output). */
+  log(): Promise<string>;
+  stop(): Promise<void>;
+}
+
+interface DaemonSpec {
+  readonly what: string;
+  readonly command: string;
+  readonly args: (port: number) => string[];
+  /** Writes the configuration for `port` into `dir`. */
+  readonly prepare: (dir: string, port: number) => Promise<void>;
+  readonly logFile?: string;
+  readonly env?: NodeJS.ProcessEnv;
+  /** How long the filter may take to listen. */
+  readonly startMs: number;
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ host: "127.0.0.1", port });
+    s.once("connect", () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once("error", () => resolve(false));
+  });
+}
+
+/** Start a filter; a port taken between choosing and binding it gets another try (at most 3). */
+async function startDaemon(spec: DaemonSpec, dir: string): Promise<RunningMilter> {
+  let lastError = "";
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await portFreeOn(["127.0.0.1"]);
+    await spec.prepare(dir, port);
+    const child: ChildProcess = spawn(spec.command, spec.args(port), { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...spec.env } });
+    let output = "";
+    child.stdout!.on("data", (d) => (output += d));
+    child.stderr!.on("data", (d) => (output += d));
+    const exited = new Promise<void>((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) resolve();
+      else child.once("exit", () => resolve());
+    });
+    let dead = false;
+    void exited.then(() => (dead = true));
+    const log = async () => {
+      let file = "";
+      if (spec.logFile) file = await readFile(join(dir, spec.logFile), "utf8").catch(() => "");
+      return `${output}${file}`;
+    };
+    const kill = async () => {
+      if (dead) return;
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+      await exited;
+      clearTimeout(timer);
+    };
+    const deadline = Date.now() + spec.startMs;
+    let up = false;
+    while (!dead && Date.now() < deadline) {
+      if (await canConnect(port)) {
+        up = true;
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    if (up && !dead) {
+      return {
+        address: `inet:127.0.0.1:${port}`,
+        port,
+        dir,
+        log,
+        stop: async () => {
+          await kill();
+          await rm(dir, { recursive: true, force: true });
+        },
+      };
+    }
+    lastError = await log();
+    await kill();
+  }
+  await rm(dir, { recursive: true, force: true });
+  throw new Error(`${spec.what} did not start listening: ${lastError.slice(-3000)}`);
+}
+
+export async function startRspamd(): Promise<RunningMilter> {
+  const rspamd = requirePeer("rspamd", "rspamd");
+  const dir = await mkdtemp(join(tmpdir(), "petrel-rspamd-"));
+  for (const d of ["local/local.d", "local/override.d", "run", "db", "log"]) await mkdir(join(dir, d), { recursive: true });
+  const deadDns = await portFreeOn(["127.0.0.1"]);
+  return startDaemon({
+    what: "rspamd",
+    command: rspamd,
+    args: () => [
+      "-f", "-u", "root", "-g", "root",
+      "--var=CONFDIR=/etc/rspamd", `--var=LOCAL_CONFDIR=${dir}/local`, `--var=RUNDIR=${dir}/run`,
+      `--var=DBDIR=${dir}/db`, `--var=LOGDIR=${dir}/log`,
+    ],
+    logFile: "log/rspamd.log",
+    startMs: 120_000,
+    prepare: async (d, port) => {
+      // override.d replaces the section: local.d would merge with the default ports.
+      await writeFile(join(d, "local/override.d/worker-proxy.inc"), `bind_socket = "127.0.0.1:${port}";
+milter = yes;
+timeout = 120s;
+upstream "local" {
+  default = yes;
+  self_scan = yes;
+}
+count = 1;
+max_retries = 5;
+discard_on_reject = false;
+quarantine_on_reject = false;
+spam_header = "X-Spam";
+reject_message = "Spam message rejected";
+`);
+      // The proxy scans by itself: no normal worker, no controller, nothing else on a port.
+      await writeFile(join(d, "local/override.d/worker-normal.inc"), "count = -1;\n");
+      await writeFile(join(d, "local/override.d/worker-controller.inc"), "count = -1;\n");
+      await writeFile(join(d, "local/local.d/options.inc"), `dns {
+  nameserver = ["127.0.0.1:${deadDns}"];
+  timeout = 100ms;
+  retransmits = 1;
+}
+`);
+      await writeFile(join(d, "local/local.d/milter_headers.conf"), `use = ["x-spamd-result", "x-rspamd-queue-id", "x-spam-status"];
+skip_local = false;
+skip_authenticated = false;
+`);
+    },
+  }, dir);
+}
+
+export interface DkimKey {
+  readonly domain: string;
+  readonly selector: string;
+  /** The TXT record's value ("v=DKIM1; k=rsa; p=…"). */
+  readonly record: string;
+}
+
+export async function startOpenDkim(options: { readonly domain?: string; readonly selector?: string } = {}): Promise<RunningMilter & { readonly key: DkimKey }> {
+  const opendkim = requirePeer("opendkim", "opendkim");
+  const genkey = requirePeer("opendkim-genkey", "opendkim-tools");
+  const domain = options.domain ?? "example.org";
+  const selector = options.selector ?? "sel";
+  const dir = await mkdtemp(join(tmpdir(), "petrel-opendkim-"));
+  const gen = spawnSync(genkey, ["-D", dir, "-d", domain, "-s", selector], { encoding: "utf8", timeout: 30_000 });
+  if (gen.status !== 0) throw new Error(`opendkim-genkey failed: ${gen.stderr}`);
+  const txt = await readFile(join(dir, `${selector}.txt`), "utf8");
+  const record = [...txt.matchAll(/"([^"]*)"/g)].map((m) => m[1]).join("");
+  const running = await startDaemon({
+    what: "OpenDKIM",
+    command: opendkim,
+    args: () => ["-f", "-x", join(dir, "opendkim.conf")],
+    startMs: 30_000,
+    prepare: (d, port) => writeFile(join(d, "opendkim.conf"), `Syslog no
+Mode s
+Socket inet:${port}@127.0.0.1
+Domain ${domain}
+Selector ${selector}
+KeyFile ${join(d, `${selector}.private`)}
+# The key sits in a temp dir, not a root-only key directory.
+RequireSafeKeys no
+# The address in the milter connect step; only these clients get their mail signed.
+InternalHosts 127.0.0.0/8
+# simple/simple: the strictest canonicalization, so any change to a signed byte fails verification.
+Canonicalization simple/simple
+PidFile ${join(d, "opendkim.pid")}
+Background no
+`),
+  }, dir);
+  return { ...running, key: { domain, selector, record } };
+}
+
+export async function startScenarioMilter(options: { readonly leadingSpace?: boolean; readonly env?: NodeJS.ProcessEnv } = {}): Promise<RunningMilter> {
+  const python = requirePythonModule("Milter", "python3-milter");
+  const script = fileURLToPath(new URL("./py/scenario_milter.py", import.meta.url));
+  const dir = await mkdtemp(join(tmpdir(), "petrel-scenario-milter-"));
+  return startDaemon({
+    what: "the scenario milter",
+    command: python,
+    args: (port) => [script, `inet:${port}@127.0.0.1`, ...(options.leadingSpace ? ["leadspc"] : [])],
+    startMs: 30_000,
+    env: options.env,
+    prepare: async () => undefined,
+  }, dir);
+}
+
+/** dkimpy's verdict on `message` with `key` as its DNS: true when every signature verifies. */
+export function verifyDkim(message: Buffer, key: DkimKey): { ok: boolean; detail: string } {
+  const python = requirePythonModule("dkim", "python3-dkim");
+  const script = `
+import sys, dkim, logging
+logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+record = sys.argv[1].encode()
+name = ("%s._domainkey.%s." % (sys.argv[2], sys.argv[3])).encode()
+def dns(q, timeout=5):
+    return record if q.rstrip(b".") == name.rstrip(b".") else None
+msg = sys.stdin.buffer.read()
+print("pass" if dkim.verify(msg, dnsfunc=dns, logger=logging.getLogger()) else "fail")
+`;
+  const r = spawnSync(python, ["-c", script, key.record, key.selector, key.domain], { input: message, encoding: "utf8", timeout: 30_000 });
+  return { ok: r.status === 0 && r.stdout.trim() === "pass", detail: `${r.stdout}${r.stderr}` };
+}
