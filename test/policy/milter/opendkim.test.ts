@@ -8,7 +8,8 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { milterCheck, type MilterSettings } from "../../../src/policy/milter/milter-check.ts";
 import { parseMilterAddress } from "../../../src/policy/milter/address.ts";
-import { startOpenDkim, verifyDkim, type DkimKey, type RunningMilter } from "../../support/milter-peers.ts";
+import { startOpenDkim, type DkimKey, type RunningMilter } from "../../support/milter-peers.ts";
+import { dkimpyVerify } from "../../mailauth/helpers.ts";
 import { capturingLogger, converse, field, storedMessage } from "./drive.ts";
 
 let opendkim: RunningMilter & { key: DkimKey };
@@ -20,6 +21,12 @@ before(async () => {
 after(async () => {
   await opendkim?.stop();
 });
+
+/** dkimpy (Debian python3-dkim), a receiving MTA's view: does every signature of `message` verify? */
+async function verifies(message: Buffer): Promise<boolean> {
+  const verdicts = await dkimpyVerify(message, [opendkim.key]);
+  return verdicts.length > 0 && verdicts.every((v) => v.pass);
+}
 
 function check(extra: Partial<MilterSettings> = {}) {
   const { log } = capturingLogger();
@@ -66,8 +73,7 @@ test("OpenDKIM: a submitted message comes out with a DKIM-Signature that dkimpy 
   assert.ok(text.startsWith("DKIM-Signature: v=1; a=rsa-sha256; c=simple/simple; d=example.org; s=sel;\r\n\t"), text.slice(0, 120));
   assert.doesNotMatch(text.replace(/\r\n/g, ""), /[\r\n]/, "OpenDKIM's bare-LF folds are written as CRLF");
   assert.match(field(stored, "DKIM-Signature") ?? "", /h=From:To:Subject:Date:Message-ID:X-Mailer/);
-  const verdict = verifyDkim(stored, opendkim.key);
-  assert.ok(verdict.ok, verdict.detail);
+  assert.ok(await verifies(stored), "dkimpy verifies the stored message");
 });
 
 test("OpenDKIM: a signature made on the stored bytes fails once one signed byte changes (the verifier is not lenient)", async () => {
@@ -76,9 +82,9 @@ test("OpenDKIM: a signature made on the stored bytes fails once one signed byte 
     transactions: [{ from: "alice@example.org", to: ["bob@example.net"], content: CONTENT }],
   });
   const stored = storedMessage(CONTENT, out.transactions[0].endOfData).toString("latin1");
-  assert.ok(verifyDkim(Buffer.from(stored, "latin1"), opendkim.key).ok);
+  assert.ok(await verifies(Buffer.from(stored, "latin1")));
   const tampered = Buffer.from(stored.replace("X-Mailer:no space", "X-Mailer: no space"), "latin1");
-  assert.equal(verifyDkim(tampered, opendkim.key).ok, false);
+  assert.equal(await verifies(tampered), false);
 });
 
 test("OpenDKIM: signs only for InternalHosts, as told by the connect step (an outside client gets no signature)", async () => {
@@ -94,7 +100,7 @@ test("OpenDKIM: `listeners: [submission]` leaves mail received on an mx listener
   const mx = await converse(c, { transactions: [{ from: "alice@example.org", to: ["bob@example.net"], content: CONTENT }] });
   assert.equal(mx.transactions[0].endOfData, undefined);
   const sub = await converse(c, { client: SUBMISSION, transactions: [{ from: "alice@example.org", to: ["bob@example.net"], content: CONTENT }] });
-  assert.ok(verifyDkim(storedMessage(CONTENT, sub.transactions[0].endOfData), opendkim.key).ok);
+  assert.ok(await verifies(storedMessage(CONTENT, sub.transactions[0].endOfData)));
 });
 
 test("OpenDKIM: a large message streams in 64 KiB milter chunks and still verifies", async () => {
@@ -104,6 +110,5 @@ test("OpenDKIM: a large message streams in 64 KiB milter chunks and still verifi
     client: SUBMISSION,
     transactions: [{ from: "alice@example.org", to: ["bob@example.net"], content: big, chunk: 10_000 }],
   });
-  const verdict = verifyDkim(storedMessage(big, out.transactions[0].endOfData), opendkim.key);
-  assert.ok(verdict.ok, verdict.detail);
+  assert.ok(await verifies(storedMessage(big, out.transactions[0].endOfData)));
 });
