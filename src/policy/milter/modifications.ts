@@ -6,13 +6,16 @@ import type { Modification } from "./answers.ts";
  * Turns a filter's end-of-message changes into a check's header edits and
  * recipient changes.
  *
- * Header edits apply in order, each to the header section as the previous
- * ones left it, starting from the section the filter was sent; positions
- * and indexes are computed here against a model of that section, so the
- * edits are plain (Sendmail's quirks resolved): SMFIR_ADDHEADER appends at
- * the end of the section, SMFIR_INSHEADER index 0 is its top, and
- * SMFIR_CHGHEADER of an occurrence that does not exist adds the field
- * (smfi_chgheader), or does nothing when it would delete.
+ * A filter's header changes apply one after the other (Sendmail's
+ * semantics): SMFIR_INSHEADER index 0 is the top of the section as it is at
+ * that moment, SMFIR_CHGHEADER counts the fields of a name as they are then
+ * (its own additions included), and changing an occurrence that does not
+ * exist adds the field at the end (smfi_chgheader), or does nothing when it
+ * would delete. A check's header edits instead all refer to the section as
+ * stored, whatever their order. So the changes are played on a model of the
+ * section, and the edits are read off the end result: each stored field kept,
+ * changed or deleted, and the new fields inserted before the stored field
+ * they end up above, in their final order.
  *
  * Values: a filter that negotiated SMFIP_HDR_LEADSPC writes the value with
  * its leading white space (OpenDKIM sends " v=1; …"); one leading space is
@@ -31,34 +34,36 @@ export interface Changes {
   readonly dropped: string[];
 }
 
-export function applyModifications(received: readonly string[], modifications: readonly Modification[], leadingSpace: boolean): Changes {
-  const names = received.map((n) => n.toLowerCase());
+/** A field of the section being changed: a stored one (its index in the section) or one the filter added. */
+interface Entry {
+  readonly name: string;
+  readonly stored: number | null;
+  /** The new value, when added or changed. */
+  value?: string;
+}
+
+export function applyModifications(stored: readonly string[], modifications: readonly Modification[], leadingSpace: boolean): Changes {
+  const section: Entry[] = stored.map((name, i) => ({ name, stored: i }));
+  const deleted = new Set<number>();
   const changes: Changes = { headerEdits: [], add: [], remove: [], dropped: [] };
-  const insert = (position: number, name: string, value: string) => {
-    const at = Math.min(Math.max(position, 0), names.length);
-    names.splice(at, 0, name.toLowerCase());
-    changes.headerEdits.push({ op: "insert", position: at, field: { name, value } });
-  };
   for (const m of modifications) {
     switch (m.kind) {
       case "addHeader":
-        insert(names.length, m.name, headerValue(m.value, leadingSpace));
+        section.push({ name: m.name, stored: null, value: headerValue(m.value, leadingSpace) });
         break;
       case "insertHeader":
-        insert(m.index, m.name, headerValue(m.value, leadingSpace));
+        section.splice(Math.min(m.index, section.length), 0, { name: m.name, stored: null, value: headerValue(m.value, leadingSpace) });
         break;
       case "changeHeader": {
         // Sendmail reads index 0 as 1 (Postfix follows it).
-        const index = Math.max(m.index, 1);
-        const at = occurrence(names, m.name.toLowerCase(), index);
-        const value = headerValue(m.value, leadingSpace);
+        const at = occurrence(section, m.name.toLowerCase(), Math.max(m.index, 1));
         if (at === -1) {
-          if (m.value.length > 0) insert(names.length, m.name, value);
+          if (m.value.length > 0) section.push({ name: m.name, stored: null, value: headerValue(m.value, leadingSpace) });
         } else if (m.value.length === 0) {
-          names.splice(at, 1);
-          changes.headerEdits.push({ op: "delete", name: m.name, index });
+          const [gone] = section.splice(at, 1);
+          if (gone.stored !== null) deleted.add(gone.stored);
         } else {
-          changes.headerEdits.push({ op: "change", name: m.name, index, value });
+          section[at].value = headerValue(m.value, leadingSpace);
         }
         break;
       }
@@ -71,14 +76,45 @@ export function applyModifications(received: readonly string[], modifications: r
       }
     }
   }
+  changes.headerEdits.push(...editsOf(stored, section, deleted));
   return changes;
 }
 
+/** The edits that turn the stored section into `section`. */
+function editsOf(stored: readonly string[], section: readonly Entry[], deleted: ReadonlySet<number>): HeaderEdit[] {
+  const edits: HeaderEdit[] = [];
+  // An added field goes before the next stored field still below it (deleted ones included: their place remains).
+  const below = new Array<number>(section.length);
+  let next = stored.length;
+  for (let i = section.length - 1; i >= 0; i--) {
+    const s = section[i].stored;
+    if (s !== null) next = s;
+    below[i] = next;
+  }
+  const ordinal = ordinals(stored);
+  for (const s of deleted) edits.push({ op: "delete", name: stored[s], index: ordinal[s] });
+  section.forEach((e, i) => {
+    if (e.stored === null) edits.push({ op: "insert", position: below[i], field: { name: e.name, value: e.value ?? "" } });
+    else if (e.value !== undefined) edits.push({ op: "change", name: stored[e.stored], index: ordinal[e.stored], value: e.value });
+  });
+  return edits;
+}
+
+/** For each stored field, its number among the fields of its name (from 1). */
+function ordinals(stored: readonly string[]): number[] {
+  const seen = new Map<string, number>();
+  return stored.map((name) => {
+    const n = (seen.get(name.toLowerCase()) ?? 0) + 1;
+    seen.set(name.toLowerCase(), n);
+    return n;
+  });
+}
+
 /** Where the `index`-th field named `name` (lower case) sits, or -1. */
-function occurrence(names: readonly string[], name: string, index: number): number {
+function occurrence(section: readonly Entry[], name: string, index: number): number {
   let seen = 0;
-  for (let i = 0; i < names.length; i++) {
-    if (names[i] === name && ++seen === index) return i;
+  for (let i = 0; i < section.length; i++) {
+    if (section[i].name.toLowerCase() === name && ++seen === index) return i;
   }
   return -1;
 }

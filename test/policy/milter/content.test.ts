@@ -8,6 +8,8 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { ContentSplitter, type ContentPart } from "../../../src/policy/milter/content-splitter.ts";
 import { applyModifications, headerValue } from "../../../src/policy/milter/modifications.ts";
+import type { Modification } from "../../../src/policy/milter/answers.ts";
+import { storedMessage } from "./drive.ts";
 
 function split(content: string, cuts: number[], limit = 1 << 20): { headers: [string, string][]; body: string; parts: string[] } {
   const s = new ContentSplitter(limit);
@@ -62,33 +64,78 @@ test("a header field past the header size limit stops the splitting (the intake 
   assert.deepEqual(s.finish(), []);
 });
 
-test("header changes: positions against the section as the filter saw it, edits in order", () => {
-  const received = ["From", "To", "Subject", "Received", "Received"];
-  const mods = [
-    { kind: "insertHeader" as const, index: 0, name: "DKIM-Signature", value: Buffer.from(" v=1;\n\tb=abc") },
-    { kind: "addHeader" as const, name: "X-Spam", value: Buffer.from(" no") },
-    { kind: "insertHeader" as const, index: 99, name: "X-Late", value: Buffer.from(" end") },
-    { kind: "changeHeader" as const, index: 2, name: "received", value: Buffer.from("") },
-    { kind: "changeHeader" as const, index: 0, name: "Subject", value: Buffer.from(" new") },
-    { kind: "changeHeader" as const, index: 3, name: "To", value: Buffer.from(" added") },
-    { kind: "changeHeader" as const, index: 1, name: "X-Missing", value: Buffer.from("") },
-    { kind: "addRecipient" as const, address: "<new@example.net>" },
-    { kind: "addRecipient" as const, address: "plain@example.net" },
-    { kind: "deleteRecipient" as const, address: "<old@example.net>" },
-    { kind: "addRecipient" as const, address: "not an address" },
+test("header changes: edits against the stored section, whatever their order; recipients parsed, non-addresses dropped", () => {
+  const stored = ["Received", "From", "To", "Subject", "Received"];
+  const mods: Modification[] = [
+    { kind: "insertHeader", index: 0, name: "A", value: Buffer.from(" 1") },
+    { kind: "insertHeader", index: 0, name: "B", value: Buffer.from(" 2") },
+    { kind: "addHeader", name: "X-Spam", value: Buffer.from(" no") },
+    { kind: "changeHeader", index: 2, name: "received", value: Buffer.from("") },
+    { kind: "changeHeader", index: 0, name: "Subject", value: Buffer.from(" new") },
+    { kind: "changeHeader", index: 3, name: "To", value: Buffer.from(" added") },
+    { kind: "changeHeader", index: 1, name: "X-Missing", value: Buffer.from("") },
+    { kind: "changeHeader", index: 1, name: "x-spam", value: Buffer.from(" yes") },
+    { kind: "addRecipient", address: "<new@example.net>" },
+    { kind: "addRecipient", address: "plain@example.net" },
+    { kind: "deleteRecipient", address: "<old@example.net>" },
+    { kind: "addRecipient", address: "not an address" },
   ];
-  const c = applyModifications(received, mods, true);
+  const c = applyModifications(stored, mods, true);
   assert.deepEqual(c.headerEdits, [
-    { op: "insert", position: 0, field: { name: "DKIM-Signature", value: "v=1;\r\n\tb=abc" } },
-    { op: "insert", position: 6, field: { name: "X-Spam", value: "no" } },
-    { op: "insert", position: 7, field: { name: "X-Late", value: "end" } },
-    { op: "delete", name: "received", index: 2 },
+    { op: "delete", name: "Received", index: 2 },
+    { op: "insert", position: 0, field: { name: "B", value: "2" } },
+    { op: "insert", position: 0, field: { name: "A", value: "1" } },
     { op: "change", name: "Subject", index: 1, value: "new" },
-    { op: "insert", position: 7, field: { name: "To", value: "added" } },
+    { op: "insert", position: 5, field: { name: "X-Spam", value: "yes" } },
+    { op: "insert", position: 5, field: { name: "To", value: "added" } },
   ]);
   assert.deepEqual(c.add, ["new@example.net", "plain@example.net"]);
   assert.deepEqual(c.remove, ["old@example.net"]);
   assert.deepEqual(c.dropped, ['add recipient "not an address": not an address']);
+});
+
+/** Sendmail's semantics, one change after the other, on [name, value] pairs: the reference. */
+function sequential(fields: [string, string][], mods: readonly Modification[]): [string, string][] {
+  const out = fields.map((f) => [...f] as [string, string]);
+  const find = (name: string, index: number) => {
+    let seen = 0;
+    return out.findIndex(([n]) => n.toLowerCase() === name.toLowerCase() && ++seen === index);
+  };
+  for (const m of mods) {
+    if (m.kind === "addHeader") out.push([m.name, m.value.toString().trim()]);
+    else if (m.kind === "insertHeader") out.splice(Math.min(m.index, out.length), 0, [m.name, m.value.toString().trim()]);
+    else if (m.kind === "changeHeader") {
+      const at = find(m.name, Math.max(m.index, 1));
+      if (at === -1) {
+        if (m.value.length > 0) out.push([m.name, m.value.toString().trim()]);
+      } else if (m.value.length === 0) out.splice(at, 1);
+      else out[at] = [out[at][0], m.value.toString().trim()];
+    }
+  }
+  return out;
+}
+
+test("header changes played in order equal the edits applied in one pass to the stored section (any sequence)", () => {
+  const names = ["Received", "From", "To", "X-A"];
+  const value = fc.string({ unit: fc.constantFrom("a", "b", "c"), minLength: 1, maxLength: 3 });
+  const mod: fc.Arbitrary<Modification> = fc.oneof(
+    fc.record({ kind: fc.constant("addHeader" as const), name: fc.constantFrom(...names), value: value.map((v) => Buffer.from(` ${v}`)) }),
+    fc.record({ kind: fc.constant("insertHeader" as const), index: fc.nat(8), name: fc.constantFrom(...names), value: value.map((v) => Buffer.from(` ${v}`)) }),
+    fc.record({
+      kind: fc.constant("changeHeader" as const), index: fc.nat(4), name: fc.constantFrom(...names),
+      value: fc.oneof(value.map((v) => Buffer.from(` ${v}`)), fc.constant(Buffer.alloc(0))),
+    }),
+  );
+  const stored = fc.array(fc.tuple(fc.constantFrom(...names), value), { minLength: 1, maxLength: 6 });
+  fc.assert(
+    fc.property(stored, fc.array(mod, { maxLength: 8 }), (fields, mods) => {
+      const content = fields.map(([n, v]) => `${n}: ${v}\r\n`).join("") + "\r\nbody\r\n";
+      const c = applyModifications(fields.map(([n]) => n), mods, true);
+      const expected = sequential(fields, mods).map(([n, v]) => `${n}: ${v}\r\n`).join("") + "\r\nbody\r\n";
+      assert.equal(storedMessage(content, { headerEdits: c.headerEdits }).toString(), expected);
+    }),
+    { numRuns: 2000 },
+  );
 });
 
 test("header values: one leading space dropped under SMFIP_HDR_LEADSPC only; folds as CRLF; no line can start a field or end the section", () => {

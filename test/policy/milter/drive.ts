@@ -114,8 +114,10 @@ export function capturingLogger(): { log: Logger; lines: () => Record<string, un
 }
 
 /**
- * The message as stored: header edits applied in order to the header
- * section (fields written "Name: value" with CRLF), then `headers` on top.
+ * The message as stored: header edits applied to the header section in one
+ * pass — positions and indexes refer to the section as stored, whatever the
+ * order of the edits; inserts at one position keep their order — fields
+ * written "Name: value" with CRLF, then `headers` on top.
  */
 export function storedMessage(content: Buffer | string, result: CheckResult | void): Buffer {
   const raw = Buffer.isBuffer(content) ? content.toString("latin1") : content;
@@ -124,19 +126,22 @@ export function storedMessage(content: Buffer | string, result: CheckResult | vo
   const body = end === -1 ? "" : raw.slice(end + 2);
   const fields = section.split(/\r\n(?![ \t])/).filter((f) => f !== "").map((f) => `${f}\r\n`);
   const nameOf = (f: string) => f.slice(0, f.indexOf(":")).trim().toLowerCase();
-  for (const e of (result?.headerEdits ?? []) as HeaderEdit[]) {
-    if (e.op === "insert") {
-      fields.splice(e.position, 0, `${e.field.name}: ${e.field.value}\r\n`);
-      continue;
-    }
-    let seen = 0;
-    const at = fields.findIndex((f) => nameOf(f) === e.name.toLowerCase() && ++seen === e.index);
-    if (at === -1) continue;
-    if (e.op === "delete") fields.splice(at, 1);
-    else fields[at] = `${fields[at].slice(0, fields[at].indexOf(":"))}: ${e.value}\r\n`;
-  }
+  const edits = (result?.headerEdits ?? []) as HeaderEdit[];
+  const seen = new Map<string, number>();
+  let out = "";
+  const insertsAt = (p: number) => edits.flatMap((e) => (e.op === "insert" && Math.min(e.position, fields.length) === p ? [`${e.field.name}: ${e.field.value}\r\n`] : []));
+  fields.forEach((f, p) => {
+    out += insertsAt(p).join("");
+    const name = nameOf(f);
+    const index = (seen.get(name) ?? 0) + 1;
+    seen.set(name, index);
+    const edit = edits.find((e) => e.op !== "insert" && e.name.toLowerCase() === name && e.index === index);
+    if (edit?.op === "delete") return;
+    out += edit?.op === "change" ? `${f.slice(0, f.indexOf(":"))}: ${edit.value}\r\n` : f;
+  });
+  out += insertsAt(fields.length).join("");
   const top = (result?.headers ?? []).map((h) => `${h.name}: ${h.value}\r\n`).join("");
-  return Buffer.from(top + fields.join("") + body, "latin1");
+  return Buffer.from(top + out + body, "latin1");
 }
 
 /** The value of the first field `name` in a stored message, folds unfolded. */
