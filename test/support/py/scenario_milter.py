@@ -12,7 +12,7 @@ message itself, so one filter serves every test:
   RCPT TO <accept@…>          -> accept: no more steps for this message
   RCPT TO <multiline@…>       -> refuse at end of message, two lines (550 5.7.0)
   RCPT TO <quarantine@…>      -> quarantine at end of message
-  RCPT TO <edits@…>           -> header and recipient changes at end of message
+  RCPT TO <edits@D>           -> header changes at end of message, recipient added@D added, edits@D deleted
   RCPT TO <progress@…>        -> SMFIR_PROGRESS, then answer late (PROGRESS_WAIT s apart, 3 times)
   RCPT TO <slow@…>            -> answer end of message only after SLOW_WAIT s
   RCPT TO <skip@…>            -> SMFIR_SKIP after the first body chunk
@@ -96,6 +96,8 @@ class Scenario(Milter.Base):
         if local == "accept":
             return Milter.ACCEPT
         self.rcpts.append(local)
+        if local == "edits":
+            self.edits_domain = to.strip("<>").split("@")[1]
         self.rcpt_args += list(args)
         return Milter.CONTINUE
 
@@ -140,8 +142,8 @@ class Scenario(Milter.Base):
             self.chgheader("Subject", 1, "changed subject")
             self.chgheader("X-Remove", 1, "")
             self.chgheader("X-Absent", 1, "added by change")
-            self.addrcpt("<added@example.net>")
-            self.delrcpt("<edits@example.net>")
+            self.addrcpt("<added@%s>" % self.edits_domain)
+            self.delrcpt("<edits@%s>" % self.edits_domain)
         return Milter.CONTINUE
 
     def abort(self):
