@@ -14,14 +14,14 @@
  *   - the scenario filter (test/support/py/scenario_milter.py, Debian:
  *     python3-milter), Sendmail's libmilter driven by Python.
  */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { connect } from "node:net";
+import { spawnSync } from "node:child_process";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { requirePeer, requirePythonModule } from "./peers.ts";
 import { portFreeOn } from "./ports.ts";
+import { canConnect, spawnDaemon } from "./daemon.ts";
 
 export interface RunningMilter {
   /** "inet:127.0.0.1:<port>" */
@@ -47,55 +47,29 @@ interface DaemonSpec {
   readonly stopSignal?: NodeJS.Signals;
 }
 
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({ host: "127.0.0.1", port });
-    s.once("connect", () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once("error", () => resolve(false));
-  });
-}
-
 /** Start a filter; a port taken between choosing and binding it gets another try (at most 3). */
 async function startDaemon(spec: DaemonSpec, dir: string): Promise<RunningMilter> {
   let lastError = "";
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await portFreeOn(["127.0.0.1"]);
     await spec.prepare(dir, port);
-    const child: ChildProcess = spawn(spec.command, spec.args(port), { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...spec.env } });
-    let output = "";
-    child.stdout!.on("data", (d) => (output += d));
-    child.stderr!.on("data", (d) => (output += d));
-    const exited = new Promise<void>((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) resolve();
-      else child.once("exit", () => resolve());
-    });
-    let dead = false;
-    void exited.then(() => (dead = true));
+    const daemon = spawnDaemon(spec.command, spec.args(port), spec.env);
     const log = async () => {
       let file = "";
       if (spec.logFile) file = await readFile(join(dir, spec.logFile), "utf8").catch(() => "");
-      return `${output}${file}`;
+      return `${daemon.output()}${file}`;
     };
-    const kill = async () => {
-      if (dead) return;
-      child.kill(spec.stopSignal ?? "SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
-      await exited;
-      clearTimeout(timer);
-    };
+    const kill = () => daemon.stop(spec.stopSignal);
     const deadline = Date.now() + spec.startMs;
     let up = false;
-    while (!dead && Date.now() < deadline) {
+    while (!daemon.dead && Date.now() < deadline) {
       if (await canConnect(port)) {
         up = true;
         break;
       }
       await new Promise((r) => setTimeout(r, 50));
     }
-    if (up && !dead) {
+    if (up && !daemon.dead) {
       return {
         address: `inet:127.0.0.1:${port}`,
         port,
