@@ -15,7 +15,7 @@
  *     python3-milter), Sendmail's libmilter driven by Python.
  */
 import { spawnSync } from "node:child_process";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -88,12 +88,39 @@ async function startDaemon(spec: DaemonSpec, dir: string): Promise<RunningMilter
   throw new Error(`${spec.what} did not start listening: ${lastError.slice(-3000)}`);
 }
 
+/**
+ * rspamd's compiled regexp and URL-suffix caches (hyperscan: *.hs, *.hsmp,
+ * *.hsmc in its DBDIR), shared by the test files of one machine: the first
+ * start compiles them (~25 s), later ones copy them (~2 s). Files are named
+ * by their content's hash and rspamd checks them before use, so a copy is
+ * either right or ignored.
+ */
+const RSPAMD_CACHE = join(tmpdir(), `petrel-test-rspamd-cache-${process.getuid?.() ?? 0}`);
+const isCacheFile = (name: string) => /\.hs(mp|mc)?$/.test(name);
+
+async function seedRspamdCache(db: string): Promise<void> {
+  for (const name of (await readdir(RSPAMD_CACHE).catch(() => [] as string[])).filter(isCacheFile)) {
+    await copyFile(join(RSPAMD_CACHE, name), join(db, name)).catch(() => undefined);
+  }
+}
+
+async function keepRspamdCache(db: string): Promise<void> {
+  await mkdir(RSPAMD_CACHE, { recursive: true });
+  for (const name of (await readdir(db)).filter(isCacheFile)) {
+    // Copy, then rename into place: another test file reading the cache never sees half a file.
+    const temp = join(RSPAMD_CACHE, `.${name}.${process.pid}`);
+    await copyFile(join(db, name), temp);
+    await rename(temp, join(RSPAMD_CACHE, name));
+  }
+}
+
 export async function startRspamd(): Promise<RunningMilter> {
   const rspamd = requirePeer("rspamd", "rspamd");
   const dir = await mkdtemp(join(tmpdir(), "petrel-rspamd-"));
   for (const d of ["local/local.d", "local/override.d", "run", "db", "log"]) await mkdir(join(dir, d), { recursive: true });
+  await seedRspamdCache(join(dir, "db"));
   const deadDns = await portFreeOn(["127.0.0.1"]);
-  return startDaemon({
+  const running = await startDaemon({
     what: "rspamd",
     command: rspamd,
     args: () => [
@@ -134,6 +161,13 @@ skip_authenticated = false;
 `);
     },
   }, dir);
+  return {
+    ...running,
+    async stop() {
+      await keepRspamdCache(join(dir, "db")).catch(() => undefined);
+      await running.stop();
+    },
+  };
 }
 
 /** The signing key's DNS record: "sel._domainkey.example.org" and its TXT value ("v=DKIM1; k=rsa; p=…"). */
