@@ -3,7 +3,7 @@ import type { MilterAddress } from "./address.ts";
 import { optionNegotiation, parseNegotiation, type Negotiated } from "./negotiation.ts";
 import { macroPacket, type MacroValues } from "./macros.ts";
 import { parseAnswer, type Decision, type Modification } from "./answers.ts";
-import { encodePacket, MilterProtocolError, SMFIC_ABORT, SMFIC_BODYEOB, SMFIC_DATA, SMFIC_QUIT, type Field } from "./protocol.ts";
+import { encodePacket, MilterProtocolError, SMFIC_ABORT, SMFIC_BODY, SMFIC_BODYEOB, SMFIC_DATA, SMFIC_QUIT, type Field } from "./protocol.ts";
 
 /**
  * The MTA side of one milter conversation (one per SMTP connection, as
@@ -55,11 +55,12 @@ export class MilterClient {
     this.timeouts = timeouts;
   }
 
-  static async open(address: MilterAddress, timeouts: MilterTimeouts): Promise<MilterClient> {
-    const connection = await MilterConnection.open(address, timeouts.connect);
+  /** Connect and negotiate, within the timeouts and before `deadline` (a time in ms, see `wait`). */
+  static async open(address: MilterAddress, timeouts: MilterTimeouts, deadline = Infinity): Promise<MilterClient> {
+    const connection = await MilterConnection.open(address, wait(timeouts.connect, deadline));
     try {
-      await connection.write([optionNegotiation()], timeouts.command);
-      const negotiated = parseNegotiation(await connection.read(timeouts.command));
+      await connection.write([optionNegotiation()], wait(timeouts.command, deadline));
+      const negotiated = parseNegotiation(await connection.read(wait(timeouts.command, deadline)));
       return new MilterClient(connection, negotiated, timeouts);
     } catch (err) {
       connection.close();
@@ -74,17 +75,17 @@ export class MilterClient {
     return skipFlag === 0 || (this.negotiated.steps & skipFlag) === 0;
   }
 
-  /** Send the step's macros and the step, and read its answer. */
-  async step(step: Step, macros: MacroValues): Promise<StepAnswer> {
+  /** Send the step's macros and the step, and read its answer, all before `deadline`. */
+  async step(step: Step, macros: MacroValues, deadline = Infinity): Promise<StepAnswer> {
     const packets: Buffer[] = [];
     const macro = macroPacket(step.command, macros, this.negotiated.macros);
     if (macro) packets.push(macro);
     const send = this.wants(step.skipFlag, step.command);
     if (send) packets.push(encodePacket(step.command, ...step.fields));
     const timeout = step.content ? this.timeouts.content : this.timeouts.command;
-    await this.connection.write(packets, timeout);
+    await this.connection.write(packets, wait(timeout, deadline));
     if (!send || (step.noReplyFlag !== 0 && (this.negotiated.steps & step.noReplyFlag) !== 0)) return CONTINUE;
-    return this.answer(step.command, timeout);
+    return this.answer(step.command, timeout, deadline);
   }
 
   /** SMFIC_ABORT: the transaction ended without a message; the filter does not answer. */
@@ -106,21 +107,33 @@ export class MilterClient {
     return this.connection.closed;
   }
 
-  private async answer(command: string, timeout: number): Promise<StepAnswer> {
+  private async answer(command: string, timeout: number, deadline: number): Promise<StepAnswer> {
     const modifications: Modification[] = [];
     let quarantine: string | undefined;
     const atEnd = command === SMFIC_BODYEOB;
     for (let n = 0; n < MAX_ANSWERS; n++) {
-      const a = parseAnswer(await this.connection.read(timeout), atEnd);
+      // Each answer restarts the timeout (SMFIR_PROGRESS is for that); the deadline stays.
+      const a = parseAnswer(await this.connection.read(wait(timeout, deadline)), atEnd);
       switch (a.kind) {
         case "progress": continue;
         case "quarantine": quarantine = a.reason; continue;
         case "modification": modifications.push(a.modification); continue;
         case "decision":
-          if (a.decision.kind === "skip" && command !== "B") throw new MilterProtocolError(`SMFIR_SKIP in answer to "${command}"; it only answers a body chunk`);
+          if (a.decision.kind === "skip" && command !== SMFIC_BODY) throw new MilterProtocolError(`SMFIR_SKIP in answer to "${command}"; it only answers a body chunk`);
           return { decision: a.decision, modifications, quarantine };
       }
     }
     throw new MilterUnavailable(`more than ${MAX_ANSWERS} answers to one step`);
   }
+}
+
+/**
+ * How long to wait: `timeout`, or less when `deadline` (Date.now() time) comes
+ * first — the policy pipeline gives a check a limited time per stage, and the
+ * filter's default action must apply before the pipeline gives up on it.
+ */
+function wait(timeout: number, deadline: number): number {
+  const left = deadline - Date.now();
+  if (left <= 0) throw new MilterUnavailable("out of time for this stage (policy.timeout)");
+  return Math.min(timeout, left);
 }

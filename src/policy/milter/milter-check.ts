@@ -42,6 +42,8 @@ export interface MilterContext {
   /** limits.headerSize: the most header bytes held while splitting fields for the filter. */
   readonly headerSizeLimit: number;
   readonly log: Logger;
+  /** The longest the pipeline waits for one stage of a check (policy.timeout); a filter's default action applies before it runs out. */
+  readonly stageTimeout?: number;
 }
 
 export function milterCheck(settings: MilterSettings, context: MilterContext): Check {

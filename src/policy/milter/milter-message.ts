@@ -39,13 +39,14 @@ export class MilterMessage implements MessageCheck {
 
   async body(chunk: Buffer): Promise<void> {
     if (!this.open) return;
-    await this.content(this.splitter.feed(chunk));
+    await this.content(this.splitter.feed(chunk), this.session.stage());
   }
 
   async endOfData(): Promise<CheckResult | void> {
+    const deadline = this.session.stage();
     if (this.open) {
-      await this.content(this.splitter.finish());
-      if (this.open && this.pendingLength > 0 && !this.skipBody) await this.step(SMFIC_BODY, Buffer.concat(this.pending));
+      await this.content(this.splitter.finish(), deadline);
+      if (this.open && this.pendingLength > 0 && !this.skipBody) await this.step(deadline, SMFIC_BODY, Buffer.concat(this.pending));
     }
     const tx = this.session.tx;
     const open = this.open && !this.splitter.tooLarge;
@@ -54,7 +55,7 @@ export class MilterMessage implements MessageCheck {
     if (!open || tx === null) return this.settled();
     let answer: StepAnswer | undefined;
     try {
-      answer = await this.session.send({ command: SMFIC_BODYEOB, fields: [], skipFlag: 0, noReplyFlag: 0, content: true });
+      answer = await this.session.send({ command: SMFIC_BODYEOB, fields: [], skipFlag: 0, noReplyFlag: 0, content: true }, deadline);
     } catch (err) {
       this.session.endTransaction(true);
       return this.session.fail("end of message", err);
@@ -86,7 +87,7 @@ export class MilterMessage implements MessageCheck {
     return !this.ended && this.session.active && this.session.tx?.state === "open";
   }
 
-  private async content(parts: ContentPart[]): Promise<void> {
+  private async content(parts: ContentPart[], deadline: number): Promise<void> {
     for (const part of parts) {
       if (!this.open) return;
       switch (part.kind) {
@@ -94,12 +95,12 @@ export class MilterMessage implements MessageCheck {
           this.names.push(part.name);
           const value = this.headerValue(part.value);
           if (this.session.active && this.wants(SMFIP_NOHDRS)) {
-            await this.step(SMFIC_HEADER, undefined, [{ string: part.name }, { string: value }]);
+            await this.step(deadline, SMFIC_HEADER, undefined, [{ string: part.name }, { string: value }]);
           }
           break;
         }
         case "endOfHeaders":
-          if (this.wants(SMFIP_NOEOH)) await this.step(SMFIC_EOH);
+          if (this.wants(SMFIP_NOEOH)) await this.step(deadline, SMFIC_EOH);
           break;
         case "body":
           if (this.skipBody || !this.wants(SMFIP_NOBODY)) break;
@@ -109,7 +110,7 @@ export class MilterMessage implements MessageCheck {
             const all = Buffer.concat(this.pending);
             this.pending = [all.subarray(MILTER_CHUNK_SIZE)];
             this.pendingLength = all.length - MILTER_CHUNK_SIZE;
-            if (!(await this.step(SMFIC_BODY, all.subarray(0, MILTER_CHUNK_SIZE)))) return;
+            if (!(await this.step(deadline, SMFIC_BODY, all.subarray(0, MILTER_CHUNK_SIZE)))) return;
           }
           break;
       }
@@ -117,11 +118,11 @@ export class MilterMessage implements MessageCheck {
   }
 
   /** One content step; false when the filter decided (or failed) and wants no more content. */
-  private async step(command: string, chunk?: Buffer, fields: Field[] = chunk ? [{ raw: chunk }] : []): Promise<boolean> {
+  private async step(deadline: number, command: string, chunk?: Buffer, fields: Field[] = chunk ? [{ raw: chunk }] : []): Promise<boolean> {
     const noReply = command === SMFIC_HEADER ? SMFIP_NR_HDR : command === SMFIC_EOH ? SMFIP_NR_EOH : SMFIP_NR_BODY;
     const skip = command === SMFIC_HEADER ? SMFIP_NOHDRS : command === SMFIC_EOH ? SMFIP_NOEOH : SMFIP_NOBODY;
     try {
-      const answer = await this.session.send({ command, fields, skipFlag: skip, noReplyFlag: noReply, content: true });
+      const answer = await this.session.send({ command, fields, skipFlag: skip, noReplyFlag: noReply, content: true }, deadline);
       if (answer === undefined) return false;
       if (answer.decision.kind === "skip") {
         this.skipBody = true;

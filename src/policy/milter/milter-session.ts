@@ -79,7 +79,7 @@ export class MilterSession implements CheckSession {
     try {
       s.filter = await MilterClient.open(settings.address, {
         connect: settings.connectTimeout, command: settings.commandTimeout, content: settings.endOfMessageTimeout,
-      });
+      }, s.stage());
     } catch (err) {
       s.fail("connect", err);
       return s;
@@ -177,11 +177,21 @@ export class MilterSession implements CheckSession {
     return next;
   }
 
-  /** Send a step within the chain; undefined when the filter is not consulted any more. */
-  async send(step: Step) {
+  /** Send a step within the chain, before `deadline`; undefined when the filter is not consulted any more. */
+  async send(step: Step, deadline: number) {
     if (this.standing !== "active" || this.filter === null) return undefined;
     const filter = this.filter;
-    return this.run(() => filter.step(step, this.macroValues()));
+    return this.run(() => filter.step(step, this.macroValues(), deadline));
+  }
+
+  /**
+   * A stage begins: its deadline, a little before the pipeline's own limit
+   * for one stage (policy.timeout) runs out, so that a slow filter meets its
+   * default action rather than the pipeline's 451 4.3.0.
+   */
+  stage(): number {
+    const limit = this.context.stageTimeout;
+    return limit === undefined ? Infinity : Date.now() + limit - Math.min(1000, limit / 10);
   }
 
   /** The filter wants this step (it did not set the step's SMFIP_NO* bit). */
@@ -268,7 +278,7 @@ export class MilterSession implements CheckSession {
   private async envelopeStep(stage: string, step: Step): Promise<CheckResult | void> {
     if (this.standing === "refusing") return this.refusal;
     try {
-      const answer = await this.send(step);
+      const answer = await this.send(step, this.stage());
       if (answer === undefined) return this.refusingWith;
       return this.decide(stage, answer.decision, answer.quarantine);
     } catch (err) {
