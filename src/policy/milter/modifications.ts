@@ -19,11 +19,10 @@ import type { Modification } from "./answers.ts";
  *
  * Values: a filter that negotiated SMFIP_HDR_LEADSPC writes the value with
  * its leading white space (OpenDKIM sends " v=1; …"); one leading space is
- * dropped here since a HeaderField's value has none. Folds come back as the
- * filter wrote them — OpenDKIM folds with bare LF (Sendmail's internal form)
- * — and are written with CRLF (RFC 5322 §2.2.3); a continuation line must
- * begin with white space and an empty line would end the header section, so
- * neither can be smuggled into the message.
+ * dropped here since a HeaderField's value has none. Folds stay as the filter
+ * wrote them — OpenDKIM folds with bare LF (Sendmail's internal form) — and
+ * become CRLF where the field is written (mail/header-field.ts formatField),
+ * which also keeps a value from starting a field or ending the section.
  */
 
 export interface Changes {
@@ -119,16 +118,10 @@ function occurrence(section: readonly Entry[], name: string, index: number): num
   return -1;
 }
 
+/** A value as the filter sent it, less the one leading space when it negotiated SMFIP_HDR_LEADSPC; folds are made CRLF where the field is written (formatField). */
 export function headerValue(raw: Buffer, leadingSpace: boolean): string {
-  let v = raw.toString("utf8");
-  if (leadingSpace && v.startsWith(" ")) v = v.slice(1);
-  const lines = v.split(/\r\n|\r|\n/);
-  const out = [lines[0]];
-  for (const line of lines.slice(1)) {
-    if (line.trim() === "") continue;
-    out.push(line.startsWith(" ") || line.startsWith("\t") ? line : `\t${line}`);
-  }
-  return out.join("\r\n");
+  const v = raw.toString("utf8");
+  return leadingSpace && v.startsWith(" ") ? v.slice(1) : v;
 }
 
 /** "<a@example.com>" or "a@example.com" as an address string; undefined when it is not one. */

@@ -3,11 +3,15 @@
  * — open, connect, HELO, AUTH, MAIL, RCPT…, DATA, the content in chunks, end
  * of data, close — stopping where a stage refuses, so a check can be tested
  * with no socket on the SMTP side. And `storedMessage`: the content with a
- * result's header edits applied, as the intake stores it.
+ * result's header edits applied, as the spool gives it back.
  */
 import pino, { type Logger } from "pino";
 import { Writable } from "node:stream";
-import type { Check, CheckResult, ClientFacts, HeaderEdit, SessionFacts, TransactionFacts } from "../../../src/policy/check.ts";
+import { Readable } from "node:stream";
+import type { Check, CheckResult, ClientFacts, SessionFacts, TransactionFacts } from "../../../src/policy/check.ts";
+import type { Envelope } from "../../../src/mail/envelope.ts";
+import { formatField } from "../../../src/mail/header-field.ts";
+import { storedMessage as readStored } from "../../../src/spool/stored-message.ts";
 import type { Mailbox, RcptParameters } from "../../../src/mail/envelope.ts";
 
 export interface Conversation {
@@ -114,34 +118,21 @@ export function capturingLogger(): { log: Logger; lines: () => Record<string, un
 }
 
 /**
- * The message as stored: header edits applied to the header section in one
- * pass — positions and indexes refer to the section as stored, whatever the
- * order of the edits; inserts at one position keep their order — fields
- * written "Name: value" with CRLF, then `headers` on top.
+ * The message as stored and read back: the content with a result's headers
+ * and header edits applied by the spool's own reader (the one every agent
+ * reads through), byte for byte.
  */
-export function storedMessage(content: Buffer | string, result: CheckResult | void): Buffer {
-  const raw = Buffer.isBuffer(content) ? content.toString("latin1") : content;
-  const end = raw.indexOf("\r\n\r\n");
-  const section = end === -1 ? raw : raw.slice(0, end + 2);
-  const body = end === -1 ? "" : raw.slice(end + 2);
-  const fields = section.split(/\r\n(?![ \t])/).filter((f) => f !== "").map((f) => `${f}\r\n`);
-  const nameOf = (f: string) => f.slice(0, f.indexOf(":")).trim().toLowerCase();
-  const edits = (result?.headerEdits ?? []) as HeaderEdit[];
-  const seen = new Map<string, number>();
-  let out = "";
-  const insertsAt = (p: number) => edits.flatMap((e) => (e.op === "insert" && Math.min(e.position, fields.length) === p ? [`${e.field.name}: ${e.field.value}\r\n`] : []));
-  fields.forEach((f, p) => {
-    out += insertsAt(p).join("");
-    const name = nameOf(f);
-    const index = (seen.get(name) ?? 0) + 1;
-    seen.set(name, index);
-    const edit = edits.find((e) => e.op !== "insert" && e.name.toLowerCase() === name && e.index === index);
-    if (edit?.op === "delete") return;
-    out += edit?.op === "change" ? `${f.slice(0, f.indexOf(":"))}: ${edit.value}\r\n` : f;
-  });
-  out += insertsAt(fields.length).join("");
-  const top = (result?.headers ?? []).map((h) => `${h.name}: ${h.value}\r\n`).join("");
-  return Buffer.from(top + out + body, "latin1");
+export async function storedMessage(content: Buffer | string, result: CheckResult | void): Promise<Buffer> {
+  const envelope = {
+    ...({} as Envelope),
+    prepend: (result?.headers ?? []).map((f) => formatField(f) ?? "").join(""),
+    headerEdits: result?.headerEdits ?? [],
+  };
+  const chunks: Buffer[] = [];
+  for await (const chunk of readStored(envelope, Readable.from([Buffer.isBuffer(content) ? content : Buffer.from(content, "latin1")]))) {
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
 }
 
 /** The value of the first field `name` in a stored message, folds unfolded. */

@@ -59,7 +59,7 @@ test("libmilter: macros of each stage, MAIL and RCPT arguments, header values an
     auth: { user: "alice@example.org", mechanism: "SCRAM-SHA-256" },
     transactions: [{ from: "alice@example.org", to: ["bob@example.net"], notify: ["SUCCESS", "FAILURE"], content: CONTENT, queueId: "4QscenTest1" }],
   });
-  const stored = storedMessage(CONTENT, out.transactions[0].endOfData);
+  const stored = await storedMessage(CONTENT, out.transactions[0].endOfData);
   assert.equal(
     field(stored, "X-Seen-Connect"),
     "j=mx.example.net;_=unknown [127.0.0.1];v=Petrel;{daemon_name}=submission;{daemon_addr}=127.0.0.1;{daemon_port}=587;" +
@@ -83,7 +83,7 @@ test("libmilter: macros of each stage, MAIL and RCPT arguments, header values an
 
 test("libmilter: with SMFIP_HDR_LEADSPC the filter gets each value exactly as written after the colon", async () => {
   const out = await converse(check({}, leadspc).check, one(["bob@example.net"]));
-  const stored = storedMessage(CONTENT, out.transactions[0].endOfData);
+  const stored = await storedMessage(CONTENT, out.transactions[0].endOfData);
   assert.equal(
     field(stored, "X-Seen-Headers"),
     "[('From', ' Alice <alice@example.org>'), ('To', ' Bob <bob@example.net>'), ('Subject', ' Weekly\\n report'), " +
@@ -96,7 +96,7 @@ test("libmilter: header insert, append, change, delete and recipient changes bec
   const result = out.transactions[0].endOfData;
   assert.ok(result);
   assert.deepEqual(result.recipients, { add: ["added@example.net"], remove: ["edits@example.net"] });
-  const stored = storedMessage(CONTENT, result).toString("latin1");
+  const stored = (await storedMessage(CONTENT, result)).toString("latin1");
   const section = stored.slice(0, stored.indexOf("\r\n\r\n") + 2);
   assert.ok(section.startsWith("X-Top: inserted at the top\r\nFrom: Alice"), section);
   assert.match(section, /\r\nSubject: changed subject\r\nX-Tight:no space\r\n/);
@@ -132,7 +132,7 @@ test("libmilter: a plain SMFIR_TEMPFAIL at MAIL answers 451 4.7.1; the next tran
     ],
   });
   assert.deepEqual(out.transactions[0].mail?.verdict, { action: "tempfail", reply: { code: 451, status: "4.7.1", lines: ["Service unavailable - try again later"] } });
-  const second = storedMessage(CONTENT, out.transactions[1].endOfData);
+  const second = await storedMessage(CONTENT, out.transactions[1].endOfData);
   assert.equal(field(second, "X-Seen-Eom"), "i=4QscenTest2");
   assert.equal(field(second, "X-Seen-Mail"), "{mail_addr}=alice@example.org");
 });
@@ -144,7 +144,7 @@ test("libmilter: RSET after the recipients sends SMFIC_ABORT; the filter starts 
       { from: "alice@example.org", to: ["carol@example.net"], content: CONTENT },
     ],
   });
-  const stored = storedMessage(CONTENT, out.transactions[1].endOfData);
+  const stored = await storedMessage(CONTENT, out.transactions[1].endOfData);
   assert.equal(field(stored, "X-Seen-Aborts"), "1");
   assert.equal(field(stored, "X-Seen-Rcpt"), "{rcpt_addr}=carol@example.net");
 });
@@ -178,6 +178,6 @@ test("libmilter: SMFIR_SKIP after the first body chunk — no more chunks are se
   const out = await converse(check().check, {
     transactions: [{ from: "alice@example.org", to: ["skip@example.net"], content: big, chunk: 16_384 }],
   });
-  const stored = storedMessage(big, out.transactions[0].endOfData);
+  const stored = await storedMessage(big, out.transactions[0].endOfData);
   assert.equal(field(stored, "X-Seen-Body"), "1 chunks, 65535 octets");
 });

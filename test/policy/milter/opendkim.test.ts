@@ -68,7 +68,7 @@ test("OpenDKIM: a submitted message comes out with a DKIM-Signature that dkimpy 
   const result = out.transactions[0].endOfData;
   assert.ok(result?.headerEdits?.length, "OpenDKIM asked for a header");
   assert.equal(result.verdict, undefined);
-  const stored = storedMessage(CONTENT, result);
+  const stored = await storedMessage(CONTENT, result);
   const text = stored.toString("latin1");
   assert.ok(text.startsWith("DKIM-Signature: v=1; a=rsa-sha256; c=simple/simple; d=example.org; s=sel;\r\n\t"), text.slice(0, 120));
   assert.doesNotMatch(text.replace(/\r\n/g, ""), /[\r\n]/, "OpenDKIM's bare-LF folds are written as CRLF");
@@ -81,7 +81,7 @@ test("OpenDKIM: a signature made on the stored bytes fails once one signed byte 
     client: SUBMISSION,
     transactions: [{ from: "alice@example.org", to: ["bob@example.net"], content: CONTENT }],
   });
-  const stored = storedMessage(CONTENT, out.transactions[0].endOfData).toString("latin1");
+  const stored = (await storedMessage(CONTENT, out.transactions[0].endOfData)).toString("latin1");
   assert.ok(await verifies(Buffer.from(stored, "latin1")));
   const tampered = Buffer.from(stored.replace("X-Mailer:no space", "X-Mailer: no space"), "latin1");
   assert.equal(await verifies(tampered), false);
@@ -100,7 +100,7 @@ test("OpenDKIM: `listeners: [submission]` leaves mail received on an mx listener
   const mx = await converse(c, { transactions: [{ from: "alice@example.org", to: ["bob@example.net"], content: CONTENT }] });
   assert.equal(mx.transactions[0].endOfData, undefined);
   const sub = await converse(c, { client: SUBMISSION, transactions: [{ from: "alice@example.org", to: ["bob@example.net"], content: CONTENT }] });
-  assert.ok(await verifies(storedMessage(CONTENT, sub.transactions[0].endOfData)));
+  assert.ok(await verifies(await storedMessage(CONTENT, sub.transactions[0].endOfData)));
 });
 
 test("OpenDKIM: a large message streams in 64 KiB milter chunks and still verifies", async () => {
@@ -110,5 +110,5 @@ test("OpenDKIM: a large message streams in 64 KiB milter chunks and still verifi
     client: SUBMISSION,
     transactions: [{ from: "alice@example.org", to: ["bob@example.net"], content: big, chunk: 10_000 }],
   });
-  assert.ok(await verifies(storedMessage(big, out.transactions[0].endOfData)));
+  assert.ok(await verifies(await storedMessage(big, out.transactions[0].endOfData)));
 });

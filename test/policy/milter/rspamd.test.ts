@@ -68,7 +68,7 @@ test("rspamd: a normal message is accepted with rspamd's headers, its queue id f
   const result = out.transactions[0].endOfData;
   assert.ok(result, "rspamd's headers come back as a result");
   assert.equal(result.verdict, undefined, "no refusal");
-  const stored = storedMessage(content, result);
+  const stored = await storedMessage(content, result);
   assert.match(field(stored, "X-Spamd-Result") ?? "", /^default: False \[[-0-9.]+ \/ 15\.00\];/);
   assert.match(field(stored, "X-Spam-Status") ?? "", /^No, score=/);
   assert.equal(field(stored, "X-Rspamd-Queue-Id"), "4QspamTest1");
@@ -88,5 +88,5 @@ test("rspamd: on one connection a refused message does not stop the next one", a
   assert.equal(out.transactions[0].endOfData?.verdict?.action, "reject");
   const second = out.transactions[1].endOfData;
   assert.equal(second?.verdict, undefined);
-  assert.equal(field(storedMessage(message("Hello Carol."), second), "X-Rspamd-Queue-Id"), "4QspamTest2");
+  assert.equal(field(await storedMessage(message("Hello Carol."), second), "X-Rspamd-Queue-Id"), "4QspamTest2");
 });
