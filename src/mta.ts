@@ -41,6 +41,7 @@ import { certificateNames } from "./acme/renewal.ts";
 import { startHttpListener, startHttpsListener, type WebHandler, type WebListener } from "./web/web-listener.ts";
 import { mtaStsPolicyHandler } from "./mta-sts/policy-handler.ts";
 import { configuredPolicy, formatPolicy } from "./mta-sts/policy.ts";
+import { milterCheck } from "./policy/milter/milter-check.ts";
 
 /**
  * Petrel in one process: the composition root that wires the boxes of
@@ -174,6 +175,17 @@ export function buildChecks(config: Config, options: { accounts: Accounts & Reci
   return checks;
 }
 
+/**
+ * The configured mail filters (`milters:`), asked after Petrel's own checks:
+ * a recipient the relay check refused never reaches them (Postfix asks its
+ * milters after smtpd's restrictions too).
+ */
+export function buildMilters(config: Config, log: Logger): Check[] {
+  return config.milters.map((m) => milterCheck(m, {
+    hostname: config.hostname, headerSizeLimit: config.limits.headerSize, log, stageTimeout: config.policy.timeout,
+  }));
+}
+
 /** What receives mail: the listeners, each client served through the checks into the intake. */
 export interface Reception {
   readonly config: Config;
@@ -218,7 +230,7 @@ export async function startReception(config: Config, options: ReceptionOptions):
   await spool.open(); // idempotent: an injected spool may already be open
   const intake = options.intake ?? buildIntake(config, { spool, log, clock, onCommitted: options.onCommitted });
   const pipeline = new PolicyPipeline({
-    checks: [...buildChecks(config, { accounts: options.accounts, clock }), ...(options.checks ?? [])],
+    checks: [...buildChecks(config, { accounts: options.accounts, clock }), ...buildMilters(config, log), ...(options.checks ?? [])],
     authservId: config.policy.authservId ?? config.hostname,
     timeout: config.policy.timeout,
     timer: clock,
