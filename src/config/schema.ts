@@ -26,7 +26,7 @@ import { cipherStringProblem } from "./cipher-policy.ts";
 import { DURATION_ALLOWED, formatSize, parseDuration, parseSize, SIZE_ALLOWED } from "./units.ts";
 import { EXTENSIONS, type Extension } from "../smtp/extensions.ts";
 import { isSelector } from "../mailauth/selector.ts";
-import { MILTER_ADDRESS_ALLOWED, parseMilterAddress, type MilterAddress } from "../policy/milter/address.ts";
+import { SERVICE_ADDRESS_ALLOWED, parseServiceAddress, type ServiceAddress } from "../mail/service-address.ts";
 
 // ---------------------------------------------------------------------------
 // Building blocks. Custom checks put the "what is allowed" text in the issue
@@ -231,10 +231,10 @@ export const listenerSchema = z.strictObject({
   hide: z.array(ehloKeyword).optional(),
 });
 
-const milterAddress = z.string().transform((v, ctx): MilterAddress => {
-  const a = parseMilterAddress(v);
+const milterAddress = z.string().transform((v, ctx): ServiceAddress => {
+  const a = parseServiceAddress(v);
   if (a === undefined) {
-    ctx.addIssue({ code: "custom", message: MILTER_ADDRESS_ALLOWED, input: v });
+    ctx.addIssue({ code: "custom", message: SERVICE_ADDRESS_ALLOWED, input: v });
     return z.NEVER;
   }
   return a;

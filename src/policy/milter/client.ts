@@ -1,5 +1,5 @@
 import { MilterConnection, MilterUnavailable } from "./connection.ts";
-import type { MilterAddress } from "./address.ts";
+import type { ServiceAddress } from "../../mail/service-address.ts";
 import { optionNegotiation, parseNegotiation, type Negotiated } from "./negotiation.ts";
 import { macroPacket, type MacroValues } from "./macros.ts";
 import { parseAnswer, type Decision, type Modification } from "./answers.ts";
@@ -56,7 +56,7 @@ export class MilterClient {
   }
 
   /** Connect and negotiate, within the timeouts and before `deadline` (a time in ms, see `wait`). */
-  static async open(address: MilterAddress, timeouts: MilterTimeouts, deadline = Infinity): Promise<MilterClient> {
+  static async open(address: ServiceAddress, timeouts: MilterTimeouts, deadline = Infinity): Promise<MilterClient> {
     const connection = await MilterConnection.open(address, wait(timeouts.connect, deadline));
     try {
       await connection.write([optionNegotiation()], wait(timeouts.command, deadline));

@@ -1,6 +1,6 @@
 import * as net from "node:net";
 import { PacketReader, type Packet } from "./protocol.ts";
-import type { MilterAddress } from "./address.ts";
+import type { ServiceAddress } from "../../mail/service-address.ts";
 
 /**
  * One socket to a filter: packets out, packets in, every wait bounded by a
@@ -40,7 +40,7 @@ export class MilterConnection {
   }
 
   /** Connect within `timeoutMs`. */
-  static open(address: MilterAddress, timeoutMs: number): Promise<MilterConnection> {
+  static open(address: ServiceAddress, timeoutMs: number): Promise<MilterConnection> {
     return new Promise((resolve, reject) => {
       const socket = address.kind === "unix" ? net.connect({ path: address.path }) : net.connect({ host: address.host, port: address.port });
       const timer = setTimeout(() => {

@@ -1,12 +1,42 @@
 import type { CheckResult, MessageCheck } from "../check.ts";
 import { ContentSplitter, type ContentPart } from "./content-splitter.ts";
 import { applyModifications } from "./modifications.ts";
-import type { MilterSession } from "./milter-session.ts";
-import type { StepAnswer } from "./client.ts";
+import type { Step, StepAnswer } from "./client.ts";
+import type { Decision } from "./answers.ts";
+import type { MilterContext, MilterSettings } from "./settings.ts";
 import {
   MILTER_CHUNK_SIZE, SMFIC_BODY, SMFIC_BODYEOB, SMFIC_EOH, SMFIC_HEADER, SMFIP_NOBODY, SMFIP_NOEOH, SMFIP_NOHDRS,
   SMFIP_NR_BODY, SMFIP_NR_EOH, SMFIP_NR_HDR, type Field,
 } from "./protocol.ts";
+
+/** The transaction as this filter sees it. */
+export interface FilterTransaction {
+  /** open: being filtered; accepted: the filter wants no more of it; decided: `result` is its verdict, given at end of data. */
+  state: "open" | "accepted" | "decided";
+  result?: CheckResult;
+  /** SMFIR_QUARANTINE's reason, applied at end of data unless a stronger verdict comes. */
+  quarantine?: string;
+}
+
+/** What filtering a message needs of its connection's conversation with the filter (milter-session.ts). */
+export interface FilterConnection {
+  readonly settings: MilterSettings;
+  readonly context: MilterContext;
+  readonly tx: FilterTransaction | null;
+  /** The filter is still consulted. */
+  readonly active: boolean;
+  /** The refusal every stage now answers with, if any. */
+  readonly refusingWith: CheckResult | undefined;
+  /** The filter negotiated SMFIP_HDR_LEADSPC. */
+  readonly leadingSpace: boolean;
+  wants(skipFlag: number): boolean;
+  send(step: Step, deadline: number): Promise<StepAnswer | undefined>;
+  /** A stage begins: its deadline. */
+  stage(): number;
+  decide(stage: string, d: Decision, quarantine: string | undefined): CheckResult | void;
+  fail(stage: string, err: unknown): CheckResult | void;
+  endTransaction(completed: boolean): void;
+}
 
 /**
  * One message as the filter sees it: header fields one by one, the end of
@@ -20,7 +50,7 @@ import {
  * colon unless the filter negotiated SMFIP_HDR_LEADSPC, folds as bare LF.
  */
 export class MilterMessage implements MessageCheck {
-  private readonly session: MilterSession;
+  private readonly session: FilterConnection;
   private readonly splitter: ContentSplitter;
   private readonly leadingSpace: boolean;
   /** Field names as sent, for placing the filter's header changes. */
@@ -31,7 +61,7 @@ export class MilterMessage implements MessageCheck {
   private skipBody = false;
   private ended = false;
 
-  constructor(session: MilterSession) {
+  constructor(session: FilterConnection) {
     this.session = session;
     this.splitter = new ContentSplitter(session.context.headerSizeLimit);
     this.leadingSpace = session.leadingSpace;

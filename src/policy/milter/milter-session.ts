@@ -8,8 +8,8 @@ import { encodeXtext } from "../../smtp/xtext.ts";
 import { MilterClient, type Step } from "./client.ts";
 import { MILTER_SHUTDOWN, MILTER_TEMPFAIL, type Decision } from "./answers.ts";
 import type { MacroValues } from "./macros.ts";
-import type { MilterContext, MilterSettings } from "./milter-check.ts";
-import { MilterMessage } from "./milter-message.ts";
+import type { MilterContext, MilterSettings } from "./settings.ts";
+import { MilterMessage, type FilterConnection, type FilterTransaction } from "./milter-message.ts";
 import {
   SMFIA_INET, SMFIA_INET6, SMFIA_UNKNOWN, SMFIC_CONNECT, SMFIC_DATA, SMFIC_HELO, SMFIC_MAIL, SMFIC_RCPT,
   SMFIP_NOCONNECT, SMFIP_NODATA, SMFIP_NOHELO, SMFIP_NOMAIL, SMFIP_NORCPT, SMFIP_NR_CONN, SMFIP_NR_DATA, SMFIP_NR_HELO,
@@ -34,16 +34,7 @@ type Standing = "active" | "ignored" | "refusing";
 /** Filters already logged as asking for more than was offered (once per configured milter, not per connection). */
 const noted = new WeakSet<MilterSettings>();
 
-/** The transaction as this filter sees it. */
-export interface FilterTransaction {
-  /** open: being filtered; accepted: the filter wants no more of it; decided: `result` is its verdict, given at end of data. */
-  state: "open" | "accepted" | "decided";
-  result?: CheckResult;
-  /** SMFIR_QUARANTINE's reason, applied at end of data unless a stronger verdict comes. */
-  quarantine?: string;
-}
-
-export class MilterSession implements CheckSession {
+export class MilterSession implements CheckSession, FilterConnection {
   readonly settings: MilterSettings;
   readonly context: MilterContext;
   private readonly client: ClientFacts;

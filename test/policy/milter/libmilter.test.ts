@@ -9,7 +9,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { milterCheck, type MilterSettings } from "../../../src/policy/milter/milter-check.ts";
-import { parseMilterAddress } from "../../../src/policy/milter/address.ts";
+import { parseServiceAddress } from "../../../src/mail/service-address.ts";
 import { startScenarioMilter, type RunningMilter } from "../../support/milter-peers.ts";
 import { capturingLogger, converse, field, storedMessage, type Conversation } from "./drive.ts";
 
@@ -28,7 +28,7 @@ function check(extra: Partial<MilterSettings> = {}, on = milter) {
   const { log, lines } = capturingLogger();
   const c = milterCheck(
     {
-      name: "scenario", address: parseMilterAddress(on.address)!, connectTimeout: 10_000, commandTimeout: 30_000,
+      name: "scenario", address: parseServiceAddress(on.address)!, connectTimeout: 10_000, commandTimeout: 30_000,
       endOfMessageTimeout: 30_000, defaultAction: "tempfail", ...extra,
     },
     { hostname: "mx.example.net", headerSizeLimit: 1024 * 1024, log },

@@ -7,7 +7,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { milterCheck, type MilterSettings } from "../../../src/policy/milter/milter-check.ts";
-import { parseMilterAddress } from "../../../src/policy/milter/address.ts";
+import { parseServiceAddress } from "../../../src/mail/service-address.ts";
 import { startOpenDkim, type DkimKey, type RunningMilter } from "../../support/milter-peers.ts";
 import { dkimpyVerify } from "../../mailauth/helpers.ts";
 import { capturingLogger, converse, field, storedMessage } from "./drive.ts";
@@ -32,7 +32,7 @@ function check(extra: Partial<MilterSettings> = {}) {
   const { log } = capturingLogger();
   return milterCheck(
     {
-      name: "opendkim", address: parseMilterAddress(opendkim.address)!, connectTimeout: 10_000, commandTimeout: 30_000,
+      name: "opendkim", address: parseServiceAddress(opendkim.address)!, connectTimeout: 10_000, commandTimeout: 30_000,
       endOfMessageTimeout: 60_000, defaultAction: "tempfail", ...extra,
     },
     { hostname: "mail.example.org", headerSizeLimit: 1024 * 1024, log },

@@ -8,7 +8,7 @@ import { encodePacket, MilterProtocolError, PacketReader, SMFIC_MACRO, SMFIC_MAI
 import { OFFERED_ACTIONS, OFFERED_STEPS, optionNegotiation, parseNegotiation } from "../../../src/policy/milter/negotiation.ts";
 import { parseAnswer, parseReplyCode } from "../../../src/policy/milter/answers.ts";
 import { macroPacket } from "../../../src/policy/milter/macros.ts";
-import { parseMilterAddress } from "../../../src/policy/milter/address.ts";
+import { parseServiceAddress } from "../../../src/mail/service-address.ts";
 
 const u32 = (n: number) => {
   const b = Buffer.alloc(4);
@@ -109,11 +109,11 @@ test("answers: decisions, quarantine, changes only at end of message, nothing Pe
 });
 
 test("addresses: inet:host:port, inet:[v6]:port, Sendmail's inet:port@host, unix:/path; anything else is refused", () => {
-  assert.deepEqual(parseMilterAddress("inet:127.0.0.1:11332"), { kind: "inet", host: "127.0.0.1", port: 11332 });
-  assert.deepEqual(parseMilterAddress("inet:[::1]:8891"), { kind: "inet", host: "::1", port: 8891 });
-  assert.deepEqual(parseMilterAddress("inet:8891@localhost"), { kind: "inet", host: "localhost", port: 8891 });
-  assert.deepEqual(parseMilterAddress("unix:/run/opendkim/opendkim.sock"), { kind: "unix", path: "/run/opendkim/opendkim.sock" });
+  assert.deepEqual(parseServiceAddress("inet:127.0.0.1:11332"), { kind: "inet", host: "127.0.0.1", port: 11332 });
+  assert.deepEqual(parseServiceAddress("inet:[::1]:8891"), { kind: "inet", host: "::1", port: 8891 });
+  assert.deepEqual(parseServiceAddress("inet:8891@localhost"), { kind: "inet", host: "localhost", port: 8891 });
+  assert.deepEqual(parseServiceAddress("unix:/run/opendkim/opendkim.sock"), { kind: "unix", path: "/run/opendkim/opendkim.sock" });
   for (const bad of ["127.0.0.1:11332", "inet:127.0.0.1", "inet:host:0", "inet:host:70000", "unix:relative.sock", "tcp:h:1", "inet::25"]) {
-    assert.equal(parseMilterAddress(bad), undefined, bad);
+    assert.equal(parseServiceAddress(bad), undefined, bad);
   }
 });

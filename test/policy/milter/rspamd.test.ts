@@ -5,7 +5,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { milterCheck } from "../../../src/policy/milter/milter-check.ts";
-import { parseMilterAddress } from "../../../src/policy/milter/address.ts";
+import { parseServiceAddress } from "../../../src/mail/service-address.ts";
 import { startRspamd, type RunningMilter } from "../../support/milter-peers.ts";
 import { capturingLogger, converse, field, storedMessage } from "./drive.ts";
 
@@ -25,7 +25,7 @@ function check() {
   const { log, lines } = capturingLogger();
   const c = milterCheck(
     {
-      name: "rspamd", address: parseMilterAddress(rspamd.address)!, connectTimeout: 10_000, commandTimeout: 30_000,
+      name: "rspamd", address: parseServiceAddress(rspamd.address)!, connectTimeout: 10_000, commandTimeout: 30_000,
       endOfMessageTimeout: 60_000, defaultAction: "tempfail",
     },
     { hostname: "mx.example.net", headerSizeLimit: 1024 * 1024, log },

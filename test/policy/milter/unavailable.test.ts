@@ -10,7 +10,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import * as net from "node:net";
 import { milterCheck, type MilterSettings } from "../../../src/policy/milter/milter-check.ts";
-import { parseMilterAddress } from "../../../src/policy/milter/address.ts";
+import { parseServiceAddress } from "../../../src/mail/service-address.ts";
 import { startScenarioMilter, type RunningMilter } from "../../support/milter-peers.ts";
 import { capturingLogger, converse, type Conversation } from "./drive.ts";
 
@@ -34,7 +34,7 @@ function check(address: string, extra: Partial<MilterSettings>) {
   const { log, lines } = capturingLogger();
   const c = milterCheck(
     {
-      name: "filter", address: parseMilterAddress(address)!, connectTimeout: 2000, commandTimeout: 300,
+      name: "filter", address: parseServiceAddress(address)!, connectTimeout: 2000, commandTimeout: 300,
       endOfMessageTimeout: 500, defaultAction: "tempfail", ...extra,
     },
     { hostname: "mx.example.net", headerSizeLimit: 1024 * 1024, log },

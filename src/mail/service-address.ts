@@ -1,17 +1,17 @@
 /**
- * Where a filter listens, written as Postfix writes it in smtpd_milters:
+ * Where a service listens, written as Postfix writes it (smtpd_milters):
  * "inet:host:port" (an IPv6 host in brackets, "inet:[::1]:8891") or
  * "unix:/path/to/socket". Sendmail's "inet:port@host" is accepted too, since
- * filters document their own socket in that form (OpenDKIM's Socket).
+ * mail filters document their own socket in that form (OpenDKIM's Socket).
  */
 
-export type MilterAddress =
+export type ServiceAddress =
   | { readonly kind: "inet"; readonly host: string; readonly port: number }
   | { readonly kind: "unix"; readonly path: string };
 
-export const MILTER_ADDRESS_ALLOWED = 'expected "inet:host:port" (e.g. "inet:127.0.0.1:11332", "inet:[::1]:8891") or "unix:/path/to/socket"';
+export const SERVICE_ADDRESS_ALLOWED = 'expected "inet:host:port" (e.g. "inet:127.0.0.1:11332", "inet:[::1]:8891") or "unix:/path/to/socket"';
 
-export function parseMilterAddress(text: string): MilterAddress | undefined {
+export function parseServiceAddress(text: string): ServiceAddress | undefined {
   const colon = text.indexOf(":");
   if (colon === -1) return undefined;
   const kind = text.slice(0, colon).toLowerCase();
@@ -39,8 +39,4 @@ export function parseMilterAddress(text: string): MilterAddress | undefined {
   if (!/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535) return undefined;
   if (host === "" || /[\s/]/.test(host)) return undefined;
   return { kind: "inet", host, port: Number(port) };
-}
-
-export function formatMilterAddress(a: MilterAddress): string {
-  return a.kind === "unix" ? `unix:${a.path}` : `inet:${a.host.includes(":") ? `[${a.host}]` : a.host}:${a.port}`;
 }
