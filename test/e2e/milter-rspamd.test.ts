@@ -3,26 +3,16 @@
  * what lands in the Maildir. (test/policy/milter/rspamd.test.ts drives the
  * check itself; the two files share rspamd's compiled caches.)
  */
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { rm } from "node:fs/promises";
-import { startRspamd, type RunningMilter } from "../support/milter-peers.ts";
+import { GTUBE, rspamdForThisFile } from "../support/milter-peers.ts";
 import { smtp, start, until } from "./fixtures/mta-helpers.ts";
 
-const GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
-
-let rspamd: RunningMilter;
-
-before(async () => {
-  rspamd = await startRspamd();
-}, { timeout: 180_000 });
-
-after(async () => {
-  await rspamd?.stop();
-});
+const rspamd = rspamdForThisFile();
 
 test("rspamd through Petrel: GTUBE refused at the end of DATA with rspamd's reply, nothing stored; a normal message delivered with rspamd's headers", async () => {
-  const r = await start({ milters: [{ name: "rspamd", address: rspamd.address }] });
+  const r = await start({ milters: [{ name: "rspamd", address: rspamd().address }] });
   try {
     const spam = await smtp(r.mx, [
       "EHLO client.test", "MAIL FROM:<carol@far.test>", "RCPT TO:<bob@example.test>", "DATA",

@@ -15,6 +15,8 @@
  *     python3-milter), Sendmail's libmilter driven by Python.
  */
 import { spawnSync } from "node:child_process";
+import assert from "node:assert/strict";
+import { after, before } from "node:test";
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -112,6 +114,24 @@ async function keepRspamdCache(db: string): Promise<void> {
     await copyFile(join(db, name), temp);
     await rename(temp, join(RSPAMD_CACHE, name));
   }
+}
+
+/** The GTUBE test string: rspamd refuses any message that contains it. */
+export const GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
+
+/** One rspamd for the tests of the calling file: started before them, stopped after; the getter gives it. */
+export function rspamdForThisFile(): () => RunningMilter {
+  let rspamd: RunningMilter | undefined;
+  before(async () => {
+    rspamd = await startRspamd();
+  }, { timeout: 180_000 });
+  after(async () => {
+    await rspamd?.stop();
+  });
+  return () => {
+    assert.ok(rspamd, "rspamd started");
+    return rspamd;
+  };
 }
 
 export async function startRspamd(): Promise<RunningMilter> {

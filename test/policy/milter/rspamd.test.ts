@@ -2,30 +2,20 @@
  * The milter check against a real rspamd (Debian's rspamd 3.x, its proxy
  * worker in milter mode), started once for this file with its own config.
  */
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { milterCheck } from "../../../src/policy/milter/milter-check.ts";
 import { parseServiceAddress } from "../../../src/mail/service-address.ts";
-import { startRspamd, type RunningMilter } from "../../support/milter-peers.ts";
+import { GTUBE, rspamdForThisFile } from "../../support/milter-peers.ts";
 import { capturingLogger, converse, field, storedMessage } from "./drive.ts";
 
-const GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
-
-let rspamd: RunningMilter;
-
-before(async () => {
-  rspamd = await startRspamd();
-}, { timeout: 180_000 });
-
-after(async () => {
-  await rspamd?.stop();
-});
+const rspamd = rspamdForThisFile();
 
 function check() {
   const { log, lines } = capturingLogger();
   const c = milterCheck(
     {
-      name: "rspamd", address: parseServiceAddress(rspamd.address)!, connectTimeout: 10_000, commandTimeout: 30_000,
+      name: "rspamd", address: parseServiceAddress(rspamd().address)!, connectTimeout: 10_000, commandTimeout: 30_000,
       endOfMessageTimeout: 60_000, defaultAction: "tempfail",
     },
     { hostname: "mx.example.net", headerSizeLimit: 1024 * 1024, log },
