@@ -48,6 +48,7 @@ import { TlsReportSender, reportSettings } from "./tls-rpt/report-sender.ts";
 import { createReportSubmitter } from "./tls-rpt/report-submit.ts";
 import { serverStatus } from "./admin/server-status.ts";
 import { petrelVersion } from "./system/version.ts";
+import { milterCheck } from "./policy/milter/milter-check.ts";
 
 /**
  * Petrel in one process: the composition root that wires the boxes of
@@ -183,6 +184,17 @@ export function buildChecks(config: Config, options: { accounts: Accounts & Reci
   return checks;
 }
 
+/**
+ * The configured mail filters (`milters:`), asked after Petrel's own checks:
+ * a recipient the relay check refused never reaches them (Postfix asks its
+ * milters after smtpd's restrictions too).
+ */
+export function buildMilters(config: Config, log: Logger): Check[] {
+  return config.milters.map((m) => milterCheck(m, {
+    hostname: config.hostname, headerSizeLimit: config.limits.headerSize, log, stageTimeout: config.policy.timeout,
+  }));
+}
+
 /** What receives mail: the listeners, each client served through the checks into the intake. */
 export interface Reception {
   readonly config: Config;
@@ -227,7 +239,7 @@ export async function startReception(config: Config, options: ReceptionOptions):
   await spool.open(); // idempotent: an injected spool may already be open
   const intake = options.intake ?? buildIntake(config, { spool, log, clock, onCommitted: options.onCommitted });
   const pipeline = new PolicyPipeline({
-    checks: [...buildChecks(config, { accounts: options.accounts, clock }), ...(options.checks ?? [])],
+    checks: [...buildChecks(config, { accounts: options.accounts, clock }), ...buildMilters(config, log), ...(options.checks ?? [])],
     authservId: config.policy.authservId ?? config.hostname,
     timeout: config.policy.timeout,
     timer: clock,

@@ -1,7 +1,7 @@
 /**
  * The README's test command (.ci/run) installs every Debian package a test
- * asks for: each package named in a requirePeer, requirePeerFile or
- * requirePerlModule call under test/ must be in .ci/run's packages list, so
+ * asks for: each package named in a requirePeer, requirePeerFile,
+ * requirePerlModule or requirePythonModule call under test/ must be in .ci/run's packages list, so
  * that a fresh machine never lacks what a developer's machine happened to have.
  */
 import { test } from "node:test";
@@ -22,7 +22,7 @@ async function ciPackages(): Promise<Set<string>> {
 
 async function requested(): Promise<Map<string, string[]>> {
   const found = new Map<string, string[]>();
-  const call = /require(?:Peer|PeerFile|PerlModule)\(\s*[^,()]+,\s*"([^"]+)"\s*\)/g;
+  const call = /require(?:Peer|PeerFile|PerlModule|PythonModule)\(\s*[^,()]+,\s*"([^"]+)"\s*\)/g;
   for (const rel of await readdir(join(root, "test"), { recursive: true })) {
     if (!rel.endsWith(".ts")) continue;
     const text = await readFile(join(root, "test", rel), "utf8");

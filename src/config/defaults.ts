@@ -91,6 +91,14 @@ export const DEFAULTS = {
   policy: {
     timeout: 60 * SECOND,
   },
+  milters: [],
+  /** Each entry of `milters` (Postfix's milter_connect_timeout, milter_command_timeout, milter_content_timeout, milter_default_action). */
+  milter: {
+    connectTimeout: 30 * SECOND,
+    commandTimeout: 30 * SECOND,
+    endOfMessageTimeout: 300 * SECOND,
+    defaultAction: "tempfail",
+  },
   users: [],
   passwords: {
     minLength: 12,

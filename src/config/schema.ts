@@ -26,6 +26,7 @@ import { cipherStringProblem } from "./cipher-policy.ts";
 import { DURATION_ALLOWED, formatSize, parseDuration, parseSize, SIZE_ALLOWED } from "./units.ts";
 import { EXTENSIONS, type Extension } from "../smtp/extensions.ts";
 import { isSelector } from "../mailauth/selector.ts";
+import { SERVICE_ADDRESS_ALLOWED, parseServiceAddress, type ServiceAddress } from "../mail/service-address.ts";
 
 // ---------------------------------------------------------------------------
 // Building blocks. Custom checks put the "what is allowed" text in the issue
@@ -230,6 +231,37 @@ export const listenerSchema = z.strictObject({
   hide: z.array(ehloKeyword).optional(),
 });
 
+const milterAddress = z.string().transform((v, ctx): ServiceAddress => {
+  const a = parseServiceAddress(v);
+  if (a === undefined) {
+    ctx.addIssue({ code: "custom", message: SERVICE_ADDRESS_ALLOWED, input: v });
+    return z.NEVER;
+  }
+  return a;
+});
+
+function timeout(def: number) {
+  return duration(def).refine((ms) => ms > 0, { message: "expected a duration above 0, such as \"30s\"" });
+}
+
+/** One mail filter (Postfix's smtpd_milters entry with its milter_* settings). */
+export const milterSchema = z.strictObject({
+  /** In logs and as the check's name ("milter:rspamd"); unique. */
+  name: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, 'expected a short lower-case name such as "rspamd" (letters, digits, "-" and "_")'),
+  /** "inet:host:port" ("inet:[::1]:8891") or "unix:/path/to/socket". */
+  address: milterAddress,
+  /** Time to connect (Postfix milter_connect_timeout). */
+  connectTimeout: timeout(DEFAULTS.milter.connectTimeout),
+  /** Time for the negotiation and each envelope step (milter_command_timeout). */
+  commandTimeout: timeout(DEFAULTS.milter.commandTimeout),
+  /** Time for each header, body and end-of-message step (milter_content_timeout); the filter's progress messages restart it. */
+  endOfMessageTimeout: timeout(DEFAULTS.milter.endOfMessageTimeout),
+  /** When the filter is down, late or broken: "tempfail" (451 4.7.1, the client retries) or "accept" (go on without it). */
+  defaultAction: z.enum(["accept", "tempfail"]).default(DEFAULTS.milter.defaultAction),
+  /** Only connections to listeners of these roles are filtered; all when absent. */
+  listeners: z.array(z.enum(LISTENER_ROLES)).min(1).optional(),
+});
+
 export const configSchema = z.strictObject({
   /** The server's name: in the greeting, the EHLO reply and Received headers. */
   hostname: domainName.default(DEFAULTS.hostname),
@@ -400,6 +432,11 @@ export const configSchema = z.strictObject({
         .optional(),
     })
     .prefault({}),
+  /**
+   * Mail filters (milters) consulted at every SMTP stage, in this order — rspamd, OpenDKIM,
+   * ClamAV's clamav-milter … — as Postfix's smtpd_milters; see the README's "Milters".
+   */
+  milters: z.array(milterSchema).default(() => []),
   /** Local users. Passwords are stored only as hashes made by `petrel hash-password`. */
   users: z
     .array(
@@ -599,6 +636,7 @@ export type ListenerConfig = Config["listeners"][number];
 export type UserConfig = Config["users"][number];
 export type SniConfig = Config["tls"]["sni"][number];
 export type TlsMinVersion = Config["tls"]["minVersion"];
+export type MilterConfig = Config["milters"][number];
 
 // ---------------------------------------------------------------------------
 // Checks across keys, run after the schema accepted each value.
@@ -680,6 +718,13 @@ export function crossCheck(config: Config): CrossIssue[] {
   if (config.group !== undefined && config.user === undefined) {
     issues.push({ path: ["group"], value: config.group, allowed: "expected user as well: group only applies to the user Petrel switches to" });
   }
+  const milterSeen = new Map<string, number>();
+  config.milters.forEach((m, i) => {
+    const prev = milterSeen.get(m.name);
+    if (prev !== undefined) {
+      issues.push({ path: ["milters", i, "name"], value: m.name, allowed: `expected each name once: milters[${prev}] has the same name` });
+    } else milterSeen.set(m.name, i);
+  });
   const userSeen = new Map<string, number>();
   config.users.forEach((u, i) => {
     const prev = userSeen.get(u.address);

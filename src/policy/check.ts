@@ -132,6 +132,8 @@ export interface AuthOutcome {
 
 /** The transaction so far (RFC 5321 §3.3). */
 export interface TransactionFacts {
+  /** The queue id, from DATA on (the intake opens the message in the spool then); absent before. */
+  readonly queueId?: string;
   readonly mailFrom: Mailbox | null;
   readonly mailParams: MailParameters;
   readonly recipients: readonly { readonly mailbox: Mailbox; readonly params: RcptParameters }[];

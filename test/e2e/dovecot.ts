@@ -10,13 +10,14 @@
  * Also a minimal IMAP client (LOGIN, SELECT, FETCH BODY.PEEK[]) that returns
  * the exact bytes of each message.
  */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { connect, createServer } from "node:net";
 import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { requirePeer, requirePeerFile, requireRoot } from "../support/peers.ts";
+import { canConnect, spawnDaemon } from "../support/daemon.ts";
 
 export interface DovecotUser {
   readonly address: string;
@@ -68,17 +69,6 @@ async function freePort(): Promise<number> {
   const port = (srv.address() as { port: number }).port;
   await new Promise<void>((resolve) => srv.close(() => resolve()));
   return port;
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({ host: "127.0.0.1", port });
-    s.once("connect", () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once("error", () => resolve(false));
-  });
 }
 
 function config(dir: string, imapPort: number, lmtpPort: number, uid: number, gid: number): string {
@@ -143,20 +133,11 @@ export async function startDovecot(users: readonly DovecotUser[]): Promise<Dovec
     const conf = join(dir, "dovecot.conf");
     await writeFile(conf, config(dir, imapPort, lmtpPort, uid, gid));
 
-    const child: ChildProcess = spawn(bin, ["-F", "-c", conf], { stdio: ["ignore", "pipe", "pipe"] });
-    let output = "";
-    child.stdout!.on("data", (d) => (output += d));
-    child.stderr!.on("data", (d) => (output += d));
-    const exited = new Promise<void>((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) resolve();
-      else child.once("exit", () => resolve());
-    });
-    let dead = false;
-    void exited.then(() => (dead = true));
+    const daemon = spawnDaemon(bin, ["-F", "-c", conf]);
 
     const deadline = Date.now() + 10_000;
     let up = false;
-    while (!dead && Date.now() < deadline) {
+    while (!daemon.dead && Date.now() < deadline) {
       if ((await canConnect(imapPort)) && (await canConnect(lmtpPort))) {
         up = true;
         break;
@@ -171,10 +152,7 @@ export async function startDovecot(users: readonly DovecotUser[]): Promise<Dovec
       }
     };
     const stop = async () => {
-      if (!dead) {
-        child.kill("SIGTERM");
-        await exited;
-      }
+      await daemon.stop();
       await rm(dir, { recursive: true, force: true });
     };
     if (up) {
@@ -188,7 +166,7 @@ export async function startDovecot(users: readonly DovecotUser[]): Promise<Dovec
         stop,
       };
     }
-    lastError = `${output}\n${await readLog()}`;
+    lastError = `${daemon.output()}\n${await readLog()}`;
     await stop();
   }
   throw new Error(`Dovecot did not start: ${lastError}`);

@@ -53,6 +53,17 @@ export function requirePerlModule(module: string, debianPackage: string): void {
   if (r.status !== 0) throw new PeerMissing(`the Perl module ${module} is missing: ${install(debianPackage)}`);
 }
 
+/**
+ * A module of Debian's Python (/usr/bin/python3, not a python3 earlier on the
+ * PATH such as pyenv's, which cannot see Debian's modules); its path.
+ */
+export function requirePythonModule(module: string, debianPackage: string): string {
+  const python = requirePeerFile("/usr/bin/python3", "python3");
+  const r = spawnSync(python, ["-c", `import ${module}`], { encoding: "utf8", timeout: 10_000 });
+  if (r.status !== 0) throw new PeerMissing(`the Python module ${module} is missing: ${install(debianPackage)}`);
+  return python;
+}
+
 /** Tests that start daemons as root (Dovecot, Postfix), bind port 53 or switch users. */
 export function requireRoot(why: string): void {
   if (process.getuid?.() !== 0) throw new PeerMissing(`${why} needs root: run the tests as root, as .ci/run does`);
