@@ -12,14 +12,20 @@ import { expandIpv6, unmapIpv4 } from "../mail/networks.ts";
  * "list.dnswl.org=127.0.[0..255].[1..3]*-2") or as a mapping.
  */
 
-export interface DnsblSite {
+/** A site as configured: plain data. */
+export interface DnsblSiteSpec {
   /** The zone queried: "<reversed client address>.<zone>". */
   readonly zone: string;
   /** What the reply and the logs call the list (a zone with a secret query key in it should not be shown). */
   readonly name: string;
   /** Added to the client's score when listed; negative for an allowlist. */
   readonly weight: number;
-  /** The answers that count; absent: any 127.0.0.0/8 answer but the 127.255.255.x error codes. */
+  /** The answers that count (an answer pattern); absent: any 127.0.0.0/8 answer but the 127.255.255.x error codes. */
+  readonly filter?: string;
+}
+
+/** A site ready to be asked: its filter compiled. */
+export interface DnsblSite extends Omit<DnsblSiteSpec, "filter"> {
   readonly filter?: AnswerFilter;
 }
 
@@ -35,19 +41,32 @@ export const SITE_ALLOWED =
   'expected a DNS list as postscreen writes it: "zone", "zone*weight", "zone=127.0.0.2" or "zone=127.0.0.[2..11;15]*3" (a negative weight for an allowlist)';
 
 /** "zen.spamhaus.org=127.0.0.[2..11]*3" → zone, filter, weight. */
-export function parseSite(text: string): Parsed<DnsblSite> {
+export function parseSite(text: string): Parsed<DnsblSiteSpec> {
   const m = /^([^=*\s]+)(?:=([^*\s]+))?(?:\*(-?\d{1,6}))?$/.exec(text.trim());
   if (!m) return { ok: false, reason: SITE_ALLOWED };
-  const zone = zoneName(m[1]);
-  if (zone === undefined) return { ok: false, reason: `"${m[1]}" is not a DNS zone name; ${SITE_ALLOWED}` };
-  let filter: AnswerFilter | undefined;
-  if (m[2] !== undefined) {
-    const f = parseAnswerFilter(m[2]);
+  return siteSpec({ zone: m[1], filter: m[2], weight: m[3] === undefined ? undefined : Number(m[3]) });
+}
+
+/** A site given as a mapping: the zone checked, the filter parsed, the defaults filled in. */
+export function siteSpec(site: { zone: string; weight?: number; filter?: string; name?: string }): Parsed<DnsblSiteSpec> {
+  const zone = zoneName(site.zone);
+  if (zone === undefined) return { ok: false, reason: `"${site.zone}" is not a DNS zone name; ${SITE_ALLOWED}` };
+  if (site.filter !== undefined) {
+    const f = parseAnswerFilter(site.filter);
     if (!f.ok) return f;
-    filter = f.value;
   }
-  const weight = m[3] === undefined ? 1 : Number(m[3]);
-  return { ok: true, value: { zone, name: zone, weight, ...(filter ? { filter } : {}) } };
+  const spec: DnsblSiteSpec = {
+    zone, name: site.name ?? zone, weight: site.weight ?? 1, ...(site.filter !== undefined ? { filter: site.filter } : {}),
+  };
+  return { ok: true, value: spec };
+}
+
+/** The site with its filter compiled; the spec was checked by siteSpec (the configuration schema). */
+export function compileSite(spec: DnsblSiteSpec): DnsblSite {
+  if (spec.filter === undefined) return { zone: spec.zone, name: spec.name, weight: spec.weight };
+  const f = parseAnswerFilter(spec.filter);
+  if (!f.ok) throw new TypeError(f.reason);
+  return { zone: spec.zone, name: spec.name, weight: spec.weight, filter: f.value };
 }
 
 /** A zone name: letters, digits, hyphens and underscores in dot-separated labels of at most 63 octets. */

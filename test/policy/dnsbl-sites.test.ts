@@ -5,7 +5,7 @@ import { isListingAnswer, parseAnswerFilter, parseSite, reversedClient } from ".
 function site(text: string) {
   const r = parseSite(text);
   if (!r.ok) throw new Error(r.reason);
-  return { zone: r.value.zone, weight: r.value.weight, filter: r.value.filter?.pattern };
+  return { zone: r.value.zone, weight: r.value.weight, filter: r.value.filter };
 }
 
 test("sites are written as postscreen_dnsbl_sites writes them: zone, =filter, *weight (negative: an allowlist)", () => {

@@ -179,3 +179,11 @@ test("check names are unique: a plugin cannot take a built-in check's name or an
   ]);
   assert.equal(twice.index, 1);
 });
+
+test("the README shows contrib/plugins/refuse-domains.ts as it is (but for its header comment)", async () => {
+  const { readFile } = await import("node:fs/promises");
+  const readme = await readFile(resolve(import.meta.dirname, "../../README.md"), "utf8");
+  const shown = /`contrib\/plugins\/refuse-domains\.ts`, which refuses[^\n]*\n\n```ts\n([\s\S]*?)```/.exec(readme)?.[1];
+  const source = await readFile(CONTRIB, "utf8");
+  assert.equal(shown, source.slice(source.indexOf("import type")));
+});
