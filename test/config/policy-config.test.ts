@@ -7,18 +7,8 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ConfigError } from "../../src/config/config-error.ts";
+import { configError } from "./expect-config-error.ts";
 import { parseConfig, parseConfigText } from "../../src/config/load.ts";
-
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail("expected a ConfigError");
-}
 
 test("defaults: per-client rates off (Postfix's 0), per-user rates on, loopback exempt; no DNS lists; no plugins", () => {
   const c = parseConfig({}, "test", { checkFiles: false });
