@@ -27,7 +27,7 @@ import { DURATION_ALLOWED, formatSize, parseDuration, parseSize, SIZE_ALLOWED } 
 import { EXTENSIONS, type Extension } from "../smtp/extensions.ts";
 import { isSelector } from "../mailauth/selector.ts";
 import { isNetwork } from "../mail/networks.ts";
-import { parseSite, siteSpec, SITE_ALLOWED, type DnsblSiteSpec } from "../policy/dnsbl-sites.ts";
+import { parseSite, siteSpec, SITE_ALLOWED, type DnsblSiteSpec } from "./dnsbl-sites.ts";
 
 // ---------------------------------------------------------------------------
 // Building blocks. Custom checks put the "what is allowed" text in the issue

@@ -65,12 +65,13 @@ dnsbl:
   roles: [mx, submission]
   exempt: []
 `, "test");
-  assert.deepEqual(c.dnsbl.sites, [
+  assert.deepEqual(c.dnsbl.sites.map((s) => ({ ...s, filter: s.filter?.pattern })), [
     { zone: "zen.spamhaus.org", name: "zen.spamhaus.org", weight: 3, filter: "127.0.0.[2..11]" },
     { zone: "list.dnswl.org", name: "list.dnswl.org", weight: -2, filter: "127.0.[0..255].[1..3]" },
-    { zone: "b.barracudacentral.org", name: "b.barracudacentral.org", weight: 1 },
+    { zone: "b.barracudacentral.org", name: "b.barracudacentral.org", weight: 1, filter: undefined },
     { zone: "secretkey.zen.dq.spamhaus.net", name: "zen.spamhaus.org", weight: 3, filter: "127.0.0.[2..11]" },
   ]);
+  assert.deepEqual(c.dnsbl.sites[0].filter?.octets, [[[127, 127]], [[0, 0]], [[0, 0]], [[2, 11]]]);
   assert.equal(c.dnsbl.timeout, 2000);
   assert.equal(c.dnsbl.rejectAt, "connect");
 });

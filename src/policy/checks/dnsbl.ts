@@ -5,7 +5,7 @@ import { networkMatcher, unmapIpv4 } from "../../mail/networks.ts";
 import type { RecordResolver } from "../../dns/records.ts";
 import { reply, type Reply } from "../../smtp/reply.ts";
 import type { Check, CheckResult, CheckSession, ClientFacts } from "../check.ts";
-import { isListingAnswer, isRefusalAnswer, reversedClient, type DnsblSite } from "../dnsbl-sites.ts";
+import { countsFor, isRefusalAnswer, reversedClient, type DnsblSite } from "../dnsbl-sites.ts";
 
 /**
  * DNS blocklists and allowlists, weighed as postscreen does
@@ -127,7 +127,7 @@ export class Dnsbl implements Check {
       if (refusals.length > 0) this.logFailure(zone, address, `the list refused the query (${refusals.join(", ")}): it does not answer this resolver`);
       for (const site of this.settings.sites) {
         if (site.zone !== zone) continue;
-        const matched = a.addresses.filter((x) => !isRefusalAnswer(x) && (site.filter ? site.filter.matches(x) : isListingAnswer(x)));
+        const matched = a.addresses.filter((x) => countsFor(site, x));
         if (matched.length === 0) continue;
         score += site.weight;
         listedBy.push({ site, answers: matched });

@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { ManualClock, systemClock } from "../../../src/mail/clock.ts";
 import { createResolver, type ClosableResolver } from "../../../src/dns/resolver.ts";
 import { Dnsbl, type DnsblSettings } from "../../../src/policy/checks/dnsbl.ts";
-import { compileSite, parseSite, type DnsblSite } from "../../../src/policy/dnsbl-sites.ts";
+import { parseSite } from "../../../src/config/dnsbl-sites.ts";
+import type { DnsblSite } from "../../../src/policy/dnsbl-sites.ts";
 import type { CheckResult } from "../../../src/policy/check.ts";
 import { replyText } from "../../../src/smtp/reply.ts";
 import { startDnsServer, type TestDnsServer } from "../../support/dns-server.ts";
@@ -43,7 +44,7 @@ function sites(...texts: string[]): DnsblSite[] {
   return texts.map((t) => {
     const r = parseSite(t);
     if (!r.ok) throw new Error(r.reason);
-    return compileSite(r.value);
+    return r.value;
   });
 }
 
