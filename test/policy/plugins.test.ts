@@ -14,7 +14,7 @@ import { loadPlugins, PluginLoadError, type PluginEntry, type PluginHost } from 
 import type { PluginContext } from "../../src/policy/plugin-api.ts";
 import refuseDomains from "../../contrib/plugins/refuse-domains.ts";
 import { startDnsServer, type TestDnsServer } from "../support/dns-server.ts";
-import { client, mailbox, memoryLogger, NO_MAIL_PARAMS, session } from "./stage-facts.ts";
+import { client, mailbox, memoryLogger, noParams, session } from "./stage-facts.ts";
 import { replyText } from "../../src/smtp/reply.ts";
 
 const CONTRIB = resolve(import.meta.dirname, "../../contrib/plugins/refuse-domains.ts");
@@ -58,7 +58,7 @@ async function loadError(entries: PluginEntry[], over: Partial<PluginHost> = {})
 
 async function mailFrom(check: Awaited<ReturnType<typeof loadPlugins>>[number], from: string | null): Promise<string> {
   const c = client("192.0.2.1");
-  const r = await (await check.open(c)).mail?.(session(c), from === null ? null : mailbox(from), NO_MAIL_PARAMS);
+  const r = await (await check.open(c)).mail?.(session(c), mailbox(from === null ? "<>" : `<${from}>`), noParams);
   const v = r?.verdict;
   return v && (v.action === "reject" || v.action === "tempfail") ? `${replyText(v.reply)} (${r?.reason})` : "accept";
 }

@@ -1,32 +1,25 @@
 /**
- * What a check is asked with at each stage, built the way the pipeline
- * builds it, so checks are driven stage by stage with no socket (Postfix's
- * smtpd_check test scripts) — and a logger that keeps what it was told.
+ * What a check is asked with at a stage, for driving one check directly
+ * (test/policy/harness.ts drives the whole pipeline): the session and
+ * transaction facts as the reception builds them, and a logger that keeps
+ * what it was told.
  */
 import pino, { type Logger } from "pino";
 import type { ClientFacts, SessionFacts, TransactionFacts } from "../../src/policy/check.ts";
-import type { ListenerRole, Mailbox, MailParameters } from "../../src/mail/envelope.ts";
+import { mailbox, noParams } from "./harness.ts";
 
-export function client(address: string, role: ListenerRole = "mx"): ClientFacts {
-  return { address, port: 40000, localAddress: "127.0.0.1", localPort: role === "mx" ? 25 : 587, role, tls: null };
-}
+export { client, mailbox, noParams } from "./harness.ts";
 
 export function session(c: ClientFacts, authUser: string | null = null): SessionFacts {
   return { client: c, helo: "client.example", esmtp: true, tls: null, authUser };
 }
 
-export const NO_MAIL_PARAMS: MailParameters = { smtputf8: false, requireTls: false };
-
-export function mailbox(address: string): Mailbox {
-  const at = address.lastIndexOf("@");
-  return { localPart: address.slice(0, at), domain: address.slice(at + 1) };
-}
-
-export function transaction(from: string | null, recipients: string[] = []): TransactionFacts {
+/** A transaction from `from` ("<a@b.example>", "<>") to the `recipients` accepted so far. */
+export function transaction(from: string, recipients: string[] = []): TransactionFacts {
   return {
-    mailFrom: from === null ? null : mailbox(from),
-    mailParams: NO_MAIL_PARAMS,
-    recipients: recipients.map((r) => ({ mailbox: mailbox(r), params: {} })),
+    mailFrom: mailbox(from),
+    mailParams: noParams,
+    recipients: recipients.map((r) => ({ mailbox: mailbox(r)!, params: {} })),
   };
 }
 

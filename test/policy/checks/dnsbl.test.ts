@@ -175,7 +175,7 @@ test("rejectAt rcpt: the lookup starts at connect, each RCPT is refused, an auth
   const s = check.open(c);
   assert.equal(s.connect?.(), undefined, "nothing to say at connect");
   await dns.waitForQuery((q) => q.name === "2.0.0.127.other.test");
-  const rcpt = (user: string | null) => s.rcpt?.(session(c, user), transaction("a@example.org"), mailbox("b@example.test"), {});
+  const rcpt = (user: string | null) => s.rcpt?.(session(c, user), transaction("<a@example.org>"), mailbox("<b@example.test>")!, {});
   assert.equal(said(await rcpt(null)), "reject 554 5.7.1 Service unavailable; client [127.0.0.2] blocked using other.test");
   assert.equal(said(await rcpt(null)), "reject 554 5.7.1 Service unavailable; client [127.0.0.2] blocked using other.test");
   assert.equal(said(await rcpt("alice@example.test")), "accept");

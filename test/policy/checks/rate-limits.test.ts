@@ -4,7 +4,7 @@ import { ManualClock } from "../../../src/mail/clock.ts";
 import { RateLimits, type RateLimitSettings } from "../../../src/policy/checks/rate-limits.ts";
 import type { CheckResult, CheckSession } from "../../../src/policy/check.ts";
 import { replyText } from "../../../src/smtp/reply.ts";
-import { client, mailbox, memoryLogger, NO_MAIL_PARAMS, session, transaction, WARN } from "../stage-facts.ts";
+import { client, mailbox, memoryLogger, noParams, session, transaction, WARN } from "../stage-facts.ts";
 
 const MINUTE = 60_000;
 const OFF = { connections: 0, messages: 0, recipients: 0, window: MINUTE };
@@ -34,11 +34,11 @@ async function connect(check: RateLimits, address: string, role: "mx" | "submiss
 }
 
 async function mail(s: CheckSession, address: string, user: string | null = null, role: "mx" | "submission" = "mx"): Promise<string> {
-  return said(await s.mail?.(session(client(address, role), user), mailbox("sender@example.org"), NO_MAIL_PARAMS));
+  return said(await s.mail?.(session(client(address, role), user), mailbox("<sender@example.org>"), noParams));
 }
 
 async function rcpt(s: CheckSession, address: string, user: string | null = null): Promise<string> {
-  return said(await s.rcpt?.(session(client(address), user), transaction("sender@example.org"), mailbox("rcpt@example.test"), {}));
+  return said(await s.rcpt?.(session(client(address), user), transaction("<sender@example.org>"), mailbox("<rcpt@example.test>")!, {}));
 }
 
 test("connection rate per client on mx: the connection over the limit gets 421 4.7.0 naming the client; other clients are not affected", async () => {
