@@ -757,6 +757,12 @@ export function crossCheck(config: Config): CrossIssue[] {
       issues.push({ path: ["users", i, "address"], value: u.address, allowed: `expected each user once: users[${prev}] has the same address` });
     } else userSeen.set(u.address, i);
   });
+  if (config.dnsbl.sites.length > 0 && config.dnsbl.timeout >= config.policy.timeout) {
+    issues.push({
+      path: ["dnsbl", "timeout"], value: config.dnsbl.timeout / 1000 + "s",
+      allowed: `expected less than policy.timeout (${config.policy.timeout / 1000}s): a check still waiting then is failed (421/451), so a list that is down would refuse every client instead of none`,
+    });
+  }
   return issues;
 }
 

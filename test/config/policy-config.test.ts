@@ -119,3 +119,10 @@ plugins:
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test("dnsbl.timeout must be shorter than policy.timeout, so that a list that is down fails open", () => {
+  const err = configError(() => parseConfigText("policy: { timeout: 5s }\ndnsbl: { sites: [bl.example], timeout: 5s }\n", "petrel.yaml"));
+  assert.match(err.message, /petrel\.yaml:2:\d+: dnsbl\.timeout: got "5s"; expected less than policy\.timeout \(5s\)/);
+  assert.equal(parseConfigText("policy: { timeout: 5s }\ndnsbl: { sites: [bl.example], timeout: 4s }\n", "t").dnsbl.timeout, 4000);
+  assert.equal(parseConfigText("policy: { timeout: 5s }\n", "t").dnsbl.timeout, 10_000, "no lists: nothing to wait for");
+});
