@@ -21,7 +21,6 @@ import { clientLimitsCheck } from "./policy/checks/client-limits.ts";
 import { hopCountCheck } from "./policy/checks/hop-count.ts";
 import { RateLimits } from "./policy/checks/rate-limits.ts";
 import { Dnsbl } from "./policy/checks/dnsbl.ts";
-import { compileSite } from "./policy/dnsbl-sites.ts";
 import { loadPlugins, PluginLoadError } from "./policy/plugins.ts";
 import type { RecordResolver } from "./dns/records.ts";
 import { configIssue, startupConfigError } from "./config/load.ts";
@@ -191,8 +190,7 @@ export function buildChecks(
   if (anyRate) checks.push(new RateLimits(rates, { log: log.child({ check: "rate-limits" }), clock }));
   if (config.dnsbl.sites.length > 0) {
     if (!options.resolver) throw new Error("dnsbl.sites needs a resolver");
-    const settings = { ...config.dnsbl, sites: config.dnsbl.sites.map(compileSite) };
-    checks.push(new Dnsbl(settings, { resolver: options.resolver, clock, log: log.child({ check: "dnsbl" }) }));
+    checks.push(new Dnsbl(config.dnsbl, { resolver: options.resolver, clock, log: log.child({ check: "dnsbl" }) }));
   }
   if (config.submission.senderMustMatchLogin) checks.push(senderLoginCheck((user, address) => options.accounts.mayUseSender(user, address)));
   checks.push(relayCheck(options.accounts), hopCountCheck(config.delivery.maxReceived));
