@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import type { Logger } from "pino";
+import pino, { type Logger } from "pino";
 import type { Config } from "./config/schema.ts";
 import { createSpool } from "./spool/create-spool.ts";
 import type { Spool } from "./spool/spool.ts";
@@ -19,6 +19,11 @@ import { relayCheck, type RecipientDirectory } from "./policy/checks/relay.ts";
 import { senderLoginCheck } from "./policy/checks/sender-login.ts";
 import { clientLimitsCheck } from "./policy/checks/client-limits.ts";
 import { hopCountCheck } from "./policy/checks/hop-count.ts";
+import { RateLimits } from "./policy/checks/rate-limits.ts";
+import { Dnsbl } from "./policy/checks/dnsbl.ts";
+import { loadPlugins, PluginLoadError } from "./policy/plugins.ts";
+import type { RecordResolver } from "./dns/records.ts";
+import { configIssue, startupConfigError } from "./config/load.ts";
 import { Intake } from "./intake/intake.ts";
 import { SmtpReceptionFactory } from "./intake/smtp-reception.ts";
 import { LocalAgent } from "./delivery/local-agent.ts";
@@ -68,7 +73,7 @@ export interface MtaOptions {
   /** Remote delivery agent (outbound SMTP to MX hosts); built from the config when absent. */
   readonly remote?: DeliveryAgent;
   /** DNS resolver; built from `dns.servers` when absent. */
-  readonly resolver?: Resolver;
+  readonly resolver?: PolicyResolver;
   /** Extra CA trusted when verifying outbound TLS, MTA-STS policy hosts and TLS-RPT HTTPS endpoints (tests). */
   readonly ca?: string | Buffer;
   /** HTTPS port of MTA-STS policy hosts (443; tests run theirs elsewhere). */
@@ -170,15 +175,33 @@ export function buildIntake(
   });
 }
 
+/** The resolver the checks ask (DNS lists, plugins) and the agents share. */
+export type PolicyResolver = Resolver & RecordResolver;
+
 /**
- * Today's checks, in the order they are asked: per-IP connection limits and
- * AUTH failure bans, sender ownership on submission, relay and unknown
- * local recipients, mail loops. A new check is built here and appended.
+ * The built-in checks, in the order they are asked: per-IP connection
+ * limits and AUTH failure bans, rates (every request counts, so they come
+ * first, as anvil is asked before Postfix's restrictions), DNS lists
+ * (before relay, so a listed client learns nothing of which recipients
+ * exist), sender ownership on submission, relay and unknown local
+ * recipients, mail loops. Plugins and other checks are appended.
  */
-export function buildChecks(config: Config, options: { accounts: Accounts & RecipientDirectory; clock?: Clock }): Check[] {
+export function buildChecks(
+  config: Config,
+  options: { accounts: Accounts & RecipientDirectory; clock?: Clock; log?: Logger; resolver?: RecordResolver },
+): Check[] {
+  const clock = options.clock ?? systemClock;
+  const log = options.log ?? pino({ level: "silent" });
   const checks: Check[] = [
     clientLimitsCheck({ ...config.limits, clock: options.clock }),
   ];
+  const rates = config.limits.rates;
+  const anyRate = [rates.mx, rates.submission, rates.user].some((r) => r.messages > 0 || r.recipients > 0 || ("connections" in r && r.connections > 0));
+  if (anyRate) checks.push(new RateLimits(rates, { log: log.child({ check: "rate-limits" }), clock }));
+  if (config.dnsbl.sites.length > 0) {
+    if (!options.resolver) throw new Error("dnsbl.sites needs a resolver");
+    checks.push(new Dnsbl(config.dnsbl, { resolver: options.resolver, clock, log: log.child({ check: "dnsbl" }) }));
+  }
   if (config.submission.senderMustMatchLogin) checks.push(senderLoginCheck((user, address) => options.accounts.mayUseSender(user, address)));
   checks.push(relayCheck(options.accounts), hopCountCheck(config.delivery.maxReceived));
   return checks;
@@ -193,6 +216,22 @@ export function buildMilters(config: Config, log: Logger): Check[] {
   return config.milters.map((m) => milterCheck(m, {
     hostname: config.hostname, headerSizeLimit: config.limits.headerSize, log, stageTimeout: config.policy.timeout,
   }));
+}
+
+/**
+ * The configured plugins' checks, loaded once the process runs as its own
+ * user (a plugin is code: it never runs as root). A plugin that cannot load
+ * is a configuration error naming its entry (exit 78).
+ */
+export async function loadConfiguredPlugins(
+  config: Config, options: { log: Logger; clock: Clock; resolver: PolicyResolver; reserved: readonly string[] },
+): Promise<Check[]> {
+  try {
+    return await loadPlugins(config.plugins, { ...options, hostname: config.hostname });
+  } catch (err) {
+    if (!(err instanceof PluginLoadError)) throw err;
+    throw startupConfigError(config, [configIssue(config, ["plugins", err.index, "path"], err.path, err.reason)]);
+  }
 }
 
 /** What receives mail: the listeners, each client served through the checks into the intake. */
@@ -218,8 +257,10 @@ export interface ReceptionOptions {
   readonly spool?: Spool;
   /** Told the queue id of each message once it is durable (when the intake is built here). */
   readonly onCommitted?: (id: string) => void;
-  /** More checks, asked after today's. */
+  /** More checks, asked after the configured ones and the plugins. */
   readonly checks?: readonly Check[];
+  /** For DNS lists and plugins; built from `dns.servers` (and closed with the reception) when absent and needed. */
+  readonly resolver?: PolicyResolver;
   /** Delay past the soft error limit (Postfix smtpd_error_sleep_time, 1 s); tests pass 0. */
   readonly errorSleep?: number;
   /** Listeners bound beforehand (by `petrel serve`, before it gives up root). */
@@ -238,8 +279,21 @@ export async function startReception(config: Config, options: ReceptionOptions):
   const spool = options.intake?.spool ?? options.spool ?? await createSpool(config.dataDir, config.spool.format, (m) => log.warn(m));
   await spool.open(); // idempotent: an injected spool may already be open
   const intake = options.intake ?? buildIntake(config, { spool, log, clock, onCommitted: options.onCommitted });
+  const needsResolver = config.dnsbl.sites.length > 0 || config.plugins.length > 0;
+  const ownResolver = options.resolver === undefined && needsResolver ? createResolver({ servers: config.dns.servers }) : undefined;
+  const resolver = options.resolver ?? ownResolver;
+  let checks: Check[];
+  try {
+    const builtIn = buildChecks(config, { accounts: options.accounts, clock, log, resolver });
+    const plugins = resolver ? await loadConfiguredPlugins(config, { log, clock, resolver, reserved: builtIn.map((c) => c.name) }) : [];
+    checks = [...builtIn, ...buildMilters(config, log), ...plugins, ...(options.checks ?? [])];
+  } catch (err) {
+    ownResolver?.close();
+    if (ownSpool) await spool.close();
+    throw err;
+  }
   const pipeline = new PolicyPipeline({
-    checks: [...buildChecks(config, { accounts: options.accounts, clock }), ...buildMilters(config, log), ...(options.checks ?? [])],
+    checks,
     authservId: config.policy.authservId ?? config.hostname,
     timeout: config.policy.timeout,
     timer: clock,
@@ -251,6 +305,7 @@ export async function startReception(config: Config, options: ReceptionOptions):
       log, factory, errorSleep: options.errorSleep, sockets: options.sockets, tls: options.tls, ocspResponse: options.ocspResponse,
     });
   } catch (err) {
+    ownResolver?.close();
     if (ownSpool) await spool.close();
     throw err;
   }
@@ -263,6 +318,7 @@ export async function startReception(config: Config, options: ReceptionOptions):
     close() {
       closing ??= (async () => {
         await server.close();
+        ownResolver?.close();
         if (ownSpool) await spool.close();
       })();
       return closing;
@@ -279,7 +335,7 @@ export async function startReception(config: Config, options: ReceptionOptions):
 export function buildDelivery(
   config: Config,
   options: Pick<MtaOptions, "log" | "clock" | "remote" | "fsync" | "resolver" | "ca" | "resolvConf" | "mtaStsPort"> & { accounts: FileAccountStore; owner?: MaildirOwner },
-): { router: Router; resolver: Resolver; tlsRpt: TlsRptAggregate; close: () => Promise<void> } {
+): { router: Router; resolver: PolicyResolver; tlsRpt: TlsRptAggregate; close: () => Promise<void> } {
   const { log, accounts } = options;
   const clock = options.clock ?? systemClock;
   const local = new LocalAgent({
@@ -437,7 +493,7 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     undo.push(() => reports?.close());
     step();
     const smtp = await startReception(config, {
-      log, accounts, intake, tls, sockets, ...ocspResponse, clock: options.clock, checks: options.checks,
+      log, accounts, intake, tls, sockets, ...ocspResponse, clock: options.clock, checks: options.checks, resolver,
       errorSleep: options.errorSleep,
     });
     undo.push(() => smtp.close());

@@ -79,6 +79,14 @@ export const DEFAULTS = {
     authFailuresPerClient: 10,
     authBanTime: 600 * SECOND,
     shutdownGrace: 30 * SECOND,
+    rates: {
+      exempt: ["127.0.0.0/8", "::1"],
+      ipv6Prefix: 64,
+      trackedKeys: 100_000,
+      mx: { window: 60 * SECOND, connections: 0, messages: 0, recipients: 0 },
+      submission: { window: 60 * SECOND, connections: 0, messages: 0, recipients: 0 },
+      user: { window: 3600 * SECOND, messages: 100, recipients: 1000, exempt: [] },
+    },
   },
   smtp: {
     bareNewline: "normalize",
@@ -99,6 +107,15 @@ export const DEFAULTS = {
     endOfMessageTimeout: 300 * SECOND,
     defaultAction: "tempfail",
   },
+  dnsbl: {
+    sites: [],
+    threshold: 1,
+    timeout: 10 * SECOND,
+    rejectAt: "rcpt",
+    roles: ["mx"],
+    exempt: ["127.0.0.0/8", "::1"],
+  },
+  plugins: [],
   users: [],
   passwords: {
     minLength: 12,

@@ -143,6 +143,9 @@ export function parseConfig(raw: unknown, source: string, options: ParseOptions 
     if (auth === undefined) return;
     files.push({ path: ["transport", i, "auth", "passwordFile"], value: auth.passwordFile, set: (a) => (auth.passwordFile = a), what: "password file" });
   });
+  config.plugins.forEach((plugin, i) => {
+    files.push({ path: ["plugins", i, "path"], value: plugin.path, set: (a) => (plugin.path = a), what: "plugin module" });
+  });
   for (const f of files) {
     const abs = resolve(baseDir, f.value);
     f.set(abs);

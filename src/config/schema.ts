@@ -27,6 +27,8 @@ import { DURATION_ALLOWED, formatSize, parseDuration, parseSize, SIZE_ALLOWED } 
 import { EXTENSIONS, type Extension } from "../smtp/extensions.ts";
 import { isSelector } from "../mailauth/selector.ts";
 import { SERVICE_ADDRESS_ALLOWED, parseServiceAddress, type ServiceAddress } from "../mail/service-address.ts";
+import { isNetwork } from "../mail/networks.ts";
+import { parseSite, siteSpec, SITE_ALLOWED, type DnsblSiteSpec } from "./dnsbl-sites.ts";
 
 // ---------------------------------------------------------------------------
 // Building blocks. Custom checks put the "what is allowed" text in the issue
@@ -93,19 +95,7 @@ const ipAddress = z.string().refine((v) => isIP(v) !== 0, {
   message: 'expected an IP address such as "127.0.0.1", "0.0.0.0", "::1" or "::"',
 });
 
-/** "203.0.113.7", "10.0.0.0/8", "2001:db8::/32". */
-export function isCidrOrIp(v: string): boolean {
-  const slash = v.indexOf("/");
-  const ip = slash === -1 ? v : v.slice(0, slash);
-  const family = isIP(ip);
-  if (family === 0) return false;
-  if (slash === -1) return true;
-  const bits = v.slice(slash + 1);
-  if (!/^\d{1,3}$/.test(bits)) return false;
-  return Number(bits) <= (family === 4 ? 32 : 128);
-}
-
-const cidr = z.string().refine(isCidrOrIp, {
+const cidr = z.string().refine(isNetwork, {
   message: 'expected an IP address or CIDR range such as "10.0.0.1", "10.0.0.0/8" or "2001:db8::/32"',
 });
 
@@ -204,6 +194,51 @@ const ehloKeyword = z.unknown().transform((v, ctx): Extension => {
   if (keyword !== undefined) return keyword;
   ctx.addIssue({ code: "custom", message: `expected one of the EHLO keywords ${EXTENSIONS.join(", ")}`, input: v });
   return z.NEVER;
+});
+
+/** A duration longer than 0 (a window or a timeout). */
+function positiveDuration(def: number) {
+  return duration(def).refine((v) => v > 0, { message: "expected a duration longer than 0, such as \"1m\"" });
+}
+
+/** Events from one client per window on one kind of listener (Postfix's anvil); 0 = no limit. */
+function clientRates(d: { window: number; connections: number; messages: number; recipients: number }) {
+  return z
+    .strictObject({
+      /** The sliding window the counts are over (Postfix's anvil_rate_time_unit). */
+      window: positiveDuration(d.window),
+      /** Connections per window (smtpd_client_connection_rate_limit): 421 4.7.0 instead of the greeting. */
+      connections: count(d.connections),
+      /** MAIL commands per window (smtpd_client_message_rate_limit): 450 4.7.1. */
+      messages: count(d.messages),
+      /** RCPT commands per window (smtpd_client_recipient_rate_limit): 450 4.7.1. */
+      recipients: count(d.recipients),
+    })
+    .prefault({});
+}
+
+const DNSBL_SITE_KEYS = ["zone", "weight", "filter", "name"];
+
+/** A DNS list: postscreen's "zone=filter*weight" text, or a mapping { zone, weight?, filter?, name? }. */
+const dnsblSite = z.unknown().transform((v, ctx): DnsblSiteSpec => {
+  const fail = (message: string) => {
+    ctx.addIssue({ code: "custom", message, input: v });
+    return z.NEVER;
+  };
+  if (typeof v === "string") {
+    const r = parseSite(v);
+    return r.ok ? r.value : fail(r.reason);
+  }
+  if (typeof v !== "object" || v === null || Array.isArray(v)) return fail(SITE_ALLOWED);
+  const o = v as Record<string, unknown>;
+  const unknown = Object.keys(o).filter((k) => !DNSBL_SITE_KEYS.includes(k));
+  if (unknown.length > 0) return fail(`unknown key ${unknown.map((k) => `'${k}'`).join(", ")}: a site has ${DNSBL_SITE_KEYS.join(", ")}`);
+  if (typeof o.zone !== "string") return fail('expected zone: the DNS list\'s zone, such as "zen.spamhaus.org"');
+  if (o.weight !== undefined && !Number.isInteger(o.weight)) return fail("expected weight: a whole number (negative for an allowlist)");
+  if (o.filter !== undefined && typeof o.filter !== "string") return fail('expected filter: an answer pattern such as "127.0.0.[2..11]"');
+  if (o.name !== undefined && (typeof o.name !== "string" || o.name === "")) return fail("expected name: the list's name as shown in replies and logs");
+  const r = siteSpec({ zone: o.zone, weight: o.weight as number | undefined, filter: o.filter as string | undefined, name: o.name as string | undefined });
+  return r.ok ? r.value : fail(r.reason);
 });
 
 // ---------------------------------------------------------------------------
@@ -402,6 +437,33 @@ export const configSchema = z.strictObject({
       authBanTime: duration(DEFAULTS.limits.authBanTime),
       /** On shutdown, time given to sessions in progress before they are cut. */
       shutdownGrace: duration(DEFAULTS.limits.shutdownGrace),
+      /** Rates per client and per authenticated user (README, "Rate limits"); every 0 is no limit. */
+      rates: z
+        .strictObject({
+          /** Clients the per-client rates do not count (Postfix's smtpd_client_event_limit_exceptions). */
+          exempt: z.array(cidr).default(() => [...DEFAULTS.limits.rates.exempt]),
+          /** An IPv6 client is counted by this prefix: a host usually has a whole /64. */
+          ipv6Prefix: z.number().int().min(32).max(128).default(DEFAULTS.limits.rates.ipv6Prefix),
+          /** Most clients and users remembered at once (about 200 bytes each); the least recently seen go first. */
+          trackedKeys: count(DEFAULTS.limits.rates.trackedKeys, 1000),
+          /** Per client on mx listeners. */
+          mx: clientRates(DEFAULTS.limits.rates.mx),
+          /** Per client on submission and submissions listeners, counted together. */
+          submission: clientRates(DEFAULTS.limits.rates.submission),
+          /** Per authenticated user, whatever the client address (exempt does not apply) and listener. */
+          user: z
+            .strictObject({
+              window: positiveDuration(DEFAULTS.limits.rates.user.window),
+              /** MAIL commands per window: 450 4.7.1. */
+              messages: count(DEFAULTS.limits.rates.user.messages),
+              /** RCPT commands per window: 450 4.7.1. */
+              recipients: count(DEFAULTS.limits.rates.user.recipients),
+              /** Logins not counted (a trusted application's account). */
+              exempt: z.array(mailbox).default(() => []),
+            })
+            .prefault({}),
+        })
+        .prefault({}),
     })
     .prefault({}),
   smtp: z
@@ -437,6 +499,41 @@ export const configSchema = z.strictObject({
    * ClamAV's clamav-milter … — as Postfix's smtpd_milters; see the README's "Milters".
    */
   milters: z.array(milterSchema).default(() => []),
+  /**
+   * DNS blocklists and allowlists asked when a client connects (postscreen's
+   * dnsbl_sites and dnsbl_threshold; README, "DNS blocklists").
+   */
+  dnsbl: z
+    .strictObject({
+      /** "zone", "zone*weight", "zone=127.0.0.[2..11]*3", or { zone, weight, filter, name }; a negative weight is an allowlist. */
+      sites: z.array(dnsblSite).default(() => []),
+      /** A client whose weights add up to this is refused. */
+      threshold: count(DEFAULTS.dnsbl.threshold, 1),
+      /** Longest wait for the lists' answers; a list that has not answered counts 0 (fail open). */
+      timeout: positiveDuration(DEFAULTS.dnsbl.timeout),
+      /** Refuse each RCPT (as Postfix's reject_rbl_client) or the connection itself. */
+      rejectAt: z.enum(["rcpt", "connect"]).default(DEFAULTS.dnsbl.rejectAt),
+      /** The listeners whose clients are looked up. */
+      roles: z.array(z.enum(LISTENER_ROLES)).default(() => [...DEFAULTS.dnsbl.roles]),
+      /** Clients never looked up. */
+      exempt: z.array(cidr).default(() => [...DEFAULTS.dnsbl.exempt]),
+    })
+    .prefault({}),
+  /**
+   * Checks of your own: modules whose default export is a CheckFactory
+   * (README, "Plugins"), asked after the built-in checks, in this order.
+   * TypeScript runs through Node's type stripping (erasable syntax only).
+   */
+  plugins: z
+    .array(
+      z.strictObject({
+        /** The module (.js, .mjs or .ts); relative to the config file. */
+        path: z.string().min(1),
+        /** Given to the factory as they are. */
+        options: z.unknown().optional(),
+      }),
+    )
+    .default(() => []),
   /** Local users. Passwords are stored only as hashes made by `petrel hash-password`. */
   users: z
     .array(
@@ -732,6 +829,12 @@ export function crossCheck(config: Config): CrossIssue[] {
       issues.push({ path: ["users", i, "address"], value: u.address, allowed: `expected each user once: users[${prev}] has the same address` });
     } else userSeen.set(u.address, i);
   });
+  if (config.dnsbl.sites.length > 0 && config.dnsbl.timeout >= config.policy.timeout) {
+    issues.push({
+      path: ["dnsbl", "timeout"], value: config.dnsbl.timeout / 1000 + "s",
+      allowed: `expected less than policy.timeout (${config.policy.timeout / 1000}s): a check still waiting then is failed (421/451), so a list that is down would refuse every client instead of none`,
+    });
+  }
   return issues;
 }
 

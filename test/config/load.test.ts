@@ -6,20 +6,11 @@ import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { ConfigError } from "../../src/config/config-error.ts";
 import { DEFAULTS, EMBEDDED_SOURCE } from "../../src/config/defaults.ts";
+import { configError } from "./expect-config-error.ts";
 import { defaultConfig, editDistance, loadConfig, parseConfig, parseConfigText, suggest } from "../../src/config/load.ts";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 
-/** The ConfigError thrown by fn. */
-function configError(fn: () => unknown): ConfigError {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
-    return err;
-  }
-  assert.fail("expected a ConfigError, nothing was thrown");
-}
 
 /** The one issue at `path`, asserting it exists. */
 function issueAt(err: ConfigError, path: string) {

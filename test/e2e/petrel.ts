@@ -7,6 +7,7 @@ import type { Config } from "../../src/config/schema.ts";
 import { startReception, type Reception, type ReceptionOptions } from "../../src/mta.ts";
 import { hashPassword, scramVerifier } from "../../src/accounts/password.ts";
 import { FileAccountStore } from "../../src/accounts/file-account-store.ts";
+import { SmtpClient } from "./fixtures/robust-helpers.ts";
 
 /**
  * Start a whole Petrel receiving server in this process for a test: every
@@ -70,4 +71,15 @@ export async function startPetrel(
       await rm(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** `fn` against a Petrel started with `overrides`; its clients closed and the server stopped afterwards, whatever happens. */
+export async function withPetrel(overrides: Record<string, unknown>, fn: (p: TestPetrel) => Promise<void>): Promise<void> {
+  const p = await startPetrel(overrides);
+  try {
+    await fn(p);
+  } finally {
+    SmtpClient.closeAll();
+    await p.stop();
+  }
 }
