@@ -50,7 +50,6 @@ import { PolicyCache } from "./mta-sts/sts-cache.ts";
 import { StsPolicies } from "./mta-sts/sts-policies.ts";
 import { TlsRptAggregate } from "./tls-rpt/aggregate.ts";
 import { TlsReportSender, reportSettings } from "./tls-rpt/report-sender.ts";
-import { createReportSubmitter } from "./tls-rpt/report-submit.ts";
 import { serverStatus } from "./admin/server-status.ts";
 import { petrelVersion } from "./system/version.ts";
 import { milterCheck } from "./policy/milter/milter-check.ts";
@@ -485,7 +484,8 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     const reports = config.tlsRpt.send
       ? new TlsReportSender({
         ...reportSettings(config), aggregate: tlsRpt, resolver, clock, hostname: config.hostname, log: log.child({ component: "tls-rpt" }),
-        submit: createReportSubmitter({ spool, enqueue: (id) => queue.enqueue(id), hostname: config.hostname, clock }),
+        // Through the one intake, from the null reverse-path: a report that cannot be delivered is bounced to no one.
+        submit: (content, to) => intake.submit({ mailFrom: "", recipients: to, content, needs8bit: false, smtputf8: false }),
         ...(options.ca ? { ca: options.ca } : {}),
       })
       : null;
