@@ -65,15 +65,18 @@ export class Intake {
    * first; a promise it returns holds the stream. Rejects with SpoolError.
    */
   async begin(origin: MessageOrigin, observe?: (chunk: Buffer) => void | Promise<void>): Promise<IntakeMessage> {
-    const writer = await this.options.spool.create();
-    const message = new IntakeMessage(this.options, writer, origin, observe);
-    try {
-      await message.start();
-    } catch (err) {
-      await writer.abort().catch(() => {});
-      throw err;
-    }
+    const message = await this.open(origin);
+    await message.start(observe);
     return message;
+  }
+
+  /**
+   * Open the spool entry only: the queue id is known (filters are told it at
+   * DATA, as Postfix gives milters the `i` macro) and nothing is written
+   * until `IntakeMessage.start`. Rejects with SpoolError.
+   */
+  async open(origin: MessageOrigin): Promise<IntakeMessage> {
+    return new IntakeMessage(this.options, await this.options.spool.create(), origin);
   }
 
   /**
@@ -116,7 +119,7 @@ export class IntakeMessage {
   private readonly options: IntakeOptions;
   private readonly writer: SpoolWriter;
   private readonly origin: MessageOrigin;
-  private readonly observe: ((chunk: Buffer) => void | Promise<void>) | undefined;
+  private observe: ((chunk: Buffer) => void | Promise<void>) | undefined;
   private readonly header: HeaderSection;
   private readonly received: ReceivedField;
   private batch: Buffer[] = [];
@@ -124,11 +127,10 @@ export class IntakeMessage {
   private size = 0;
   private failed: unknown = null;
 
-  constructor(options: IntakeOptions, writer: SpoolWriter, origin: MessageOrigin, observe?: (chunk: Buffer) => void | Promise<void>) {
+  constructor(options: IntakeOptions, writer: SpoolWriter, origin: MessageOrigin) {
     this.options = options;
     this.writer = writer;
     this.origin = origin;
-    this.observe = observe;
     const c = origin.client;
     const text = receivedHeader({
       helo: c.helo || "unknown",
@@ -155,9 +157,19 @@ export class IntakeMessage {
     return this.writer.id;
   }
 
-  /** Writes our Received: field. */
-  start(): void | Promise<void> {
-    return this.emit(this.received.raw);
+  /**
+   * Writes our Received: field. `observe` gets the content as it streams to
+   * the spool, Received: field first; a promise it returns holds the stream.
+   * On failure the spool entry is given up and the SpoolError rethrown.
+   */
+  async start(observe?: (chunk: Buffer) => void | Promise<void>): Promise<void> {
+    this.observe = observe;
+    try {
+      await this.emit(this.received.raw);
+    } catch (err) {
+      await this.writer.abort().catch(() => {});
+      throw err;
+    }
   }
 
   /** Content (CRLF line ends, unstuffed). Returns a promise only when it has to wait (a spool write, an observer). */

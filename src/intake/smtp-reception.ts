@@ -80,7 +80,6 @@ export class SmtpReception implements SessionHandler {
   }
 
   async openMessage(state: SessionState, tx: Transaction): Promise<MessageSink | Reply> {
-    const checks = await this.policy.data(this.facts(state), tx);
     const recipients: Recipient[] = tx.recipients.map((r) => ({
       address: formatMailbox(resolvePostmaster(r.mailbox, this.options.primaryDomain)),
       ...(r.params.notify ? { notify: r.params.notify } : {}),
@@ -97,13 +96,21 @@ export class SmtpReception implements SessionHandler {
     };
     let message: IntakeMessage;
     try {
-      message = await this.options.intake.begin({
+      message = await this.options.intake.open({
         mailFrom: tx.mailFrom ? formatMailbox(tx.mailFrom) : "",
         recipients,
         params: tx.mailParams,
         client,
         submission: this.client.role !== "mx",
-      }, checks.observe);
+      });
+    } catch (err) {
+      this.log.error({ err: describe(err) }, "spool create failed");
+      return storageFailure;
+    }
+    // The queue id is known before the checks are asked (a milter's `i` macro).
+    const checks = await this.policy.data(this.facts(state), { ...tx, queueId: message.id });
+    try {
+      await message.start(checks.observe);
     } catch (err) {
       checks.abort();
       this.log.error({ err: describe(err) }, "spool create failed");

@@ -22,10 +22,12 @@ test("rspamd through Petrel: GTUBE refused at the end of DATA with rspamd's repl
       "QUIT",
     ]);
     assert.match(spam, /\r\n354 [^\r]*\r\n554 5\.7\.1 Gtube pattern\r\n250 2\.1\.0 /, "refused, and the session goes on");
-    assert.match(spam, /\r\n250 2\.0\.0 Ok: queued as \S+\r\n221 /);
+    const queued = /\r\n250 2\.0\.0 Ok: queued as (\S+)\r\n221 /.exec(spam);
+    assert.ok(queued, spam);
     const [delivered] = await until(async () => (await r.maildir("bob@example.test")).length === 1 && r.maildir("bob@example.test"), "delivery");
     assert.match(delivered, /\nX-Spamd-Result: default: False \[[-0-9.]+ \/ 15\.00\];\n\t/);
     assert.match(delivered, /\nX-Spam-Status: No, score=[-0-9.]+\n/);
+    assert.match(delivered, new RegExp(`\nX-Rspamd-Queue-Id: ${queued[1]}\n`), "the filter was told the queue id (macro i) at DATA");
     assert.ok(delivered.endsWith("\nLunch on Friday?\n"));
     await until(async () => (await r.mta.smtp.spool.list()).length === 0, "spool emptied");
     assert.equal((await r.maildir("bob@example.test")).length, 1, "the GTUBE message was never stored");
