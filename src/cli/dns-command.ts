@@ -10,7 +10,6 @@ import { createResolver } from "../dns/resolver.ts";
 import { checkRecords, formatCheck } from "../dns-records/check.ts";
 import { domainRecords } from "../dns-records/domain-records.ts";
 import { zoneText } from "../dns-records/zone-file.ts";
-import { configuredPolicy, formatPolicy } from "../mta-sts/policy.ts";
 import type { CommandIo } from "./accounts-commands.ts";
 
 export const DNS_USAGE = `Usage: petrel dns DOMAIN [--check] [--config FILE]

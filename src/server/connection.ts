@@ -1,3 +1,4 @@
+import { unmapIpv4 } from "../mail/networks.ts";
 import type { ListenerRole } from "../mail/envelope.ts";
 import type * as net from "node:net";
 import * as tls from "node:tls";
@@ -69,9 +70,9 @@ export class Connection {
     this.settings = settings;
     this.tlsProvider = tlsProvider;
     this.factory = factory;
-    this.clientAddress = normalizeIp(socket.remoteAddress ?? "unknown");
+    this.clientAddress = unmapIpv4(socket.remoteAddress ?? "unknown");
     this.clientPort = socket.remotePort ?? 0;
-    this.localAddress = normalizeIp(socket.localAddress ?? "");
+    this.localAddress = unmapIpv4(socket.localAddress ?? "");
     this.localPort = socket.localPort ?? 0;
     this.log = log;
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
@@ -276,11 +277,11 @@ export class Connection {
         if (r.status === "incomplete") return;
         if (r.status === "error") return finish(`bad PROXY header: ${r.reason}`);
         if (r.source) {
-          this.clientAddress = normalizeIp(r.source.address);
+          this.clientAddress = unmapIpv4(r.source.address);
           this.clientPort = r.source.port;
         }
         if (r.destination) {
-          this.localAddress = normalizeIp(r.destination.address);
+          this.localAddress = unmapIpv4(r.destination.address);
           this.localPort = r.destination.port;
         }
         const rest = buf.subarray(r.consumed);
@@ -337,6 +338,3 @@ export class Connection {
 }
 
 /** "::ffff:192.0.2.1" → "192.0.2.1": IPv4 clients on a dual-stack socket are IPv4 clients. */
-export function normalizeIp(ip: string): string {
-  return ip.startsWith("::ffff:") && ip.includes(".") ? ip.slice(7) : ip;
-}

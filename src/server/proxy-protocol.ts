@@ -6,7 +6,8 @@
  * trusted (`isTrusted`): "incomplete" → read more; "error" → close the connection; "ok" → the
  * first `consumed` bytes were the header, the rest is SMTP.
  */
-import { BlockList, isIP } from "node:net";
+import { networkMatcher } from "../mail/networks.ts";
+import { isIP } from "node:net";
 
 export interface ProxyEndpoint {
   address: string;
@@ -266,41 +267,7 @@ function ipv6Bytes(s: string): Uint8Array | null {
 // Trusted proxies
 // ---------------------------------------------------------------------------------------------
 
-/**
- * Build a matcher for a list of trusted proxy addresses / CIDRs ("10.0.0.0/8", "2001:db8::/32",
- * "192.0.2.7", "::1"). Throws a TypeError naming the entry if one is invalid. IPv4-mapped IPv6
- * peers ("::ffff:10.1.2.3") match IPv4 entries.
- */
-export function trustedMatcher(trusted: readonly string[]): (ip: string) => boolean {
-  const list = new BlockList();
-  for (const entry of trusted) {
-    const slash = entry.indexOf("/");
-    const addr = slash < 0 ? entry : entry.slice(0, slash);
-    const family = isIP(addr);
-    if (family === 0 || addr.includes("%")) throw new TypeError(`invalid trusted proxy address: ${JSON.stringify(entry)}`);
-    const type = family === 4 ? "ipv4" : "ipv6";
-    if (slash < 0) {
-      list.addAddress(addr, type);
-      continue;
-    }
-    const prefixText = entry.slice(slash + 1);
-    const prefix = /^(?:0|[1-9][0-9]{0,2})$/.test(prefixText) ? Number(prefixText) : -1;
-    if (prefix < 0 || prefix > (family === 4 ? 32 : 128)) {
-      throw new TypeError(`invalid trusted proxy prefix length: ${JSON.stringify(entry)}`);
-    }
-    list.addSubnet(addr, prefix, type);
-  }
-  return (ip: string): boolean => {
-    const family = isIP(ip);
-    if (family === 0 || ip.includes("%")) return false;
-    if (family === 4) return list.check(ip, "ipv4");
-    if (list.check(ip, "ipv6")) return true;
-    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
-    return mapped !== null && list.check(mapped[1], "ipv4");
-  };
-}
-
-/** Is `ip` (the TCP peer) one of the trusted proxies? Invalid list entries throw; see {@link trustedMatcher}. */
+/** Is `ip` (the TCP peer) one of the trusted proxies? Invalid list entries throw (mail/networks.ts). */
 export function isTrusted(ip: string, trusted: readonly string[]): boolean {
-  return trustedMatcher(trusted)(ip);
+  return networkMatcher(trusted)(ip);
 }

@@ -8,7 +8,7 @@ import { TlsContextProvider, type CertKeyPaths } from "./tls-contexts.ts";
 import type { OcspResponder } from "./ocsp.ts";
 import { Connection, type ConnectionSettings } from "./connection.ts";
 import type { SessionFactory } from "./session-factory.ts";
-import { trustedMatcher } from "./proxy-protocol.ts";
+import { networkMatcher } from "../mail/networks.ts";
 import { bindListeners, type ListenerSocket } from "./listener-sockets.ts";
 
 /**
@@ -79,7 +79,7 @@ export class SmtpServer {
 
   private async listen(options: SmtpServerOptions): Promise<void> {
     const c = this.config;
-    const isTrustedProxy = trustedMatcher(c.proxyProtocol.trusted);
+    const isTrustedProxy = networkMatcher(c.proxyProtocol.trusted);
     const errorSleep = options.errorSleep ?? 1000;
     const sockets = options.sockets ?? await bindListeners(c.listeners, c.limits.connections);
     for (const bound of sockets) {
