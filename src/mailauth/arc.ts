@@ -31,6 +31,12 @@ export interface ArcOutcome {
   readonly comment?: string;
   /** The Authentication-Results resinfo ("arc=pass …", RFC 8617 §6). */
   readonly authResults: string;
+  /**
+   * When the chain passes: who added its newest set (that ARC-Seal's d=, lower-cased) and the
+   * DMARC result its ARC-Authentication-Results recorded — what a receiver weighs when it
+   * trusts that intermediary (RFC 8617 §7.2).
+   */
+  readonly newest?: { readonly sealer: string; readonly dmarc?: string };
 }
 
 export interface ArcVerifyOptions {
@@ -71,11 +77,16 @@ export async function verifyArc(message: DkimVerification, options: ArcVerifyOpt
       authResults: formatAuthHeaderRow("arc", { ...r.status, comment }, { strict: true }),
     };
   }
+  const sealer = message.arc.lastEntry?.["arc-seal"]?.parsed?.d?.value;
+  const dmarc = (r.authenticationResults as { dmarc?: { result?: unknown } } | undefined)?.dmarc?.result;
   return {
     result,
     instance: typeof r.i === "number" ? r.i : 0,
     ...(r.status.comment ? { comment: r.status.comment } : {}),
     authResults: r.info ?? `arc=${result}`,
+    ...(result === "pass" && typeof sealer === "string"
+      ? { newest: { sealer: sealer.toLowerCase(), ...(typeof dmarc === "string" ? { dmarc: dmarc.toLowerCase() } : {}) } }
+      : {}),
   };
 }
 

@@ -37,7 +37,7 @@ export class RelaxedBodyHash {
     this.feed = new MessageFeed(this.parser, maxHeaderBytes);
   }
 
-  write(chunk: Buffer): Promise<void> {
+  write(chunk: Buffer): void | Promise<void> {
     return this.feed.write(chunk);
   }
 

@@ -80,7 +80,7 @@ export class DkimSigner {
     this.body = new RelaxedBodyHash(options.maxHeaderBytes);
   }
 
-  write(chunk: Buffer): Promise<void> {
+  write(chunk: Buffer): void | Promise<void> {
     return this.body.write(chunk);
   }
 

@@ -51,7 +51,7 @@ export interface DkimVerification {
   readonly fromFields: number;
   /** The ARC chain as parsed, with its newest ARC-Message-Signature checked: for verifyArc(). */
   readonly arc: ARCData;
-  /** The relaxed/sha256 body hash, for sealing the message with ARC later. */
+  /** The relaxed/sha256 body hash, for sealing the message with ARC later ("" when not asked for: `sealBodyHash`). */
   readonly bodyHash: string;
 }
 
@@ -63,6 +63,12 @@ export interface DkimVerifyOptions {
   readonly maxHeaderBytes?: number;
   /** For x= (expiry) checks; default: now. */
   readonly now?: () => number;
+  /**
+   * Compute the relaxed/sha256 body hash an ARC seal needs (default true). Without it and
+   * without a signature or ARC set to check, the body is not looked at once the header
+   * section has ended: an unsigned message costs its header section only.
+   */
+  readonly sealBodyHash?: boolean;
 }
 
 const UNCHECKED = "not checked: too many signatures";
@@ -78,7 +84,7 @@ class LimitedDkimVerifier extends DkimVerifier {
       strict: true,
       minBitLength: 1024,
       curTime: new Date(options.now?.() ?? Date.now()),
-      seal: {},
+      ...(options.sealBodyHash === false ? {} : { seal: {} }),
     });
     this.maxSignatures = options.maxSignatures ?? DEFAULT_MAX_SIGNATURES;
   }
@@ -90,6 +96,11 @@ class LimitedDkimVerifier extends DkimVerifier {
       return;
     }
     super.prepareSignature(signature);
+  }
+
+  /** No signature, ARC set or seal needs a body hash: the rest of the message can pass by unread. */
+  override wantsBody(): boolean {
+    return this.bodyHashes.size > 0;
   }
 }
 
@@ -103,7 +114,8 @@ export class DkimMessageVerifier {
     this.feed = new MessageFeed(this.verifier, options.maxHeaderBytes);
   }
 
-  write(chunk: Buffer): Promise<void> {
+  /** A promise only while the verifier is taking the chunk (never once the body needs no hashing). */
+  write(chunk: Buffer): void | Promise<void> {
     return this.feed.write(chunk);
   }
 

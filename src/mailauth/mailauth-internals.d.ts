@@ -36,6 +36,8 @@ declare module "mailauth/lib/dkim/message-parser.js" {
     /** Octets of the header section seen so far. */
     headerBytes: number;
     headers: ParsedHeaders | false;
+    /** Declared by Petrel's subclasses (message-feed.ts): once the header section is parsed, does the body matter? */
+    wantsBody?(): boolean;
     nextChunk(chunk: Buffer): Promise<void>;
     messageHeaders(headers: ParsedHeaders): Promise<void>;
     finalChunk(): Promise<void>;
@@ -103,6 +105,8 @@ declare module "mailauth/lib/dkim/dkim-verifier.js" {
       seal?: Record<string, unknown>;
     });
     results: VerifierResult[];
+    /** One running hash per canonicalization and length the signatures (and a seal) need. */
+    bodyHashes: Map<string, unknown>;
     headerFrom: string[];
     fromFields: number;
     arc: ARCData & { warnings: string[] };

@@ -16,7 +16,8 @@ export class MessageFeed {
   private readonly parser: MessageParser;
   private readonly maxHeaderBytes: number;
   private failure: Error | undefined;
-  private state: "open" | "ended" | "dropped" = "open";
+  /** "skipping": the header section is parsed and the parser wants no body (wantsBody). */
+  private state: "open" | "skipping" | "ended" | "dropped" = "open";
   /** Octets written. */
   size = 0;
 
@@ -34,19 +35,28 @@ export class MessageFeed {
     return this.state === "dropped";
   }
 
-  async write(chunk: Buffer): Promise<void> {
+  /** A promise while the parser takes the chunk; nothing once the parser has no use for the rest. */
+  write(chunk: Buffer): void | Promise<void> {
     if (this.state !== "open" || this.failure !== undefined || chunk.length === 0) return;
     this.size += chunk.length;
-    await new Promise<void>((resolve) => this.parser.write(chunk, () => resolve()));
-    if (this.parser.state === "header" && this.parser.headerBytes > this.maxHeaderBytes) {
-      this.state = "dropped";
-      this.parser.destroy();
+    return new Promise<void>((resolve) => this.parser.write(chunk, () => resolve())).then(() => this.afterWrite());
+  }
+
+  private afterWrite(): void {
+    const parser = this.parser;
+    if (parser.state === "header") {
+      if (parser.headerBytes > this.maxHeaderBytes) {
+        this.state = "dropped";
+        parser.destroy();
+      }
+    } else if (this.state === "open" && parser.wantsBody?.() === false) {
+      this.state = "skipping";
     }
   }
 
   /** All content written: the parser finishes (hashes, signature checks). Throws what failed. */
   async end(): Promise<void> {
-    if (this.state !== "open") {
+    if (this.state !== "open" && this.state !== "skipping") {
       if (this.state === "dropped") throw new Error(`header section larger than ${this.maxHeaderBytes} octets`);
       throw new Error("message already ended");
     }
@@ -62,7 +72,7 @@ export class MessageFeed {
 
   /** Give up on the message (RSET, aborted transfer). */
   abort(): void {
-    if (this.state === "open") this.state = "ended";
+    if (this.state === "open" || this.state === "skipping") this.state = "ended";
     this.parser.destroy();
   }
 }

@@ -45,4 +45,9 @@ export class SigningKeys {
     }
     return [];
   }
+
+  /** The key an ARC set for mail forwarded by `domain` is sealed with: its RSA key (arc.ts sealArc says why). */
+  sealingKeyFor(domain: string): DkimSigningKey | undefined {
+    return this.keysFor(domain).find((k) => k.privateKey.asymmetricKeyType === "rsa");
+  }
 }

@@ -65,6 +65,8 @@ test("a list changes the body and seals with dkimpy: DKIM fails at Petrel, ARC p
   assert.equal(arc.result, "pass");
   assert.equal(arc.instance, 1);
   assert.match(arc.authResults, /^arc=pass \(i=1 spf=pass dkim=pass dmarc=pass fromdomain=a\.test\) smtp\.remote-ip=192\.0\.2\.20$/);
+  // Who added the newest set, and what it saw: for a receiver that trusts that list (RFC 8617 §7.2).
+  assert.deepEqual(arc.newest, { sealer: "list.test", dmarc: "pass" });
 
   // Petrel forwards it on: its set is i=2 with cv=pass, and the whole chain validates in dkimpy.
   const twice = await forward(mailauth, sealedByList);
