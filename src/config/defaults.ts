@@ -142,6 +142,15 @@ export const DEFAULTS = {
   dkim: {
     domains: {},
   },
+  authentication: {
+    verify: true,
+    ignoreClients: ["127.0.0.0/8", "::1"],
+    exceptions: [],
+    spf: { rejectFail: false },
+    dkim: { maxSignatures: 5 },
+    dmarc: { enforce: true, quarantine: "folder", junkFolder: "Junk", localDomains: "reject" },
+    arc: { trustedSealers: [], seal: true },
+  },
   dns: {
     dnssec: false,
   },

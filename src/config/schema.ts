@@ -99,6 +99,15 @@ const cidr = z.string().refine(isNetwork, {
   message: 'expected an IP address or CIDR range such as "10.0.0.1", "10.0.0.0/8" or "2001:db8::/32"',
 });
 
+/** What DMARC's p=quarantine does: deliver into the junk folder, or only mark the message. */
+const quarantineAction = z.enum(["folder", "header"]);
+
+/** A Maildir++ folder name (delivery/maildir.ts maildirFolder): no "/", "\\", control characters or empty levels, not the inbox. */
+const junkFolder = z.string().refine(
+  (name) => name !== "" && !/^inbox$/i.test(name) && !/[/\\\x00-\x1f\x7f]/.test(name) && !name.split(".").includes("") && Buffer.byteLength(name) <= 255,
+  { message: 'expected a folder name such as "Junk" (not INBOX; no "/", "\\" or empty "." levels)' },
+);
+
 /**
  * A user or group of the system: a name looked up in the system's databases
  * (NSS: /etc/passwd, /etc/group, LDAP …) at start-up, or a numeric id.
@@ -637,6 +646,84 @@ export const configSchema = z.strictObject({
         .default(() => ({ ...DEFAULTS.dkim.domains }))
         .transform((domains, ctx) => {
           const out: Record<string, { selectors: string[] }> = {};
+          for (const [name, value] of Object.entries(domains)) {
+            const domain = normalizeDomain(name);
+            if (domain === undefined) ctx.addIssue({ code: "custom", message: 'expected a domain name such as "example.com"', input: name, path: [name] });
+            else out[domain] = value;
+          }
+          return out;
+        }),
+    })
+    .prefault({}),
+  /**
+   * Message authentication of mail received on mx listeners — SPF, DKIM, ARC, DMARC, one
+   * Authentication-Results field — and what is enforced (README, "Message authentication").
+   * Signing what Petrel sends is `dkim.domains`.
+   */
+  authentication: z
+    .strictObject({
+      /** Check SPF, DKIM, ARC and DMARC of mail on mx listeners (off: none of it, nothing enforced). */
+      verify: z.boolean().default(DEFAULTS.authentication.verify),
+      /** Clients whose mail is not checked at all: programs on this host (OpenDMARC's IgnoreHosts). */
+      ignoreClients: z.array(cidr).default(() => [...DEFAULTS.authentication.ignoreClients]),
+      /**
+       * Clients checked and recorded but never refused or quarantined for SPF or DMARC: forwarders
+       * and your own other servers whose mail fails through no fault of theirs.
+       */
+      exceptions: z.array(cidr).default(() => [...DEFAULTS.authentication.exceptions]),
+      spf: z
+        .strictObject({
+          /** Refuse an SPF fail (the domain's "-all") at MAIL FROM: 550 5.7.23. Off: DMARC decides. */
+          rejectFail: z.boolean().default(DEFAULTS.authentication.spf.rejectFail),
+        })
+        .prefault({}),
+      dkim: z
+        .strictObject({
+          /** DKIM-Signature fields verified per message; later ones are counted, not checked. */
+          maxSignatures: count(DEFAULTS.authentication.dkim.maxSignatures, 1),
+        })
+        .prefault({}),
+      dmarc: z
+        .strictObject({
+          /** Do what a failing message's domain asks: p=reject → 550 5.7.1, p=quarantine → `quarantine`. */
+          enforce: z.boolean().default(DEFAULTS.authentication.dmarc.enforce),
+          /** p=quarantine: "folder" delivers into `junkFolder`, "header" adds X-Spam-Flag: YES. */
+          quarantine: quarantineAction.default(DEFAULTS.authentication.dmarc.quarantine),
+          /** The Maildir++ folder quarantined mail goes to (Dovecot shows "Junk"). */
+          junkFolder: junkFolder.default(DEFAULTS.authentication.dmarc.junkFolder),
+          /**
+           * Unauthenticated mail whose From is in a local domain (or below one) and that passes
+           * neither SPF nor DKIM for it: "reject" refuses it (550 5.7.1) whatever the domain's DMARC
+           * record says, or without one; "policy" leaves it to the record.
+           */
+          localDomains: z.enum(["reject", "policy"]).default(DEFAULTS.authentication.dmarc.localDomains),
+        })
+        .prefault({}),
+      arc: z
+        .strictObject({
+          /**
+           * Forwarders (ARC sealing domains) whose word is taken: a message that fails DMARC is not
+           * refused or quarantined when its ARC chain passes, the newest set is theirs, and it
+           * recorded dmarc=pass (RFC 8617 §7.2).
+           */
+          trustedSealers: z.array(domainName).default(() => [...DEFAULTS.authentication.arc.trustedSealers]),
+          /** Seal mail received on mx and forwarded by an alias with the alias domain's RSA key (dkim.domains). */
+          seal: z.boolean().default(DEFAULTS.authentication.arc.seal),
+        })
+        .prefault({}),
+      /** Per local domain of the recipients: DMARC enforcement other than the global one. */
+      domains: z
+        .record(
+          z.string(),
+          z.strictObject({
+            dmarc: z
+              .strictObject({ enforce: z.boolean().optional(), quarantine: quarantineAction.optional() })
+              .prefault({}),
+          }),
+        )
+        .default(() => ({}))
+        .transform((domains, ctx) => {
+          const out: Record<string, { dmarc: { enforce?: boolean; quarantine?: "folder" | "header" } }> = {};
           for (const [name, value] of Object.entries(domains)) {
             const domain = normalizeDomain(name);
             if (domain === undefined) ctx.addIssue({ code: "custom", message: 'expected a domain name such as "example.com"', input: name, path: [name] });

@@ -87,6 +87,26 @@ export interface CheckResult {
   readonly recipients?: { readonly add?: readonly string[]; readonly remove?: readonly string[] };
   /** Local delivery into this Maildir++ folder instead of the inbox (e.g. "Junk"). */
   readonly folder?: string;
+  /**
+   * Seal the message with ARC (RFC 8617) because it will be forwarded: the intake makes the set
+   * over the header section as stored, with this server's Authentication-Results field.
+   */
+  readonly arcSeal?: ArcSealRequest;
+  /**
+   * What the check found, for the checks that name it in `after` (DMARC reads SPF's and DKIM's
+   * outcomes here): read by checks only, never stored or sent.
+   */
+  readonly findings?: unknown;
+}
+
+/** What an ARC set for a forwarded message needs besides the message and the Authentication-Results field. */
+export interface ArcSealRequest {
+  /** The sealing domain (the forwarding alias's), whose RSA key in dkim.domains signs. */
+  readonly domain: string;
+  /** This server's validation of the chain the message arrived with: the new set's cv=. */
+  readonly chainValidation: "none" | "pass" | "fail";
+  /** The relaxed/sha256 body hash (bh=), computed while the message streamed in. */
+  readonly bodyHash: string;
 }
 
 export type { HeaderEdit, HeaderField, ReceivedField } from "../mail/header-field.ts";

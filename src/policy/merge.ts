@@ -1,5 +1,5 @@
 import type { Reply } from "../smtp/reply.ts";
-import type { CheckResult, HeaderEdit, HeaderField, HeaderFields, Verdict } from "./check.ts";
+import type { ArcSealRequest, CheckResult, HeaderEdit, HeaderField, HeaderFields, Verdict } from "./check.ts";
 import { authenticationResults, forgedResults } from "./authentication-results.ts";
 
 /**
@@ -38,6 +38,8 @@ export interface Decided {
   readonly hold?: string;
   /** Local delivery into this Maildir++ folder. */
   readonly folder?: string;
+  /** An ARC set to add (a check asked), with the Authentication-Results value it records. */
+  readonly arcSeal?: ArcSealRequest & { readonly authResults: string };
 }
 
 const RANK: Record<Verdict["action"], number> = { accept: 0, quarantine: 1, discard: 2, tempfail: 3, reject: 4 };
@@ -63,6 +65,7 @@ export function decide(results: readonly StageResult[], authservId: string, head
   const add: string[] = [];
   const remove: string[] = [];
   let folder: string | undefined;
+  let seal: ArcSealRequest | undefined;
   for (const { result } of results) {
     if (result.authResults) fragments.push(...result.authResults);
     if (result.headers) prepend.push(...result.headers);
@@ -70,13 +73,19 @@ export function decide(results: readonly StageResult[], authservId: string, head
     if (result.recipients?.add) add.push(...result.recipients.add);
     if (result.recipients?.remove) remove.push(...result.recipients.remove);
     folder ??= result.folder;
+    seal ??= result.arcSeal;
   }
   const ar = authenticationResults(authservId, fragments);
   if (ar) prepend.unshift(ar);
   const hold = verdict?.action === "quarantine" ? reasons(results, "quarantine") : undefined;
+  // RFC 8617 §4.1.1: the set records the results this server wrote; without any there is nothing to seal.
+  const arcSeal = seal && ar ? { ...seal, authResults: ar.value } : undefined;
   return {
     action: "accept",
-    decided: { prepend, headerEdits, recipients: { add, remove }, ...(hold !== undefined ? { hold } : {}), ...(folder !== undefined ? { folder } : {}) },
+    decided: {
+      prepend, headerEdits, recipients: { add, remove },
+      ...(hold !== undefined ? { hold } : {}), ...(folder !== undefined ? { folder } : {}), ...(arcSeal ? { arcSeal } : {}),
+    },
   };
 }
 

@@ -35,7 +35,7 @@ after(async () => {
 });
 
 function config(raw: Record<string, unknown> = {}): Config {
-  return parseConfig({ hostname: "mx.example.test", dataDir: dir, domains: ["example.test"], ...raw }, "test");
+  return parseConfig({ hostname: "mx.example.test", dataDir: dir, domains: ["example.test"], authentication: { verify: false }, ...raw }, "test");
 }
 
 function harness(raw: Record<string, unknown> = {}, clock = new ManualClock()) {
