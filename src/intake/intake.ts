@@ -9,6 +9,8 @@ import { storedSize } from "../spool/stored-message.ts";
 import type { LocalMessage } from "../queue/ports.ts";
 import type { Decided } from "../policy/merge.ts";
 import { changeRecipients } from "./recipients.ts";
+import type { MessageSigner } from "./message-signer.ts";
+import type { RelaxedBodyHash } from "../mailauth/body-hash.ts";
 
 /**
  * The one way into the spool (Postfix's cleanup): mail received over SMTP,
@@ -31,6 +33,8 @@ export interface IntakeOptions {
   readonly log: Logger;
   /** Told the queue id of each message once it is durably in the spool (the queue manager listens). */
   readonly onCommitted?: (id: QueueId) => void;
+  /** DKIM signatures and ARC sets on the messages that get them (message-signer.ts); none without. */
+  readonly signer?: MessageSigner;
 }
 
 /** What the intake needs to know about a message received over SMTP to build its envelope. */
@@ -85,12 +89,13 @@ export class Intake {
    * on stable storage.
    */
   async submit(m: LocalMessage): Promise<QueueId> {
-    const { spool, hostname, clock, log, onCommitted } = this.options;
+    const { spool, hostname, clock, log, onCommitted, signer } = this.options;
+    const content = signer ? await signer.signComposed(m.content) : m.content;
     const writer = await spool.create();
     const envelope: Envelope = {
       mailFrom: m.mailFrom,
       recipients: m.recipients.map((address) => ({ address })),
-      size: m.content.length,
+      size: content.length,
       ...(m.needs8bit ? { body: "8BITMIME" as const } : {}),
       smtputf8: m.smtputf8,
       requireTls: false,
@@ -98,13 +103,13 @@ export class Intake {
       receivedAt: clock.now(),
     };
     try {
-      await writer.write(m.content);
+      await writer.write(content);
       await writer.commit(envelope);
     } catch (err) {
       await writer.abort().catch(() => {});
       throw err;
     }
-    log.info({ queueId: writer.id, from: m.mailFrom || "<>", to: m.recipients, size: m.content.length, origin: "local" }, "message accepted");
+    log.info({ queueId: writer.id, from: m.mailFrom || "<>", to: m.recipients, size: content.length, origin: "local" }, "message accepted");
     onCommitted?.(writer.id);
     return writer.id;
   }
@@ -122,6 +127,8 @@ export class IntakeMessage {
   private observe: ((chunk: Buffer) => void | Promise<void>) | undefined;
   private readonly header: HeaderSection;
   private readonly received: ReceivedField;
+  /** Hashed as it streams, when the message is to be DKIM-signed. */
+  private readonly bodyHash: RelaxedBodyHash | undefined;
   private batch: Buffer[] = [];
   private batched = 0;
   private size = 0;
@@ -131,6 +138,7 @@ export class IntakeMessage {
     this.options = options;
     this.writer = writer;
     this.origin = origin;
+    this.bodyHash = options.signer?.bodyHashFor(origin.client);
     const c = origin.client;
     const text = receivedHeader({
       helo: c.helo || "unknown",
@@ -163,7 +171,7 @@ export class IntakeMessage {
    * On failure the spool entry is given up and the SpoolError rethrown.
    */
   async start(observe?: (chunk: Buffer) => void | Promise<void>): Promise<void> {
-    this.observe = observe;
+    this.observe = this.bodyHash ? withHash(this.bodyHash, observe) : observe;
     try {
       await this.emit(this.received.raw);
     } catch (err) {
@@ -212,7 +220,9 @@ export class IntakeMessage {
       log.info({ queueId: this.id, from: origin.mailFrom || "<>" }, "message discarded: a check removed every recipient");
       return null;
     }
-    const prepend = decided.prepend.map((f) => formatField(f) ?? "").join("");
+    const decidedFields = decided.prepend.map((f) => formatField(f) ?? "").join("");
+    const signed = this.options.signer ? await this.options.signer.fields(this.id, header, decided, decidedFields, this.bodyHash) : "";
+    const prepend = signed + decidedFields;
     const edits = decided.headerEdits;
     const p = origin.params;
     const envelope: Envelope = {
@@ -249,6 +259,7 @@ export class IntakeMessage {
 
   /** Discard everything written; safe at any time, more than once. */
   async abort(): Promise<void> {
+    this.bodyHash?.abort();
     this.batch = [];
     this.batched = 0;
     await this.writer.abort();
@@ -288,6 +299,15 @@ export class IntakeMessage {
     if (!fields.has("date")) extra += `Date: ${rfc5322Date(new Date(this.options.clock.now()))}\r\n`;
     return extra;
   }
+}
+
+/** The content to the body hash as well as to the checks' observer; both may hold the stream. */
+function withHash(hash: RelaxedBodyHash, observe?: (chunk: Buffer) => void | Promise<void>): (chunk: Buffer) => void | Promise<void> {
+  return (chunk) => {
+    const a = hash.write(chunk);
+    const b = observe?.(chunk);
+    return a && b ? Promise.all([a, b]).then(() => undefined) : (a ?? b);
+  };
 }
 
 function toError(err: unknown): Error {

@@ -22,7 +22,7 @@ const HT = 0x09;
 const FIELD_START = /^([!-9;-~]+)[ \t]*:/;
 
 /** The message to hand on: `body` (the spool's stream of the committed octets) with the envelope's header decisions applied. */
-export function storedMessage(envelope: Envelope, body: Readable): Readable {
+export function storedMessage(envelope: Pick<Envelope, "prepend" | "headerEdits">, body: Readable): Readable {
   const prepend = envelope.prepend ?? "";
   const edits = envelope.headerEdits ?? [];
   if (prepend === "" && edits.length === 0) return body;
