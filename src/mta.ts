@@ -53,6 +53,15 @@ import { TlsReportSender, reportSettings } from "./tls-rpt/report-sender.ts";
 import { serverStatus } from "./admin/server-status.ts";
 import { petrelVersion } from "./system/version.ts";
 import { milterCheck } from "./policy/milter/milter-check.ts";
+import { SigningKeys } from "./mailauth/signing-keys.ts";
+import { mailauthResolver } from "./mailauth/dns-resolver.ts";
+import { DEFAULT_SPF_TIME_LIMIT } from "./mailauth/spf.ts";
+import { MessageSigner } from "./intake/message-signer.ts";
+import type { AuthenticationOptions } from "./policy/checks/authentication.ts";
+import { spfCheck } from "./policy/checks/spf.ts";
+import { dkimCheck } from "./policy/checks/dkim.ts";
+import { arcCheck } from "./policy/checks/arc.ts";
+import { dmarcCheck } from "./policy/checks/dmarc.ts";
 
 /**
  * Petrel in one process: the composition root that wires the boxes of
@@ -136,7 +145,7 @@ export function openAccounts(config: Config, log: Logger): FileAccountStore {
  */
 export async function openQueue(
   config: Config,
-  options: { log: Logger; accounts: FileAccountStore; clock?: Clock; router?: Router },
+  options: { log: Logger; accounts: FileAccountStore; clock?: Clock; router?: Router; signingKeys?: SigningKeys },
 ): Promise<{ spool: Spool; queue: QueueManager; intake: Intake }> {
   const log = options.log;
   const clock = options.clock ?? systemClock;
@@ -144,7 +153,7 @@ export async function openQueue(
   const accounts = options.accounts;
   // The intake tells the queue about every message it stores — DSNs the queue itself asks for included.
   let queue: QueueManager | undefined;
-  const intake = buildIntake(config, { spool, log, clock, onCommitted: (id) => queue?.enqueue(id) });
+  const intake = buildIntake(config, { spool, log, clock, onCommitted: (id) => queue?.enqueue(id), signingKeys: options.signingKeys });
   queue = new QueueManager({
     spool,
     state: new QueueStateStore(join(config.dataDir, "queue-state")),
@@ -159,19 +168,31 @@ export async function openQueue(
   return { spool, queue, intake };
 }
 
-/** The one way into the spool, for received mail and for the messages Petrel composes. */
+/**
+ * The one way into the spool, for received mail and for the messages Petrel composes; with the
+ * DKIM keys of `dkim.domains` it signs what authenticated users send and what Petrel composes,
+ * and seals what the checks ask to be sealed.
+ */
 export function buildIntake(
-  config: Config, options: { spool: Spool; log: Logger; clock?: Clock; onCommitted?: (id: string) => void },
+  config: Config, options: { spool: Spool; log: Logger; clock?: Clock; onCommitted?: (id: string) => void; signingKeys?: SigningKeys },
 ): Intake {
+  const clock = options.clock ?? systemClock;
+  const keys = options.signingKeys;
   return new Intake({
     spool: options.spool,
     hostname: config.hostname,
     primaryDomain: config.domains[0] ?? config.hostname,
     headerSizeLimit: config.limits.headerSize,
-    clock: options.clock ?? systemClock,
+    clock,
     log: options.log,
     onCommitted: options.onCommitted,
+    ...(keys ? { signer: new MessageSigner({ keys, clock, log: options.log.child({ component: "dkim" }), headerSizeLimit: config.limits.headerSize }) } : {}),
   });
+}
+
+/** The DKIM keys of `dkim.domains`, loaded once: a missing or unsafe key stops start-up with its path. */
+export function loadSigningKeys(config: Config): Promise<SigningKeys> {
+  return SigningKeys.load(config.dataDir, config.dkim.domains);
 }
 
 /** The resolver the checks ask (DNS lists, plugins) and the agents share. */
@@ -187,7 +208,7 @@ export type PolicyResolver = Resolver & RecordResolver;
  */
 export function buildChecks(
   config: Config,
-  options: { accounts: Accounts & RecipientDirectory; clock?: Clock; log?: Logger; resolver?: RecordResolver },
+  options: { accounts: Accounts & RecipientDirectory; clock?: Clock; log?: Logger; resolver?: RecordResolver; signingKeys?: SigningKeys },
 ): Check[] {
   const clock = options.clock ?? systemClock;
   const log = options.log ?? pino({ level: "silent" });
@@ -203,7 +224,35 @@ export function buildChecks(
   }
   if (config.submission.senderMustMatchLogin) checks.push(senderLoginCheck((user, address) => options.accounts.mayUseSender(user, address)));
   checks.push(relayCheck(options.accounts), hopCountCheck(config.delivery.maxReceived));
+  if (config.authentication.verify) {
+    if (!options.resolver) throw new Error("authentication.verify needs a resolver");
+    checks.push(...authenticationChecks(config, { ...options, resolver: options.resolver, clock, log }));
+  }
   return checks;
+}
+
+/**
+ * SPF, DKIM, ARC and DMARC of mail on mx listeners, in the order of their Authentication-Results
+ * resinfo; at the end of data ARC runs after DKIM and DMARC after all three (their `after`).
+ */
+function authenticationChecks(
+  config: Config,
+  options: { accounts: RecipientDirectory; clock: Clock; log: Logger; resolver: RecordResolver; signingKeys?: SigningKeys },
+): Check[] {
+  const keys = options.signingKeys;
+  const shared: AuthenticationOptions = {
+    settings: config.authentication,
+    resolver: mailauthResolver(options.resolver),
+    directory: options.accounts,
+    hostname: config.hostname,
+    clock: options.clock,
+    headerSizeLimit: config.limits.headerSize,
+    // RFC 7208 §4.6.4 asks for at least 20 s; a shorter policy.timeout leaves SPF half of it.
+    spfTimeLimit: Math.min(DEFAULT_SPF_TIME_LIMIT, Math.floor(config.policy.timeout / 2)),
+    canSeal: (domain) => keys?.sealingKeyFor(domain) !== undefined,
+    log: options.log.child({ check: "dmarc" }),
+  };
+  return [spfCheck(shared), dkimCheck(shared), arcCheck(shared), dmarcCheck(shared)];
 }
 
 /**
@@ -258,8 +307,10 @@ export interface ReceptionOptions {
   readonly onCommitted?: (id: string) => void;
   /** More checks, asked after the configured ones and the plugins. */
   readonly checks?: readonly Check[];
-  /** For DNS lists and plugins; built from `dns.servers` (and closed with the reception) when absent and needed. */
+  /** For message authentication, DNS lists and plugins; built from `dns.servers` (and closed with the reception) when absent and needed. */
   readonly resolver?: PolicyResolver;
+  /** The DKIM keys (`dkim.domains`) that sign and seal; loaded here when absent. */
+  readonly signingKeys?: SigningKeys;
   /** Delay past the soft error limit (Postfix smtpd_error_sleep_time, 1 s); tests pass 0. */
   readonly errorSleep?: number;
   /** Listeners bound beforehand (by `petrel serve`, before it gives up root). */
@@ -277,13 +328,20 @@ export async function startReception(config: Config, options: ReceptionOptions):
   const ownSpool = options.intake === undefined && options.spool === undefined;
   const spool = options.intake?.spool ?? options.spool ?? await createSpool(config.dataDir, config.spool.format, (m) => log.warn(m));
   await spool.open(); // idempotent: an injected spool may already be open
-  const intake = options.intake ?? buildIntake(config, { spool, log, clock, onCommitted: options.onCommitted });
-  const needsResolver = config.dnsbl.sites.length > 0 || config.plugins.length > 0;
+  let signingKeys: SigningKeys;
+  try {
+    signingKeys = options.signingKeys ?? await loadSigningKeys(config);
+  } catch (err) {
+    if (ownSpool) await spool.close();
+    throw err;
+  }
+  const intake = options.intake ?? buildIntake(config, { spool, log, clock, onCommitted: options.onCommitted, signingKeys });
+  const needsResolver = config.authentication.verify || config.dnsbl.sites.length > 0 || config.plugins.length > 0;
   const ownResolver = options.resolver === undefined && needsResolver ? createResolver({ servers: config.dns.servers }) : undefined;
   const resolver = options.resolver ?? ownResolver;
   let checks: Check[];
   try {
-    const builtIn = buildChecks(config, { accounts: options.accounts, clock, log, resolver });
+    const builtIn = buildChecks(config, { accounts: options.accounts, clock, log, resolver, signingKeys });
     const plugins = resolver ? await loadConfiguredPlugins(config, { log, clock, resolver, reserved: builtIn.map((c) => c.name) }) : [];
     checks = [...builtIn, ...buildMilters(config, log), ...plugins, ...(options.checks ?? [])];
   } catch (err) {
@@ -464,11 +522,12 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     await lock.writePidFile();
     step();
 
+    const signingKeys = await loadSigningKeys(config);
     const accounts = openAccounts(config, log);
     const delivery = buildDelivery(config, { ...options, accounts, owner });
     const { resolver, tlsRpt } = delivery;
     const closeAgents = delivery.close;
-    const { spool, queue, intake } = await openQueue(config, { log, accounts, clock: options.clock, router: delivery.router });
+    const { spool, queue, intake } = await openQueue(config, { log, accounts, clock: options.clock, router: delivery.router, signingKeys });
     accountsOpened = accounts;
     logNameservers(resolver, log);
     await tlsRpt.start();
@@ -494,7 +553,7 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     step();
     const smtp = await startReception(config, {
       log, accounts, intake, tls, sockets, ...ocspResponse, clock: options.clock, checks: options.checks, resolver,
-      errorSleep: options.errorSleep,
+      errorSleep: options.errorSleep, signingKeys,
     });
     undo.push(() => smtp.close());
     const acme = acmeConfig && store
