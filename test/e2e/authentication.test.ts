@@ -318,3 +318,23 @@ test("a DSN A composes is signed by a.test: B verifies it (dkim=pass, dmarc=pass
     await b.close();
   }
 });
+
+test("a selector in dkim.domains without its key stops start-up with the path and the command that makes it; the data directory is left unlocked", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "petrel-auth-nokey-"));
+  dirs.push(dir);
+  const config = parseConfig({
+    hostname: "mx.a.test", dataDir: dir, domains: ["a.test"],
+    listeners: [{ address: ADDRESS.a, port: 0, role: "mx" }],
+    dns: { servers: [dns.server] }, log: { level: "silent" },
+    dkim: { domains: { "a.test": { selectors: ["missing"] } } },
+  }, "test");
+  const start = () => startMta(config, { log: pino({ level: "silent" }), errorSleep: 0, fsync: false, controlSocket: false });
+  await assert.rejects(start(), (err: Error) => {
+    assert.equal(err.message, `DKIM keys in dkim.domains cannot be used:\n  no DKIM key ${join(dir, "dkim", "a.test", "missing.key")}: create it with "petrel dkim keygen a.test --selector missing"`);
+    return true;
+  });
+  // Made, it starts (the lock of the failed start was released).
+  await generateDkimKey(dir, "a.test", "missing", "rsa");
+  const mta = await start();
+  await mta.close();
+});
