@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import type { Now } from "../../mail/clock.ts";
 import type { Mailbox } from "../../mail/envelope.ts";
-import { networkMatcher, unmapIpv4 } from "../../mail/networks.ts";
+import { networkMatcher } from "../../mail/networks.ts";
 import type { MailauthResolver } from "../../mailauth/dns-resolver.ts";
 import { formatMailbox } from "../../smtp/address.ts";
 import type { ClientFacts } from "../check.ts";
@@ -58,8 +58,7 @@ export function checkedClients(settings: AuthenticationSettings): (client: Clien
 
 /** The clients whose failures are recorded but never enforced. */
 export function exceptedClients(settings: AuthenticationSettings): (address: string) => boolean {
-  const excepted = networkMatcher(settings.exceptions);
-  return (address) => excepted(unmapIpv4(address));
+  return networkMatcher(settings.exceptions);
 }
 
 /**
