@@ -99,6 +99,19 @@ const cidr = z.string().refine(isNetwork, {
   message: 'expected an IP address or CIDR range such as "10.0.0.1", "10.0.0.0/8" or "2001:db8::/32"',
 });
 
+/** A mapping keyed by domain names, the keys normalized (lower case, A-labels); a key that is none is an error at that key. */
+function byDomain<T extends z.ZodType>(value: T) {
+  return z.record(z.string(), value).transform((domains, ctx) => {
+    const out: Record<string, z.output<T>> = {};
+    for (const [name, v] of Object.entries(domains) as [string, z.output<T>][]) {
+      const domain = normalizeDomain(name);
+      if (domain === undefined) ctx.addIssue({ code: "custom", message: 'expected a domain name such as "example.com"', input: name, path: [name] });
+      else out[domain] = v;
+    }
+    return out;
+  });
+}
+
 /** What DMARC's p=quarantine does: deliver into the junk folder, or only mark the message. */
 const quarantineAction = z.enum(["folder", "header"]);
 
@@ -634,25 +647,13 @@ export const configSchema = z.strictObject({
    */
   dkim: z
     .strictObject({
-      domains: z
-        .record(
-          z.string(),
-          z.strictObject({
-            selectors: z
-              .array(z.string().refine(isSelector, { message: 'expected a DKIM selector: letters, digits and hyphens, such as "202612-rsa"' }))
-              .min(1),
-          }),
-        )
-        .default(() => ({ ...DEFAULTS.dkim.domains }))
-        .transform((domains, ctx) => {
-          const out: Record<string, { selectors: string[] }> = {};
-          for (const [name, value] of Object.entries(domains)) {
-            const domain = normalizeDomain(name);
-            if (domain === undefined) ctx.addIssue({ code: "custom", message: 'expected a domain name such as "example.com"', input: name, path: [name] });
-            else out[domain] = value;
-          }
-          return out;
+      domains: byDomain(
+        z.strictObject({
+          selectors: z
+            .array(z.string().refine(isSelector, { message: 'expected a DKIM selector: letters, digits and hyphens, such as "202612-rsa"' }))
+            .min(1),
         }),
+      ).default(() => ({ ...DEFAULTS.dkim.domains })),
     })
     .prefault({}),
   /**
@@ -712,25 +713,11 @@ export const configSchema = z.strictObject({
         })
         .prefault({}),
       /** Per local domain of the recipients: DMARC enforcement other than the global one. */
-      domains: z
-        .record(
-          z.string(),
-          z.strictObject({
-            dmarc: z
-              .strictObject({ enforce: z.boolean().optional(), quarantine: quarantineAction.optional() })
-              .prefault({}),
-          }),
-        )
-        .default(() => ({}))
-        .transform((domains, ctx) => {
-          const out: Record<string, { dmarc: { enforce?: boolean; quarantine?: "folder" | "header" } }> = {};
-          for (const [name, value] of Object.entries(domains)) {
-            const domain = normalizeDomain(name);
-            if (domain === undefined) ctx.addIssue({ code: "custom", message: 'expected a domain name such as "example.com"', input: name, path: [name] });
-            else out[domain] = value;
-          }
-          return out;
+      domains: byDomain(
+        z.strictObject({
+          dmarc: z.strictObject({ enforce: z.boolean().optional(), quarantine: quarantineAction.optional() }).prefault({}),
         }),
+      ).default(() => ({})),
     })
     .prefault({}),
   /** DNS for outbound delivery (MX, A/AAAA, TXT, TLSA). */

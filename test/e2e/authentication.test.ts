@@ -21,6 +21,7 @@ import { generateDkimKey, listDkimKeys } from "../../src/mailauth/dkim-keys.ts";
 import type { Check } from "../../src/policy/check.ts";
 import { startDnsServer, type TestDnsServer, type Zone } from "../support/dns-server.ts";
 import { portFreeOn } from "../support/ports.ts";
+import { until } from "../support/until.ts";
 import { SmtpClient } from "./fixtures/robust-helpers.ts";
 import { dkimpyArcVerify, dkimpyVerify, txtStrings, type KeyRecord } from "../mailauth/helpers.ts";
 
@@ -117,16 +118,6 @@ async function instance(name: Name, options: { config?: Record<string, unknown>;
   };
 }
 
-async function until<T>(what: () => Promise<T | undefined | false>, label: string, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    const v = await what();
-    if (v) return v;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`timed out waiting for ${label}`);
-}
-
 /** `petrel send` in-process to an instance's submission port, the password from a file. */
 async function submit(i: Instance, name: Name, from: string, to: string, subject: string, text: string): Promise<void> {
   const pwFile = join(dirs[0], `pw-${Math.random().toString(36).slice(2)}`);
@@ -169,7 +160,7 @@ test("A signs alice's message (rsa and ed25519); B verifies it: the exact Authen
   const b = await instance("b");
   try {
     await submit(a, "a", "alice@a.test", "bob@b.test", "Quarterly report", "Hello Bob,\nthe figures.\n");
-    const [msg] = await until(async () => (await b.maildir("bob@b.test")).length === 1 && b.maildir("bob@b.test"), "delivery at B");
+    const [msg] = await until(async () => (await b.maildir("bob@b.test")).length === 1 && b.maildir("bob@b.test"), "delivery at B", { ms: 30_000 });
     const f = fields(msg);
     const signatures = f.filter((l) => l.startsWith("DKIM-Signature:"));
     assert.equal(signatures.length, 2);
@@ -215,7 +206,7 @@ test("straight to B: a forged From of a.test (p=reject) is refused 550 5.7.1; so
     // An honest message that carries a field claiming B's authserv-id: accepted, the forged field gone.
     const honest = "Authentication-Results: mx.b.test; dmarc=pass header.from=a.test\nFrom: <news@elsewhere.test>\nTo: bob@b.test\nSubject: hi\n\nhello\n";
     assert.match(await sendRaw("b", "news@elsewhere.test", "bob@b.test", honest), /^250 2\.0\.0 Ok: queued as /);
-    const [msg] = await until(async () => (await b.maildir("bob@b.test")).length === 1 && b.maildir("bob@b.test"), "delivery at B");
+    const [msg] = await until(async () => (await b.maildir("bob@b.test")).length === 1 && b.maildir("bob@b.test"), "delivery at B", { ms: 30_000 });
     const ars = fields(msg).filter((l) => l.startsWith("Authentication-Results:"));
     assert.deepEqual(ars, [
       "Authentication-Results: mx.b.test; spf=none (mx.b.test: elsewhere.test does not designate permitted sender hosts) smtp.mailfrom=elsewhere.test; dkim=none; arc=none smtp.remote-ip=127.0.0.9; dmarc=none header.from=elsewhere.test",
@@ -231,7 +222,7 @@ test("p=quarantine: a failing message is accepted and delivered into bob's Junk 
   try {
     const msg = "From: <promo@q.test>\nTo: bob@b.test\nSubject: You won\n\nClaim it.\n";
     assert.match(await sendRaw("b", "promo@q.test", "bob@b.test", msg), /^250 2\.0\.0 Ok: queued as /);
-    const [junk] = await until(async () => (await b.maildir("bob@b.test", "Junk")).length === 1 && b.maildir("bob@b.test", "Junk"), "delivery into Junk");
+    const [junk] = await until(async () => (await b.maildir("bob@b.test", "Junk")).length === 1 && b.maildir("bob@b.test", "Junk"), "delivery into Junk", { ms: 30_000 });
     assert.match(junk, /\tdmarc=fail \(p=QUARANTINE arc=none\) policy\.dmarc=quarantine header\.from=q\.test\n/);
     assert.deepEqual(await b.maildir("bob@b.test"), [], "not in the inbox");
   } finally {
@@ -261,7 +252,7 @@ test("a forward through an alias on B to C: B seals it (ARC), and C, trusting B,
   try {
     await b.mta.accounts.addAlias("team@b.test", "carol@c.test");
     await submit(a, "a", "alice@a.test", "team@b.test", "Plans", "For the team.\n");
-    const [msg] = await until(async () => (await c.maildir("carol@c.test")).length === 1 && c.maildir("carol@c.test"), "delivery at C");
+    const [msg] = await until(async () => (await c.maildir("carol@c.test")).length === 1 && c.maildir("carol@c.test"), "delivery at C", { ms: 30_000 });
     const f = fields(msg);
     assert.ok(f.includes("Subject: [team] Plans"), "B's change is there");
     const cAr = f.find((l) => l.startsWith("Authentication-Results: mx.c.test;"))!;
@@ -288,7 +279,7 @@ test("the same forward without B's seal is refused by C (550 5.7.1), and alice g
   try {
     await b.mta.accounts.addAlias("team@b.test", "carol@c.test");
     await submit(a, "a", "alice@a.test", "team@b.test", "Plans", "For the team.\n");
-    const dsn = await until(async () => (await a.maildir("alice@a.test")).find((m) => m.includes("Final-Recipient: rfc822; team@b.test")), "the DSN at A");
+    const dsn = await until(async () => (await a.maildir("alice@a.test")).find((m) => m.includes("Final-Recipient: rfc822; team@b.test")), "the DSN at A", { ms: 30_000 });
     assert.match(dsn, /Remote-MTA: dns; ?mx\.c\.test/);
     assert.match(dsn.replace(/\n /g, " "), /\nDiagnostic-Code: smtp; 550 5\.7\.1 Message rejected: the DMARC policy of a\.test is reject, and this message passed neither SPF nor DKIM for a\.test\n/);
     assert.deepEqual(await c.maildir("carol@c.test"), []);
@@ -305,7 +296,7 @@ test("a DSN A composes is signed by a.test: B verifies it (dkim=pass, dmarc=pass
   try {
     await a.mta.accounts.addUser("tiny@a.test", "tiny-password-123", { quota: 100 });
     await submit(b, "b", "bob@b.test", "tiny@a.test", "Too big", "x".repeat(500));
-    const [dsn] = await until(async () => (await b.maildir("bob@b.test")).length === 1 && b.maildir("bob@b.test"), "the DSN at B");
+    const [dsn] = await until(async () => (await b.maildir("bob@b.test")).length === 1 && b.maildir("bob@b.test"), "the DSN at B", { ms: 30_000 });
     const f = fields(dsn);
     assert.ok(f.includes("From: Mail Delivery System <MAILER-DAEMON@mx.a.test>"));
     const ar = f.find((l) => l.startsWith("Authentication-Results: mx.b.test;"))!;
