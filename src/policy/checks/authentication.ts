@@ -93,11 +93,11 @@ export function alignsWithLocal(identifier: string, author: string): boolean {
   return id === author || id.endsWith(`.${author}`) || author.endsWith(`.${id}`);
 }
 
-/** `domain` when it or a parent of it is a local domain, else undefined. */
-export async function localDomainOf(domain: string, directory: RecipientDirectory): Promise<string | undefined> {
+/** Whether `domain` is a local domain or below one. */
+export async function isLocalOrBelow(domain: string, directory: RecipientDirectory): Promise<boolean> {
   const labels = domain.split(".");
   for (let i = 0; i < labels.length; i++) {
-    if (await directory.isLocalDomain(labels.slice(i).join("."))) return domain;
+    if (await directory.isLocalDomain(labels.slice(i).join("."))) return true;
   }
-  return undefined;
+  return false;
 }

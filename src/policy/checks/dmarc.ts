@@ -1,3 +1,4 @@
+import { normalizeDomain } from "../../mail/address.ts";
 import { unmapIpv4 } from "../../mail/networks.ts";
 import type { ArcOutcome } from "../../mailauth/arc.ts";
 import type { DkimVerification } from "../../mailauth/dkim-verify.ts";
@@ -7,7 +8,7 @@ import type { Check, CheckResult, TransactionFacts } from "../check.ts";
 import { reject, tempfail } from "../replies.ts";
 import { arcOutcome } from "./arc.ts";
 import {
-  alignsWithLocal, checkedClients, exceptedClients, localDomainOf, type AuthenticationOptions, type AuthenticationSettings, type QuarantineAction,
+  alignsWithLocal, checkedClients, exceptedClients, isLocalOrBelow, type AuthenticationOptions, type AuthenticationSettings, type QuarantineAction,
 } from "./authentication.ts";
 import { dkimFindings } from "./dkim.ts";
 import { spfOutcome } from "./spf.ts";
@@ -117,9 +118,9 @@ async function decide(f: Facts, options: AuthenticationOptions): Promise<{ resul
 
 /** The author domain when it is a local domain or below one (every From domain is looked at when there are several). */
 async function localAuthor(f: Facts, options: AuthenticationOptions): Promise<string | undefined> {
-  const domains = new Set(f.dkim.authors.map((a) => a.slice(a.lastIndexOf("@") + 1).toLowerCase().replace(/\.$/, "")));
+  const domains = new Set(f.dkim.authors.map((a) => normalizeDomain(a.slice(a.lastIndexOf("@") + 1))));
   for (const d of domains) {
-    if (d !== "" && (await localDomainOf(d, options.directory)) !== undefined) return d;
+    if (d !== undefined && (await isLocalOrBelow(d, options.directory))) return d;
   }
   return undefined;
 }

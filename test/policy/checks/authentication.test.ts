@@ -55,8 +55,10 @@ before(async () => {
   dns = await startDnsServer(zone);
   dns.setBehaviour("temp.test", "servfail");
   dns.setBehaviour("_dmarc.temp.test", "servfail");
+  dns.setBehaviour("broken.test", "servfail");
+  dns.setBehaviour("_dmarc.broken.test", "servfail");
   resolver = createResolver({ servers: [dns.server], timeout: 500, tries: 1, failureTtl: 0 });
-  accounts = new FileAccountStore({ dataDir: dir, configDomains: ["example.test", "hosted.test", "other.test"] });
+  accounts = new FileAccountStore({ dataDir: dir, configDomains: ["example.test", "hosted.test", "other.test", "broken.test"] });
   await accounts.addUser("bob@example.test", "bob-password-123");
   await accounts.addUser("carol@other.test", "carol-password-12");
   await accounts.addAlias("list@example.test", "someone@elsewhere.test");
@@ -245,6 +247,9 @@ test("spoofing a local domain: refused without a DMARC record or with p=none, un
   // A subdomain of a local domain, and a local domain whose record says p=none.
   assert.match(refusal((await attempt(h, { ip: "192.0.2.99", mailFrom: "<x@none.test>", content: message("ceo@mail.example.test") })).decision), /^550 5\.7\.1 Message rejected: mail\.example\.test is a domain of this server/);
   assert.match(refusal((await attempt(h, { ip: "192.0.2.99", mailFrom: "<x@none.test>", content: message("ceo@hosted.test") })).decision), /^550 5\.7\.1 Message rejected: hosted\.test is a domain/);
+  // A local domain whose DNS does not answer: not known to fail, so not refused for good.
+  assert.equal(refusal((await attempt(h, { ip: "192.0.2.99", mailFrom: "<ceo@broken.test>" })).decision),
+    "451 4.4.3 Temporary authentication failure: the DNS did not answer for broken.test, try again later");
   // Its own SPF passes (a server the domain names), or its key signs: delivered.
   accepted((await attempt(h, { ip: "192.0.2.20", mailFrom: "<ceo@example.test>" })).decision);
   accepted((await attempt(h, { ip: "192.0.2.99", mailFrom: "<bulk@none.test>", content: await signed(message("ceo@example.test"), [localKey]) })).decision);
