@@ -2,7 +2,7 @@
  * `npm run bench`: Petrel against its peers, measured in the same invocation,
  * reported as ratios. See bench/README.md for what each scenario means.
  *
- *   node bench/run.ts [--quick] [--runs N] [--only id,id] [--generator smtp-source|node]
+ *   node bench/run.ts [--quick] [--runs N] [--only id,id] [--phases throughput,idle,big] [--generator smtp-source|node]
  *                     [--no-pin] [--no-install] [--keep] [--petrel-rev REV] [--cpu-prof [SERVER]]
  *
  * Writes bench/results/latest.json and bench/results/latest.md (also printed);
@@ -36,6 +36,8 @@ const pin = !flag("--no-pin") && hasTaskset();
 const SERVER_CPU = pin ? "0" : null;
 const LOAD_CPU = pin ? (cpus().length > 1 ? "1" : "0") : null;
 const only = option("--only")?.split(",");
+/** --phases throughput,idle,big: run only these (all by default). */
+const phases = option("--phases")?.split(",") ?? ["throughput", "idle", "big"];
 const keep = flag("--keep");
 
 const PLAN = quick
@@ -465,10 +467,10 @@ async function main(): Promise<void> {
     };
     for (const s of result.servers) if (s.unavailable) log(`skipping ${s.id}: ${s.unavailable}`);
     log(`bench (${result.meta.mode}): ${runs} runs, generator ${generator}, pinning ${pin ? `server CPU ${SERVER_CPU}, load CPU ${LOAD_CPU}` : "off"}`);
-    await throughputPhase(available.filter((s) => result.servers.find((x) => x.id === s.id)!.unavailable === null), root, generator, result);
+    if (phases.includes("throughput")) await throughputPhase(available.filter((s) => result.servers.find((x) => x.id === s.id)!.unavailable === null), root, generator, result);
     const alive = available.filter((s) => result.servers.find((x) => x.id === s.id)!.unavailable === null);
-    await idlePhase(alive, root, result);
-    await bigMessagePhase(alive, root, result);
+    if (phases.includes("idle")) await idlePhase(alive, root, result);
+    if (phases.includes("big")) await bigMessagePhase(alive, root, result);
     result.meta.durationSeconds = Math.round((Date.now() - started) / 1000);
     const md = renderMarkdown(result);
     await mkdir(join(BENCH_ROOT, "results"), { recursive: true });
