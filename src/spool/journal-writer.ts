@@ -11,7 +11,7 @@ import type { Envelope } from "../mail/envelope.ts";
 import { encodeEnvelope, type JournalFileHandle, type JournalFs } from "./journal-record.ts";
 import { writeAll } from "./spool-file.ts";
 import { SpoolError, type QueueId } from "./spool.ts";
-import { WriterLifecycle } from "./writer-lifecycle.ts";
+import { kept, WriterLifecycle } from "./writer-lifecycle.ts";
 
 /** Body bytes of a spilled message gathered in memory before a file write. */
 const SPILL_BUFFER = 64 * 1024;
@@ -69,7 +69,7 @@ export class JournalSpoolWriter extends WriterLifecycle {
   protected take(chunk: Buffer): void {
     if (this.spill === null) {
       if (this.bodyLength <= this.host.inlineLimit && this.host.reserveInline(chunk.length)) {
-        this.chunks.push(Buffer.from(chunk));
+        this.chunks.push(kept(chunk));
         this.reserved += chunk.length;
         return;
       }
@@ -85,7 +85,7 @@ export class JournalSpoolWriter extends WriterLifecycle {
     }
     const spill = this.spill;
     if (spill.gatheredBytes + chunk.length < SPILL_BUFFER) {
-      spill.gathered.push(Buffer.from(chunk));
+      spill.gathered.push(kept(chunk));
       spill.gatheredBytes += chunk.length;
     } else {
       const buffers = spill.gathered;
