@@ -7,7 +7,7 @@
 import type { Envelope } from "../mail/envelope.ts";
 import { encodeTrailer, writeAll, type SpoolFileHandle, type SpoolFs } from "./spool-file.ts";
 import type { QueueId } from "./spool.ts";
-import { kept, WriterLifecycle } from "./writer-lifecycle.ts";
+import { WriterLifecycle } from "./writer-lifecycle.ts";
 
 /** Body bytes gathered in memory per message before they are written. */
 const WRITE_BUFFER = 16 * 1024;
@@ -44,7 +44,7 @@ export class FileSpoolWriter extends WriterLifecycle {
 
   protected take(chunk: Buffer): void {
     if (this.gatheredBytes + chunk.length < WRITE_BUFFER) {
-      this.gathered.push(kept(chunk));
+      this.gathered.push(chunk);
       this.gatheredBytes += chunk.length;
       return;
     }

@@ -116,14 +116,3 @@ export abstract class WriterLifecycle implements SpoolWriter {
   }
 }
 
-/** Past this, a small chunk of a much larger buffer is copied before it is kept. */
-const SLACK = 8 * 1024;
-
-/**
- * A chunk to hold until it is written: itself, unless it is a small view of a
- * much larger buffer (a few lines of a 64 KiB socket read), which holding
- * would keep whole — then a copy of just its bytes.
- */
-export function kept(chunk: Buffer): Buffer {
-  return chunk.buffer.byteLength - chunk.byteLength > Math.max(SLACK, chunk.byteLength) ? Buffer.from(chunk) : chunk;
-}
