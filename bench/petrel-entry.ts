@@ -4,8 +4,8 @@
  *   node bench/petrel-entry.ts MODE ADDRESS PORT DATADIR
  *
  * MODE is
- *   durable  startReception with the configured spool (accept only: fsync'd, nothing delivers)
- *   journal  startReception with the JournalSpool (accept only: group-committed journal, nothing delivers)
+ *   durable  startReception with the default spool, the journal (accept only: group commit, nothing delivers)
+ *   files    startReception with spool.format: files (accept only: a file per message, nothing delivers)
  *   discard  startReception with the bench-only DiscardSpool (protocol path and checks, no disk)
  *   mta      the whole startMta (accept + queue manager + Maildir delivery)
  *
@@ -22,11 +22,10 @@ import { parseConfig } from "../src/config/load.ts";
 import { FileAccountStore } from "../src/accounts/file-account-store.ts";
 import { startMta, startReception } from "../src/mta.ts";
 import { DiscardSpool } from "./discard-spool.ts";
-import { join } from "node:path";
 
 const [mode, address, portText, dataDir] = process.argv.slice(2);
-if (!["durable", "journal", "discard", "mta"].includes(mode) || !address || !portText || !dataDir) {
-  process.stderr.write("usage: petrel-entry.ts durable|journal|discard|mta ADDRESS PORT DATADIR\n");
+if (!["durable", "files", "discard", "mta"].includes(mode) || !address || !portText || !dataDir) {
+  process.stderr.write("usage: petrel-entry.ts durable|files|discard|mta ADDRESS PORT DATADIR\n");
   process.exit(64);
 }
 
@@ -41,6 +40,7 @@ const config = parseConfig({
   listeners: [{ address, port: Number(portText), role: "mx" }],
   limits: { connections: 20000, connectionsPerClient: 20000, messagesPerConnection: 1000000 },
   log: { level: "silent" },
+  ...(mode === "files" ? { spool: { format: "files" } } : {}),
 }, "bench");
 const log = pino({ level: "silent" });
 
@@ -57,17 +57,9 @@ if (mode === "mta") {
   close = () => mta.close();
   port = mta.smtp.listeners[0].port;
 } else {
-  let spool: import("../src/spool/spool.ts").Spool | undefined;
-  if (mode === "discard") spool = new DiscardSpool();
-  if (mode === "journal") {
-    const { JournalSpool } = await import("../src/spool/journal-spool.ts");
-    spool = new JournalSpool(join(dataDir, "spool"));
-  }
+  const spool = mode === "discard" ? new DiscardSpool() : undefined;
   const server = await startReception(config, { log, errorSleep: 0, accounts, spool });
-  close = async () => {
-    await server.close();
-    if (mode === "journal") await spool?.close(); // an injected spool is the caller's to close
-  };
+  close = () => server.close();
   port = server.listeners[0].port;
 }
 process.stdout.write(JSON.stringify({ ready: true, pid: process.pid, port, mode }) + "\n");

@@ -2,7 +2,7 @@
  * `npm run bench`: Petrel against its peers, measured in the same invocation,
  * reported as ratios. See bench/README.md for what each scenario means.
  *
- *   node bench/run.ts [--quick] [--runs N] [--only id,id] [--generator smtp-source|node]
+ *   node bench/run.ts [--quick] [--runs N] [--only id,id] [--phases throughput,idle,big] [--generator smtp-source|node]
  *                     [--no-pin] [--no-install] [--keep] [--petrel-rev REV] [--cpu-prof [SERVER]]
  *
  * Writes bench/results/latest.json and bench/results/latest.md (also printed);
@@ -19,8 +19,9 @@ import { countFiles } from "./lib/postfix-peer.ts";
 import { BENCH_ROOT, nodemailerInstalled, peersDir, PORT, SERVERS, usePetrelSnapshot, type RunningServer, type ServerDef } from "./lib/servers.ts";
 import { runLoad, runNodeClient, type Generator, type LoadResult, type LoadSpec } from "./lib/load.ts";
 import { summarize } from "./lib/stats.ts";
+import { QUIET_IDLE, treeCpuSeconds, waitQuiet, waitServerIdle, type Quiet } from "./lib/quiet.ts";
 import { profileMarkdown, summarizeProfile } from "./lib/profile.ts";
-import { renderMarkdown, type BenchResult, type ScenarioResult } from "./lib/report.ts";
+import { renderMarkdown, type BenchResult, type QuietRecord, type ScenarioResult } from "./lib/report.ts";
 
 // ---------------------------------------------------------------- arguments
 
@@ -35,16 +36,18 @@ const pin = !flag("--no-pin") && hasTaskset();
 const SERVER_CPU = pin ? "0" : null;
 const LOAD_CPU = pin ? (cpus().length > 1 ? "1" : "0") : null;
 const only = option("--only")?.split(",");
+/** --phases throughput,idle,big: run only these (all by default). */
+const phases = option("--phases")?.split(",") ?? ["throughput", "idle", "big"];
 const keep = flag("--keep");
 
 const PLAN = quick
   ? {
-      runs: 3, budgetMs: 150_000, loadTimeoutMs: 20_000, deliverTimeoutMs: 30_000,
+      runs: 3, budgetMs: 150_000, loadTimeoutMs: 20_000, deliverTimeoutMs: 30_000, quietWaitMs: 5_000, settleMs: 15_000,
       messages: { "1k-reuse": 600, "1k-newconn": 300, "100k-reuse": 150 }, latencyMessages: 150,
       idleConnections: 500, bigSize: 20 * 1024 * 1024,
     }
   : {
-      runs: 3, budgetMs: 9 * 60_000, loadTimeoutMs: 60_000, deliverTimeoutMs: 120_000,
+      runs: 3, budgetMs: 9 * 60_000, loadTimeoutMs: 60_000, deliverTimeoutMs: 120_000, quietWaitMs: 15_000, settleMs: 60_000,
       messages: { "1k-reuse": 4000, "1k-newconn": 2000, "100k-reuse": 1000 }, latencyMessages: 1000,
       idleConnections: 2000, bigSize: 20 * 1024 * 1024,
     };
@@ -156,14 +159,15 @@ async function throughputPhase(servers: ServerDef[], root: string, generator: Ge
         result.servers.find((x) => x.id === s.id)!.unavailable = `did not start: ${(err as Error).message.split("\n")[0]}`;
       }
     }
+    const allPids = () => [...running.values()].map((r) => r.pid).filter((p) => p > 0);
     for (const sc of scenarios) {
       const res: ScenarioResult = {
         id: sc.id, title: sc.title, generator: sc.generator, messages: sc.messages, size: sc.spec.size,
         sessions: sc.spec.sessions, reuse: sc.spec.reuse, unit: sc.id.startsWith("latency") ? "ms" : "msg/s", servers: {},
       };
       result.scenarios.push(res);
-      const raw: Record<string, { mps: number[]; delivered: number[]; p50: number[]; p99: number[]; errors: string[] }> = {};
-      for (const id of running.keys()) raw[id] = { mps: [], delivered: [], p50: [], p99: [], errors: [] };
+      const raw: Record<string, { mps: number[]; delivered: number[]; p50: number[]; p99: number[]; cpu: number[]; quiet: Quiet[]; errors: string[] }> = {};
+      for (const id of running.keys()) raw[id] = { mps: [], delivered: [], p50: [], p99: [], cpu: [], quiet: [], errors: [] };
       // warm-up (not recorded): JIT, page cache, process pools
       for (const [id, srv] of running) {
         if (overBudget()) break;
@@ -173,6 +177,7 @@ async function throughputPhase(servers: ServerDef[], root: string, generator: Ge
         const w = await runLoad(sc.generator, { ...sc.spec, host: def.address, messages: n, timeoutMs: PLAN.loadTimeoutMs }, LOAD_CPU);
         if (!w.ok) log(`  warm-up ${id}: ${w.error}`);
         if (srv.maildirNew && w.ok) await waitDelivered(srv.maildirNew, base + w.sent, PLAN.deliverTimeoutMs);
+        await settle(id, srv);
       }
       for (let run = 0; run < runs; run++) {
         // rotate the order so no server always runs first or last
@@ -186,14 +191,19 @@ async function throughputPhase(servers: ServerDef[], root: string, generator: Ge
           const srv = running.get(id)!;
           const def = servers.find((s) => s.id === id)!;
           const base = srv.maildirNew ? await countFiles(srv.maildirNew) : 0;
+          // Every server idle (no backlog being delivered) and nothing else on the cores.
+          const quiet = await waitQuiet(allPids(), PLAN.quietWaitMs);
+          const cpu0 = treeCpuSeconds(srv.pid);
           const t0 = Date.now();
           const r: LoadResult = await runLoad(sc.generator, { ...sc.spec, host: def.address, messages: sc.messages, timeoutMs: PLAN.loadTimeoutMs }, LOAD_CPU);
           if (!r.ok) {
             raw[id].errors.push(r.error ?? "failed");
             log(`  ${sc.id} ${id} run ${run + 1}: FAILED ${r.error}`);
+            await settle(id, srv);
             continue;
           }
           raw[id].mps.push(r.messagesPerSecond);
+          raw[id].quiet.push(quiet);
           if (r.latencyMs?.p50 != null) raw[id].p50.push(r.latencyMs.p50);
           if (r.latencyMs?.p99 != null) raw[id].p99.push(r.latencyMs.p99);
           let note = "";
@@ -206,8 +216,12 @@ async function throughputPhase(servers: ServerDef[], root: string, generator: Ge
               note = `, delivered ${dps.toFixed(0)}/s`;
             }
           }
+          // The server's CPU for these messages: until it is idle again (a delivering server's backlog included).
+          await settle(id, srv, raw[id].errors);
+          raw[id].cpu.push(((treeCpuSeconds(srv.pid) - cpu0) * 1e6) / r.sent);
           const lat = r.latencyMs ? `, p50 ${r.latencyMs.p50?.toFixed(2)} ms p99 ${r.latencyMs.p99?.toFixed(2)} ms` : "";
-          log(`[${elapsed()}] ${sc.id} ${id} run ${run + 1}: ${r.messagesPerSecond.toFixed(0)} msg/s${note}${lat}`);
+          log(`[${elapsed()}] ${sc.id} ${id} run ${run + 1}: ${r.messagesPerSecond.toFixed(0)} msg/s${note}${lat}, ` +
+            `${raw[id].cpu.at(-1)!.toFixed(0)} µs CPU/msg · ${quietText(quiet)}`);
         }
       }
       for (const [id, v] of Object.entries(raw)) {
@@ -216,6 +230,8 @@ async function throughputPhase(servers: ServerDef[], root: string, generator: Ge
           delivered: summarize(v.delivered),
           latencyP50: summarize(v.p50),
           latencyP99: summarize(v.p99),
+          cpuPerMessage: summarize(v.cpu),
+          quiet: quietRecord(v.quiet),
           errors: v.errors,
         };
       }
@@ -225,6 +241,24 @@ async function throughputPhase(servers: ServerDef[], root: string, generator: Ge
       await srv.stop().catch((err: unknown) => log(`  stopping ${id}: ${String(err)}`));
     }
   }
+}
+
+/** Wait (bounded) until a server has worked off what it was given: a delivering server's queue is drained. */
+async function settle(id: string, srv: RunningServer, errors?: string[]): Promise<void> {
+  const s = await waitServerIdle([srv.pid], PLAN.settleMs);
+  if (!s.idle) {
+    const msg = `still busy (${(s.serverCpu * 100).toFixed(0)}% CPU) ${PLAN.settleMs / 1000} s after the load`;
+    log(`  ${id}: ${msg}`);
+    errors?.push(msg);
+  }
+}
+
+function quietText(q: Quiet): string {
+  return `machine ${(q.idle * 100).toFixed(0)}% idle, load ${q.load1.toFixed(2)}${q.waitedMs > 1500 ? `, waited ${(q.waitedMs / 1000).toFixed(0)} s` : ""}${q.quiet ? "" : " ⚠ BUSY"}`;
+}
+
+function quietRecord(qs: readonly Quiet[]): QuietRecord {
+  return { idle: qs.map((q) => q.idle), load1: qs.map((q) => q.load1), busy: qs.filter((q) => !q.quiet).length };
 }
 
 /** Start a fresh server, measure something about one process, stop it. */
@@ -249,12 +283,13 @@ async function idlePhase(servers: ServerDef[], root: string, result: BenchResult
   for (const def of servers.filter((s) => want.includes(s.id))) {
     const values: number[] = [];
     const errors: string[] = [];
+    const quiet: Quiet[] = [];
     for (let run = 0; run < runs && !overBudget(); run++) {
       try {
         const v = await withFreshServer(def, join(root, `idle-${def.id}`), async (srv) => {
           // warm-up: a few connections through the whole greeting/EHLO path
           await holdIdle(def.address, 20, async () => {});
-          await sleep(300);
+          quiet.push(await waitQuiet([srv.pid], PLAN.quietWaitMs, 500));
           const before = rssOf(srv.pid);
           let after = 0;
           const opened = await holdIdle(def.address, n, async () => {
@@ -265,13 +300,13 @@ async function idlePhase(servers: ServerDef[], root: string, result: BenchResult
           return (after - before) / opened / 1024;
         });
         values.push(v);
-        log(`[${elapsed()}] idle ${def.id} run ${run + 1}: ${v.toFixed(1)} KiB per connection`);
+        log(`[${elapsed()}] idle ${def.id} run ${run + 1}: ${v.toFixed(1)} KiB per connection · ${quietText(quiet.at(-1)!)}`);
       } catch (err) {
         errors.push((err as Error).message);
         log(`  idle ${def.id} run ${run + 1}: FAILED ${(err as Error).message}`);
       }
     }
-    res.servers[def.id] = { value: summarize(values), errors };
+    res.servers[def.id] = { value: summarize(values), quiet: quietRecord(quiet), errors };
   }
 }
 
@@ -301,12 +336,13 @@ async function bigMessagePhase(servers: ServerDef[], root: string, result: Bench
     const values: number[] = [];
     const times: number[] = [];
     const errors: string[] = [];
+    const quiet: Quiet[] = [];
     for (let run = 0; run < runs && !overBudget(); run++) {
       try {
         const v = await withFreshServer(def, join(root, `big-${def.id}`), async (srv) => {
           const spec = { host: def.address, sessions: 1, reuse: false, timeoutMs: 60_000 };
           await runNodeClient({ ...spec, messages: 5, size: 1024 }, LOAD_CPU); // warm-up
-          await sleep(300);
+          quiet.push(await waitQuiet([srv.pid], PLAN.quietWaitMs, 500));
           const before = rssOf(srv.pid);
           if (!resetPeak(srv.pid)) throw new Error("cannot reset the peak RSS (/proc/PID/clear_refs)");
           const r = await runNodeClient({ ...spec, messages: 1, size }, LOAD_CPU);
@@ -315,13 +351,13 @@ async function bigMessagePhase(servers: ServerDef[], root: string, result: Bench
           return (peakRssOf(srv.pid) - before) / 1024 / 1024;
         });
         values.push(v);
-        log(`[${elapsed()}] big ${def.id} run ${run + 1}: peak RSS +${v.toFixed(1)} MiB`);
+        log(`[${elapsed()}] big ${def.id} run ${run + 1}: peak RSS +${v.toFixed(1)} MiB · ${quietText(quiet.at(-1)!)}`);
       } catch (err) {
         errors.push((err as Error).message);
         log(`  big ${def.id} run ${run + 1}: FAILED ${(err as Error).message}`);
       }
     }
-    res.servers[def.id] = { value: summarize(values), seconds: summarize(times.map((t) => t / 1000)), errors };
+    res.servers[def.id] = { value: summarize(values), seconds: summarize(times.map((t) => t / 1000)), quiet: quietRecord(quiet), errors };
   }
 }
 
@@ -389,7 +425,7 @@ async function main(): Promise<void> {
   ensureNofile(PLAN.idleConnections + 500);
   await installPeers();
   const generator: Generator = (option("--generator") as Generator | undefined) ?? (toolVersion("sh", ["-c", "command -v smtp-source"]) ? "smtp-source" : "node");
-  const servers = SERVERS.filter((s) => !only || only.includes(s.id));
+  const servers = SERVERS.filter((s) => (only ? only.includes(s.id) : !s.optional));
   const root = join(BENCH_ROOT, "results", "tmp", `run-${Date.now()}`);
   await mkdir(root, { recursive: true });
   const rev = option("--petrel-rev");
@@ -431,10 +467,10 @@ async function main(): Promise<void> {
     };
     for (const s of result.servers) if (s.unavailable) log(`skipping ${s.id}: ${s.unavailable}`);
     log(`bench (${result.meta.mode}): ${runs} runs, generator ${generator}, pinning ${pin ? `server CPU ${SERVER_CPU}, load CPU ${LOAD_CPU}` : "off"}`);
-    await throughputPhase(available.filter((s) => result.servers.find((x) => x.id === s.id)!.unavailable === null), root, generator, result);
+    if (phases.includes("throughput")) await throughputPhase(available.filter((s) => result.servers.find((x) => x.id === s.id)!.unavailable === null), root, generator, result);
     const alive = available.filter((s) => result.servers.find((x) => x.id === s.id)!.unavailable === null);
-    await idlePhase(alive, root, result);
-    await bigMessagePhase(alive, root, result);
+    if (phases.includes("idle")) await idlePhase(alive, root, result);
+    if (phases.includes("big")) await bigMessagePhase(alive, root, result);
     result.meta.durationSeconds = Math.round((Date.now() - started) / 1000);
     const md = renderMarkdown(result);
     await mkdir(join(BENCH_ROOT, "results"), { recursive: true });

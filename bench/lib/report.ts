@@ -3,12 +3,25 @@
  * (latest.md): one table per scenario, and a headline table of ratios
  * between Petrel and each peer, medians of runs made in the same invocation.
  */
-import { ratio, type Summary } from "./stats.ts";
+import { ratio, summarize, type Summary } from "./stats.ts";
+import { QUIET_IDLE } from "./quiet.ts";
 import type { Generator } from "./load.ts";
 import type { ServerKind } from "./servers.ts";
 
+/** The machine before each measured run (bench/lib/quiet.ts). */
+export interface QuietRecord {
+  /** Share of all CPUs idle in the second before each run (0–1). */
+  readonly idle: readonly number[];
+  readonly load1: readonly number[];
+  /** Runs taken although the machine (or another server) was busy. */
+  readonly busy: number;
+}
+
 export interface ServerResult {
   readonly throughput?: Summary | null;
+  /** CPU time of the server's processes per message, in µs, until it was idle again (delivery included). */
+  readonly cpuPerMessage?: Summary | null;
+  readonly quiet?: QuietRecord;
   /** Deliver servers: messages / (time from load start until the last one is in the Maildir). */
   readonly delivered?: Summary | null;
   readonly latencyP50?: Summary | null;
@@ -67,13 +80,13 @@ interface Comparison {
 }
 
 const COMPARISONS: Comparison[] = [
-  { label: "Petrel FileSpool ÷ nodemailer fsync", petrel: "petrel-durable", peer: "nodemailer-fsync" },
-  { label: "Petrel FileSpool ÷ Postfix (accepted/s)", petrel: "petrel-durable", peer: "postfix" },
+  { label: "Petrel journal ÷ nodemailer fsync", petrel: "petrel-durable", peer: "nodemailer-fsync" },
+  { label: "Petrel journal ÷ Postfix (accepted/s)", petrel: "petrel-durable", peer: "postfix" },
   { label: "Petrel startMta ÷ Postfix (accepted/s)", petrel: "petrel-mta", peer: "postfix" },
   { label: "Petrel startMta ÷ Postfix (delivered/s)", petrel: "petrel-mta", peer: "postfix", delivered: true },
   { label: "Petrel discard ÷ nodemailer discard", petrel: "petrel-discard", peer: "nodemailer-discard" },
   { label: "Petrel discard ÷ smtp-sink", petrel: "petrel-discard", peer: "smtp-sink" },
-  { label: "Petrel FileSpool ÷ smtp-sink", petrel: "petrel-durable", peer: "smtp-sink" },
+  { label: "Petrel journal ÷ smtp-sink", petrel: "petrel-durable", peer: "smtp-sink" },
 ];
 
 function headline(result: BenchResult): string[] {
@@ -120,15 +133,15 @@ function throughputTable(result: BenchResult, s: ScenarioResult): string[] {
     "",
     `${s.messages} messages per run, ${s.size} body octets, ${s.sessions} session(s), generator ${s.generator}.`,
     "",
-    `| server | msg/s median | min – max | same-kind Petrel ÷ this |${hasDelivered ? " delivered/s median | min – max |" : ""} errors |`,
-    `| --- | ---: | ---: | ---: |${hasDelivered ? " ---: | ---: |" : ""} --- |`,
+    `| server | msg/s median | min – max | same-kind Petrel ÷ this |${hasDelivered ? " delivered/s median | min – max |" : ""} server CPU µs/msg | machine idle before | errors |`,
+    `| --- | ---: | ---: | ---: |${hasDelivered ? " ---: | ---: |" : ""} ---: | ---: | --- |`,
   ];
   for (const [id, r] of Object.entries(s.servers)) {
     const kind = result.servers.find((x) => x.id === id)?.kind ?? "durable";
     const petrel = PETREL_FOR[kind];
     const rr = id === petrel ? null : ratio(s.servers[petrel]?.throughput?.median, r.throughput?.median);
     const del = hasDelivered ? ` ${fmt(r.delivered?.median)} | ${range(r.delivered)} |` : "";
-    lines.push(`| ${label(result, id)} | ${fmt(r.throughput?.median)} | ${range(r.throughput)} | ${id === petrel ? "(Petrel)" : fmtRatio(rr)} |${del} ${r.errors.length ? r.errors.slice(0, 2).join("; ").replaceAll("|", "/").slice(0, 160) : ""} |`);
+    lines.push(`| ${label(result, id)} | ${fmt(r.throughput?.median)} | ${range(r.throughput)} | ${id === petrel ? "(Petrel)" : fmtRatio(rr)} |${del} ${fmt(r.cpuPerMessage?.median)} | ${quietCell(r.quiet)} | ${errorsCell(r.errors)} |`);
   }
   return [...lines, ""];
 }
@@ -139,11 +152,11 @@ function latencyTable(result: BenchResult, s: ScenarioResult): string[] {
     "",
     `${s.messages} messages per run over one connection, ${s.size} body octets; time from writing MAIL FROM to reading the final 250 after the body.`,
     "",
-    "| server | msg/s median | p50 ms median | p50 min – max | p99 ms median | p99 min – max | errors |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    "| server | msg/s median | p50 ms median | p50 min – max | p99 ms median | p99 min – max | machine idle before | errors |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
   ];
   for (const [id, r] of Object.entries(s.servers)) {
-    lines.push(`| ${label(result, id)} | ${fmt(r.throughput?.median)} | ${fmt(r.latencyP50?.median, 2)} | ${range(r.latencyP50, 2)} | ${fmt(r.latencyP99?.median, 2)} | ${range(r.latencyP99, 2)} | ${r.errors.slice(0, 2).join("; ").slice(0, 160)} |`);
+    lines.push(`| ${label(result, id)} | ${fmt(r.throughput?.median)} | ${fmt(r.latencyP50?.median, 2)} | ${range(r.latencyP50, 2)} | ${fmt(r.latencyP99?.median, 2)} | ${range(r.latencyP99, 2)} | ${quietCell(r.quiet)} | ${errorsCell(r.errors)} |`);
   }
   return [...lines, ""];
 }
@@ -157,15 +170,50 @@ function memoryTable(result: BenchResult, s: ScenarioResult): string[] {
       ? "RSS of the server process with every connection open (after EHLO) minus its RSS before, divided by the number of connections. Kernel socket buffers are not in RSS."
       : "Peak RSS (VmHWM, reset just before) minus RSS before the message, in MiB; the message is sent by the Node client in one session.",
     "",
-    `| server | ${s.unit} median | min – max |${s.id === "big-message" ? " seconds median |" : ""} Petrel FileSpool ÷ this | errors |`,
-    `| --- | ---: | ---: |${s.id === "big-message" ? " ---: |" : ""} ---: | --- |`,
+    `| server | ${s.unit} median | min – max |${s.id === "big-message" ? " seconds median |" : ""} Petrel journal ÷ this | machine idle before | errors |`,
+    `| --- | ---: | ---: |${s.id === "big-message" ? " ---: |" : ""} ---: | ---: | --- |`,
   ];
   for (const [id, r] of Object.entries(s.servers)) {
-    const digits = s.unit === "MiB" ? 1 : 1;
     const secs = s.id === "big-message" ? ` ${fmt(r.seconds?.median, 2)} |` : "";
-    lines.push(`| ${label(result, id)} | ${fmt(r.value?.median, digits)} | ${range(r.value, digits)} |${secs} ${id === "petrel-durable" ? "(Petrel)" : fmtRatio(ratio(petrel, r.value?.median))} | ${r.errors.slice(0, 2).join("; ").slice(0, 160)} |`);
+    lines.push(`| ${label(result, id)} | ${fmt(r.value?.median, 1)} | ${range(r.value, 1)} |${secs} ${id === "petrel-durable" ? "(Petrel)" : fmtRatio(ratio(petrel, r.value?.median))} | ${quietCell(r.quiet)} | ${errorsCell(r.errors)} |`);
   }
   return [...lines, ""];
+}
+
+/** "97% (min 91%)", with a warning when runs were taken on a busy machine. */
+function quietCell(q: QuietRecord | undefined): string {
+  if (!q || q.idle.length === 0) return "–";
+  const pct = (v: number) => `${(v * 100).toFixed(0)}%`;
+  const med = summarize(q.idle);
+  return `${pct(med!.median)} (min ${pct(med!.min)})${q.busy > 0 ? ` ⚠ ${q.busy} busy` : ""}`;
+}
+
+function errorsCell(errors: readonly string[]): string {
+  return errors.slice(0, 2).join("; ").replaceAll("|", "/").slice(0, 160);
+}
+
+/** Over every measured run: how quiet the machine was, and how many runs were taken while it was busy. */
+function quietSummary(result: BenchResult): string {
+  const all: number[] = [];
+  const loads: number[] = [];
+  let busy = 0;
+  let runs = 0;
+  for (const s of result.scenarios) {
+    for (const r of Object.values(s.servers)) {
+      if (!r.quiet) continue;
+      all.push(...r.quiet.idle);
+      loads.push(...r.quiet.load1);
+      busy += r.quiet.busy;
+      runs += r.quiet.idle.length;
+    }
+  }
+  if (runs === 0) return "";
+  const idle = summarize(all)!;
+  const load = summarize(loads)!;
+  const pct = (v: number) => `${(v * 100).toFixed(0)}%`;
+  return `Each run waited (bounded) until every server was idle and the machine quiet (≥ ${pct(QUIET_IDLE)} of all CPUs idle over one second). ` +
+    `Machine idle before the ${runs} measured runs: median ${pct(idle.median)}, min ${pct(idle.min)}; 1-minute load average median ${load.median.toFixed(2)}, max ${load.max.toFixed(2)}. ` +
+    (busy === 0 ? "No run was taken on a busy machine." : `⚠ ${busy} of ${runs} runs were taken while the machine was busy (marked ⚠ below): their figures are not comparable.`);
 }
 
 export function renderMarkdown(result: BenchResult): string {
@@ -176,6 +224,8 @@ export function renderMarkdown(result: BenchResult): string {
     `Petrel ${m.petrel} · ${m.date} · ${m.runs} runs per figure (min / median / max) · load generator ${m.generator} (latency and memory: Node client) · ` +
       `Node ${m.node} · ${m.cpus} · Linux ${m.kernel} · Postfix ${m.postfix ?? "absent"} · smtp-server ${m.smtpServer ?? "absent"} · ` +
       `${m.pinned ? `server pinned to CPU ${m.pinned.server}, load generator to CPU ${m.pinned.load}` : "no CPU pinning"} · took ${m.durationSeconds} s`,
+    "",
+    quietSummary(result),
     "",
     "## Ratios",
     "",

@@ -50,6 +50,8 @@ export interface ServerDef {
   readonly address: string;
   /** Measurable in one process (memory scenarios). */
   readonly singleProcess: boolean;
+  /** Only measured when named with --only. */
+  readonly optional?: true;
   /** null when it can run here, else why not. */
   unavailable(): string | null;
   start(dataDir: string, cpu: string | null, extra?: NodeExtra): Promise<RunningServer>;
@@ -97,16 +99,16 @@ export const nodemailerInstalled = () => existsSync(join(peersDir, "node_modules
 
 export const SERVERS: readonly ServerDef[] = [
   {
-    id: "petrel-durable", label: "Petrel, FileSpool (accept only)", kind: "durable", petrel: true,
+    id: "petrel-durable", label: "Petrel, default spool: journal (accept only)", kind: "durable", petrel: true,
     address: "127.0.0.11", singleProcess: true,
     unavailable: () => null,
     start: nodeServer("petrel-entry.ts", "durable", "127.0.0.11"),
   },
   {
-    id: "petrel-journal", label: "Petrel, JournalSpool (accept only)", kind: "durable", petrel: true,
-    address: "127.0.0.14", singleProcess: true,
+    id: "petrel-files", label: "Petrel, spool.format: files (accept only)", kind: "durable", petrel: true,
+    address: "127.0.0.14", singleProcess: true, optional: true,
     unavailable: () => null,
-    start: nodeServer("petrel-entry.ts", "journal", "127.0.0.14"),
+    start: nodeServer("petrel-entry.ts", "files", "127.0.0.14"),
   },
   {
     id: "petrel-discard", label: "Petrel, discard spool", kind: "discard", petrel: true,

@@ -7,7 +7,7 @@ import type { MessageSink, SessionEvent, SessionHandler, SessionState, Transacti
 import { isSaslMechanismName, startExchange } from "../sasl/mechanisms.ts";
 import type { SaslCredentials, SaslExchange } from "../sasl/exchange.ts";
 import { SpoolError } from "../spool/spool.ts";
-import type { ClientFacts, SessionFacts } from "../policy/check.ts";
+import type { Awaitable, ClientFacts, SessionFacts } from "../policy/check.ts";
 import type { PolicyPipeline, PolicySession } from "../policy/pipeline.ts";
 import type { PolicyMessage } from "../policy/message-policy.ts";
 import type { Intake, IntakeMessage } from "./intake.ts";
@@ -67,15 +67,15 @@ export class SmtpReception implements SessionHandler {
     this.log = log;
   }
 
-  helo(state: SessionState, name: string): Promise<Reply | undefined> {
+  helo(state: SessionState, name: string): Awaitable<Reply | undefined> {
     return this.policy.helo(this.facts(state), name);
   }
 
-  mail(state: SessionState, from: Mailbox | null, params: MailParameters): Promise<Reply | undefined> {
+  mail(state: SessionState, from: Mailbox | null, params: MailParameters): Awaitable<Reply | undefined> {
     return this.policy.mail(this.facts(state), from, params);
   }
 
-  rcpt(state: SessionState, tx: Transaction, to: Mailbox, params: RcptParameters): Promise<Reply | undefined> {
+  rcpt(state: SessionState, tx: Transaction, to: Mailbox, params: RcptParameters): Awaitable<Reply | undefined> {
     return this.policy.rcpt(this.facts(state), tx, resolvePostmaster(to, this.options.primaryDomain), params);
   }
 
@@ -135,7 +135,7 @@ export class SmtpReception implements SessionHandler {
     };
   }
 
-  authenticated(state: SessionState, user: string): Promise<Reply | undefined> {
+  authenticated(state: SessionState, user: string): Awaitable<Reply | undefined> {
     return this.policy.auth(this.facts(state), this.mechanism, user);
   }
 

@@ -53,17 +53,28 @@ export function withTimeout<T>(p: PromiseLike<T>, ms: number, timer: Invocation[
   });
 }
 
-/** Call one stage of one check: its result (undefined for "accept, nothing to add"), or the failure result. */
-export async function invoke(
+/**
+ * Call one stage of one check: its result (undefined for "accept, nothing to
+ * add"), or the failure result. A check that answers at once is answered at
+ * once (no promise, no timer): only a pending answer is given the timeout.
+ */
+export function invoke(
   how: Invocation, check: string, stage: Stage, call: () => Awaitable<CheckResult | void | undefined>,
-): Promise<CheckResult | undefined> {
-  let result: CheckResult | void | undefined;
+): Awaitable<CheckResult | undefined> {
+  let r: Awaitable<CheckResult | void | undefined>;
   try {
-    const r = call();
-    result = isPromiseLike(r) ? await withTimeout(r, how.timeout, how.timer, check, stage) : r;
+    r = call();
   } catch (err) {
     return failed(check, stage, err, how.log);
   }
+  if (!isPromiseLike(r)) return wellFormed(how, check, stage, r);
+  return withTimeout(r, how.timeout, how.timer, check, stage).then(
+    (v) => wellFormed(how, check, stage, v),
+    (err: unknown) => failed(check, stage, err, how.log),
+  );
+}
+
+function wellFormed(how: Invocation, check: string, stage: Stage, result: CheckResult | void | undefined): CheckResult | undefined {
   if (result === undefined || result === null) return undefined;
   if (result.verdict && !isWellFormed(result.verdict)) {
     return failed(check, stage, new Error(`malformed ${result.verdict.action} verdict`), how.log);

@@ -63,6 +63,16 @@ export class PolicyPipeline {
   }
 }
 
+/** One stage being asked of the checks. */
+interface StageCall {
+  readonly stage: Stage;
+  readonly hook: keyof CheckSession;
+  readonly keep: StageResult[];
+  readonly call: (s: CheckSession) => Awaitable<CheckResult | void | undefined>;
+  /** For the log line of a refusal: built only then. */
+  readonly context: () => Record<string, unknown>;
+}
+
 interface SessionEntry {
   readonly check: Check;
   readonly session: CheckSession;
@@ -92,30 +102,30 @@ export class PolicySession {
   /** Before the greeting: a refusal replaces it (421 or 554), and the connection closes. */
   async connect(): Promise<Reply | undefined> {
     for (const e of this.entries) {
-      if (e.failure) return this.refused({ check: e.check.name, stage: "connect", result: e.failure }, {}, checkFailedAtConnect);
+      if (e.failure) return this.refused({ check: e.check.name, stage: "connect", result: e.failure }, () => ({}), checkFailedAtConnect);
     }
-    const refusal = await this.stage("connect", this.sessionResults, (s) => s.connect?.(), {});
+    const refusal = await this.stage("connect", this.sessionResults, (s) => s.connect?.(), () => ({}));
     return refusal && atConnect(refusal);
   }
 
-  helo(facts: SessionFacts, name: string): Promise<Reply | undefined> {
-    return this.stage("helo", this.sessionResults, (s) => s.helo?.(facts, name), { helo: name });
+  helo(facts: SessionFacts, name: string): Awaitable<Reply | undefined> {
+    return this.stage("helo", this.sessionResults, (s) => s.helo?.(facts, name), () => ({ helo: name }));
   }
 
   /** An AUTH exchange ended: `user` logged in, or (null) it failed. A refusal refuses the login, or after a failure ends the session. */
-  auth(facts: SessionFacts, mechanism: string, user: string | null): Promise<Reply | undefined> {
-    return this.stage("auth", this.sessionResults, (s) => s.auth?.(facts, { mechanism, user }), { mechanism, user });
+  auth(facts: SessionFacts, mechanism: string, user: string | null): Awaitable<Reply | undefined> {
+    return this.stage("auth", this.sessionResults, (s) => s.auth?.(facts, { mechanism, user }), () => ({ mechanism, user }));
   }
 
-  mail(facts: SessionFacts, from: Mailbox | null, params: MailParameters): Promise<Reply | undefined> {
+  mail(facts: SessionFacts, from: Mailbox | null, params: MailParameters): Awaitable<Reply | undefined> {
     this.txResults = [];
-    return this.stage("mail", this.txResults, (s) => s.mail?.(facts, from, params), { from: from ? formatMailbox(from) : "<>", user: facts.authUser });
+    return this.stage("mail", this.txResults, (s) => s.mail?.(facts, from, params), () => ({ from: from ? formatMailbox(from) : "<>", user: facts.authUser }));
   }
 
-  rcpt(facts: SessionFacts, tx: TransactionFacts, to: Mailbox, params: RcptParameters): Promise<Reply | undefined> {
-    return this.stage("rcpt", this.txResults, (s) => s.rcpt?.(facts, tx, to, params), {
+  rcpt(facts: SessionFacts, tx: TransactionFacts, to: Mailbox, params: RcptParameters): Awaitable<Reply | undefined> {
+    return this.stage("rcpt", this.txResults, (s) => s.rcpt?.(facts, tx, to, params), () => ({
       from: tx.mailFrom ? formatMailbox(tx.mailFrom) : "<>", to: formatMailbox(to),
-    });
+    }));
   }
 
   /** DATA or the first BDAT: the per-message observers, and the end-of-data decision to come. */
@@ -159,28 +169,51 @@ export class PolicySession {
     await Promise.all(this.entries.map((e) => invoke(this.how, e.check.name, "close", () => e.session.close?.())));
   }
 
-  /** Ask each check in order; the first refusal ends the stage. Results with more to say are kept in `keep`. */
-  private async stage(
-    stage: Stage, keep: StageResult[], call: (s: CheckSession) => Awaitable<CheckResult | void | undefined>, context: Record<string, unknown>,
-  ): Promise<Reply | undefined> {
-    let found: StageResult[] | undefined;
-    const hook = stage as keyof CheckSession;
-    for (const e of this.entries) {
-      if (e.session[hook] === undefined) continue;
-      const result = await invoke(this.how, e.check.name, stage, () => call(e.session));
+  /**
+   * Ask each check in order; the first refusal ends the stage. Results with
+   * more to say are kept in `keep`. Checks that answer at once are asked
+   * without a promise; the stage waits only from the first that does not.
+   */
+  private stage(
+    stage: Stage, keep: StageResult[], call: (s: CheckSession) => Awaitable<CheckResult | void | undefined>, context: () => Record<string, unknown>,
+  ): Awaitable<Reply | undefined> {
+    return this.stageFrom(0, undefined, { stage, hook: stage as keyof CheckSession, keep, call, context });
+  }
+
+  private stageFrom(from: number, found: StageResult[] | undefined, s: StageCall): Awaitable<Reply | undefined> {
+    const entries = this.entries;
+    for (let i = from; i < entries.length; i++) {
+      const e = entries[i];
+      if (e.session[s.hook] === undefined) continue;
+      const result = invoke(this.how, e.check.name, s.stage, () => s.call(e.session));
+      if (isPromiseLike(result)) {
+        return result.then((r) => {
+          if (r === undefined) return this.stageFrom(i + 1, found, s);
+          const answer = this.answer(e, r, s);
+          if ("code" in answer) return answer;
+          return this.stageFrom(i + 1, [...(found ?? []), answer], s);
+        });
+      }
       if (result === undefined) continue;
-      const r: StageResult = { check: e.check.name, stage, result };
-      const v = result.verdict;
-      // What the others said about a refused command is not kept.
-      if (v?.action === "reject" || v?.action === "tempfail") return this.refused(r, context, v.reply);
-      (found ??= []).push(r);
+      const answer = this.answer(e, result, s);
+      if ("code" in answer) return answer;
+      (found ??= []).push(answer);
     }
-    if (found) keep.push(...found);
+    if (found) s.keep.push(...found);
     return undefined;
   }
 
-  private refused(r: StageResult, context: Record<string, unknown>, reply: Reply): Reply {
-    this.how.log.info({ check: r.check, stage: r.stage, reason: r.result.reason, reply: replyText(reply), ...context }, "refused");
+  /** A check's answer at a stage: the refusal that ends it, or what is kept. */
+  private answer(e: SessionEntry, result: CheckResult, s: StageCall): StageResult | Reply {
+    const r: StageResult = { check: e.check.name, stage: s.stage, result };
+    const v = result.verdict;
+    // What the others said about a refused command is not kept.
+    if (v?.action === "reject" || v?.action === "tempfail") return this.refused(r, s.context, v.reply);
+    return r;
+  }
+
+  private refused(r: StageResult, context: () => Record<string, unknown>, reply: Reply): Reply {
+    this.how.log.info({ check: r.check, stage: r.stage, reason: r.result.reason, reply: replyText(reply), ...context() }, "refused");
     return reply;
   }
 

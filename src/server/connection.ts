@@ -192,7 +192,7 @@ export class Connection {
     this.socket.setTimeout(ms);
   }
 
-  private write(data: string): void {
+  private write(data: Buffer): void {
     if (this.closed || this.socket.destroyed) return;
     const ok = this.socket.write(data);
     if (!ok && this.socket.writableLength > OUTPUT_HIGH_WATER) {

@@ -120,7 +120,7 @@ export function refusal(verb: string, flags: CommandFlags, arg: string, v: Comma
 }
 
 /** A command line (with its CRLF) from the client: parse it, check it against the table, run it. */
-export async function dispatch(ctx: SessionContext, raw: Buffer): Promise<void> {
+export function dispatch(ctx: SessionContext, raw: Buffer): void | Promise<void> {
   const bad = lineEndProblem(raw);
   if (bad) {
     ctx.event("protocol-error", { problem: bad });
@@ -153,7 +153,7 @@ export async function dispatch(ctx: SessionContext, raw: Buffer): Promise<void> 
     return;
   }
   if (flags.endsGroup && ctx.pipelinedAfter()) return;
-  await action!.run(ctx, arg, refuse);
+  return action!.run(ctx, arg, refuse);
 }
 
 function view(ctx: SessionContext): CommandView {

@@ -67,6 +67,11 @@ export class DataDecoder {
     this.policy = policy;
   }
 
+  /**
+   * Decode the next chunk. Content comes out as few sub-arrays as the input
+   * allows: a run of lines is one sub-array; it is cut only where a byte is
+   * dropped (a stuffed dot) or replaced (a bare LF made CRLF).
+   */
   feed(input: Buffer): DecodeResult {
     let chunk = input;
     if (this.carry !== null) {
@@ -77,22 +82,26 @@ export class DataDecoder {
     const content: Buffer[] = [];
     const n = chunk.length;
     let i = 0;
+    /** Start of the content not yet emitted: chunk[run, i) is content. */
+    let run = 0;
     while (i < n) {
       if (this.state !== enum_.inLine) {
         if (chunk[i] === DOT) {
           // Need to know whether this is ".<CRLF>" (end) or a stuffed line.
           if (n - i < 3 && isPrefixOfDotCrlf(chunk, i)) {
+            this.emit(content, chunk, run, i);
             this.carry = Buffer.from(chunk.subarray(i));
             this.carryFromBareLf = this.state === enum_.lineStartAfterBareLf;
             return { content, done: false, rest: EMPTY };
           }
           if (chunk[i + 1] === CR && chunk[i + 2] === LF) {
             if (this.state === enum_.lineStart) {
+              this.emit(content, chunk, run, i);
               return { content, done: true, rest: chunk.subarray(i + 3) };
             }
             // ".<CRLF>" after a bare LF: content, kept literally (never an end).
             this.bareLfSeen = true;
-            this.emit(content, chunk.subarray(i, i + 3));
+            this.lastWasCr = false;
             this.state = enum_.lineStart;
             i += 3;
             continue;
@@ -100,14 +109,18 @@ export class DataDecoder {
           if (chunk[i + 1] === LF) {
             // ".\n": a dot line ended by a bare LF is content, never an end.
             this.noteBare();
-            this.emit(content, chunk.subarray(i, i + 1));
-            this.emit(content, CRLF);
+            this.emit(content, chunk, run, i + 1);
+            content.push(CRLF);
+            this.lastWasCr = false;
             this.state = enum_.lineStartAfterBareLf;
             i += 2;
+            run = i;
             continue;
           }
           // A stuffed line: drop the leading dot (§4.5.2).
+          this.emit(content, chunk, run, i);
           i += 1;
+          run = i;
         }
         this.state = enum_.inLine;
         continue;
@@ -116,28 +129,30 @@ export class DataDecoder {
       const end = lf === -1 ? n : lf;
       if (this.policy === "reject") this.scanBareCr(chunk, i, end, lf !== -1);
       if (lf === -1) {
-        this.emit(content, chunk.subarray(i, n));
+        this.lastWasCr = chunk[n - 1] === CR;
+        this.emit(content, chunk, run, n);
         return { content, done: false, rest: EMPTY };
       }
       const crBefore = lf > i ? chunk[lf - 1] === CR : this.lastWasCr;
       if (crBefore) {
-        this.emit(content, chunk.subarray(i, lf + 1));
         this.state = enum_.lineStart;
       } else {
         this.noteBare();
-        if (lf > i) this.emit(content, chunk.subarray(i, lf));
-        this.emit(content, CRLF);
+        this.emit(content, chunk, run, lf);
+        content.push(CRLF);
+        run = lf + 1;
         this.state = enum_.lineStartAfterBareLf;
       }
+      this.lastWasCr = false;
       i = lf + 1;
     }
+    this.emit(content, chunk, run, n);
     return { content, done: false, rest: EMPTY };
   }
 
-  private emit(content: Buffer[], b: Buffer): void {
-    if (b.length === 0) return;
-    content.push(b);
-    this.lastWasCr = b[b.length - 1] === CR;
+  /** chunk[from, to) is content. */
+  private emit(content: Buffer[], chunk: Buffer, from: number, to: number): void {
+    if (to > from) content.push(from === 0 && to === chunk.length ? chunk : chunk.subarray(from, to));
   }
 
   private noteBare(): void {

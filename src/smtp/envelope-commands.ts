@@ -1,11 +1,14 @@
-import { reply } from "./reply.ts";
+import { reply, type Reply } from "./reply.ts";
+import type { Mailbox } from "../mail/envelope.ts";
+import type { MailParameters } from "./mail-parameters.ts";
+import type { AcceptedRecipient } from "./session-handler.ts";
 import * as R from "./replies.ts";
 import { afterKeyword } from "./command-line.ts";
 import { isAscii } from "../mail/address.ts";
 import { parsePath } from "./address.ts";
 import { parseMailParameters, parseRcptParameters } from "./mail-parameters.ts";
 import { mailParameterSupport, rcptParameterSupport } from "./extensions.ts";
-import type { CommandAction } from "./session-context.ts";
+import type { CommandAction, SessionContext } from "./session-context.ts";
 
 /**
  * MAIL and RCPT (RFC 5321 §4.1.1.2–3): the envelope of a transaction, its
@@ -15,7 +18,7 @@ import type { CommandAction } from "./session-context.ts";
  */
 
 export const MAIL: CommandAction = {
-  async run(ctx, arg, refuse) {
+  run(ctx, arg, refuse) {
     if (ctx.transactions >= ctx.opts.limits.messagesPerConnection) {
       ctx.send(R.tooManyMessages);
       ctx.close();
@@ -35,21 +38,26 @@ export const MAIL: CommandAction = {
     if (params.size !== undefined && params.size > ctx.opts.limits.messageSize) {
       return refuse(R.sizeExceeded(ctx.opts.limits.messageSize));
     }
-    const decision = await ctx.handler.mail(ctx.state, path.mailbox, params);
-    if (ctx.closed) return;
-    if (decision && decision.code >= 400) return refuse(decision);
-    // A BDAT refused before this MAIL (RFC 3030 §2: "503" for BDAT without
-    // MAIL) left its failure behind; this transaction starts clean.
-    ctx.resetTransaction();
-    ctx.mailFrom = path.mailbox;
-    ctx.mailParams = params;
-    ctx.recipients = [];
-    ctx.send(decision ?? R.mailOk);
+    const decision = ctx.handler.mail(ctx.state, path.mailbox, params);
+    if (!(decision instanceof Promise)) return mailDecided(ctx, path.mailbox, params, decision, refuse);
+    return decision.then((d) => mailDecided(ctx, path.mailbox, params, d, refuse));
   },
 };
 
+function mailDecided(ctx: SessionContext, from: Mailbox | null, params: MailParameters, decision: Reply | undefined, refuse: (r: Reply) => void): void {
+  if (ctx.closed) return;
+  if (decision && decision.code >= 400) return refuse(decision);
+  // A BDAT refused before this MAIL (RFC 3030 §2: "503" for BDAT without
+  // MAIL) left its failure behind; this transaction starts clean.
+  ctx.resetTransaction();
+  ctx.mailFrom = from;
+  ctx.mailParams = params;
+  ctx.recipients = [];
+  ctx.send(decision ?? R.mailOk);
+}
+
 export const RCPT: CommandAction = {
-  async run(ctx, arg, refuse) {
+  run(ctx, arg, refuse) {
     const text = afterKeyword(arg, "TO:");
     if (text === null) return refuse(R.syntax("RCPT TO:<address>"));
     const path = parsePath(text, { allowUtf8: true, allowNull: false });
@@ -67,11 +75,17 @@ export const RCPT: CommandAction = {
       ctx.send(R.tooManyRecipients);
       return;
     }
-    const decision = await ctx.handler.rcpt(ctx.state, ctx.transaction(), path.mailbox, parsed.params);
-    if (ctx.closed) return;
-    if (decision && decision.code >= 400) return refuse(decision);
-    ctx.recipients.push({ mailbox: path.mailbox, params: parsed.params });
-    ctx.send(decision ?? R.rcptOk);
+    const recipient: AcceptedRecipient = { mailbox: path.mailbox, params: parsed.params };
+    const decision = ctx.handler.rcpt(ctx.state, ctx.transaction(), path.mailbox, parsed.params);
+    if (!(decision instanceof Promise)) return rcptDecided(ctx, recipient, decision, refuse);
+    return decision.then((d) => rcptDecided(ctx, recipient, d, refuse));
   },
 };
+
+function rcptDecided(ctx: SessionContext, recipient: AcceptedRecipient, decision: Reply | undefined, refuse: (r: Reply) => void): void {
+  if (ctx.closed) return;
+  if (decision && decision.code >= 400) return refuse(decision);
+  ctx.recipients.push(recipient);
+  ctx.send(decision ?? R.rcptOk);
+}
 

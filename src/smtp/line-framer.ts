@@ -130,14 +130,14 @@ export class LineFramer {
       const limit = this.lineLimit(kind, head);
       const lf = head.indexOf(LF);
       if (lf === -1) {
-        if (this.chunks.length === 1) {
-          if (head.length > limit) {
-            this.shift();
-            this.discarding = head.length;
-            continue;
-          }
-          return null;
+        if (head.length > limit) {
+          // Over the limit already: throw it away rather than join it with what follows.
+          this.shift();
+          this.discarding = head.length;
+          if (this.discarding > MAX_UNTERMINATED_LINE) return "never ends";
+          continue;
         }
+        if (this.chunks.length === 1) return null;
         // Join with the next chunk and look again (lines are short; this is rare).
         this.shift();
         const next = this.shift();

@@ -1,6 +1,7 @@
 import { reply } from "./reply.ts";
 import * as R from "./replies.ts";
 import type { CommandAction, SessionContext } from "./session-context.ts";
+import type { DecodeResult } from "./data-decoder.ts";
 
 /**
  * DATA (RFC 5321 §4.1.1.4) and BDAT (RFC 3030 §2): opening the message, the
@@ -60,12 +61,20 @@ export const BDAT: CommandAction = {
   },
 };
 
-/** Input in "data" mode: the body up to <CRLF>.<CRLF>. */
-export async function dataInput(ctx: SessionContext): Promise<void> {
-  const decoded = await ctx.message.data(ctx.input);
+/** Input in "data" mode: the body up to <CRLF>.<CRLF>. A promise only when something had to wait. */
+export function dataInput(ctx: SessionContext): void | Promise<void> {
+  const decoded = ctx.message.data(ctx.input);
+  return decoded instanceof Promise ? decoded.then((d) => decodedData(ctx, d)) : decodedData(ctx, decoded);
+}
+
+function decodedData(ctx: SessionContext, decoded: DecodeResult): void | Promise<void> {
   // The connection may have gone while the sink was writing: the message
   // was aborted by closed(); do not come back to life as "command".
   if (!decoded.done || ctx.closed) return;
+  return endOfData(ctx, decoded);
+}
+
+async function endOfData(ctx: SessionContext, decoded: DecodeResult): Promise<void> {
   ctx.input.unshift(decoded.rest);
   ctx.mode = "command";
   const bareNewline = ctx.message.endData();

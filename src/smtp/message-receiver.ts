@@ -1,5 +1,5 @@
 import type { Reply } from "./reply.ts";
-import { DataDecoder, type BareNewlinePolicy } from "./data-decoder.ts";
+import { DataDecoder, type BareNewlinePolicy, type DecodeResult } from "./data-decoder.ts";
 import { LineEndNormalizer } from "./line-end-normalizer.ts";
 import type { MessageSink } from "./session-handler.ts";
 import type { LineFramer } from "./line-framer.ts";
@@ -49,11 +49,14 @@ export class MessageReceiver {
     this.tooBig = false;
   }
 
-  /** DATA input: the next chunk from the input; once the end of data is seen, what follows it. */
-  async data(input: LineFramer): Promise<{ readonly done: boolean; readonly rest: Buffer }> {
+  /**
+   * DATA input: the next chunk from the input; once the end of data is seen,
+   * what follows it. A promise only while the sink makes the stream wait.
+   */
+  data(input: LineFramer): DecodeResult | Promise<DecodeResult> {
     const decoded = this.decoder!.feed(input.shift());
-    await this.write(decoded.content);
-    return decoded;
+    const writing = this.write(decoded.content, 0);
+    return writing === undefined ? decoded : writing.then(() => decoded);
   }
 
   /** After the end of data: whether a bare line end was seen (the decoder is done). */
@@ -71,13 +74,13 @@ export class MessageReceiver {
       chunk = chunk.subarray(0, this.chunkRemaining);
     }
     this.chunkRemaining -= chunk.length;
-    if (this.failure === null && this.normalizer) await this.write(this.normalizer.feed(chunk));
+    if (this.failure === null && this.normalizer) await this.write(this.normalizer.feed(chunk), 0);
   }
 
   /** After BDAT LAST: the normaliser's last octets; returns whether a bare line end was seen. */
   async endChunks(): Promise<boolean> {
     const normalizer = this.normalizer!;
-    await this.write(normalizer.finish());
+    await this.write(normalizer.finish(), 0);
     return normalizer.bareNewlineSeen;
   }
 
@@ -104,19 +107,20 @@ export class MessageReceiver {
     this.octets = 0;
   }
 
-  private async write(parts: Buffer[]): Promise<void> {
-    for (const part of parts) {
+  /** parts[from…] to the sink, in order; a promise only when the sink makes the stream wait. */
+  private write(parts: readonly Buffer[], from: number): void | Promise<void> {
+    for (let i = from; i < parts.length; i++) {
       if (this.tooBig) return;
+      const part = parts[i];
       this.octets += part.length;
       if (this.octets > this.messageSize) {
         // Enforced while the message streams in (RFC 1870 §6): stop storing,
         // keep reading to the end, then answer 552.
         this.tooBig = true;
-        await this.abortSink();
-        return;
+        return this.abortSink();
       }
       const pending = this.sink?.write(part);
-      if (pending) await pending;
+      if (pending) return pending.then(() => this.write(parts, i + 1));
     }
   }
 

@@ -1,4 +1,4 @@
-import { serializeReply, type Reply } from "./reply.ts";
+import { encodeReply, type Reply } from "./reply.ts";
 
 /**
  * The replies a session owes the client, gathered until the next flush so
@@ -8,7 +8,7 @@ import { serializeReply, type Reply } from "./reply.ts";
  * and smtpd_hard_error_limit).
  */
 export class ReplyOutput {
-  private out = "";
+  private out: Buffer[] = [];
   private errors = 0;
   private readonly softErrors: number;
   private readonly hardErrors: number;
@@ -22,7 +22,7 @@ export class ReplyOutput {
   }
 
   add(r: Reply): void {
-    this.out += serializeReply(this.enhancedCodes || r.status === undefined ? r : { ...r, status: undefined });
+    this.out.push(encodeReply(this.enhancedCodes || r.status === undefined ? r : { ...r, status: undefined }));
   }
 
   /** Count a 4xx/5xx reply; true when the hard limit is reached. */
@@ -41,10 +41,11 @@ export class ReplyOutput {
     return this.errors >= this.softErrors;
   }
 
-  /** What is owed, and nothing is owed any more. */
-  take(): string {
-    const data = this.out;
-    this.out = "";
-    return data;
+  /** What is owed, as one buffer (null when nothing is), and nothing is owed any more. */
+  take(): Buffer | null {
+    const out = this.out;
+    if (out.length === 0) return null;
+    this.out = [];
+    return out.length === 1 ? out[0] : Buffer.concat(out);
   }
 }

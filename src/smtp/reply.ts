@@ -35,6 +35,24 @@ export function serializeReply(r: Reply): string {
   return out;
 }
 
+/** Replies whose wire form was encoded once (the fixed replies of replies.ts). */
+const encoded = new WeakMap<Reply, Buffer>();
+
+/**
+ * A reply that never changes, encoded once: every session sends the same
+ * bytes for it without building them again.
+ */
+export function fixedReply(code: number, status: string | undefined, ...lines: string[]): Reply {
+  const r = reply(code, status, ...lines);
+  encoded.set(r, Buffer.from(serializeReply(r), "utf8"));
+  return r;
+}
+
+/** The wire form as bytes (encoded once for a fixed reply). */
+export function encodeReply(r: Reply): Buffer {
+  return encoded.get(r) ?? Buffer.from(serializeReply(r), "utf8");
+}
+
 /** The reply as one line of text for messages and logs: "550 5.1.1 no such user". */
 export function replyText(r: Reply): string {
   const text = r.lines.filter((l) => l !== "").join(" ");

@@ -131,7 +131,7 @@ export class SessionContext {
 
   flush(): void {
     const data = this.replies.take();
-    if (data.length > 0) this.transport.write(data);
+    if (data !== null) this.transport.write(data);
   }
 
   close(): void {

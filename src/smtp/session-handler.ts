@@ -72,8 +72,8 @@ export type SessionEvent =
 
 /** How the engine reaches the connection that owns it. */
 export interface SessionTransport {
-  /** Send bytes (replies). */
-  write(data: string): void;
+  /** Send bytes (replies): everything owed at that moment in one buffer, so one socket write. */
+  write(data: Buffer): void;
   /** After "220 Ready to start TLS" is written: upgrade, then call Session.tlsEstablished(). */
   startTls(): void;
   /** Close after flushing what was written. */

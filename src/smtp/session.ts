@@ -160,7 +160,9 @@ export class Session {
     const ctx = this.ctx;
     try {
       while (this.queued > 0 && this.reading) {
-        const progressed = await this.step();
+        // A step the handler answers at once is taken without a microtask turn.
+        const step = this.step();
+        const progressed = typeof step === "boolean" ? step : await step;
         if (!progressed) break;
       }
     } catch (err) {
@@ -188,7 +190,8 @@ export class Session {
     return this.ctx.input.canProgress(mode);
   }
 
-  private async step(): Promise<boolean> {
+  /** One line or one chunk of input; a promise only when the handler has not answered yet. */
+  private step(): boolean | Promise<boolean> {
     const ctx = this.ctx;
     switch (ctx.mode) {
       case "command":
@@ -209,23 +212,30 @@ export class Session {
           return true;
         }
         // Postfix smtpd_error_sleep_time: past the soft limit every reply is slowed.
-        if (ctx.replies.overSoftLimit && ctx.opts.errorDelay) {
-          ctx.flush();
-          await ctx.opts.errorDelay();
-          if (ctx.closed) return false;
-        }
-        if (ctx.mode === "auth") await authResponse(ctx, line);
-        else await dispatch(ctx, line);
-        return true;
+        if (ctx.replies.overSoftLimit && ctx.opts.errorDelay) return this.slowedStep(line);
+        return done(ctx.mode === "auth" ? authResponse(ctx, line) : dispatch(ctx, line));
       }
       case "data":
-        await dataInput(ctx);
-        return true;
+        return done(dataInput(ctx));
       case "bdat":
-        await bdatInput(ctx);
-        return true;
+        return done(bdatInput(ctx));
       default:
         return false;
     }
   }
+
+  private async slowedStep(line: Buffer): Promise<boolean> {
+    const ctx = this.ctx;
+    ctx.flush();
+    await ctx.opts.errorDelay!();
+    if (ctx.closed) return false;
+    if (ctx.mode === "auth") await authResponse(ctx, line);
+    else await dispatch(ctx, line);
+    return true;
+  }
+}
+
+/** The step made progress once `work` is done: at once when it already is. */
+function done(work: void | Promise<void>): boolean | Promise<boolean> {
+  return work === undefined ? true : work.then(() => true);
 }

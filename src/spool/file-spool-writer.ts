@@ -44,7 +44,7 @@ export class FileSpoolWriter extends WriterLifecycle {
 
   protected take(chunk: Buffer): void {
     if (this.gatheredBytes + chunk.length < WRITE_BUFFER) {
-      this.gathered.push(Buffer.from(chunk));
+      this.gathered.push(chunk);
       this.gatheredBytes += chunk.length;
       return;
     }

@@ -1,6 +1,9 @@
 /**
  * One message being written into the journal spool. A small body is kept in
- * memory until commit and goes into the journal record itself; once it would
+ * memory until commit (the chunks as given: the intake hands over batches of
+ * up to 64 KiB, each a buffer of its own or a view of one socket read, so a
+ * kept chunk never holds more than 64 KiB beyond itself) and goes into the
+ * journal record itself; once it would
  * pass the inline limit (or the spool-wide inline memory budget is spent) it
  * spills into its own file large/<id>, streamed without fsync until commit,
  * when that one file is fsync'd and the record only references it. The
@@ -55,7 +58,7 @@ interface Spill {
 
 export class JournalSpoolWriter extends WriterLifecycle {
   private readonly host: JournalWriterHost;
-  /** Inline body (copies), while not spilled. */
+  /** Inline body, while not spilled. */
   private chunks: Buffer[] = [];
   /** Bytes of the inline budget this writer holds. */
   private reserved = 0;
@@ -69,7 +72,7 @@ export class JournalSpoolWriter extends WriterLifecycle {
   protected take(chunk: Buffer): void {
     if (this.spill === null) {
       if (this.bodyLength <= this.host.inlineLimit && this.host.reserveInline(chunk.length)) {
-        this.chunks.push(Buffer.from(chunk));
+        this.chunks.push(chunk);
         this.reserved += chunk.length;
         return;
       }
@@ -85,7 +88,7 @@ export class JournalSpoolWriter extends WriterLifecycle {
     }
     const spill = this.spill;
     if (spill.gatheredBytes + chunk.length < SPILL_BUFFER) {
-      spill.gathered.push(Buffer.from(chunk));
+      spill.gathered.push(chunk);
       spill.gatheredBytes += chunk.length;
     } else {
       const buffers = spill.gathered;

@@ -33,7 +33,9 @@ export interface SpoolWriter {
   readonly id: QueueId;
   /**
    * Append body bytes. Resolves when the bytes are handed to the OS (not
-   * necessarily durable); callers await it for back-pressure.
+   * necessarily durable); callers await it for back-pressure. The writer may
+   * keep `chunk` itself until commit: a caller never changes a chunk it has
+   * written.
    */
   write(chunk: Buffer): Promise<void>;
   /** Make body + envelope durable, then resolve. Rejects with SpoolError on I/O failure. */

@@ -27,7 +27,7 @@ export abstract class WriterLifecycle implements SpoolWriter {
     this.id = id;
   }
 
-  /** Take a (non-empty) chunk: keep it or queue its write on `tail`. The chunk may be reused by the caller once write() settles. */
+  /** Take a (non-empty) chunk: keep it (through `kept`) or queue its write on `tail`. */
   protected abstract take(chunk: Buffer): void;
   /** Write what is left and the envelope, and make it all durable; throws on failure. */
   protected abstract persist(envelope: Envelope): Promise<void>;
@@ -36,7 +36,7 @@ export abstract class WriterLifecycle implements SpoolWriter {
   /** The spool waits for commits in flight when it closes. */
   protected abstract trackCommit(p: Promise<void>): void;
 
-  /** The caller must not change `chunk` until the returned promise settles. */
+  /** The writer may keep `chunk` (see SpoolWriter.write). */
   write(chunk: Buffer): Promise<void> {
     if (this.state !== "open") return Promise.reject(this.unusable());
     if (chunk.length > 0) {
@@ -115,3 +115,4 @@ export abstract class WriterLifecycle implements SpoolWriter {
     return this.error ?? new SpoolError(`message ${this.id} is ${this.state}`, { code: "ECLOSED" });
   }
 }
+

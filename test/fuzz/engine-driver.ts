@@ -24,8 +24,8 @@ export class RecordingTransport extends FakeTransport {
   writes: string[] = [];
   /** Set when the engine loops without consuming input (see guardAgainstSpinning). */
   spinning: string | null = null;
-  override write(data: string): void {
-    this.writes.push(data);
+  override write(data: Buffer): void {
+    this.writes.push(data.toString("utf8"));
     super.write(data);
   }
   get paused(): boolean {

@@ -97,6 +97,7 @@ describe("SMTP stages", () => {
       assert.deepEqual([r?.code, r?.status], [451, "4.3.0"], name);
     }
     const pending = s.helo(facts, "stall.test");
+    assert.ok(pending instanceof Promise, "a check that does not answer at once makes the stage wait");
     await new Promise((r) => setImmediate(r));
     assert.ok(stall);
     clock.advance(4_999);

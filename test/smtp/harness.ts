@@ -22,9 +22,10 @@ export class FakeTransport implements SessionTransport {
   /** Anything written after close() (must never happen). */
   writtenAfterClose = "";
 
-  write(data: string): void {
-    if (this.closed) this.writtenAfterClose += data;
-    this.written += data;
+  write(data: Buffer): void {
+    const text = data.toString("utf8");
+    if (this.closed) this.writtenAfterClose += text;
+    this.written += text;
   }
   startTls(): void {
     this.startTlsCalls++;

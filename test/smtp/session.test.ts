@@ -422,15 +422,32 @@ describe("command line length", () => {
     assert.ok(fed > MAX_UNTERMINATED_LINE && fed < MAX_UNTERMINATED_LINE + 2 * 64 * 1024);
   });
 
-  test("a line that never ends, fed faster than the engine reads → pause, then 421 and close", async () => {
+  test("a line that never ends, fed in one go → consumed as it comes (never more than a chunk held), 421 and close", async () => {
     const s = await ready();
     const chunk = Buffer.alloc(64 * 1024, 0x41);
-    for (let fed = 0; fed < 2 * 1024 * 1024; fed += chunk.length) s.session.receive(chunk);
+    for (let fed = 0; fed < 2 * 1024 * 1024; fed += chunk.length) {
+      s.session.receive(chunk);
+      const queued = (s.session as unknown as { queued: number }).queued;
+      assert.ok(queued <= chunk.length, `engine holds ${queued} bytes`);
+    }
     await settle(s);
     assert.deepEqual(parseReplies(s.transport.written).map((x) => x.short).slice(2), ["421 4.7.0"]);
     assert.equal(s.transport.closed, true);
     assert.equal((s.session as unknown as { queued: number }).queued, 0);
+  });
+
+  test("a line that never ends, fed faster than the engine reads (it waits on the handler) → pause, then 421 and close", async () => {
+    const h = new FakeHandler();
+    const s = await ready({}, h);
+    h.async = true;
+    s.session.receive(Buffer.from("MAIL FROM:<a@b.test>\r\n"));
+    const chunk = Buffer.alloc(64 * 1024, 0x41);
+    for (let fed = 0; fed < 2 * 1024 * 1024; fed += chunk.length) s.session.receive(chunk);
     assert.ok(s.transport.pauses >= 1);
+    await settle(s);
+    assert.deepEqual(parseReplies(s.transport.written).map((x) => x.short).slice(2), ["250 2.1.0", "421 4.7.0"]);
+    assert.equal(s.transport.closed, true);
+    assert.equal((s.session as unknown as { queued: number }).queued, 0);
   });
 });
 
