@@ -6,7 +6,7 @@
  */
 import type { QueueListItem } from "../queue/queue-manager.ts";
 import { formatAge, summarize } from "../queue/queue-report.ts";
-import type { CertificateInfo } from "../server/tls-contexts.ts";
+import type { CertificateInfo } from "../server/tls-certificate-pair.ts";
 import type { ListenerRole } from "../mail/envelope.ts";
 import { altNames } from "../server/tls-certificates.ts";
 import { hostPort } from "../server/listener-sockets.ts";

@@ -18,7 +18,6 @@
  * tried again. A slow poll backs up the watch for filesystems where watching
  * does not work.
  */
-import { X509Certificate, createPrivateKey } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { readFileSync, watch } from "node:fs";
 import type { FSWatcher } from "node:fs";
@@ -32,28 +31,11 @@ import { INTERMEDIATE_CIPHERS, OPPORTUNISTIC_CIPHERS } from "../config/defaults.
 import { ensureSelfSigned } from "./tls-certificates.ts";
 import { effectiveCiphers } from "../config/cipher-policy.ts";
 import { SERVER_SECURE_OPTIONS, type TlsRole } from "./tls-policy.ts";
-
-export interface CertKeyPaths {
-  /** Certificate chain, PEM, leaf first. */
-  cert: string;
-  /** Private key, PEM, matching the leaf. */
-  key: string;
-}
+import { TlsCertificateError, buildContext, type CertKeyPaths, type CertificateInfo, type Loaded } from "./tls-certificate-pair.ts";
 
 export interface SniEntry extends CertKeyPaths {
   /** Server names, lower-case; "*.example.com" for a one-label wildcard. */
   names: string[];
-}
-
-/** What is known of a loaded certificate, for logs and the admin API. */
-export interface CertificateInfo {
-  certPath: string;
-  keyPath: string;
-  subject: string;
-  subjectAltName: string | undefined;
-  validFrom: Date;
-  validTo: Date;
-  fingerprint256: string;
 }
 
 export interface TlsContextProviderOptions {
@@ -73,29 +55,6 @@ export interface TlsContextProviderOptions {
   pollIntervalMs?: number;
   onReload?: (info: CertificateInfo) => void;
   onError?: (error: TlsCertificateError) => void;
-}
-
-/** A certificate/key pair that could not be loaded. */
-export class TlsCertificateError extends Error {
-  override readonly name = "TlsCertificateError";
-  readonly certPath: string;
-  readonly keyPath: string;
-  /** What is wrong, without the paths prefix. */
-  readonly reason: string;
-  constructor(paths: CertKeyPaths, reason: string, options?: { cause?: unknown }) {
-    super(`TLS certificate ${paths.cert} with key ${paths.key}: ${reason}`, options);
-    this.certPath = paths.cert;
-    this.keyPath = paths.key;
-    this.reason = reason;
-  }
-}
-
-interface Loaded {
-  certPem: Buffer;
-  keyPem: Buffer;
-  /** Contexts of this pair by cipher string, made when a role first asks. */
-  contexts: Map<string, tls.SecureContext>;
-  info: CertificateInfo;
 }
 
 /** One configured pair; `current` is swapped whole on reload. */
@@ -448,40 +407,4 @@ export class TlsContextProvider extends EventEmitter<Events> {
 function normalizeServerName(name: string): string {
   const n = name.trim().toLowerCase();
   return n.endsWith(".") ? n.slice(0, -1) : n;
-}
-
-/** Validate a pair and make its SecureContext; throws TlsCertificateError. */
-function buildContext(paths: CertKeyPaths, certPem: Buffer, keyPem: Buffer, minVersion: TlsMinVersion): Loaded {
-  let x509: X509Certificate;
-  try {
-    x509 = new X509Certificate(certPem);
-  } catch (err) {
-    throw new TlsCertificateError(paths, `${paths.cert} is not a PEM certificate (${(err as Error).message})`, { cause: err });
-  }
-  let matches: boolean;
-  try {
-    matches = x509.checkPrivateKey(createPrivateKey(keyPem));
-  } catch (err) {
-    throw new TlsCertificateError(paths, `${paths.key} is not an unencrypted PEM private key (${(err as Error).message})`, { cause: err });
-  }
-  if (!matches) throw new TlsCertificateError(paths, `the key in ${paths.key} does not belong to the certificate in ${paths.cert}`);
-  try {
-    tls.createSecureContext({ cert: certPem, key: keyPem, minVersion, honorCipherOrder: true });
-  } catch (err) {
-    throw new TlsCertificateError(paths, `OpenSSL refused the pair (${(err as Error).message})`, { cause: err });
-  }
-  return {
-    certPem,
-    keyPem,
-    contexts: new Map(),
-    info: {
-      certPath: paths.cert,
-      keyPath: paths.key,
-      subject: x509.subject,
-      subjectAltName: x509.subjectAltName,
-      validFrom: new Date(x509.validFrom),
-      validTo: new Date(x509.validTo),
-      fingerprint256: x509.fingerprint256,
-    },
-  };
 }

@@ -9,8 +9,9 @@ import * as tls from "node:tls";
 import { ConfigError } from "../../src/config/config-error.ts";
 import { parseConfig } from "../../src/config/load.ts";
 import { generateSelfSigned } from "../../src/server/tls-certificates.ts";
-import { TlsCertificateError, TlsContextProvider } from "../../src/server/tls-contexts.ts";
-import type { CertKeyPaths, CertificateInfo } from "../../src/server/tls-contexts.ts";
+import { TlsContextProvider } from "../../src/server/tls-contexts.ts";
+import { TlsCertificateError } from "../../src/server/tls-certificate-pair.ts";
+import type { CertKeyPaths, CertificateInfo } from "../../src/server/tls-certificate-pair.ts";
 
 let root = "";
 let n = 0;
