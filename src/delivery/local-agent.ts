@@ -19,8 +19,8 @@ import { splitAddress } from "../mail/address.ts";
 import { hostname as osHostname } from "node:os";
 import { sameOutcome } from "./outcome-policy.ts";
 import type { DeliveryAgent, DeliveryOutcome, DeliveryOutcomes, DeliveryRequest } from "../queue/ports.ts";
-import { deliverToMaildir, type MaildirFs, type MaildirOwner } from "./maildir.ts";
-import { countTraceFields, isLoop, loopOutcome, DEFAULT_MAX_RECEIVED, type TraceCounts } from "./loop-detection.ts";
+import { deliverToMaildir, type MaildirFs, type MaildirOwner, type MessageSource } from "./maildir.ts";
+import { readTraceFields, isLoop, loopOutcome, DEFAULT_MAX_RECEIVED, type TraceCounts } from "./loop-detection.ts";
 
 export interface LocalAgentOptions {
   /** Root of all mailboxes, normally `<dataDir>/mail`. */
@@ -60,6 +60,13 @@ export function maildirPathFor(root: string, address: string): MaildirPath {
   return { ok: true, path: join(root, domain, local) };
 }
 
+/**
+ * A message up to this size is read from the spool once per delivery — the
+ * loop check and every recipient's copy use the same chunks; a larger one is
+ * streamed from the spool for each recipient, so memory stays bounded.
+ */
+const KEEP_LIMIT = 256 * 1024;
+
 export class LocalAgent implements DeliveryAgent {
   private readonly options: LocalAgentOptions;
   private readonly hostname: string;
@@ -71,19 +78,20 @@ export class LocalAgent implements DeliveryAgent {
 
   async deliver(request: DeliveryRequest): Promise<DeliveryOutcomes> {
     let counts: TraceCounts;
+    let chunks: Buffer[] | null;
     try {
-      counts = await countTraceFields(request.body());
+      ({ counts, chunks } = await readTraceFields(request.body(), KEEP_LIMIT));
     } catch (err) {
       const msg = err instanceof Error ? err.message : String(err);
       const outcome: DeliveryOutcome = { status: "deferred", enhanced: "4.3.0", diagnostic: `cannot read queued message ${request.queueId}: ${msg}` };
       return sameOutcome(request.recipients, outcome);
     }
     const outcomes = new Map<string, DeliveryOutcome>();
-    for (const rcpt of request.recipients) outcomes.set(rcpt, await this.deliverOne(request, rcpt, counts));
+    for (const rcpt of request.recipients) outcomes.set(rcpt, await this.deliverOne(request, rcpt, counts, chunks));
     return outcomes;
   }
 
-  private async deliverOne(request: DeliveryRequest, rcpt: string, counts: TraceCounts): Promise<DeliveryOutcome> {
+  private async deliverOne(request: DeliveryRequest, rcpt: string, counts: TraceCounts, chunks: readonly Buffer[] | null): Promise<DeliveryOutcome> {
     if (this.options.mailboxExists && !(await this.options.mailboxExists(rcpt))) {
       return { status: "failed", enhanced: "5.1.1", diagnostic: `550 5.1.1 <${rcpt}>: no such user here` };
     }
@@ -91,9 +99,9 @@ export class LocalAgent implements DeliveryAgent {
     if (!where.ok) return { status: "failed", enhanced: "5.1.3", diagnostic: where.reason };
     const loop = isLoop(counts, { deliveredTo: rcpt, maxReceived: this.options.maxReceived ?? DEFAULT_MAX_RECEIVED });
     if (loop.loop) return loopOutcome(loop.reason);
-    let body;
+    let body: MessageSource;
     try {
-      body = request.body();
+      body = chunks ?? request.body();
     } catch (err) {
       const msg = err instanceof Error ? err.message : String(err);
       return { status: "deferred", enhanced: "4.3.0", diagnostic: `cannot read queued message ${request.queueId}: ${msg}` };

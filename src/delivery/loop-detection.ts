@@ -48,6 +48,39 @@ export async function countTraceFields(message: Readable, options?: { maxHeaderB
   return scanner.finish();
 }
 
+/**
+ * `countTraceFields`, keeping the message too when it is at most `keep`
+ * octets: a delivery to several mailboxes (or with a loop check first) then
+ * reads the spool once. `chunks` is null for a larger message (the stream is
+ * destroyed once its header section is read, as countTraceFields does).
+ */
+export async function readTraceFields(message: Readable, keep: number): Promise<{ counts: TraceCounts; chunks: Buffer[] | null }> {
+  const scanner = new HeaderScanner();
+  let chunks: Buffer[] | null = [];
+  let seen = 0;
+  let kept = 0;
+  try {
+    for await (const chunk of message) {
+      const buf: Buffer = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+      if (chunks !== null) {
+        kept += buf.length;
+        if (kept <= keep) chunks.push(buf);
+        else chunks = null;
+      }
+      if (seen < DEFAULT_MAX_HEADER_BYTES) {
+        const room = DEFAULT_MAX_HEADER_BYTES - seen;
+        const part = buf.length > room ? buf.subarray(0, room) : buf;
+        seen += part.length;
+        if (scanner.push(part)) seen = DEFAULT_MAX_HEADER_BYTES;
+      }
+      if (chunks === null && seen >= DEFAULT_MAX_HEADER_BYTES) break;
+    }
+  } finally {
+    message.destroy();
+  }
+  return { counts: scanner.finish(), chunks };
+}
+
 /** Incremental header-section scanner: fields are unfolded and classified one at a time. */
 export class HeaderScanner {
   private partial: Buffer[] = [];

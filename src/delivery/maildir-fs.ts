@@ -19,8 +19,8 @@ export interface MaildirFs {
 }
 
 export interface MaildirFile {
-  /** Write all of `data` (looping over short writes). */
-  write(data: Buffer): Promise<void>;
+  /** Write all of `data` in order: one writev(2) for the lot, looping over short writes. */
+  write(data: readonly Buffer[]): Promise<void>;
   sync(): Promise<void>;
   close(): Promise<void>;
 }
@@ -33,10 +33,10 @@ export const nodeMaildirFs: MaildirFs = {
     const h = await open(path, "wx", 0o600);
     return {
       async write(data) {
-        let off = 0;
-        while (off < data.length) {
-          const { bytesWritten } = await h.write(data, off, data.length - off);
-          off += bytesWritten;
+        let rest = data.filter((b) => b.length > 0);
+        while (rest.length > 0) {
+          const { bytesWritten } = await h.writev(rest);
+          rest = afterWritten(rest, bytesWritten);
         }
       },
       sync: () => h.sync(),
@@ -61,3 +61,11 @@ export const nodeMaildirFs: MaildirFs = {
   chown: (path, uid, gid) => chown(path, uid, gid),
   chmod: (path, mode) => chmod(path, mode),
 };
+
+/** What is left of `buffers` once their first `n` bytes are written (a short writev). */
+export function afterWritten(buffers: readonly Buffer[], n: number): Buffer[] {
+  let i = 0;
+  while (i < buffers.length && n >= buffers[i].length) n -= buffers[i++].length;
+  if (i === buffers.length) return [];
+  return [buffers[i].subarray(n), ...buffers.slice(i + 1)];
+}

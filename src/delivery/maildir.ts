@@ -126,12 +126,22 @@ export function uniqueName(host: string = osHostname(), nowUs: number = Math.flo
 }
 
 /**
+ * The message to write: a stream from the spool, or the chunks of a message
+ * already read into memory (the local agent reads a small message once for
+ * all its recipients).
+ */
+export type MessageSource = Readable | readonly Buffer[];
+
+/** Bytes of converted message held before they are written in one writev. */
+const WRITE_BATCH = 256 * 1024;
+
+/**
  * Deliver one message into the Maildir at `dir`. Never throws for a delivery
  * problem: the outcome says what happened.
  */
 export async function deliverToMaildir(
   dir: string,
-  message: Readable,
+  message: MessageSource,
   headers: MaildirHeaders,
   options: MaildirOptions = {},
 ): Promise<MaildirResult> {
@@ -139,7 +149,7 @@ export async function deliverToMaildir(
   const doSync = options.fsync ?? true;
   const quotaFull = options.quotaFull ?? "defer";
   if ([headers.returnPath, headers.deliveredTo, headers.originalTo ?? ""].some((a) => /[\x00-\x1f\x7f]/.test(a))) {
-    message.destroy();
+    release(message);
     return { outcome: { status: "failed", enhanced: "5.1.3", diagnostic: "control character in an address; refusing to write it into a header" } };
   }
 
@@ -155,11 +165,7 @@ export async function deliverToMaildir(
   let tmpPath: string | undefined;
   let file: MaildirFile | undefined;
   try {
-    await ensureMaildir(fs, dir, doSync, options.owner);
-    if (target !== dir) {
-      await ensureMaildir(fs, target, doSync, options.owner);
-      await ensureFolderMarker(fs, target, doSync, options.owner);
-    }
+    await ensureTarget(fs, dir, target, doSync, options.owner);
 
     let current = 0;
     if (options.quota !== undefined) {
@@ -182,26 +188,42 @@ export async function deliverToMaildir(
         break;
       } catch (err) {
         tmpPath = undefined;
+        // tmp/ removed since it was known to exist: make the Maildir again, once.
+        if (errCode(err) === "ENOENT" && attempt === 0) {
+          forgetMaildir(fs, dir, target);
+          await ensureTarget(fs, dir, target, doSync, options.owner);
+          continue;
+        }
         if (errCode(err) !== "EEXIST" || attempt >= 5) throw err;
       }
     }
 
+    // The converted message goes out in few writev calls: the trace fields
+    // and a small message in one, a large one every WRITE_BATCH bytes.
     let size = head.length;
     let lfs = countLf(head);
-    await file.write(head);
+    let batch: Buffer[] = [head];
+    let batched = head.length;
     const conv = new CrlfToLf();
     for await (const chunk of message) {
       const out = conv.convert(typeof chunk === "string" ? Buffer.from(chunk) : chunk);
       if (out.length === 0) continue;
       size += out.length;
       lfs += countLf(out);
-      await file.write(out);
+      batch.push(out);
+      batched += out.length;
+      if (batched >= WRITE_BATCH) {
+        await file.write(batch);
+        batch = [];
+        batched = 0;
+      }
     }
     const tail = conv.flush();
     if (tail.length > 0) {
       size += tail.length;
-      await file.write(tail);
+      batch.push(tail);
     }
+    if (batch.length > 0) await file.write(batch);
 
     if (options.quota !== undefined && current + size > options.quota) {
       await discard(fs, file, tmpPath);
@@ -215,12 +237,20 @@ export async function deliverToMaildir(
     file = undefined;
     await f.close();
     const finalPath = join(target, "new", `${base},S=${size},W=${size + lfs}`);
-    await fs.rename(tmpPath, finalPath);
+    try {
+      await fs.rename(tmpPath, finalPath);
+    } catch (err) {
+      // new/ removed since it was known to exist: make it again and rename once more.
+      if (errCode(err) !== "ENOENT") throw err;
+      forgetMaildir(fs, dir, target);
+      await ensureTarget(fs, dir, target, doSync, options.owner);
+      await fs.rename(tmpPath, finalPath);
+    }
     tmpPath = undefined;
     if (doSync) await groupSyncDir(fs, join(target, "new"));
     return { outcome: { status: "delivered", dsn: "final", detail: `delivered to maildir ${finalPath}` }, path: finalPath, size };
   } catch (err) {
-    message.destroy();
+    release(message);
     if (tmpPath !== undefined) await discard(fs, file, tmpPath);
     else if (file !== undefined) await file.close().catch(() => {});
     return { outcome: errorOutcome(err, dir, quotaFull) };
@@ -255,8 +285,13 @@ function tooLargeOutcome(size: number, quota: number): DeliveryOutcome {
   return { status: "failed", enhanced: "5.2.3", diagnostic: `message too large for the mailbox: ${size} bytes exceed its whole quota of ${quota} bytes` };
 }
 
+/** Let go of a message stream not read to its end (its spool file closes); chunks need nothing. */
+function release(message: MessageSource): void {
+  if (!Array.isArray(message)) (message as Readable).destroy();
+}
+
 /** The size a message would have in a Maildir file (LF line ends), read from its stream; the stream is consumed. */
-async function lfSize(message: Readable): Promise<number> {
+async function lfSize(message: MessageSource): Promise<number> {
   const conv = new CrlfToLf();
   let size = 0;
   for await (const chunk of message) size += conv.convert(typeof chunk === "string" ? Buffer.from(chunk) : chunk).length;
@@ -288,6 +323,34 @@ function groupSyncDir(fs: MaildirFs, path: string): Promise<void> {
   let g = byPath.get(path);
   if (!g) byPath.set(path, (g = new GroupSync(() => fs.syncDir(path))));
   return g.request();
+}
+
+/**
+ * Maildirs (and folders) known to have cur/ new/ tmp/ (and the folder
+ * marker), so a delivery makes no mkdir calls once one has: a directory
+ * removed later shows as ENOENT at the create or the rename, which forgets
+ * it here and makes it again.
+ */
+const KNOWN_MAILDIRS_LIMIT = 10_000;
+const knownMaildirs = new WeakMap<MaildirFs, Set<string>>();
+
+async function ensureTarget(fs: MaildirFs, dir: string, target: string, doSync: boolean, owner: MaildirOwner | undefined): Promise<void> {
+  let known = knownMaildirs.get(fs);
+  if (known?.has(target)) return;
+  await ensureMaildir(fs, dir, doSync, owner);
+  if (target !== dir) {
+    await ensureMaildir(fs, target, doSync, owner);
+    await ensureFolderMarker(fs, target, doSync, owner);
+  }
+  if (!known) knownMaildirs.set(fs, (known = new Set()));
+  if (known.size >= KNOWN_MAILDIRS_LIMIT) known.clear();
+  known.add(target);
+}
+
+function forgetMaildir(fs: MaildirFs, dir: string, target: string): void {
+  const known = knownMaildirs.get(fs);
+  known?.delete(dir);
+  known?.delete(target);
 }
 
 /** Give a created file or directory to `owner`, with the modes the umask would cut. */

@@ -116,3 +116,23 @@ test("an unreadable queued message defers every recipient (4.3.0)", async (t) =>
   const out = await deliverAll(new LocalAgent({ maildirRoot: root }), req);
   assert.deepEqual(out.map((o) => o.status === "deferred" && o.enhanced), ["4.3.0", "4.3.0"]);
 });
+
+test("a small message is read from the spool once for all its recipients; a large one is streamed again for each, and every copy is whole", async (t) => {
+  const root = await tempDir(t);
+  const agent = new LocalAgent({ maildirRoot: root });
+  const recipients = ["a@example.com", "b@example.com", "c@example.com"];
+  for (const [size, reads] of [[1000, 1], [300 * 1024, 1 + recipients.length]] as const) {
+    const content = Buffer.from(`Subject: s${size}\r\n\r\n` + "0123456789abcd\r\n".repeat(Math.ceil(size / 16)));
+    const req = request(content, "s@example.org", recipients, 4096);
+    let opened = 0;
+    const out = await deliverAll(agent, { ...req, body: () => (opened++, req.body()) });
+    assert.deepEqual(out.map((o) => o.status), ["delivered", "delivered", "delivered"]);
+    assert.equal(opened, reads, `${size} octets: spool reads`);
+    for (const r of recipients) {
+      const dir = join(root, "example.com", r.split("@")[0], "new");
+      const names = (await readdir(dir)).sort();
+      const text = await readFile(join(dir, names.at(-1)!), "latin1");
+      assert.equal(text, `Return-Path: <s@example.org>\nX-Original-To: ${r}\nDelivered-To: ${r}\n` + lf(content).toString("latin1"));
+    }
+  }
+});

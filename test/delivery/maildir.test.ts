@@ -1,10 +1,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readdir, readFile, stat, writeFile, mkdir } from "node:fs/promises";
+import { readdir, readFile, stat, writeFile, mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { deliverToMaildir, maildirFolder, sanitizeHostname, uniqueName } from "../../src/delivery/maildir.ts";
-import { nodeMaildirFs, type MaildirFs, type MaildirFile } from "../../src/delivery/maildir-fs.ts";
+import { afterWritten, nodeMaildirFs, type MaildirFs, type MaildirFile } from "../../src/delivery/maildir-fs.ts";
 import { CrlfToLf } from "../../src/delivery/crlf-to-lf.ts";
 import { maildirSize } from "../../src/delivery/maildir-size.ts";
 import { chunked, lf, tempDir } from "./helpers.ts";
@@ -127,8 +127,9 @@ function failingFs(code: string, after: number, onWrite?: () => void): MaildirFs
         ...f,
         async write(data) {
           onWrite?.();
-          if (written + data.length > after) throw Object.assign(new Error(`${code}: injected`), { code });
-          written += data.length;
+          const length = data.reduce((n, b) => n + b.length, 0);
+          if (written + length > after) throw Object.assign(new Error(`${code}: injected`), { code });
+          written += length;
           await f.write(data);
         },
       };
@@ -315,4 +316,30 @@ test("a Maildir++ folder: .<name>/ with cur/ new/ tmp/ and the maildirfolder mar
   }
   assert.equal(maildirFolder("Junk"), ".Junk");
   assert.equal(maildirFolder("x".repeat(256)), null);
+});
+
+test("a Maildir (or its tmp/ or new/) removed after a delivery is made again by the next one", async (t) => {
+  const dir = join(await tempDir(t), "m");
+  const deliver = async () => (await deliverToMaildir(dir, chunked(message, 100), headers)).outcome.status;
+  assert.equal(await deliver(), "delivered");
+  for (const gone of [join(dir, "tmp"), join(dir, "new"), dir]) {
+    await rm(gone, { recursive: true });
+    assert.equal(await deliver(), "delivered", `after removing ${gone}`);
+    assert.ok((await readdir(join(dir, "new"))).length >= 1);
+    for (const sub of ["cur", "new", "tmp"]) assert.ok((await stat(join(dir, sub))).isDirectory(), sub);
+  }
+});
+
+test("a short writev resumes exactly where the kernel stopped", () => {
+  const bufs = [Buffer.from("abc"), Buffer.from("de"), Buffer.from("fgh")];
+  const rest = (n: number) => Buffer.concat(afterWritten(bufs, n)).toString();
+  assert.deepEqual([0, 1, 3, 4, 5, 7, 8].map(rest), ["abcdefgh", "bcdefgh", "defgh", "efgh", "fgh", "h", ""]);
+});
+
+test("a message given as chunks in memory is written as a stream's would be", async (t) => {
+  const dir = await tempDir(t);
+  const parts = [message.subarray(0, 5), message.subarray(5, 23), message.subarray(23)];
+  const r = await deliverToMaildir(dir, parts, headers);
+  assert.equal(r.outcome.status, "delivered");
+  assert.deepEqual(await readFile(r.path!), expected);
 });
