@@ -64,7 +64,28 @@ export function isQueueId(s: unknown): s is QueueId {
 
 /** The arrival time (ms since epoch) encoded in a queue id. */
 export function queueIdTime(id: QueueId): number {
-  let t = 0;
-  for (let i = 0; i < TIME_CHARS; i++) t = t * 32 + ALPHABET.indexOf(id[i]);
-  return t;
+  return queueIdKey(id).hi;
+}
+
+/**
+ * A queue id as two numbers that compare as the id does: its 10 time
+ * characters (< 2^50) and its 8 random characters (< 2^40), both exact in a
+ * double. The journal spool keeps a million ids in typed arrays this way
+ * (16 bytes each instead of a string of ~40).
+ */
+export interface QueueIdKey {
+  readonly hi: number;
+  readonly lo: number;
+}
+
+export function queueIdKey(id: QueueId): QueueIdKey {
+  let hi = 0;
+  for (let i = 0; i < TIME_CHARS; i++) hi = hi * 32 + ALPHABET.indexOf(id[i]);
+  let lo = 0;
+  for (let i = TIME_CHARS; i < TIME_CHARS + RANDOM_CHARS; i++) lo = lo * 32 + ALPHABET.indexOf(id[i]);
+  return { hi, lo };
+}
+
+export function queueIdFromKey(hi: number, lo: number): QueueId {
+  return encode(hi, TIME_CHARS) + encode(lo, RANDOM_CHARS);
 }

@@ -140,6 +140,8 @@ test("journal recovery: orphan body files in large/ and empty segments are remov
     const warnings: string[] = [];
     const second = new JournalSpool(dir, { onWarning: (m) => warnings.push(m) });
     await second.open();
+    // Recovery of the segments found runs after open(), in the background.
+    await second.recovered;
     assert.deepEqual(await readdir(join(dir, "large")), [big.id]);
     assert.deepEqual(await second.list(), [big.id]);
     assert.ok((await readAll(second.readBody(big.id))).equals(Buffer.alloc(600_000, 0x45)));
