@@ -30,6 +30,8 @@ export interface QueueStatus {
   /** Messages the queue manager holds in memory, and at most may (queue.activeLimit); the rest wait on disk. */
   readonly active: number;
   readonly activeLimit: number;
+  /** The most messages held in memory at once since start. */
+  readonly activePeak: number;
   /** Recipients not yet delivered or bounced, by state. */
   readonly waiting: { readonly queued: number; readonly delivering: number; readonly deferred: number };
   /** Age of the oldest message in the queue, null when it is empty. */
@@ -80,6 +82,7 @@ function queueStatus(t: QueueTotals, destinations: readonly SummaryRow[], now: n
     held: t.held,
     active: t.active,
     activeLimit: t.activeLimit,
+    activePeak: t.activePeak,
     waiting: t.waiting,
     oldestAgeSeconds: t.oldestArrival === null ? null : Math.max(0, Math.round((now - t.oldestArrival) / 1000)),
     topDestinations: destinations.slice(1, 6).map((r) => ({ domain: r.domain, recipients: r.total })),
@@ -100,7 +103,7 @@ export function formatStatus(st: ServerStatus): string {
     const w = q.waiting;
     lines.push(`queue: ${q.messages} message${q.messages === 1 ? "" : "s"}${q.held > 0 ? ` (${q.held} held)` : ""}, oldest ${formatAge((q.oldestAgeSeconds ?? 0) * 1000)}; recipients waiting: ${w.queued} queued, ${w.delivering} being delivered, ${w.deferred} deferred`);
     if (q.topDestinations.length > 0) lines.push(`  most waiting for: ${q.topDestinations.map((d) => `${d.domain} (${d.recipients})`).join(", ")}`);
-    lines.push(`  in memory: ${q.active} of at most ${q.activeLimit} messages (queue.activeLimit); the others wait on disk`);
+    lines.push(`  in memory: ${q.active} of at most ${q.activeLimit} messages (queue.activeLimit; at most ${q.activePeak} since start); the others wait on disk`);
   }
   if (st.certificates.length > 0) {
     lines.push("certificates:");

@@ -117,6 +117,8 @@ export class QueueManager {
   private readonly activeLimit: number;
   /** The active set: messages held in memory (see the top of this file). */
   private readonly messages = new Map<QueueId, Entry>();
+  /** The most messages the active set held at once since start (status: proof that memory stayed bounded). */
+  private activePeak = 0;
   private readonly inFlight = new Map<string, number>();
   private active = 0;
   private readonly running = new Set<Promise<void>>();
@@ -178,7 +180,11 @@ export class QueueManager {
     try {
       if (this.deps.legacyStateDir !== undefined) {
         const n = await importLegacyStates(this.deps.legacyStateDir, this.deps.spool, this.store, (m) => this.deps.log.warn(m));
-        if (n > 0) this.deps.log.info({ messages: n }, "queue state moved from queue-state/*.json into the queue store");
+        if (n > 0) {
+          this.deps.log.info({ messages: n }, "queue state moved from queue-state/*.json into the queue store");
+          // Start's first claim ran before these were in the store: look again (and set the wake-up for the first of them).
+          this.refill();
+        }
       }
       const seen = this.seen!;
       const admit = (id: QueueId) => this.admitNew(id).then(() => this.dispatch(), (err) => {
@@ -254,7 +260,7 @@ export class QueueManager {
   }
 
   totals(now = this.deps.clock.now()): Promise<QueueTotals> {
-    return totals(this.store, this.inMemory().values(), now, this.activeLimit);
+    return totals(this.store, this.inMemory().values(), now, { limit: this.activeLimit, peak: this.activePeak });
   }
 
   private inMemory(): Map<QueueId, Entry> {
@@ -398,7 +404,7 @@ export class QueueManager {
     const state: MessageState = { id, arrival: envelope.receivedAt || now, held: quarantined, ...(quarantined ? { holdReason: envelope.hold } : {}), recipients };
     const entry = newEntry(state, envelope, false);
     const inMemory = this.messages.size < this.activeLimit;
-    if (inMemory) this.messages.set(id, entry);
+    if (inMemory) this.keep(entry);
     this.deps.log.info({ queueId: id, recipients: recipients.map((r) => r.address), ...(quarantined ? { held: envelope.hold } : {}) }, "queued");
     // Nothing has happened yet that the envelope cannot tell again after a
     // restart, so nothing is stored until something does (a bounce, a deferral).
@@ -440,8 +446,14 @@ export class QueueManager {
       return null;
     }
     const entry = newEntry(row.state, envelope, true);
-    this.messages.set(id, entry);
+    this.keep(entry);
     return entry;
+  }
+
+  /** Into the active set. */
+  private keep(e: Entry): void {
+    this.messages.set(e.state.id, e);
+    if (this.messages.size > this.activePeak) this.activePeak = this.messages.size;
   }
 
   /** Write the message's state (the store copies it at once); `durable` before a DSN or for a person's decision. */

@@ -39,6 +39,8 @@ export interface QueueTotals {
   /** Messages the queue manager holds in memory now, and how many it may (queue.activeLimit). */
   readonly active: number;
   readonly activeLimit: number;
+  /** The most messages held in memory at once since the server started (never above activeLimit but for a person's operations on single messages). */
+  readonly activePeak: number;
   /** Recipients not yet delivered or bounced, by state. */
   readonly waiting: { readonly queued: number; readonly delivering: number; readonly deferred: number };
   readonly oldestArrival: number | null;

@@ -71,20 +71,20 @@ export async function summary(store: QueueStore, memory: Iterable<InMemory>, now
 }
 
 /** The counts `petrel status` shows. */
-export async function totals(store: QueueStore, memory: Iterable<InMemory>, now: number, activeLimit: number): Promise<QueueTotals> {
+export async function totals(store: QueueStore, memory: Iterable<InMemory>, now: number, active: { readonly limit: number; readonly peak: number }): Promise<QueueTotals> {
   const counts = await store.counts();
   const waiting = { queued: 0, delivering: 0, deferred: 0 };
   for (const row of await store.waiting(now, [])) waiting[row.status] += row.count;
   let messages = counts.messages;
   let held = counts.held;
-  let active = 0;
+  let inMemory = 0;
   let oldest = counts.oldestArrival ?? Infinity;
   for (const m of memory) {
-    active++;
+    inMemory++;
     messages++;
     if (m.state.held) held++;
     oldest = Math.min(oldest, m.state.arrival);
     for (const r of waitingIn(m.state)) if (r.status === "queued" || r.status === "delivering" || r.status === "deferred") waiting[r.status]++;
   }
-  return { messages, held, active, activeLimit, waiting, oldestArrival: oldest === Infinity ? null : oldest };
+  return { messages, held, active: inMemory, activeLimit: active.limit, activePeak: active.peak, waiting, oldestArrival: oldest === Infinity ? null : oldest };
 }
