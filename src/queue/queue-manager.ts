@@ -190,8 +190,10 @@ export class QueueManager {
       const admit = (id: QueueId) => this.admitNew(id).then(() => this.dispatch(), (err) => {
         this.deps.log.error({ queueId: id, err }, "could not queue message");
       });
+      const started = Date.now();
       const admitted = await reconcile(this.deps.spool, this.store, (id) => this.messages.has(id) || seen.has(id), admit, () => this.stopped);
       if (admitted > 0) this.deps.log.info({ messages: admitted }, "spooled messages the queue store did not know were queued again");
+      this.deps.log.info({ ms: Date.now() - started }, "queue recovered");
     } catch (err) {
       this.deps.log.error({ err }, "could not reconcile the spool with the queue store");
     } finally {
