@@ -134,23 +134,24 @@ export async function queueCommand(argv: string[], io: Io): Promise<number> {
       if (!first.ok) return first;
       let page = first.result as ListResult;
       let shown = 0;
+      // Written page by page, JSON too (one array, as JSON.stringify(items, null, 2) would print it): memory stays one page.
       const write = (items: readonly QueueListItem[]): void => {
+        if (values.json) {
+          for (const item of items) io.stdout.write((shown++ === 0 ? "[\n  " : ",\n  ") + JSON.stringify(item, null, 2).replace(/\n/g, "\n  "));
+          return;
+        }
         shown += items.length;
-        if (values.json) return;
         if (items.length > 0) io.stdout.write(formatList(items, now).replace(/-- [^\n]*\n$/, ""));
       };
-      const all: QueueListItem[] = [];
       for (;;) {
-        const items = page.items.slice(0, want - shown);
-        if (values.json) all.push(...items);
-        write(items);
+        write(page.items.slice(0, want - shown));
         if (page.next === null || shown >= want) break;
         const more = await call({ op: "list", after: page.next, limit: Math.min(PAGE_LIMIT, want - shown) });
         if (!more.ok) return more;
         page = more.result as ListResult;
       }
       const totals = (first.result as ListResult).totals;
-      if (values.json) io.stdout.write(JSON.stringify(all, null, 2) + "\n");
+      if (values.json) io.stdout.write(shown === 0 ? "[]\n" : "\n]\n");
       else if (totals === undefined || totals.messages === 0) io.stdout.write("Mail queue is empty\n");
       else {
         const w = totals.waiting;
