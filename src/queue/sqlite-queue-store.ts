@@ -38,7 +38,7 @@
  */
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { DatabaseSync, type StatementSync } from "./sqlite-module.ts";
 import { domainOf } from "../mail/address.ts";
 import type { QueueId } from "../spool/spool.ts";
 import type { MessageState, RecipientState } from "./queue-state.ts";
