@@ -16,13 +16,13 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import { mkdir, rm, writeFile } from "node:fs/promises";
-import * as net from "node:net";
 import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { request } from "../src/admin/control-socket.ts";
 import type { ServerStatus } from "../src/admin/server-status.ts";
 import { NODE, peakRssOf, rssOf, stopChild, which } from "./lib/proc.ts";
+import { waitForGreeting } from "./lib/servers.ts";
 
 const ROOT = join(import.meta.dirname, "..");
 const PETREL = join(ROOT, "src", "cli", "main.ts");
@@ -68,23 +68,10 @@ function run(args: string[], options: { timeoutMs: number }): Promise<{ code: nu
   }));
 }
 
-/** ms until host:port sends a 220 greeting, polling every 10 ms; throws after `limitMs`. */
+/** ms from `since` until host:port sends a 220 greeting, polling every 10 ms; throws after `limitMs`. */
 async function greeted(host: string, port: number, limitMs: number, since: number): Promise<number> {
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect({ host, port });
-      const done = (v: boolean) => {
-        s.destroy();
-        resolve(v);
-      };
-      s.setTimeout(5000, () => done(false));
-      s.once("error", () => done(false));
-      s.once("data", (d) => done(d.toString("latin1").startsWith("220")));
-    });
-    if (ok) return performance.now() - since;
-    if (performance.now() - since > limitMs) throw new Error(`${host}:${port} did not greet within ${limitMs} ms`);
-    await sleep(10);
-  }
+  await waitForGreeting(host, port, limitMs, 10);
+  return performance.now() - since;
 }
 
 async function status(): Promise<ServerStatus> {

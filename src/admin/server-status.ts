@@ -24,16 +24,8 @@ export interface ServerStatus {
   readonly certificates: readonly { readonly subject: string; readonly names: readonly string[]; readonly file: string; readonly validTo: string; readonly daysLeft: number }[];
 }
 
-export interface QueueStatus {
-  readonly messages: number;
-  readonly held: number;
-  /** Messages the queue manager holds in memory, and at most may (queue.activeLimit); the rest wait on disk. */
-  readonly active: number;
-  readonly activeLimit: number;
-  /** The most messages held in memory at once since start. */
-  readonly activePeak: number;
-  /** Recipients not yet delivered or bounced, by state. */
-  readonly waiting: { readonly queued: number; readonly delivering: number; readonly deferred: number };
+/** The queue's totals (queue-report.ts), with ages instead of instants and the destinations most waited for. */
+export interface QueueStatus extends Omit<QueueTotals, "oldestArrival"> {
   /** Age of the oldest message in the queue, null when it is empty. */
   readonly oldestAgeSeconds: number | null;
   /** Destination domains with the most waiting recipients (at most five). */

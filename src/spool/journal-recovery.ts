@@ -22,7 +22,7 @@ import { join } from "node:path";
 import { crc32 } from "node:zlib";
 import { decodeHeader, HEADER_SIZE, RecordType, recordSize, segmentName, type JournalFs } from "./journal-record.ts";
 import { SegmentTable, type JournalIndex } from "./journal-index.ts";
-import { indexNumber, readSegmentIndex, writeSegmentIndex, type SegmentRecord } from "./segment-index.ts";
+import { indexNumber, readSegmentIndex, readWhole, writeSegmentIndex, type SegmentRecord } from "./segment-index.ts";
 import { isQueueId } from "./queue-id.ts";
 import type { QueueId } from "./spool.ts";
 
@@ -137,16 +137,8 @@ async function scanSegment(o: RecoveryOptions, n: number): Promise<{ records: Se
   const records: SegmentRecord[] = [];
   const fh = await o.fs.open(join(o.segmentsDir, segmentName(n)), "r+");
   try {
-    const { size } = await fh.stat();
     // A segment is bounded (segment size + one batch), so it is read whole.
-    const buf = Buffer.allocUnsafe(size);
-    let got = 0;
-    while (got < size) {
-      const { bytesRead } = await fh.read(buf, got, size - got, got);
-      if (bytesRead === 0) break;
-      got += bytesRead;
-    }
-    const data = buf.subarray(0, got);
+    const data = await readWhole(fh);
     let off = 0;
     while (off < data.length) {
       const h = decodeHeader(data.subarray(off, off + HEADER_SIZE));

@@ -100,6 +100,19 @@ export function decodeSegmentIndex(buf: Buffer, segment: number): { validEnd: nu
   return { validEnd, records };
 }
 
+/** A file's bytes, all of them (index files and segments are bounded in size); fewer when it is shorter than it said. */
+export async function readWhole(fh: { stat(): Promise<{ size: number }>; read(buf: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }> }): Promise<Buffer> {
+  const { size } = await fh.stat();
+  const buf = Buffer.allocUnsafe(size);
+  let got = 0;
+  while (got < size) {
+    const { bytesRead } = await fh.read(buf, got, size - got, got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  return buf.subarray(0, got);
+}
+
 /** Write `<n>.idx` (whole or not at all: a temporary file renamed into place; no fsync, see above). */
 export async function writeSegmentIndex(fs: JournalFs, dir: string, segment: number, validEnd: number, records: readonly SegmentRecord[]): Promise<void> {
   const path = join(dir, indexName(segment));
@@ -124,15 +137,7 @@ export async function readSegmentIndex(fs: JournalFs, dir: string, segment: numb
     return null;
   }
   try {
-    const { size } = await fh.stat();
-    const buf = Buffer.allocUnsafe(size);
-    let got = 0;
-    while (got < size) {
-      const { bytesRead } = await fh.read(buf, got, size - got, got);
-      if (bytesRead === 0) break;
-      got += bytesRead;
-    }
-    return decodeSegmentIndex(buf.subarray(0, got), segment);
+    return decodeSegmentIndex(await readWhole(fh), segment);
   } catch {
     return null;
   } finally {
