@@ -76,21 +76,41 @@ export class SegmentTable {
 
   /** A table of `entries` (any order; ids unique). */
   static build(segment: number, entries: readonly { readonly id: QueueId; readonly offset: number; readonly large: boolean }[]): SegmentTable {
-    const keyed = entries.map((e) => ({ key: queueIdKey(e.id), offset: e.offset, large: e.large }));
-    keyed.sort((a, b) => compare(a.key.hi, a.key.lo, b.key.hi, b.key.lo));
-    const n = keyed.length;
+    const n = entries.length;
     const hi = new Float64Array(n);
     const lo = new Float64Array(n);
-    const wide = keyed.some((e) => e.offset > 0xffffffff);
-    const offsets = wide ? new Float64Array(n) : new Uint32Array(n);
-    const flags = new Uint8Array(n);
-    keyed.forEach((e, i) => {
-      hi[i] = e.key.hi;
-      lo[i] = e.key.lo;
+    const offsets = new Float64Array(n);
+    const large = new Uint8Array(n);
+    entries.forEach((e, i) => {
+      const key = queueIdKey(e.id);
+      hi[i] = key.hi;
+      lo[i] = key.lo;
       offsets[i] = e.offset;
-      flags[i] = e.large ? LARGE : 0;
+      large[i] = e.large ? 1 : 0;
     });
-    return new SegmentTable(segment, hi, lo, offsets, flags);
+    return SegmentTable.fromKeys(segment, hi, lo, offsets, large);
+  }
+
+  /** A table of messages given as parallel arrays of keys (queue-id.ts), offsets and large flags (1 or 0), in any order; keys unique. */
+  static fromKeys(segment: number, hi: Float64Array, lo: Float64Array, offsets: Float64Array, large: Uint8Array): SegmentTable {
+    const n = hi.length;
+    const order = new Uint32Array(n);
+    for (let i = 0; i < n; i++) order[i] = i;
+    order.sort((a, b) => compare(hi[a], lo[a], hi[b], lo[b]));
+    let wide = false;
+    for (let i = 0; i < n; i++) if (offsets[i] > 0xffffffff) wide = true;
+    const sortedHi = new Float64Array(n);
+    const sortedLo = new Float64Array(n);
+    const sortedOffsets = wide ? new Float64Array(n) : new Uint32Array(n);
+    const flags = new Uint8Array(n);
+    for (let i = 0; i < n; i++) {
+      const k = order[i];
+      sortedHi[i] = hi[k];
+      sortedLo[i] = lo[k];
+      sortedOffsets[i] = offsets[k];
+      flags[i] = large[k] === 1 ? LARGE : 0;
+    }
+    return new SegmentTable(segment, sortedHi, sortedLo, sortedOffsets, flags);
   }
 
   get live(): number {
@@ -143,6 +163,11 @@ export class SegmentTable {
       }
     }
     return n;
+  }
+
+  /** Live messages whose body is a file of its own (large/<id>), in id order. */
+  *largeEntries(): Generator<SettledEntry> {
+    for (let i = 0; i < this.flags.length; i++) if ((this.flags[i] & (GONE | LARGE)) === LARGE) yield this.entry(i);
   }
 
   /** Live messages in id order (being removed included). */
@@ -218,6 +243,11 @@ export class JournalIndex {
     if (entries.length === 0) return;
     for (const e of entries) this.recent.delete(e.id);
     this.addTable(SegmentTable.build(segment, entries));
+  }
+
+  /** The settled messages whose body is a file of their own: a few, read without making an entry for every message. */
+  *largeSettled(): Generator<SettledEntry> {
+    for (const t of [...this.tables.values()]) yield* t.largeEntries();
   }
 
   /** Every live message (being removed ones left out), table by table, then the recent ones; in no promised order. */

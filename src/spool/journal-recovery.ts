@@ -22,7 +22,7 @@ import { join } from "node:path";
 import { crc32 } from "node:zlib";
 import { decodeHeader, HEADER_SIZE, RecordType, recordSize, segmentName, type JournalFs } from "./journal-record.ts";
 import { SegmentTable, type JournalIndex } from "./journal-index.ts";
-import { indexNumber, readSegmentIndex, readWhole, writeSegmentIndex, type SegmentRecord } from "./segment-index.ts";
+import { encodeSegmentIndex, indexNumber, readSegmentIndex, readWhole, viewSegmentIndex, writeSegmentIndex, type SegmentIndexView, type SegmentRecord } from "./segment-index.ts";
 import { isQueueId } from "./queue-id.ts";
 import type { QueueId } from "./spool.ts";
 
@@ -60,14 +60,14 @@ export async function recoverJournal(segments: readonly number[], target: Recove
   const present = new Set(segments);
   for (const n of segments) {
     if (o.stopped()) return;
-    let records = await trustedIndex(o, n);
-    if (records === null) {
+    let view = await trustedIndex(o, n);
+    if (view === null) {
       const scanned = await scanSegment(o, n);
-      records = scanned.records;
       // Retired for good now: the next start reads the index instead.
-      await writeSegmentIndex(o.fs, o.indexDir, n, scanned.validEnd, records).catch(() => {});
+      await writeSegmentIndex(o.fs, o.indexDir, n, scanned.validEnd, scanned.records).catch(() => {});
+      view = viewSegmentIndex(encodeSegmentIndex(n, scanned.validEnd, scanned.records), n)!;
     }
-    apply(n, records, target, seals);
+    apply(n, view, target, seals);
   }
   // Seals name segments cut back after a failed write; make sure the cut holds.
   for (const s of seals) {
@@ -93,40 +93,69 @@ export async function recoverJournal(segments: readonly number[], target: Recove
 }
 
 /** The records of segment `n` from its index file, when the index is whole and the segment at least as long as it says. */
-async function trustedIndex(o: RecoveryOptions, n: number): Promise<SegmentRecord[] | null> {
+async function trustedIndex(o: RecoveryOptions, n: number): Promise<SegmentIndexView | null> {
   const idx = await readSegmentIndex(o.fs, o.indexDir, n);
   if (idx === null) return null;
   const fh = await o.fs.open(join(o.segmentsDir, segmentName(n)), "r");
   try {
-    return (await fh.stat()).size >= idx.validEnd ? idx.records : null;
+    return (await fh.stat()).size >= idx.validEnd ? idx : null;
   } finally {
     await fh.close();
   }
 }
 
-/** Message records enter the index, tombstones and seals take them out. */
-function apply(n: number, records: readonly SegmentRecord[], target: RecoveryTarget, seals: Array<{ segment: number; end: number }>): void {
-  const here = new Map<QueueId, { id: QueueId; offset: number; large: boolean }>();
-  for (const r of records) {
-    if (r.type === RecordType.seal) {
-      seals.push({ segment: r.sealed, end: r.offset });
-      addDependency(target.dependsOn, n, r.sealed);
-      const gone = target.index.cut(r.sealed, r.offset);
-      if (gone > 0) target.live.set(r.sealed, (target.live.get(r.sealed) ?? gone) - gone);
-    } else if (r.type === RecordType.tombstone) {
-      if (here.delete(r.id)) continue;
-      const e = target.index.get(r.id);
-      if (e !== undefined) {
-        target.index.remove(e);
-        target.live.set(e.segment, (target.live.get(e.segment) ?? 1) - 1);
-        addDependency(target.dependsOn, n, e.segment);
-      }
+/**
+ * Message records enter the index, tombstones and seals take them out. The
+ * records are read where they lie (no object or string per message): a
+ * segment's messages go into typed arrays, and a tombstone is matched by key
+ * against them once they are a table, else against the older segments.
+ */
+function apply(n: number, view: SegmentIndexView, target: RecoveryTarget, seals: Array<{ segment: number; end: number }>): void {
+  const count = view.count;
+  const hi = new Float64Array(count);
+  const lo = new Float64Array(count);
+  const offsets = new Float64Array(count);
+  const large = new Uint8Array(count);
+  const tombstones: number[] = [];
+  const key = new Float64Array(2);
+  let m = 0;
+  for (let i = 0; i < count; i++) {
+    const type = view.type(i);
+    if (type === RecordType.seal) {
+      const sealed = view.sealed(i);
+      const end = view.offset(i);
+      seals.push({ segment: sealed, end });
+      addDependency(target.dependsOn, n, sealed);
+      const gone = target.index.cut(sealed, end);
+      if (gone > 0) target.live.set(sealed, (target.live.get(sealed) ?? gone) - gone);
+    } else if (type === RecordType.tombstone) {
+      tombstones.push(i);
     } else {
-      here.set(r.id, { id: r.id, offset: r.offset, large: r.type === RecordType.large });
+      view.key(i, key);
+      hi[m] = key[0];
+      lo[m] = key[1];
+      offsets[m] = view.offset(i);
+      large[m] = type === RecordType.large ? 1 : 0;
+      m++;
     }
   }
-  target.index.addTable(SegmentTable.build(n, [...here.values()]));
-  target.live.set(n, here.size);
+  const table = SegmentTable.fromKeys(n, hi.subarray(0, m), lo.subarray(0, m), offsets.subarray(0, m), large.subarray(0, m));
+  for (const i of tombstones) {
+    view.key(i, key);
+    const slot = table.find({ hi: key[0], lo: key[1] });
+    if (slot >= 0) {
+      table.remove(slot);
+      continue;
+    }
+    const e = target.index.get(view.id(i));
+    if (e !== undefined) {
+      target.index.remove(e);
+      target.live.set(e.segment, (target.live.get(e.segment) ?? 1) - 1);
+      addDependency(target.dependsOn, n, e.segment);
+    }
+  }
+  target.index.addTable(table);
+  target.live.set(n, table.live);
 }
 
 /**
@@ -174,7 +203,7 @@ async function scanSegment(o: RecoveryOptions, n: number): Promise<{ records: Se
 async function removeOrphans(target: RecoveryTarget, o: RecoveryOptions): Promise<void> {
   const index = target.index;
   const largeFiles = new Set(await o.fs.readdir(o.largeDir));
-  const lost = [...index.entries()].filter((e) => e.large && e.kind === "settled" && !largeFiles.has(e.id));
+  const lost = [...index.largeSettled()].filter((e) => !e.removing && !largeFiles.has(e.id));
   for (const e of lost) {
     o.warn(`spool journal: message ${e.id} has lost its body file large/${e.id}; dropped`);
     index.remove(e);

@@ -86,6 +86,33 @@ export function queueIdKey(id: QueueId): QueueIdKey {
   return { hi, lo };
 }
 
+/** Each ASCII code's value in ALPHABET, -1 for a character that is not in it. */
+const VALUE = new Int8Array(128).fill(-1);
+for (let i = 0; i < ALPHABET.length; i++) VALUE[ALPHABET.charCodeAt(i)] = i;
+
+/**
+ * The key of the queue id written in ASCII at `bytes[at…at+18]`, into
+ * `out[0]` (hi) and `out[1]` (lo), without making a string (recovery reads a
+ * million of them); false when those bytes are not a queue id.
+ */
+export function queueIdKeyAt(bytes: Uint8Array, at: number, out: Float64Array): boolean {
+  let hi = 0;
+  for (let i = 0; i < TIME_CHARS; i++) {
+    const v = VALUE[bytes[at + i]] ?? -1;
+    if (v < 0) return false;
+    hi = hi * 32 + v;
+  }
+  let lo = 0;
+  for (let i = TIME_CHARS; i < TIME_CHARS + RANDOM_CHARS; i++) {
+    const v = VALUE[bytes[at + i]] ?? -1;
+    if (v < 0) return false;
+    lo = lo * 32 + v;
+  }
+  out[0] = hi;
+  out[1] = lo;
+  return true;
+}
+
 export function queueIdFromKey(hi: number, lo: number): QueueId {
   return encode(hi, TIME_CHARS) + encode(lo, RANDOM_CHARS);
 }

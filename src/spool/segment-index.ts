@@ -32,7 +32,7 @@
 import { crc32 } from "node:zlib";
 import { join } from "node:path";
 import { RecordType, type JournalFs, type RecordTypeCode } from "./journal-record.ts";
-import { isQueueId } from "./queue-id.ts";
+import { queueIdKeyAt } from "./queue-id.ts";
 import type { QueueId } from "./spool.ts";
 
 /** One record of a segment, as recovery needs it. */
@@ -80,24 +80,65 @@ export function encodeSegmentIndex(segment: number, validEnd: number, records: r
   return buf;
 }
 
-/** The records of an index file, or null when it is not a whole index of `segment`. */
-export function decodeSegmentIndex(buf: Buffer, segment: number): { validEnd: number; records: SegmentRecord[] } | null {
+/**
+ * An index file's records where they lie in its bytes: what recovery walks
+ * through without an object or a string per record (a million messages'
+ * worth would be hundreds of megabytes of garbage at start-up).
+ */
+export class SegmentIndexView {
+  readonly validEnd: number;
+  readonly count: number;
+  private readonly buf: Buffer;
+
+  constructor(buf: Buffer, validEnd: number, count: number) {
+    this.buf = buf;
+    this.validEnd = validEnd;
+    this.count = count;
+  }
+
+  type(i: number): RecordTypeCode {
+    return this.buf[HEADER + i * RECORD_SIZE] as RecordTypeCode;
+  }
+
+  /** For a seal, the sealed segment; else 0. */
+  sealed(i: number): number {
+    return this.buf.readUInt32BE(HEADER + i * RECORD_SIZE + 4);
+  }
+
+  /** Where the record starts in its segment; for a seal, the valid end of the sealed segment. */
+  offset(i: number): number {
+    const at = HEADER + i * RECORD_SIZE + 8;
+    return this.buf.readUInt32BE(at) * 2 ** 32 + this.buf.readUInt32BE(at + 4);
+  }
+
+  /** The record's queue id as its key (queue-id.ts), into `out`. */
+  key(i: number, out: Float64Array): void {
+    queueIdKeyAt(this.buf, HEADER + i * RECORD_SIZE + 16, out);
+  }
+
+  id(i: number): QueueId {
+    if (this.type(i) === RecordType.seal) return "";
+    const at = HEADER + i * RECORD_SIZE + 16;
+    return this.buf.toString("latin1", at, at + ID_LENGTH);
+  }
+}
+
+/** The records of an index file, or null when it is not a whole index of `segment` (every record checked). */
+export function viewSegmentIndex(buf: Buffer, segment: number): SegmentIndexView | null {
   if (buf.length < HEADER + 4 || buf.readUInt32BE(0) !== MAGIC || buf.readUInt32BE(4) !== segment) return null;
   const count = buf.readUInt32BE(16);
   const end = HEADER + count * RECORD_SIZE;
   if (buf.length !== end + 4 || buf.readUInt32BE(end) !== crc32(buf.subarray(0, end))) return null;
   const validEnd = Number(buf.readBigUInt64BE(8));
-  const records: SegmentRecord[] = [];
-  for (let at = HEADER; at < end; at += RECORD_SIZE) {
-    const type = buf.readUInt8(at);
+  const view = new SegmentIndexView(buf, validEnd, count);
+  const key = new Float64Array(2);
+  for (let i = 0; i < count; i++) {
+    const type = view.type(i);
     if (type < RecordType.inline || type > RecordType.seal) return null;
-    const offset = Number(buf.readBigUInt64BE(at + 8));
-    if (!Number.isSafeInteger(offset)) return null;
-    const id = type === RecordType.seal ? "" : buf.toString("latin1", at + 16, at + 16 + ID_LENGTH);
-    if (type !== RecordType.seal && !isQueueId(id)) return null;
-    records.push({ type: type as RecordTypeCode, id, offset, sealed: buf.readUInt32BE(at + 4) });
+    if (!Number.isSafeInteger(view.offset(i))) return null;
+    if (type !== RecordType.seal && !queueIdKeyAt(buf, HEADER + i * RECORD_SIZE + 16, key)) return null;
   }
-  return { validEnd, records };
+  return view;
 }
 
 /** A file's bytes, all of them (index files and segments are bounded in size); fewer when it is shorter than it said. */
@@ -129,7 +170,7 @@ export async function writeSegmentIndex(fs: JournalFs, dir: string, segment: num
 }
 
 /** The index of `segment`, or null when there is none worth trusting. */
-export async function readSegmentIndex(fs: JournalFs, dir: string, segment: number): Promise<{ validEnd: number; records: SegmentRecord[] } | null> {
+export async function readSegmentIndex(fs: JournalFs, dir: string, segment: number): Promise<SegmentIndexView | null> {
   let fh;
   try {
     fh = await fs.open(join(dir, indexName(segment)), "r");
@@ -137,7 +178,7 @@ export async function readSegmentIndex(fs: JournalFs, dir: string, segment: numb
     return null;
   }
   try {
-    return decodeSegmentIndex(await readWhole(fh), segment);
+    return viewSegmentIndex(await readWhole(fh), segment);
   } catch {
     return null;
   } finally {
