@@ -46,6 +46,7 @@ export class DiscardSpool implements Spool {
   list(): Promise<QueueId[]> {
     return Promise.resolve([]);
   }
+  async *scan(): AsyncGenerator<QueueId[]> {}
   readEnvelope(id: QueueId): Promise<Envelope> {
     return Promise.reject(new SpoolError(`discard spool keeps nothing (${id})`, { code: "ENOENT" }));
   }

@@ -11,7 +11,7 @@ import { checkDataDirWritable, handOver, prepareDataDir } from "./system/data-di
 import { lockDataDir } from "./system/data-dir-lock.ts";
 import { checkOwnerReachable, dropPrivileges, resolveDeliveryOwner, type RunAs } from "./system/privileges.ts";
 import { QueueManager } from "./queue/queue-manager.ts";
-import { QueueStateStore } from "./queue/queue-state.ts";
+import { SqliteQueueStore } from "./queue/sqlite-queue-store.ts";
 import { systemClock, type Clock } from "./mail/clock.ts";
 import type { Check } from "./policy/check.ts";
 import { PolicyPipeline } from "./policy/pipeline.ts";
@@ -154,9 +154,11 @@ export async function openQueue(
   // The intake tells the queue about every message it stores — DSNs the queue itself asks for included.
   let queue: QueueManager | undefined;
   const intake = buildIntake(config, { spool, log, clock, onCommitted: (id) => queue?.enqueue(id), signingKeys: options.signingKeys });
+  const stateDir = join(config.dataDir, "queue-state");
   queue = new QueueManager({
     spool,
-    state: new QueueStateStore(join(config.dataDir, "queue-state")),
+    store: new SqliteQueueStore(stateDir),
+    legacyStateDir: stateDir,
     resolve: (address) => accounts.resolveRecipient(address),
     router: options.router,
     sendDsn: createDsnSender({ submit: (m) => intake.submit(m), hostname: config.hostname, clock }),
@@ -573,9 +575,10 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
       : null;
     if (acme) undo.push(() => acme.close());
     const startedAt = Date.now();
-    const status = () => serverStatus({
+    const status = async () => serverStatus({
       version: petrelVersion(), pid: process.pid, hostname: config.hostname, dataDir: config.dataDir,
-      startedAt, now: Date.now(), listeners: smtp.listeners, queue: queue.list(), certificates: smtp.tls.certificates(),
+      startedAt, now: Date.now(), listeners: smtp.listeners, queue: await queue.totals(), destinations: await queue.summary(),
+      certificates: smtp.tls.certificates(),
     });
     const control = options.controlSocket === false ? null : await startControlSocket(join(config.dataDir, "control.sock"), queue, log, status);
     if (acme && options.acmeAutoStart !== false) acme.start();

@@ -74,8 +74,8 @@ function nodeServer(script: string, mode: string, address: string) {
   };
 }
 
-/** Resolves once host:port answers with a 220 greeting (bounded). */
-export async function waitForGreeting(host: string, port: number, timeoutMs: number): Promise<void> {
+/** Resolves once host:port answers with a 220 greeting (bounded), trying every `everyMs`. */
+export async function waitForGreeting(host: string, port: number, timeoutMs: number, everyMs = 100): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
@@ -90,7 +90,7 @@ export async function waitForGreeting(host: string, port: number, timeoutMs: num
     });
     if (ok) return;
     if (Date.now() > deadline) throw new Error(`${host}:${port} does not answer`);
-    await sleep(100);
+    await sleep(everyMs);
   }
 }
 

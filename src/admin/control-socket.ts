@@ -2,6 +2,7 @@ import * as net from "node:net";
 import { chmod, unlink } from "node:fs/promises";
 import type { Logger } from "pino";
 import type { QueueManager } from "../queue/queue-manager.ts";
+import type { QueuePage, QueueTotals } from "../queue/queue-report.ts";
 import { isQueueId } from "../spool/queue-id.ts";
 import type { ServerStatus } from "./server-status.ts";
 
@@ -15,7 +16,9 @@ import type { ServerStatus } from "./server-status.ts";
 
 /** Operations on the queue, which the CLI can also run on the files when no server runs. */
 export type QueueRequest =
-  | { op: "list" }
+  /** One page of messages after `after` (queue id order), at most `limit`; `totals`: count the whole queue too. */
+  | { op: "list"; after?: string; limit?: number; totals?: boolean }
+  | { op: "summary" }
   | { op: "show"; id: string }
   | { op: "retry"; id: string | "all" }
   | { op: "hold"; id: string }
@@ -27,16 +30,30 @@ export type ControlRequest = QueueRequest | { op: "status" };
 
 export type ControlResponse = { ok: true; result: unknown } | { ok: false; error: string };
 
+/** A page of `list` holds at most this many messages, so an answer stays a few megabytes at most. */
+export const PAGE_LIMIT = 5000;
+
+/** What `list` answers. */
+export interface ListResult extends QueuePage {
+  readonly totals?: QueueTotals;
+}
+
 /** The operations, shared by the socket server and the CLI's offline mode. */
 export async function execute(queue: QueueManager, req: QueueRequest): Promise<ControlResponse> {
-  if (req.op !== "list" && !(req.op === "retry" && req.id === "all") && !isQueueId(req.id)) {
+  if (req.op === "list") {
+    if (req.after !== undefined && !isQueueId(req.after)) return { ok: false, error: `not a queue id: ${JSON.stringify(req.after)}` };
+    const limit = Math.max(1, Math.min(PAGE_LIMIT, Math.floor(Number(req.limit ?? PAGE_LIMIT)) || PAGE_LIMIT));
+    const page = await queue.page(req.after ?? null, limit);
+    const result: ListResult = req.totals ? { ...page, totals: await queue.totals() } : page;
+    return { ok: true, result };
+  }
+  if (req.op === "summary") return { ok: true, result: await queue.summary() };
+  if (!(req.op === "retry" && req.id === "all") && !isQueueId(req.id)) {
     return { ok: false, error: `not a queue id: ${JSON.stringify(req.id)}` };
   }
   switch (req.op) {
-    case "list":
-      return { ok: true, result: queue.list() };
     case "show": {
-      const m = queue.get(req.id);
+      const m = await queue.get(req.id);
       return m ? { ok: true, result: m } : { ok: false, error: `no message ${req.id} in the queue` };
     }
     case "retry": {
@@ -59,7 +76,7 @@ export async function execute(queue: QueueManager, req: QueueRequest): Promise<C
 }
 
 /** `status` answers what the running server says about itself (`petrel status`); the other operations are the queue's. */
-export async function startControlSocket(path: string, queue: QueueManager, log: Logger, status?: () => ServerStatus): Promise<{ close(): Promise<void> }> {
+export async function startControlSocket(path: string, queue: QueueManager, log: Logger, status?: () => Promise<ServerStatus>): Promise<{ close(): Promise<void> }> {
   await unlink(path).catch(() => {});
   const server = net.createServer((socket) => {
     let buf = "";
@@ -79,7 +96,7 @@ export async function startControlSocket(path: string, queue: QueueManager, log:
         return;
       }
       const answer: Promise<ControlResponse> = req?.op !== "status" ? execute(queue, req)
-        : status ? Promise.resolve().then(() => ({ ok: true, result: status() })) : Promise.resolve({ ok: false, error: "status is not available" });
+        : status ? status().then((result) => ({ ok: true, result })) : Promise.resolve({ ok: false, error: "status is not available" });
       answer.then(
         (res) => socket.end(JSON.stringify(res) + "\n"),
         (err) => {

@@ -4,8 +4,7 @@
  * certificates expire. Built from the live objects by the server (over the
  * control socket) and printed by the CLI; both pure functions here.
  */
-import type { QueueListItem } from "../queue/queue-manager.ts";
-import { formatAge, summarize } from "../queue/queue-report.ts";
+import { formatAge, type QueueTotals, type SummaryRow } from "../queue/queue-report.ts";
 import type { CertificateInfo } from "../server/tls-certificate-pair.ts";
 import type { ListenerRole } from "../mail/envelope.ts";
 import { altNames } from "../server/tls-certificates.ts";
@@ -25,11 +24,8 @@ export interface ServerStatus {
   readonly certificates: readonly { readonly subject: string; readonly names: readonly string[]; readonly file: string; readonly validTo: string; readonly daysLeft: number }[];
 }
 
-export interface QueueStatus {
-  readonly messages: number;
-  readonly held: number;
-  /** Recipients not yet delivered or bounced, by state. */
-  readonly waiting: { readonly queued: number; readonly delivering: number; readonly deferred: number };
+/** The queue's totals (queue-report.ts), with ages instead of instants and the destinations most waited for. */
+export interface QueueStatus extends Omit<QueueTotals, "oldestArrival"> {
   /** Age of the oldest message in the queue, null when it is empty. */
   readonly oldestAgeSeconds: number | null;
   /** Destination domains with the most waiting recipients (at most five). */
@@ -44,7 +40,9 @@ export interface StatusSources {
   readonly startedAt: number;
   readonly now: number;
   readonly listeners: ServerStatus["listeners"];
-  readonly queue: readonly QueueListItem[];
+  readonly queue: QueueTotals;
+  /** Waiting recipients by destination (the queue summary's rows, TOTAL first). */
+  readonly destinations: readonly SummaryRow[];
   readonly certificates: readonly CertificateInfo[];
 }
 
@@ -59,7 +57,7 @@ export function serverStatus(s: StatusSources): ServerStatus {
     startedAt: new Date(s.startedAt).toISOString(),
     uptimeSeconds: Math.max(0, Math.round((s.now - s.startedAt) / 1000)),
     listeners: s.listeners.map(({ role, address, port }) => ({ role, address, port })),
-    queue: queueStatus(s.queue, s.now),
+    queue: queueStatus(s.queue, s.destinations, s.now),
     certificates: s.certificates.map((c) => ({
       subject: c.subject,
       names: altNames(c.subjectAltName),
@@ -70,20 +68,16 @@ export function serverStatus(s: StatusSources): ServerStatus {
   };
 }
 
-function queueStatus(items: readonly QueueListItem[], now: number): QueueStatus {
-  const waiting = { queued: 0, delivering: 0, deferred: 0 };
-  for (const item of items) {
-    for (const r of item.recipients) {
-      if (r.status === "queued" || r.status === "delivering" || r.status === "deferred") waiting[r.status]++;
-    }
-  }
-  const oldest = items.reduce((min, i) => Math.min(min, i.arrival), Infinity);
+function queueStatus(t: QueueTotals, destinations: readonly SummaryRow[], now: number): QueueStatus {
   return {
-    messages: items.length,
-    held: items.filter((i) => i.held).length,
-    waiting,
-    oldestAgeSeconds: items.length === 0 ? null : Math.max(0, Math.round((now - oldest) / 1000)),
-    topDestinations: summarize(items, now).slice(1, 6).map((r) => ({ domain: r.domain, recipients: r.total })),
+    messages: t.messages,
+    held: t.held,
+    active: t.active,
+    activeLimit: t.activeLimit,
+    activePeak: t.activePeak,
+    waiting: t.waiting,
+    oldestAgeSeconds: t.oldestArrival === null ? null : Math.max(0, Math.round((now - t.oldestArrival) / 1000)),
+    topDestinations: destinations.slice(1, 6).map((r) => ({ domain: r.domain, recipients: r.total })),
   };
 }
 
@@ -101,6 +95,7 @@ export function formatStatus(st: ServerStatus): string {
     const w = q.waiting;
     lines.push(`queue: ${q.messages} message${q.messages === 1 ? "" : "s"}${q.held > 0 ? ` (${q.held} held)` : ""}, oldest ${formatAge((q.oldestAgeSeconds ?? 0) * 1000)}; recipients waiting: ${w.queued} queued, ${w.delivering} being delivered, ${w.deferred} deferred`);
     if (q.topDestinations.length > 0) lines.push(`  most waiting for: ${q.topDestinations.map((d) => `${d.domain} (${d.recipients})`).join(", ")}`);
+    lines.push(`  in memory: ${q.active} of at most ${q.activeLimit} messages (queue.activeLimit; at most ${q.activePeak} since start); the others wait on disk`);
   }
   if (st.certificates.length > 0) {
     lines.push("certificates:");

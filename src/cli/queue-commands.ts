@@ -5,9 +5,9 @@ import pino from "pino";
 import { loadConfig } from "../config/load.ts";
 import { ConfigError } from "../config/config-error.ts";
 import { openAccounts, openQueue } from "../mta.ts";
-import { execute, request, type QueueRequest, type ControlResponse } from "../admin/control-socket.ts";
-import { formatList, formatSummary, summarize, summaryReport } from "../queue/queue-report.ts";
-import type { QueueListItem, RetryResult } from "../queue/queue-manager.ts";
+import { execute, PAGE_LIMIT, request, type ControlResponse, type ListResult, type QueueRequest } from "../admin/control-socket.ts";
+import { AGE_BUCKET_BOUNDS, formatList, formatSummary, type QueueListItem, type SummaryRow } from "../queue/queue-report.ts";
+import type { RetryResult } from "../queue/queue-manager.ts";
 import type { Config } from "../config/schema.ts";
 import { isDirectory } from "../system/data-dir.ts";
 import { DataDirInUse, lockDataDir } from "../system/data-dir-lock.ts";
@@ -30,8 +30,13 @@ export interface Io {
   readonly stderr: { write(s: string): unknown };
 }
 
+/** `petrel queue list` shows this many messages unless told otherwise. */
+const LIST_DEFAULT = 100;
+
 const USAGE = `Usage: petrel queue <command> [--config FILE] [--json]
-  list                 messages in the queue with each recipient's state and last error
+  list [--limit N | --all]
+                       the oldest messages in the queue (100 unless --limit N; --all: every one)
+                       with each recipient's state and last error
   show ID              one message: envelope, recipients, attempt history
   summary              waiting recipients by destination domain and age in minutes (like qshape;
                        --json gives each column's bounds as ageBuckets)
@@ -47,7 +52,10 @@ export async function queueCommand(argv: string[], io: Io): Promise<number> {
     parsed = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { config: { type: "string", short: "c" }, json: { type: "boolean" }, all: { type: "boolean" }, yes: { type: "boolean", short: "y" } },
+      options: {
+        config: { type: "string", short: "c" }, json: { type: "boolean" }, all: { type: "boolean" }, yes: { type: "boolean", short: "y" },
+        limit: { type: "string" },
+      },
     });
   } catch (err) {
     io.stderr.write(`petrel queue: ${(err as Error).message}\n\n${USAGE}`);
@@ -60,10 +68,20 @@ export async function queueCommand(argv: string[], io: Io): Promise<number> {
     return 2;
   }
   let req: QueueRequest;
+  let limit = LIST_DEFAULT;
+  if (values.limit !== undefined) {
+    limit = Number(values.limit);
+    if (sub !== "list" || !Number.isInteger(limit) || limit < 1) {
+      io.stderr.write(sub !== "list" ? "petrel queue: --limit goes with list\n" : `petrel queue list: --limit wants a whole number of messages, 1 or more (got ${values.limit})\n`);
+      return 2;
+    }
+  }
   switch (sub) {
     case "list":
+      req = { op: "list", limit: values.all ? PAGE_LIMIT : Math.min(limit, PAGE_LIMIT), totals: true };
+      break;
     case "summary":
-      req = { op: "list" };
+      req = { op: "summary" };
       break;
     case "show":
     case "hold":
@@ -106,8 +124,44 @@ export async function queueCommand(argv: string[], io: Io): Promise<number> {
     }
   }
   let res: ControlResponse;
+  const now = Date.now();
   try {
-    res = await run(config, req);
+    res = await withQueue(config, async (call) => {
+      if (req.op !== "list") return call(req);
+      // Page after page; only --all (or a --limit past one page) asks for more than the first.
+      const want = values.all ? Infinity : limit;
+      const first = await call(req);
+      if (!first.ok) return first;
+      let page = first.result as ListResult;
+      let shown = 0;
+      // Written page by page, JSON too (one array, as JSON.stringify(items, null, 2) would print it): memory stays one page.
+      const write = (items: readonly QueueListItem[]): void => {
+        if (values.json) {
+          for (const item of items) io.stdout.write((shown++ === 0 ? "[\n  " : ",\n  ") + JSON.stringify(item, null, 2).replace(/\n/g, "\n  "));
+          return;
+        }
+        shown += items.length;
+        if (items.length > 0) io.stdout.write(formatList(items, now).replace(/-- [^\n]*\n$/, ""));
+      };
+      for (;;) {
+        write(page.items.slice(0, want - shown));
+        if (page.next === null || shown >= want) break;
+        const more = await call({ op: "list", after: page.next, limit: Math.min(PAGE_LIMIT, want - shown) });
+        if (!more.ok) return more;
+        page = more.result as ListResult;
+      }
+      const totals = (first.result as ListResult).totals;
+      if (values.json) io.stdout.write(shown === 0 ? "[]\n" : "\n]\n");
+      else if (totals === undefined || totals.messages === 0) io.stdout.write("Mail queue is empty\n");
+      else {
+        const w = totals.waiting;
+        const waiting = w.queued + w.delivering + w.deferred;
+        const rest = totals.messages - shown;
+        io.stdout.write(`-- ${totals.messages} message${totals.messages === 1 ? "" : "s"}, ${waiting} recipient${waiting === 1 ? "" : "s"} waiting` +
+          (rest > 0 ? `; the oldest ${shown} shown (petrel queue list --all for every one, --limit N for more)` : "") + "\n");
+      }
+      return { ok: true, result: null };
+    });
   } catch (err) {
     if (err instanceof DataDirInUse) {
       io.stderr.write(`petrel queue ${sub}: ${err.message}, and no server answers on ${join(config.dataDir, "control.sock")} (starting or stopping?); nothing was done: try again in a moment\n`);
@@ -127,18 +181,15 @@ export async function queueCommand(argv: string[], io: Io): Promise<number> {
     io.stderr.write(`petrel queue ${sub}: ${res.error}\n`);
     return 1;
   }
-  const now = Date.now();
+  if (sub === "list") return 0;
   if (values.json) {
-    const out = sub === "summary" ? summaryReport(res.result as QueueListItem[], now) : res.result;
+    const out = sub === "summary" ? { ageBuckets: AGE_BUCKET_BOUNDS, rows: res.result as SummaryRow[] } : res.result;
     io.stdout.write(JSON.stringify(out, null, 2) + "\n");
     return 0;
   }
   switch (sub) {
-    case "list":
-      io.stdout.write(formatList(res.result as QueueListItem[], now));
-      break;
     case "summary":
-      io.stdout.write(formatSummary(summarize(res.result as QueueListItem[], now)));
+      io.stdout.write(formatSummary(res.result as SummaryRow[]));
       break;
     case "show": {
       const m = res.result as { item: QueueListItem; envelope: unknown; history: Record<string, unknown[]> };
@@ -166,17 +217,49 @@ export async function queueCommand(argv: string[], io: Io): Promise<number> {
   return 0;
 }
 
+type Call = (req: QueueRequest) => Promise<ControlResponse>;
+
 /**
- * Through the running server if there is one, else on the files directly —
- * holding the data directory's lock, as the server does, so that a server
- * starting meanwhile waits for nothing and finds consistent files; and as the
- * configured `user:` when run as root, so that every file stays the server's.
+ * Run `fn` against the running server if there is one (its control socket),
+ * else against the queue on disk — holding the data directory's lock, as the
+ * server does, so that a server starting meanwhile waits for nothing and
+ * finds consistent files; and as the configured `user:` when run as root, so
+ * that every file stays the server's. Offline, the queue is opened once for
+ * every request `fn` makes, after the spool is reconciled with the queue
+ * store (queue/reconcile.ts).
  */
-async function run(config: Config, req: QueueRequest): Promise<ControlResponse> {
-  const viaServer = await request(join(config.dataDir, "control.sock"), req);
-  if (viaServer) return viaServer;
+async function withQueue<T>(config: Config, fn: (call: Call) => Promise<T>): Promise<T> {
+  const socket = join(config.dataDir, "control.sock");
+  const at: { mode: "server" | "offline" | null; offline: { call: Call; close(): Promise<void> } | null } = { mode: null, offline: null };
+  const call: Call = async (req) => {
+    if (at.mode !== "offline") {
+      const res = await request(socket, req);
+      if (res) {
+        at.mode = "server";
+        return res;
+      }
+      if (at.mode === "server") throw new Error(`the running server stopped answering on ${socket}`);
+      at.mode = "offline";
+    }
+    at.offline ??= await openOffline(config);
+    return at.offline.call(req);
+  };
+  try {
+    return await fn(call);
+  } finally {
+    await at.offline?.close();
+  }
+}
+
+async function openOffline(config: Config): Promise<{ call: Call; close(): Promise<void> }> {
   if (!(await isDirectory(config.dataDir))) {
-    return req.op === "list" ? { ok: true, result: [] } : req.op === "retry" && req.id === "all" ? { ok: true, result: { scheduled: 0, held: [] } satisfies RetryResult } : { ok: false, error: `no message ${req.id} in the queue (no data directory at ${config.dataDir})` };
+    return {
+      call: async (req) => req.op === "list" ? { ok: true, result: { items: [], next: null } satisfies ListResult }
+        : req.op === "summary" ? { ok: true, result: [] }
+        : req.op === "retry" && req.id === "all" ? { ok: true, result: { scheduled: 0, held: [] } satisfies RetryResult }
+        : { ok: false, error: `no message ${req.id} in the queue (no data directory at ${config.dataDir})` },
+      close: async () => {},
+    };
   }
   const lock = await lockDataDir(config.dataDir);
   try {
@@ -187,12 +270,25 @@ async function run(config: Config, req: QueueRequest): Promise<ControlResponse> 
     await spool.open();
     try {
       await queue.start();
-      return await execute(queue, req);
-    } finally {
-      await queue.stop();
+      await queue.recovered();
+    } catch (err) {
+      await queue.stop().catch(() => {});
       await spool.close();
+      throw err;
     }
-  } finally {
+    return {
+      call: (req) => execute(queue, req),
+      async close() {
+        try {
+          await queue.stop();
+          await spool.close();
+        } finally {
+          await lock.release();
+        }
+      },
+    };
+  } catch (err) {
     await lock.release();
+    throw err;
   }
 }

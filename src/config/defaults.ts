@@ -129,6 +129,7 @@ export const DEFAULTS = {
     concurrency: 100,
     perDestination: 20,
     recipientsPerDelivery: 50,
+    activeLimit: 20_000,
   },
   delivery: {
     subaddressSeparator: "+",

@@ -605,6 +605,8 @@ export const configSchema = z.strictObject({
       perDestination: count(DEFAULTS.queue.perDestination, 1),
       /** Recipients per delivery attempt. */
       recipientsPerDelivery: count(DEFAULTS.queue.recipientsPerDelivery, 1),
+      /** Messages held in memory at once; the rest wait on disk (Postfix qmgr_message_active_limit). */
+      activeLimit: count(DEFAULTS.queue.activeLimit, 1),
     })
     .prefault({}),
   /** Local delivery: Maildir under <dataDir>/mail/<domain>/<user>/, or LMTP per domain. */

@@ -5,10 +5,16 @@ import type { Envelope } from "../mail/envelope.ts";
 import type { DeliveryOutcome, DeliveryOutcomes, DsnRecipient, DsnSender, RecipientResolver, Route, Router } from "./ports.ts";
 import type { Clock } from "../mail/clock.ts";
 import { retryDelay } from "./backoff.ts";
-import { MinHeap } from "./min-heap.ts";
-import { HISTORY_LIMIT, isFinal, QueueStateStore, type MessageState, type RecipientState } from "./queue-state.ts";
+import { HISTORY_LIMIT, isFinal, type MessageState, type RecipientState } from "./queue-state.ts";
+import type { QueueStore, StoredMessage } from "./queue-store.ts";
 import { fanOut } from "./fan-out.ts";
+import { listItem, listPage, summary, totals, type InMemory } from "./queue-view.ts";
+import type { QueueListItem, QueuePage, QueueTotals, SummaryRow } from "./queue-report.ts";
+import { reconcile } from "./reconcile.ts";
+import { importLegacyStates } from "./legacy-state.ts";
 import { storedMessage } from "../spool/stored-message.ts";
+
+export type { QueueListItem } from "./queue-report.ts";
 
 /**
  * The queue manager (Postfix's qmgr inside Petrel): takes each spooled
@@ -16,6 +22,26 @@ import { storedMessage } from "../spool/stored-message.ts";
  * to a final state — delivered, or bounced with a DSN to the sender —
  * retrying temporary failures with backoff until the queue lifetime ends.
  * Agents carry mail; this decides when, how many at once, and what next.
+ *
+ * Memory is bounded whatever the backlog, as in Postfix's active queue
+ * (qmgr_message_active_limit): at most `activeLimit` messages are held in
+ * memory (`messages`, the active set) with their envelopes and recipients'
+ * state. Everything else waits in the queue store (queue-store.ts) in
+ * due-time order:
+ * - New mail is taken into memory while there is room, else written to the
+ *   store to wait its turn.
+ * - A message leaves memory as soon as nothing of it is due now or in flight
+ *   (deferred, held, or waiting for room): its state goes to the store.
+ * - When room frees up, or the earliest due time in the store comes (one
+ *   timer), the store is asked for due messages, the earliest first, taking
+ *   never-tried and deferred mail in turn so neither starves the other. Each
+ *   claim reads only the head of the store's due index: no pass ever scans
+ *   the whole queue.
+ * A message that only ever lived in memory (delivered at the first attempt,
+ * the common case) never touches the store: its state is written only when
+ * something happened that the envelope cannot tell again. At start the spool
+ * is reconciled with the store in the background (reconcile.ts), so a
+ * message accepted just before a crash is queued again.
  */
 
 export interface QueueSettings {
@@ -35,11 +61,16 @@ export interface QueueSettings {
   readonly perDestination: number;
   /** Recipients handed to an agent in one delivery (Postfix default_destination_recipient_limit: 50). */
   readonly recipientsPerDelivery: number;
+  /** Messages held in memory at once (Postfix qmgr_message_active_limit: 20,000); the rest wait in the store. */
+  readonly activeLimit: number;
 }
+
+/** Messages claimed from the store at once when room frees up. */
+const CLAIM_BATCH = 200;
 
 export interface QueueManagerDeps {
   readonly spool: Spool;
-  readonly state: QueueStateStore;
+  readonly store: QueueStore;
   readonly resolve: RecipientResolver;
   /** Who carries each recipient; without one the queue is only read and changed, never delivered (the queue tools offline). */
   readonly router?: Router;
@@ -50,6 +81,8 @@ export interface QueueManagerDeps {
   readonly settings: QueueSettings;
   /** A message with this many Received: fields is not forwarded (delivery.maxReceived); absent = no check here. */
   readonly maxReceived?: number;
+  /** Where an older Petrel kept queue state as JSON files, moved into the store at start (legacy-state.ts). */
+  readonly legacyStateDir?: string;
 }
 
 interface Job {
@@ -58,11 +91,17 @@ interface Job {
   readonly recipients: RecipientState[];
 }
 
-interface Entry {
+interface Entry extends InMemory {
   state: MessageState;
   envelope: Envelope;
-  /** Serialises state saves for one message. */
+  /** The last write of its state; awaited before the message is removed. */
   saving: Promise<void>;
+  /** The store has a row for it, claimed by this manager. */
+  stored: boolean;
+  /** Deliveries of it in flight. */
+  jobs: number;
+  /** Being removed (every recipient final, or deleted): no longer scheduled, listed or counted. */
+  leaving: boolean;
 }
 
 /** What `retry` did: how many messages it made due now, and which it left alone because they are held. */
@@ -71,28 +110,15 @@ export interface RetryResult {
   readonly held: readonly QueueId[];
 }
 
-export interface QueueListItem {
-  readonly id: QueueId;
-  readonly arrival: number;
-  readonly size: number | undefined;
-  readonly sender: string;
-  readonly held: boolean;
-  /** Why a check put it on hold when it arrived (quarantine), while it stays held. */
-  readonly heldReason?: string;
-  readonly recipients: readonly {
-    readonly address: string;
-    readonly original: string;
-    readonly status: string;
-    readonly attempts: number;
-    readonly nextAttempt: number;
-    readonly lastError?: string;
-  }[];
-}
-
 export class QueueManager {
   private readonly deps: QueueManagerDeps;
   private readonly random: () => number;
+  private readonly store: QueueStore;
+  private readonly activeLimit: number;
+  /** The active set: messages held in memory (see the top of this file). */
   private readonly messages = new Map<QueueId, Entry>();
+  /** The most messages the active set held at once since start (status: proof that memory stayed bounded). */
+  private activePeak = 0;
   private readonly inFlight = new Map<string, number>();
   private active = 0;
   private readonly running = new Set<Promise<void>>();
@@ -100,7 +126,7 @@ export class QueueManager {
   private timerAt = Infinity;
   private started = false;
   private stopped = false;
-  /** Background work (loading, expiry) that idle() and stop() wait for. */
+  /** Background work (loading, claiming, saving, expiry, reconciliation) that idle() and stop() wait for. */
   private readonly pendingEnqueues = new Set<Promise<void>>();
   /**
    * Work due now, per destination: the messages with due recipients there,
@@ -111,43 +137,80 @@ export class QueueManager {
   private readonly ready = new Map<string, { readonly route: Route; readonly ids: QueueId[]; readonly members: Set<QueueId> }>();
   private readonly destinations: string[] = [];
   private rr = 0;
-  /** Recipients due later, by time (a message may appear more than once; stale entries are skipped). */
-  private readonly later = new MinHeap<{ readonly at: number; readonly id: QueueId }>((x) => x.at);
   /** The route of each recipient, computed once. */
   private readonly routes = new WeakMap<RecipientState, Route>();
+  /** Store → memory moves (claims, a person's operations) one at a time, so two never take the same message. */
+  private exclusive: Promise<unknown> = Promise.resolve();
+  private refilling = false;
+  private refillAgain = false;
+  /** Which kind of waiting mail the next claim takes first. */
+  private incomingFirst = true;
+  /** While reconciling: every message handled since start (reconcile.ts `skip`). */
+  private seen: Set<QueueId> | null = new Set();
+  private recovery: Promise<void> = Promise.resolve();
 
   constructor(deps: QueueManagerDeps) {
     this.deps = deps;
+    this.store = deps.store;
     this.random = deps.random ?? Math.random;
+    this.activeLimit = deps.settings.activeLimit;
   }
 
   /**
-   * Load every spooled message (restart recovery) and begin delivering.
-   * Without a router (the queue tools when no server runs) it only loads,
-   * so the queue can be listed and changed without delivering anything.
+   * Open the store and begin delivering what is due. Reconciling the spool
+   * with the store continues in the background (`recovered()`). Without a
+   * router (the queue tools when no server runs) nothing is delivered: the
+   * queue is only read and changed.
    */
   async start(): Promise<void> {
-    await this.deps.state.open();
-    const ids = await this.deps.spool.list();
-    for (const id of ids) await this.load(id);
-    // States whose message is gone (removed while we were down) are stale.
-    const live = new Set(ids);
-    for (const id of await this.deps.state.ids()) if (!live.has(id)) await this.deps.state.remove(id);
+    await this.deps.store.open();
     this.started = this.deps.router !== undefined;
-    if (this.started) this.deps.log.info({ messages: this.messages.size }, "queue started");
-    const now = this.deps.clock.now();
-    for (const e of this.messages.values()) this.schedule(e, now);
-    this.dispatch();
+    if (this.started) this.deps.log.info({ activeLimit: this.activeLimit }, "queue started");
+    this.recovery = this.recover();
+    this.background(this.recovery);
+    this.refill();
+  }
+
+  /** Resolves when every spooled message is known to the queue (start-up reconciliation done). */
+  recovered(): Promise<void> {
+    return this.recovery;
+  }
+
+  private async recover(): Promise<void> {
+    try {
+      if (this.deps.legacyStateDir !== undefined) {
+        const n = await importLegacyStates(this.deps.legacyStateDir, this.deps.spool, this.store, (m) => this.deps.log.warn(m));
+        if (n > 0) {
+          this.deps.log.info({ messages: n }, "queue state moved from queue-state/*.json into the queue store");
+          // Start's first claim ran before these were in the store: look again (and set the wake-up for the first of them).
+          this.refill();
+        }
+      }
+      const seen = this.seen!;
+      const admit = (id: QueueId) => this.admitNew(id).then(() => this.dispatch(), (err) => {
+        this.deps.log.error({ queueId: id, err }, "could not queue message");
+      });
+      const started = Date.now();
+      const admitted = await reconcile(this.deps.spool, this.store, (id) => this.messages.has(id) || seen.has(id), admit, () => this.stopped);
+      if (admitted > 0) this.deps.log.info({ messages: admitted }, "spooled messages the queue store did not know were queued again");
+      this.deps.log.info({ ms: Date.now() - started }, "queue recovered");
+    } catch (err) {
+      this.deps.log.error({ err }, "could not reconcile the spool with the queue store");
+    } finally {
+      this.seen = null;
+    }
   }
 
   /** A message was just committed to the spool. */
   enqueue(id: QueueId): void {
-    this.background(this.load(id).then(() => this.dispatch(), (err) => this.deps.log.error({ queueId: id, err }, "could not queue message")));
+    this.seen?.add(id);
+    this.background(this.admitNew(id).then(() => this.dispatch(), (err) => this.deps.log.error({ queueId: id, err }, "could not queue message")));
   }
 
-  private background(p: Promise<void>): void {
-    this.pendingEnqueues.add(p);
-    void p.finally(() => this.pendingEnqueues.delete(p));
+  private background(p: Promise<unknown>): void {
+    const q = p.then(() => {}, () => {});
+    this.pendingEnqueues.add(q);
+    void q.finally(() => this.pendingEnqueues.delete(q));
   }
 
   /** Stop starting deliveries; wait for those in flight. */
@@ -155,35 +218,74 @@ export class QueueManager {
     this.stopped = true;
     if (this.timer !== null) this.deps.clock.cancel(this.timer);
     this.timer = null;
-    await Promise.all(this.pendingEnqueues);
-    await Promise.all(this.running);
-    await Promise.all([...this.messages.values()].map((e) => e.saving));
+    await this.settled();
+    await this.store.close();
+  }
+
+  private async settled(): Promise<void> {
+    while (this.pendingEnqueues.size > 0 || this.running.size > 0) {
+      await Promise.race([...this.pendingEnqueues, ...this.running]);
+    }
   }
 
   /** Resolves when nothing is in flight and nothing is due now (tests). */
   async idle(): Promise<void> {
-    for (;;) {
-      await Promise.all(this.pendingEnqueues);
-      if (this.running.size === 0) {
-        await Promise.all([...this.messages.values()].map((e) => e.saving));
-        if (this.running.size === 0 && this.pendingEnqueues.size === 0) return;
-      }
-      await Promise.race(this.running);
-    }
+    await this.settled();
+  }
+
+  /** Messages in memory now, and how many may be (tests, status). */
+  get activeCount(): number {
+    return this.messages.size;
   }
 
   // ------------------------------------------------------------ operations
 
-  list(): QueueListItem[] {
-    return [...this.messages.values()].map((e) => describe(e)).sort((a, b) => a.arrival - b.arrival);
+  /** Every message, oldest first: for small queues and tests (the tools page with `page`). */
+  async list(): Promise<QueueListItem[]> {
+    const out: QueueListItem[] = [];
+    let after: QueueId | null = null;
+    for (;;) {
+      const p: QueuePage = await this.page(after, 1000);
+      out.push(...p.items);
+      if (p.next === null) return out;
+      after = p.next;
+    }
   }
 
-  get(id: QueueId): { item: QueueListItem; envelope: Envelope; history: Record<string, RecipientState["history"]> } | null {
+  /** Messages after `after` in queue id (arrival) order, at most `limit`. */
+  page(after: QueueId | null, limit: number): Promise<QueuePage> {
+    return listPage(this.store, this.inMemory(), after, limit);
+  }
+
+  summary(now = this.deps.clock.now()): Promise<SummaryRow[]> {
+    return summary(this.store, this.inMemory().values(), now);
+  }
+
+  totals(now = this.deps.clock.now()): Promise<QueueTotals> {
+    return totals(this.store, this.inMemory().values(), now, { limit: this.activeLimit, peak: this.activePeak });
+  }
+
+  private inMemory(): Map<QueueId, Entry> {
+    const out = new Map<QueueId, Entry>();
+    for (const [id, e] of this.messages) if (!e.leaving) out.set(id, e);
+    return out;
+  }
+
+  async get(id: QueueId): Promise<{ item: QueueListItem; envelope: Envelope; history: Record<string, RecipientState["history"]> } | null> {
     const e = this.messages.get(id);
-    if (!e) return null;
+    let found: { state: MessageState; envelope: Envelope } | null = null;
+    if (e !== undefined) {
+      if (e.leaving) return null;
+      found = e;
+    } else {
+      const stored = await this.store.get(id);
+      const envelope = stored ? await this.deps.spool.readEnvelope(id).catch(() => null) : null;
+      if (stored && envelope) found = { state: stored.state, envelope };
+    }
+    if (found === null) return null;
     const history: Record<string, RecipientState["history"]> = {};
-    for (const r of e.state.recipients) history[r.address] = r.history;
-    return { item: describe(e), envelope: e.envelope, history };
+    for (const r of found.state.recipients) history[r.address] = r.history;
+    return { item: listItem(entryView(found.state, found.envelope)), envelope: found.envelope, history };
   }
 
   /**
@@ -192,25 +294,36 @@ export class QueueManager {
    * when `id` is no message in the queue.
    */
   async retry(id: QueueId | "all"): Promise<RetryResult | null> {
-    const entries = id === "all" ? [...this.messages.values()] : [this.messages.get(id)].filter((e) => e !== undefined);
-    if (id !== "all" && entries.length === 0) return null;
-    const now = this.deps.clock.now();
-    const held: QueueId[] = [];
-    let scheduled = 0;
-    for (const e of entries) {
-      if (e.state.held) {
-        held.push(e.state.id);
-        continue;
+    const result = await this.serially(async (): Promise<RetryResult | null> => {
+      const now = this.deps.clock.now();
+      const held: QueueId[] = [];
+      let scheduled = 0;
+      const entries = id === "all" ? [...this.messages.values()] : [await this.bringIn(id)].filter((e) => e !== null);
+      if (id !== "all" && entries.length === 0) return null;
+      for (const e of entries) {
+        if (e.leaving) continue;
+        if (e.state.held) {
+          held.push(e.state.id);
+        } else {
+          const waiting = e.state.recipients.filter((r) => r.status === "deferred" || r.status === "queued");
+          if (waiting.length > 0) {
+            for (const r of waiting) r.nextAttempt = now;
+            this.save(e);
+            scheduled++;
+          }
+        }
+        this.settle(e);
       }
-      const waiting = e.state.recipients.filter((r) => r.status === "deferred" || r.status === "queued");
-      if (waiting.length === 0) continue;
-      for (const r of waiting) r.nextAttempt = now;
-      this.schedule(e, now);
-      await this.save(e);
-      scheduled++;
-    }
+      if (id === "all") {
+        const rest = await this.store.retryAll(now);
+        scheduled += rest.scheduled;
+        held.push(...rest.held);
+      }
+      return { scheduled, held };
+    });
+    this.refill();
     this.dispatch();
-    return { scheduled, held };
+    return result;
   }
 
   /** `postsuper -h`: no delivery attempts until released. */
@@ -220,89 +333,246 @@ export class QueueManager {
 
   async release(id: QueueId): Promise<boolean> {
     const ok = await this.setHeld(id, false);
-    const e = this.messages.get(id);
-    if (e) this.schedule(e, this.deps.clock.now());
+    this.refill();
     this.dispatch();
     return ok;
   }
 
   /** `postsuper -d`: remove without a bounce. */
   async delete(id: QueueId): Promise<boolean> {
+    const done = await this.serially(async () => {
+      const e = this.messages.get(id);
+      if (e !== undefined && !e.leaving) {
+        e.leaving = true;
+        await e.saving;
+        await this.deps.spool.remove(id);
+        await this.store.remove(id, { durable: true });
+        this.messages.delete(id);
+        return true;
+      }
+      if (e !== undefined || (await this.store.claim(id)) === null) return false;
+      await this.deps.spool.remove(id).catch((err: { code?: string }) => {
+        if (err.code !== "ENOENT") throw err;
+      });
+      await this.store.remove(id, { durable: true });
+      return true;
+    });
+    if (done) this.deps.log.info({ queueId: id }, "deleted by administrator");
+    this.refill();
+    return done;
+  }
+
+  private async setHeld(id: QueueId, held: boolean): Promise<boolean> {
+    return this.serially(async () => {
+      const e = await this.bringIn(id);
+      if (e === null) return false;
+      e.state.held = held;
+      // A person decided now: the reason a check gave no longer holds.
+      delete e.state.holdReason;
+      await this.save(e, true);
+      this.deps.log.info({ queueId: id }, held ? "held" : "released");
+      this.settle(e);
+      return true;
+    });
+  }
+
+  /** One store → memory move at a time (see `exclusive`). */
+  private serially<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.exclusive.then(fn);
+    this.exclusive = p.catch(() => {});
+    return p;
+  }
+
+  /** The message in memory, claimed from the store if need be (for a person's operation on it); null when the queue has no such message. */
+  private async bringIn(id: QueueId): Promise<Entry | null> {
     const e = this.messages.get(id);
-    if (!e) return false;
-    this.messages.delete(id);
-    await e.saving;
-    await this.deps.spool.remove(id);
-    await this.deps.state.remove(id);
-    this.deps.log.info({ queueId: id }, "deleted by administrator");
-    return true;
+    if (e !== undefined) return e.leaving ? null : e;
+    const row = await this.store.claim(id);
+    if (row === null) return null;
+    return this.admitClaimed(row, true);
   }
 
   // --------------------------------------------------------------- loading
 
-  private async load(id: QueueId): Promise<void> {
+  /** A new message: fan it out and take it into memory — or, when memory is full, into the store to wait its turn. */
+  private async admitNew(id: QueueId): Promise<void> {
     if (this.messages.has(id)) return;
     const envelope = await this.deps.spool.readEnvelope(id);
-    let state = await this.deps.state.load(id);
-    if (!state) {
-      const now = this.deps.clock.now();
-      const recipients = await fanOut(envelope, this.deps.resolve, now, this.deps.maxReceived);
-      // Quarantined at the end of data: on hold until a person releases it (Postfix HOLD).
-      const quarantined = envelope.hold !== undefined;
-      state = { id, arrival: envelope.receivedAt || now, held: quarantined, ...(quarantined ? { holdReason: envelope.hold } : {}), recipients };
-      this.messages.set(id, { state, envelope, saving: Promise.resolve() });
-      const entry = this.messages.get(id)!;
-      this.deps.log.info({ queueId: id, recipients: recipients.map((r) => r.address), ...(quarantined ? { held: envelope.hold } : {}) }, "queued");
-      // Nothing has happened yet that the envelope cannot tell again after a
-      // restart, so no state file until something does (a bounce, a deferral).
-      const unknown = recipients.filter((r) => r.status === "bounced");
-      if (unknown.length > 0) {
-        await this.save(entry);
-        await this.dsn(entry, unknown.map((r) => this.dsnRecipient(entry, r, "failed", r.lastError?.enhanced ?? "5.1.1", r.lastError?.diagnostic)));
-      }
-      await this.finishIfDone(entry);
-      this.schedule(entry, this.deps.clock.now());
-      return;
+    const now = this.deps.clock.now();
+    const recipients = await fanOut(envelope, this.deps.resolve, now, this.deps.maxReceived);
+    if (this.messages.has(id)) return;
+    // Quarantined at the end of data: on hold until a person releases it (Postfix HOLD).
+    const quarantined = envelope.hold !== undefined;
+    const state: MessageState = { id, arrival: envelope.receivedAt || now, held: quarantined, ...(quarantined ? { holdReason: envelope.hold } : {}), recipients };
+    const entry = newEntry(state, envelope, false);
+    const inMemory = this.messages.size < this.activeLimit;
+    if (inMemory) this.keep(entry);
+    this.deps.log.info({ queueId: id, recipients: recipients.map((r) => r.address), ...(quarantined ? { held: envelope.hold } : {}) }, "queued");
+    // Nothing has happened yet that the envelope cannot tell again after a
+    // restart, so nothing is stored until something does (a bounce, a deferral).
+    const unknown = recipients.filter((r) => r.status === "bounced");
+    if (unknown.length > 0) {
+      await this.save(entry, true);
+      await this.dsn(entry, unknown.map((r) => this.dsnRecipient(entry, r, "failed", r.lastError?.enhanced ?? "5.1.1", r.lastError?.diagnostic)));
     }
-    const entry: Entry = { state, envelope, saving: Promise.resolve() };
-    this.messages.set(id, entry);
-    this.schedule(entry, this.deps.clock.now());
+    await this.finishIfDone(entry);
+    if (inMemory) this.settle(entry);
+    else if (!entry.leaving) this.evict(entry);
   }
 
-  private save(e: Entry): Promise<void> {
-    const snapshot = structuredClone(e.state);
-    e.saving = e.saving.then(() => this.deps.state.save(snapshot)).catch((err) => {
+  /**
+   * A message claimed from the store, into memory; null when there is no
+   * room after all (it goes back, unclaimed) — unless `force`d (a person acts
+   * on it) — or when its message is no longer spooled (its state is dropped).
+   */
+  private async admitClaimed(row: StoredMessage, force = false): Promise<Entry | null> {
+    const id = row.state.id;
+    this.seen?.add(id);
+    let envelope: Envelope;
+    try {
+      envelope = await this.deps.spool.readEnvelope(id);
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code !== "ENOENT" && code !== "ECORRUPT") {
+        // Not readable now (an I/O error): leave it for a later claim.
+        this.deps.log.error({ queueId: id, err }, "could not read a queued message");
+        await this.store.save(row, { claimed: false });
+        return null;
+      }
+      this.deps.log.warn({ queueId: id, err: (err as Error).message }, "queue state without its message in the spool: dropped");
+      await this.store.remove(id);
+      return null;
+    }
+    if (!force && this.messages.size >= this.activeLimit) {
+      await this.store.save(row, { claimed: false });
+      return null;
+    }
+    const entry = newEntry(row.state, envelope, true);
+    this.keep(entry);
+    return entry;
+  }
+
+  /** Into the active set. */
+  private keep(e: Entry): void {
+    this.messages.set(e.state.id, e);
+    if (this.messages.size > this.activePeak) this.activePeak = this.messages.size;
+  }
+
+  /** Write the message's state (the store copies it at once); `durable` before a DSN or for a person's decision. */
+  private save(e: Entry, durable = false): Promise<void> {
+    e.stored = true;
+    e.saving = this.store.save(entryView(e.state, e.envelope), { claimed: true, durable }).catch((err) => {
       this.deps.log.error({ queueId: e.state.id, err }, "could not save queue state");
     });
     return e.saving;
   }
 
-  private async setHeld(id: QueueId, held: boolean): Promise<boolean> {
-    const e = this.messages.get(id);
-    if (!e) return false;
-    e.state.held = held;
-    // A person decided now: the reason a check gave no longer holds.
-    delete e.state.holdReason;
-    await this.save(e);
-    this.deps.log.info({ queueId: id }, held ? "held" : "released");
-    return true;
+  // ------------------------------------------------------- the active set
+
+  /**
+   * After anything happened to a message in memory: when nothing of it is
+   * due now or in flight, it leaves memory for the store; when something is,
+   * it goes where dispatch finds it.
+   */
+  private settle(e: Entry): void {
+    if (this.messages.get(e.state.id) !== e || e.leaving || e.jobs > 0) return;
+    if (e.state.recipients.every(isFinal)) return; // finishIfDone removes it
+    const now = this.deps.clock.now();
+    const due = e.state.recipients.some((r) => (r.status === "queued" || r.status === "deferred") && r.nextAttempt <= now);
+    if (this.started && !this.stopped && !e.state.held && due && this.messages.size <= this.activeLimit) {
+      this.schedule(e, now);
+      return;
+    }
+    this.evict(e);
+  }
+
+  /** Whether `settle` will send the message to the store once this delivery (its only one in flight) ends. */
+  private leavesMemory(e: Entry, now: number): boolean {
+    if (e.jobs > 1) return false;
+    if (e.state.held || !this.started || this.stopped) return true;
+    return !e.state.recipients.some((r) => (r.status === "queued" || r.status === "deferred") && r.nextAttempt <= now);
+  }
+
+  /** Into the store, out of memory; the room goes to the next due message. */
+  private evict(e: Entry): void {
+    const id = e.state.id;
+    if (this.messages.get(id) === e) this.messages.delete(id);
+    e.stored = true;
+    e.saving = this.store.save(entryView(e.state, e.envelope), { claimed: false }).catch((err) => {
+      this.deps.log.error({ queueId: id, err }, "could not save queue state");
+    });
+    this.background(e.saving);
+    if (!e.state.held) {
+      let next = Infinity;
+      for (const r of e.state.recipients) if (r.status === "queued" || r.status === "deferred") next = Math.min(next, r.nextAttempt);
+      this.wake(next);
+    }
+    this.refill();
+  }
+
+  /** Claim due messages from the store while there is room (one claimer at a time). */
+  private refill(): void {
+    if (!this.started || this.stopped) return;
+    if (this.refilling) {
+      this.refillAgain = true;
+      return;
+    }
+    this.refilling = true;
+    this.background(this.serially(() => this.claimWhileRoom()).finally(() => {
+      this.refilling = false;
+      if (this.refillAgain) {
+        this.refillAgain = false;
+        this.refill();
+      }
+      this.dispatch();
+    }));
+  }
+
+  private async claimWhileRoom(): Promise<void> {
+    for (;;) {
+      this.refillAgain = false;
+      const room = this.activeLimit - this.messages.size;
+      if (room <= 0 || this.stopped) return;
+      const want = Math.min(room, CLAIM_BATCH);
+      const now = this.deps.clock.now();
+      // Never-tried and deferred mail take turns at the head of each claim; either fills what the other leaves.
+      const [one, other] = this.incomingFirst ? (["incoming", "deferred"] as const) : (["deferred", "incoming"] as const);
+      this.incomingFirst = !this.incomingFirst;
+      const half = Math.ceil(want / 2);
+      const a = await this.store.claimDue(one, now, half);
+      const b = await this.store.claimDue(other, now, want - a.length);
+      const c = a.length === half && a.length + b.length < want ? await this.store.claimDue(one, now, want - a.length - b.length) : [];
+      const rows = [...a, ...b, ...c];
+      const entries = await Promise.all(rows.map((row) => this.admitClaimed(row)));
+      for (const e of entries) if (e !== null) this.settle(e);
+      this.dispatch();
+      if (rows.length < want) {
+        const next = await this.store.nextDue();
+        if (next !== null) this.wake(next);
+        return;
+      }
+    }
+  }
+
+  /** Have the timer fire by `at` (when a stored message falls due). */
+  private wake(at: number): void {
+    if (this.stopped || at === Infinity || (this.timer !== null && this.timerAt <= at)) return;
+    if (this.timer !== null) this.deps.clock.cancel(this.timer);
+    this.timerAt = at;
+    this.timer = this.deps.clock.schedule(() => {
+      this.timer = null;
+      this.timerAt = Infinity;
+      this.refill();
+    }, Math.max(0, at - this.deps.clock.now()));
   }
 
   // -------------------------------------------------------------- dispatch
 
-  /**
-   * Put a message's waiting recipients where dispatch finds them: due ones
-   * into their destination's ready queue, later ones into the time heap.
-   */
+  /** Put a message's due recipients into their destinations' ready queues. */
   private schedule(e: Entry, now: number): void {
     if (!this.started || e.state.held || this.messages.get(e.state.id) !== e) return;
-    let next = Infinity;
     for (const r of e.state.recipients) {
-      if (r.status !== "queued" && r.status !== "deferred") continue;
-      if (r.nextAttempt > now) {
-        next = Math.min(next, r.nextAttempt);
-        continue;
-      }
+      if ((r.status !== "queued" && r.status !== "deferred") || r.nextAttempt > now) continue;
       const route = this.routeOf(r);
       let q = this.ready.get(route.destination);
       if (!q) {
@@ -314,7 +584,6 @@ export class QueueManager {
         q.ids.push(e.state.id);
       }
     }
-    if (next !== Infinity) this.later.push({ at: next, id: e.state.id });
   }
 
   private routeOf(r: RecipientState): Route {
@@ -323,15 +592,10 @@ export class QueueManager {
     return route;
   }
 
-  /** Start as many due deliveries as the limits allow, fairly; then arm the timer. Cost: O(deliveries started). */
+  /** Start as many due deliveries as the limits allow, fairly. Cost: O(deliveries started). */
   private dispatch(): void {
     if (!this.started || this.stopped) return;
     const now = this.deps.clock.now();
-    for (let top = this.later.peek(); top && top.at <= now; top = this.later.peek()) {
-      this.later.pop();
-      const e = this.messages.get(top.id);
-      if (e) this.schedule(e, now);
-    }
     const s = this.deps.settings;
     let blocked = 0;
     while (this.active < s.concurrency && this.destinations.length > 0 && blocked < this.destinations.length) {
@@ -351,7 +615,7 @@ export class QueueManager {
       const id = q.ids.shift()!;
       q.members.delete(id);
       const e = this.messages.get(id);
-      if (!e || e.state.held) continue;
+      if (!e || e.state.held || e.leaving) continue;
       if (this.expire(e, now)) continue;
       const due = e.state.recipients.filter((r) => (r.status === "queued" || r.status === "deferred") && r.nextAttempt <= now && this.routeOf(r).destination === dest);
       if (due.length === 0) continue;
@@ -365,27 +629,12 @@ export class QueueManager {
       this.rr++;
       blocked = 0;
     }
-    this.armTimer();
-  }
-
-  private armTimer(): void {
-    if (this.stopped) return;
-    const next = this.later.peek()?.at;
-    if (next === undefined) return;
-    const now = this.deps.clock.now();
-    if (this.timer !== null && this.timerAt <= next) return;
-    if (this.timer !== null) this.deps.clock.cancel(this.timer);
-    this.timerAt = next;
-    this.timer = this.deps.clock.schedule(() => {
-      this.timer = null;
-      this.timerAt = Infinity;
-      this.dispatch();
-    }, Math.max(0, next - now));
   }
 
   private run(job: Job): void {
     const dest = job.route.destination;
     this.active++;
+    job.msg.jobs++;
     this.inFlight.set(dest, (this.inFlight.get(dest) ?? 0) + 1);
     for (const r of job.recipients) r.status = "delivering";
     const id = job.msg.state.id;
@@ -406,10 +655,12 @@ export class QueueManager {
       await this.applyOutcomes(job, outcomes);
     })().finally(() => {
       this.active--;
+      job.msg.jobs--;
       const n = (this.inFlight.get(dest) ?? 1) - 1;
       if (n <= 0) this.inFlight.delete(dest);
       else this.inFlight.set(dest, n);
       this.running.delete(p);
+      this.settle(job.msg);
       this.dispatch();
     });
     this.running.add(p);
@@ -446,16 +697,19 @@ export class QueueManager {
         this.deps.log.info({ ...log, status: "deferred", enhanced: o.enhanced, diagnostic: o.diagnostic, retryAt: new Date(r.nextAttempt).toISOString() }, "deferred");
       }
     }
-    // A message now complete is removed (state file included) below; saving
-    // it first would only cost an fsync — unless a DSN is about to be sent,
-    // whose recipients must not bounce again after a crash.
-    if (!e.state.recipients.every(isFinal) || failed.length > 0) await this.save(e);
+    // Deleted meanwhile (`petrel queue delete`): nothing more to do or tell.
+    if (e.leaving) return;
+    // A message now complete is removed below; saving it first would only
+    // cost a write — unless a DSN is about to be sent, whose recipients must
+    // not bounce again after a crash. A message about to leave memory is
+    // saved as it goes (settle).
+    if (failed.length > 0) await this.save(e, true);
+    else if (!e.state.recipients.every(isFinal) && !this.leavesMemory(e, now)) this.save(e);
     if (failed.length > 0) await this.dsn(e, failed);
     // RFC 3461 §4.1: a success DSN only for recipients that asked for one (dsnRecipients filters).
     if (succeeded.length > 0) await this.dsn(e, succeeded);
     await this.delayWarnings(e, now);
     await this.finishIfDone(e);
-    this.schedule(e, this.deps.clock.now());
   }
 
   /**
@@ -473,7 +727,11 @@ export class QueueManager {
       this.deps.log.info({ queueId: e.state.id, to: r.address, status: "expired" }, "bounced");
       return this.dsnRecipient(e, r, "failed", r.lastError?.bounceStatus ?? "4.4.7", `message expired in the queue; last error: ${last}`, r.lastError?.remoteMta);
     });
-    this.background(this.save(e).then(() => this.dsn(e, failed)).then(() => this.finishIfDone(e)));
+    e.jobs++;
+    this.background(this.save(e, true).then(() => this.dsn(e, failed)).then(() => this.finishIfDone(e)).finally(() => {
+      e.jobs--;
+      this.settle(e);
+    }));
     return true;
   }
 
@@ -487,7 +745,7 @@ export class QueueManager {
     const due = e.state.recipients.filter((r) => r.status === "deferred" && !r.delayWarned);
     if (due.length === 0) return;
     for (const r of due) r.delayWarned = true;
-    await this.save(e);
+    await this.save(e, true);
     const until = new Date(e.state.arrival + this.deps.settings.lifetime);
     await this.dsn(e, due.map((r) => ({
       ...this.dsnRecipient(e, r, "delayed", r.lastError?.enhanced ?? "4.0.0", r.lastError?.diagnostic, r.lastError?.remoteMta),
@@ -530,17 +788,36 @@ export class QueueManager {
     return storedMessage(e.envelope, this.deps.spool.readBody(e.state.id));
   }
 
+  /**
+   * Every recipient final: the message leaves the spool, then its state the
+   * store (a crash between leaves a state without a message, dropped when
+   * next read — never a message without its state, which would be delivered
+   * again), then memory.
+   */
   private async finishIfDone(e: Entry): Promise<void> {
-    if (!e.state.recipients.every(isFinal)) return;
-    if (this.messages.get(e.state.id) !== e) return;
-    this.messages.delete(e.state.id);
+    const id = e.state.id;
+    if (!e.state.recipients.every(isFinal) || e.leaving) return;
+    if (this.messages.has(id) && this.messages.get(id) !== e) return;
+    e.leaving = true;
     await e.saving;
-    await this.deps.spool.remove(e.state.id);
-    await this.deps.state.remove(e.state.id);
-    this.deps.log.info({ queueId: e.state.id }, "removed");
+    try {
+      await this.deps.spool.remove(id);
+      if (e.stored) await this.store.remove(id);
+      this.deps.log.info({ queueId: id }, "removed");
+    } finally {
+      if (this.messages.get(id) === e) this.messages.delete(id);
+      this.refill();
+    }
   }
 }
 
+function newEntry(state: MessageState, envelope: Envelope, stored: boolean): Entry {
+  return { state, envelope, saving: Promise.resolve(), stored, jobs: 0, leaving: false, sender: envelope.mailFrom, size: envelope.size ?? envelope.declaredSize };
+}
+
+function entryView(state: MessageState, envelope: Envelope): StoredMessage {
+  return { state, sender: envelope.mailFrom, size: envelope.size ?? envelope.declaredSize };
+}
 
 /**
  * RFC 3461 §4.1 and RFC 5321 §4.5.5: never notify the null sender (a bounce
@@ -554,23 +831,3 @@ export function wantsDsn(envelope: Envelope, r: DsnRecipient): boolean {
   if (!notify) return want !== "SUCCESS";
   return notify.includes(want);
 }
-
-function describe(e: Entry): QueueListItem {
-  return {
-    id: e.state.id,
-    arrival: e.state.arrival,
-    size: e.envelope.size ?? e.envelope.declaredSize,
-    sender: e.envelope.mailFrom,
-    held: e.state.held,
-    ...(e.state.held && e.state.holdReason !== undefined ? { heldReason: e.state.holdReason } : {}),
-    recipients: e.state.recipients.map((r) => ({
-      address: r.address,
-      original: r.original,
-      status: r.status,
-      attempts: r.attempts,
-      nextAttempt: r.nextAttempt,
-      ...(r.lastError ? { lastError: `${r.lastError.enhanced} ${r.lastError.diagnostic}` } : {}),
-    })),
-  };
-}
-

@@ -1,11 +1,50 @@
 import { domainOf } from "../mail/address.ts";
-import type { QueueListItem } from "./queue-manager.ts";
+import type { QueueId } from "../spool/spool.ts";
 
 /**
  * What `petrel queue list|summary` show, as pure functions of the queue's
  * contents: a listing like Postfix's `mailq`, and a table of waiting
  * recipients by destination domain and age like `qshape`.
  */
+
+/** One message as the queue tools show it. */
+export interface QueueListItem {
+  readonly id: QueueId;
+  readonly arrival: number;
+  readonly size: number | undefined;
+  readonly sender: string;
+  readonly held: boolean;
+  /** Why a check put it on hold when it arrived (quarantine), while it stays held. */
+  readonly heldReason?: string;
+  readonly recipients: readonly {
+    readonly address: string;
+    readonly original: string;
+    readonly status: string;
+    readonly attempts: number;
+    readonly nextAttempt: number;
+    readonly lastError?: string;
+  }[];
+}
+
+/** One page of `petrel queue list`, oldest first; `next` continues it (null: that was the last). */
+export interface QueuePage {
+  readonly items: readonly QueueListItem[];
+  readonly next: QueueId | null;
+}
+
+/** What is in the queue, counted (`petrel status`, the foot of `petrel queue list`). */
+export interface QueueTotals {
+  readonly messages: number;
+  readonly held: number;
+  /** Messages the queue manager holds in memory now, and how many it may (queue.activeLimit). */
+  readonly active: number;
+  readonly activeLimit: number;
+  /** The most messages held in memory at once since the server started (never above activeLimit but for a person's operations on single messages). */
+  readonly activePeak: number;
+  /** Recipients not yet delivered or bounced, by state. */
+  readonly waiting: { readonly queued: number; readonly delivering: number; readonly deferred: number };
+  readonly oldestArrival: number | null;
+}
 
 /** qshape's age buckets, in minutes: each column counts recipients at most that old. */
 export const AGE_BUCKETS = [5, 10, 20, 40, 80, 160, 320, 640, 1280] as const;
@@ -38,25 +77,47 @@ export function summaryReport(items: readonly QueueListItem[], now: number): { r
   return { ageBuckets: AGE_BUCKET_BOUNDS, rows: summarize(items, now) };
 }
 
+/** The upper bound of each age column but the last, in milliseconds. */
+export const AGE_BOUNDS_MS: readonly number[] = AGE_BUCKETS.map((m) => m * 60_000);
+
+/** The age column of a message that arrived at `arrival`. */
+export function ageBucket(arrival: number, now: number): number {
+  const col = AGE_BOUNDS_MS.findIndex((b) => now - arrival <= b);
+  return col === -1 ? AGE_BUCKETS.length : col;
+}
+
+/** Waiting recipients counted into summary rows, from wherever they are counted (memory, a store's aggregates). */
+export class SummaryTable {
+  private readonly rows = new Map<string, { domain: string; total: number; buckets: number[] }>();
+
+  add(domain: string, bucket: number, n = 1): void {
+    let row = this.rows.get(domain);
+    if (!row) this.rows.set(domain, (row = { domain, total: 0, buckets: new Array(AGE_BUCKETS.length + 1).fill(0) }));
+    row.total += n;
+    row.buckets[bucket] += n;
+  }
+
+  /** TOTAL first, then the domains with the most waiting recipients. */
+  result(): SummaryRow[] {
+    const total = { domain: "TOTAL", total: 0, buckets: new Array(AGE_BUCKETS.length + 1).fill(0) as number[] };
+    for (const r of this.rows.values()) {
+      total.total += r.total;
+      r.buckets.forEach((n, i) => (total.buckets[i] += n));
+    }
+    return [total, ...[...this.rows.values()].sort((a, b) => b.total - a.total || a.domain.localeCompare(b.domain))];
+  }
+}
+
 export function summarize(items: readonly QueueListItem[], now: number): SummaryRow[] {
-  const rows = new Map<string, SummaryRow>();
-  const total: SummaryRow = { domain: "TOTAL", total: 0, buckets: new Array(AGE_BUCKETS.length + 1).fill(0) };
+  const table = new SummaryTable();
   for (const item of items) {
-    const ageMin = (now - item.arrival) / 60_000;
-    let col = AGE_BUCKETS.findIndex((b) => ageMin <= b);
-    if (col === -1) col = AGE_BUCKETS.length;
+    const col = ageBucket(item.arrival, now);
     for (const r of item.recipients) {
       if (r.status === "delivered" || r.status === "bounced") continue;
-      const domain = domainOf(r.address);
-      let row = rows.get(domain);
-      if (!row) rows.set(domain, (row = { domain, total: 0, buckets: new Array(AGE_BUCKETS.length + 1).fill(0) }));
-      (row as { total: number }).total++;
-      row.buckets[col]++;
-      (total as { total: number }).total++;
-      total.buckets[col]++;
+      table.add(domainOf(r.address), col);
     }
   }
-  return [total, ...[...rows.values()].sort((a, b) => b.total - a.total || a.domain.localeCompare(b.domain))];
+  return table.result();
 }
 
 export function formatSummary(rows: readonly SummaryRow[]): string {

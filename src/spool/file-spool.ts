@@ -32,6 +32,13 @@
  * Small writes are gathered (up to 16 KiB per message, see file-spool-writer.ts) so a small
  * message reaches the disk in a single writev at commit. Memory per message
  * stays bounded by that buffer whatever the message size.
+ *
+ * A backlog of a million files: open() only clears tmp/ and never reads
+ * queue/, so the server listens at once. A file that is not a whole message
+ * is set aside in corrupt/ when it is first read (readEnvelope, as Postfix's
+ * qmgr does with a damaged queue file) or listed (list(), which checks every
+ * file: for small queues and tests); scan() streams the names of queue/
+ * without reading them, for the queue's start-up reconciliation.
  */
 import { systemClock, type Now } from "../mail/clock.ts";
 import { join } from "node:path";
@@ -66,9 +73,8 @@ export interface FileSpoolStats {
   readonly dirSyncs: number;
 }
 
-/** Read size for bodies. */
-/** Files checked at once by open(). */
-const OPEN_PARALLELISM = 32;
+/** Files checked at once by list(). */
+const CHECK_PARALLELISM = 32;
 const FILE_MODE = 0o600;
 const DIR_MODE = 0o700;
 
@@ -149,29 +155,10 @@ export class FileSpool implements Spool {
       await this.syncDir(this.dir);
       this.queueDirHandle = await fs.open(this.queueDir, "r");
     }
-    // Check every committed file; set aside the ones that are not whole messages.
-    const names = await fs.readdir(this.queueDir);
-    let quarantined = 0;
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < names.length) {
-        const name = names[next++];
-        const problem = await this.checkFile(name);
-        if (problem !== null) {
-          await this.quarantine(name, problem);
-          quarantined++;
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(OPEN_PARALLELISM, names.length) }, worker));
-    if (quarantined > 0 && this.fsync) {
-      await this.syncDir(this.corruptDir);
-      await this.groupSync.request();
-    }
   }
 
-  /** null when queue/<name> is a whole message, else why not. */
-  private async checkFile(name: string): Promise<string | null> {
+  /** null when queue/<name> is a whole message, undefined when it is gone (removed meanwhile), else why it is not. */
+  private async checkFile(name: string): Promise<string | null | undefined> {
     if (!isQueueId(name)) return "name is not a queue id";
     let fh: SpoolFileHandle | null = null;
     try {
@@ -181,16 +168,29 @@ export class FileSpool implements Spool {
     } catch (err) {
       const code = errnoCode(err);
       if (code === "ECORRUPT" || code === "EISDIR") return err instanceof Error ? err.message : String(err);
+      if (code === "ENOENT") return undefined;
       throw err;
     } finally {
       await fh?.close();
     }
   }
 
-  private async quarantine(name: string, reason: string): Promise<void> {
+  /** Move queue/<name> into corrupt/; false when it is gone already (another reader set it aside). */
+  private async quarantine(name: string, reason: string): Promise<boolean> {
     const target = join(this.corruptDir, `${name}.${this.clock.now().toString(36)}`);
-    await this.fs.rename(join(this.queueDir, name), target);
+    try {
+      await this.fs.rename(join(this.queueDir, name), target);
+    } catch (err) {
+      if (errnoCode(err) === "ENOENT") return false;
+      throw err;
+    }
     this.warn(`spool ${this.dir}: queue/${name} is not a whole message (${reason}); moved to ${target}`);
+    return true;
+  }
+
+  private async syncQuarantine(): Promise<void> {
+    await this.syncDir(this.corruptDir);
+    await this.groupSync.request();
   }
 
   private async syncDir(path: string): Promise<void> {
@@ -234,16 +234,50 @@ export class FileSpool implements Spool {
     }
   }
 
+  /** Every whole message, oldest first; the others are set aside in corrupt/ on the way (one read per file: see the top of this file). */
   async list(): Promise<QueueId[]> {
     this.assertOpen();
+    let names: string[];
     try {
-      const names = await this.fs.readdir(this.queueDir);
-      return names.filter((n) => isQueueId(n)).sort();
+      names = await this.fs.readdir(this.queueDir);
     } catch (err) {
       throw toSpoolError("cannot list spool", err);
     }
+    const whole: QueueId[] = [];
+    let quarantined = 0;
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < names.length) {
+        const name = names[next++];
+        const problem = await this.checkFile(name);
+        if (problem === null) whole.push(name);
+        else if (problem !== undefined && await this.quarantine(name, problem)) quarantined++;
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(CHECK_PARALLELISM, names.length) }, worker));
+    if (quarantined > 0 && this.fsync) await this.syncQuarantine();
+    return whole.sort();
   }
 
+  async *scan(batchSize = 1000): AsyncGenerator<QueueId[]> {
+    this.assertOpen();
+    let batch: QueueId[] = [];
+    try {
+      for await (const entry of await this.fs.opendir(this.queueDir)) {
+        if (!isQueueId(entry.name)) continue;
+        batch.push(entry.name);
+        if (batch.length >= batchSize) {
+          yield batch;
+          batch = [];
+        }
+      }
+    } catch (err) {
+      throw toSpoolError("cannot list spool", err);
+    }
+    if (batch.length > 0) yield batch;
+  }
+
+  /** The envelope; a file that is not a whole message is set aside in corrupt/ and reported as ECORRUPT. */
   async readEnvelope(id: QueueId): Promise<Envelope> {
     this.checkId(id);
     let fh: SpoolFileHandle | null = null;
@@ -251,6 +285,11 @@ export class FileSpool implements Spool {
       fh = await this.fs.open(this.messagePath(id), "r");
       return await readEnvelopeAt(fh, await readFooter(fh));
     } catch (err) {
+      if (errnoCode(err) === "ECORRUPT") {
+        await fh?.close().catch(() => {});
+        fh = null;
+        if (await this.quarantine(id, err instanceof Error ? err.message : String(err)) && this.fsync) await this.syncQuarantine().catch(() => {});
+      }
       throw toSpoolError(`cannot read envelope of ${id}`, err);
     } finally {
       await fh?.close().catch(() => {});

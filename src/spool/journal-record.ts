@@ -47,6 +47,7 @@ export interface JournalFileHandle extends SpoolFileHandle {
 export interface JournalFs {
   open(path: string, flags: string, mode?: number): Promise<JournalFileHandle>;
   unlink(path: string): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
   readdir(path: string): Promise<string[]>;
   mkdir(path: string, options: { recursive: true; mode?: number }): Promise<string | undefined>;
 }

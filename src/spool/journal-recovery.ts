@@ -1,46 +1,30 @@
 /**
  * Crash recovery for the journal spool: rebuild the index of live messages
- * from the segment files, cut torn tails, and delete orphan large bodies.
+ * from the segments, cut torn tails, and delete orphan large bodies. It runs
+ * in the background after open() (journal-spool.ts): new mail goes into a new
+ * segment meanwhile, and only what asks for an older message waits for it.
  *
- * Segments are read in order, every record checked byte for byte (header,
- * envelope and inline body CRCs). The first record that is not whole ends
- * the segment: everything from there on was never acknowledged (a commit
- * resolves only after its batch, and every batch before it, was fdatasync'd),
- * so the file is truncated there. Message records enter the index,
- * tombstones take them out again, and a seal (written after a failed batch)
- * takes out every record of the sealed segment at or beyond its offset.
- * A large/ file that no live record references is a body whose commit never
- * completed (or whose removal was interrupted): it is deleted.
+ * Segments are taken in order. A retired segment has an index file
+ * (segment-index.ts) that lists its records; one without a trustworthy index
+ * — the segment that was being appended to when the process stopped — is read
+ * whole and every record checked byte for byte (header, envelope and inline
+ * body CRCs). The first record that is not whole ends such a segment:
+ * everything from there on was never acknowledged (a commit resolves only
+ * after its batch, and every batch before it, was fdatasync'd), so the file
+ * is truncated there, and its index is written so the next start reads that
+ * instead. Message records enter the index, tombstones take them out again,
+ * and a seal (written after a failed batch) takes out every record of the
+ * sealed segment at or beyond its offset. A large/ file that no live record
+ * references is a body whose commit never completed (or whose removal was
+ * interrupted): it is deleted — unless a writer of this process owns it.
  */
 import { join } from "node:path";
 import { crc32 } from "node:zlib";
-import { decodeHeader, HEADER_SIZE, RecordType, recordSize, segmentName, segmentNumber, type JournalFs } from "./journal-record.ts";
+import { decodeHeader, HEADER_SIZE, RecordType, recordSize, segmentName, type JournalFs } from "./journal-record.ts";
+import { SegmentTable, type JournalIndex } from "./journal-index.ts";
+import { encodeSegmentIndex, indexNumber, readSegmentIndex, readWhole, viewSegmentIndex, writeSegmentIndex, type SegmentIndexView, type SegmentRecord } from "./segment-index.ts";
 import { isQueueId } from "./queue-id.ts";
 import type { QueueId } from "./spool.ts";
-
-/** Where a live message is. */
-export interface IndexEntry {
-  readonly id: QueueId;
-  readonly segment: number;
-  /** Offset of the record in its segment. */
-  readonly offset: number;
-  /** Offset of the body: in the segment (inline) or 0 in large/<id>. */
-  readonly bodyOffset: number;
-  readonly bodyLength: number;
-  readonly bodyCrc: number;
-  readonly large: boolean;
-  readonly envelopeJson: Buffer;
-  /** A remove() is appending its tombstone. */
-  removing: boolean;
-}
-
-export interface RecoveredJournal {
-  readonly index: Map<QueueId, IndexEntry>;
-  /** Segment numbers found, ascending. */
-  readonly segments: number[];
-  /** Segment -> the older segments it holds tombstones or seals for (it must outlive them). */
-  readonly dependsOn: Map<number, Set<number>>;
-}
 
 export function addDependency(dependsOn: Map<number, Set<number>>, segment: number, on: number): void {
   if (segment === on) return;
@@ -49,106 +33,190 @@ export function addDependency(dependsOn: Map<number, Set<number>>, segment: numb
   set.add(on);
 }
 
-export async function recoverJournal(
-  segmentsDir: string,
-  largeDir: string,
-  fs: JournalFs,
-  syncEnabled: boolean,
-  warn: (message: string) => void,
-): Promise<RecoveredJournal> {
-  const index = new Map<QueueId, IndexEntry>();
-  const dependsOn = new Map<number, Set<number>>();
-  const segments = (await fs.readdir(segmentsDir))
-    .map(segmentNumber)
-    .filter((n): n is number => n !== null)
-    .sort((a, b) => a - b);
-  const seals: Array<{ segment: number; end: number }> = [];
+/** What recovery fills in: the index, live messages per segment, and which segment must outlive which. */
+export interface RecoveryTarget {
+  readonly index: JournalIndex;
+  readonly live: Map<number, number>;
+  readonly dependsOn: Map<number, Set<number>>;
+}
 
+export interface RecoveryOptions {
+  readonly segmentsDir: string;
+  /** Where the segments' index files are (segment-index.ts). */
+  readonly indexDir: string;
+  readonly largeDir: string;
+  readonly fs: JournalFs;
+  readonly syncEnabled: boolean;
+  readonly warn: (message: string) => void;
+  /** A large/ file that belongs to a message this process is writing (not an orphan). */
+  readonly inUse: (id: QueueId) => boolean;
+  /** Stop between segments (the spool is closing). */
+  readonly stopped: () => boolean;
+}
+
+/** Recover `segments` (ascending; every one retired) into `target`. */
+export async function recoverJournal(segments: readonly number[], target: RecoveryTarget, o: RecoveryOptions): Promise<void> {
+  const seals: Array<{ segment: number; end: number }> = [];
+  const present = new Set(segments);
   for (const n of segments) {
-    const path = join(segmentsDir, segmentName(n));
-    const fh = await fs.open(path, "r+");
-    try {
-      const { size } = await fh.stat();
-      // A segment is bounded (segment size + one batch), so it is read whole.
-      const buf = Buffer.allocUnsafe(size);
-      let got = 0;
-      while (got < size) {
-        const { bytesRead } = await fh.read(buf, got, size - got, got);
-        if (bytesRead === 0) break;
-        got += bytesRead;
-      }
-      const data = buf.subarray(0, got);
-      let off = 0;
-      while (off < data.length) {
-        const h = decodeHeader(data.subarray(off, off + HEADER_SIZE));
-        if (h === null) break;
-        const end = off + recordSize(h);
-        if (end > data.length) break;
-        if (h.type === RecordType.seal) {
-          seals.push({ segment: h.sealed, end: h.extent });
-          addDependency(dependsOn, n, h.sealed);
-          for (const [id, e] of index) if (e.segment === h.sealed && e.offset >= h.extent) index.delete(id);
-        } else if (!isQueueId(h.id)) {
-          break;
-        } else if (h.type === RecordType.tombstone) {
-          const e = index.get(h.id);
-          if (e !== undefined) {
-            index.delete(h.id);
-            addDependency(dependsOn, n, e.segment);
-          }
-        } else {
-          const envStart = off + HEADER_SIZE;
-          const envelopeJson = data.subarray(envStart, envStart + h.envelopeLength);
-          if (crc32(envelopeJson) !== h.envelopeCrc) break;
-          const bodyOffset = envStart + h.envelopeLength;
-          const large = h.type === RecordType.large;
-          if (!large && crc32(data.subarray(bodyOffset, end)) !== h.bodyCrc) break;
-          index.set(h.id, {
-            id: h.id, segment: n, offset: off, bodyOffset: large ? 0 : bodyOffset, bodyLength: h.extent,
-            bodyCrc: h.bodyCrc, large, envelopeJson: Buffer.from(envelopeJson), removing: false,
-          });
-        }
-        off = end;
-      }
-      if (off < data.length) {
-        await fh.truncate(off);
-        if (syncEnabled) await fh.sync();
-        warn(`spool journal: segment ${n}: cut ${data.length - off} byte(s) of unacknowledged partial records at offset ${off}`);
-      }
-    } finally {
-      await fh.close();
+    if (o.stopped()) return;
+    let view = await trustedIndex(o, n);
+    if (view === null) {
+      const scanned = await scanSegment(o, n);
+      // Retired for good now: the next start reads the index instead.
+      await writeSegmentIndex(o.fs, o.indexDir, n, scanned.validEnd, scanned.records).catch(() => {});
+      view = viewSegmentIndex(encodeSegmentIndex(n, scanned.validEnd, scanned.records), n)!;
     }
+    apply(n, view, target, seals);
   }
   // Seals name segments cut back after a failed write; make sure the cut holds.
   for (const s of seals) {
-    if (!segments.includes(s.segment)) continue;
-    const fh = await fs.open(join(segmentsDir, segmentName(s.segment)), "r+");
+    if (!present.has(s.segment)) continue;
+    const fh = await o.fs.open(join(o.segmentsDir, segmentName(s.segment)), "r+");
     try {
       if ((await fh.stat()).size > s.end) {
         await fh.truncate(s.end);
-        if (syncEnabled) await fh.sync();
+        if (o.syncEnabled) await fh.sync();
       }
     } finally {
       await fh.close();
     }
   }
-
-  // Large bodies: each live large record needs its file; any other file is an orphan.
-  const largeFiles = new Set(await fs.readdir(largeDir));
-  for (const [id, e] of index) {
-    if (e.large && !largeFiles.has(id)) {
-      warn(`spool journal: message ${id} has lost its body file large/${id}; dropped`);
-      index.delete(id);
+  await removeOrphans(target, o);
+  // Index files whose segment is gone, and index files never renamed into place.
+  for (const name of await o.fs.readdir(o.indexDir)) {
+    const n = indexNumber(name);
+    if ((n !== null && !present.has(n) && !target.live.has(n)) || name.endsWith(".tmp")) {
+      await o.fs.unlink(join(o.indexDir, name)).catch(() => {});
     }
+  }
+}
+
+/** The records of segment `n` from its index file, when the index is whole and the segment at least as long as it says. */
+async function trustedIndex(o: RecoveryOptions, n: number): Promise<SegmentIndexView | null> {
+  const idx = await readSegmentIndex(o.fs, o.indexDir, n);
+  if (idx === null) return null;
+  const fh = await o.fs.open(join(o.segmentsDir, segmentName(n)), "r");
+  try {
+    return (await fh.stat()).size >= idx.validEnd ? idx : null;
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Message records enter the index, tombstones and seals take them out. The
+ * records are read where they lie (no object or string per message): a
+ * segment's messages go into typed arrays, and a tombstone is matched by key
+ * against them once they are a table, else against the older segments.
+ */
+function apply(n: number, view: SegmentIndexView, target: RecoveryTarget, seals: Array<{ segment: number; end: number }>): void {
+  const count = view.count;
+  const hi = new Float64Array(count);
+  const lo = new Float64Array(count);
+  const offsets = new Float64Array(count);
+  const large = new Uint8Array(count);
+  const tombstones: number[] = [];
+  const key = new Float64Array(2);
+  let m = 0;
+  for (let i = 0; i < count; i++) {
+    const type = view.type(i);
+    if (type === RecordType.seal) {
+      const sealed = view.sealed(i);
+      const end = view.offset(i);
+      seals.push({ segment: sealed, end });
+      addDependency(target.dependsOn, n, sealed);
+      const gone = target.index.cut(sealed, end);
+      if (gone > 0) target.live.set(sealed, (target.live.get(sealed) ?? gone) - gone);
+    } else if (type === RecordType.tombstone) {
+      tombstones.push(i);
+    } else {
+      view.key(i, key);
+      hi[m] = key[0];
+      lo[m] = key[1];
+      offsets[m] = view.offset(i);
+      large[m] = type === RecordType.large ? 1 : 0;
+      m++;
+    }
+  }
+  const table = SegmentTable.fromKeys(n, hi.subarray(0, m), lo.subarray(0, m), offsets.subarray(0, m), large.subarray(0, m));
+  for (const i of tombstones) {
+    view.key(i, key);
+    const slot = table.find({ hi: key[0], lo: key[1] });
+    if (slot >= 0) {
+      table.remove(slot);
+      continue;
+    }
+    const e = target.index.get(view.id(i));
+    if (e !== undefined) {
+      target.index.remove(e);
+      target.live.set(e.segment, (target.live.get(e.segment) ?? 1) - 1);
+      addDependency(target.dependsOn, n, e.segment);
+    }
+  }
+  target.index.addTable(table);
+  target.live.set(n, table.live);
+}
+
+/**
+ * Read segment `n` whole, checking every record; cut a torn tail. Returns its
+ * records and where its valid part ends.
+ */
+async function scanSegment(o: RecoveryOptions, n: number): Promise<{ records: SegmentRecord[]; validEnd: number }> {
+  const records: SegmentRecord[] = [];
+  const fh = await o.fs.open(join(o.segmentsDir, segmentName(n)), "r+");
+  try {
+    // A segment is bounded (segment size + one batch), so it is read whole.
+    const data = await readWhole(fh);
+    let off = 0;
+    while (off < data.length) {
+      const h = decodeHeader(data.subarray(off, off + HEADER_SIZE));
+      if (h === null) break;
+      const end = off + recordSize(h);
+      if (end > data.length) break;
+      if (h.type === RecordType.seal) {
+        records.push({ type: h.type, id: "", offset: h.extent, sealed: h.sealed });
+      } else if (!isQueueId(h.id)) {
+        break;
+      } else if (h.type === RecordType.tombstone) {
+        records.push({ type: h.type, id: h.id, offset: off, sealed: 0 });
+      } else {
+        const envStart = off + HEADER_SIZE;
+        if (crc32(data.subarray(envStart, envStart + h.envelopeLength)) !== h.envelopeCrc) break;
+        if (h.type === RecordType.inline && crc32(data.subarray(envStart + h.envelopeLength, end)) !== h.bodyCrc) break;
+        records.push({ type: h.type, id: h.id, offset: off, sealed: 0 });
+      }
+      off = end;
+    }
+    if (off < data.length) {
+      await fh.truncate(off);
+      if (o.syncEnabled) await fh.sync();
+      o.warn(`spool journal: segment ${n}: cut ${data.length - off} byte(s) of unacknowledged partial records at offset ${off}`);
+    }
+    return { records, validEnd: off };
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Large bodies: each live large record needs its file; any other file is an orphan. */
+async function removeOrphans(target: RecoveryTarget, o: RecoveryOptions): Promise<void> {
+  const index = target.index;
+  const largeFiles = new Set(await o.fs.readdir(o.largeDir));
+  const lost = [...index.largeSettled()].filter((e) => !e.removing && !largeFiles.has(e.id));
+  for (const e of lost) {
+    o.warn(`spool journal: message ${e.id} has lost its body file large/${e.id}; dropped`);
+    index.remove(e);
+    target.live.set(e.segment, (target.live.get(e.segment) ?? 1) - 1);
   }
   let orphans = 0;
   for (const name of largeFiles) {
     const e = isQueueId(name) ? index.get(name) : undefined;
-    if (e === undefined || !e.large) {
-      await fs.unlink(join(largeDir, name));
+    if ((e === undefined || !e.large) && !(isQueueId(name) && o.inUse(name))) {
+      await o.fs.unlink(join(o.largeDir, name));
       orphans++;
     }
   }
-  if (orphans > 0) warn(`spool journal: removed ${orphans} partial message(s) left from before a restart`);
-  return { index, segments, dependsOn };
+  if (orphans > 0) o.warn(`spool journal: removed ${orphans} partial message(s) left from before a restart`);
 }
+

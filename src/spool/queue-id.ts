@@ -64,7 +64,55 @@ export function isQueueId(s: unknown): s is QueueId {
 
 /** The arrival time (ms since epoch) encoded in a queue id. */
 export function queueIdTime(id: QueueId): number {
-  let t = 0;
-  for (let i = 0; i < TIME_CHARS; i++) t = t * 32 + ALPHABET.indexOf(id[i]);
-  return t;
+  return queueIdKey(id).hi;
+}
+
+/**
+ * A queue id as two numbers that compare as the id does: its 10 time
+ * characters (< 2^50) and its 8 random characters (< 2^40), both exact in a
+ * double. The journal spool keeps a million ids in typed arrays this way
+ * (16 bytes each instead of a string of ~40).
+ */
+export interface QueueIdKey {
+  readonly hi: number;
+  readonly lo: number;
+}
+
+export function queueIdKey(id: QueueId): QueueIdKey {
+  let hi = 0;
+  for (let i = 0; i < TIME_CHARS; i++) hi = hi * 32 + ALPHABET.indexOf(id[i]);
+  let lo = 0;
+  for (let i = TIME_CHARS; i < TIME_CHARS + RANDOM_CHARS; i++) lo = lo * 32 + ALPHABET.indexOf(id[i]);
+  return { hi, lo };
+}
+
+/** Each ASCII code's value in ALPHABET, -1 for a character that is not in it. */
+const VALUE = new Int8Array(128).fill(-1);
+for (let i = 0; i < ALPHABET.length; i++) VALUE[ALPHABET.charCodeAt(i)] = i;
+
+/**
+ * The key of the queue id written in ASCII at `bytes[at…at+18]`, into
+ * `out[0]` (hi) and `out[1]` (lo), without making a string (recovery reads a
+ * million of them); false when those bytes are not a queue id.
+ */
+export function queueIdKeyAt(bytes: Uint8Array, at: number, out: Float64Array): boolean {
+  let hi = 0;
+  for (let i = 0; i < TIME_CHARS; i++) {
+    const v = VALUE[bytes[at + i]] ?? -1;
+    if (v < 0) return false;
+    hi = hi * 32 + v;
+  }
+  let lo = 0;
+  for (let i = TIME_CHARS; i < TIME_CHARS + RANDOM_CHARS; i++) {
+    const v = VALUE[bytes[at + i]] ?? -1;
+    if (v < 0) return false;
+    lo = lo * 32 + v;
+  }
+  out[0] = hi;
+  out[1] = lo;
+  return true;
+}
+
+export function queueIdFromKey(hi: number, lo: number): QueueId {
+  return encode(hi, TIME_CHARS) + encode(lo, RANDOM_CHARS);
 }

@@ -64,10 +64,10 @@ export interface SegmentLogOptions {
   readonly segmentSize: number;
   /** Shared fsync of the segments directory. */
   readonly dirSync: GroupSync;
-  /** A segment is no longer active: no record will be appended to it. */
-  readonly onRetired: (segment: number) => void;
-  /** Segment `inSegment` now holds a seal for `sealed`: it must outlive it. */
-  readonly onSealWritten: (inSegment: number, sealed: number) => void;
+  /** A segment is no longer active: no record will be appended to it; its valid records end at `validEnd`. */
+  readonly onRetired: (segment: number, validEnd: number) => void;
+  /** Segment `inSegment` now holds a seal saying `sealed` ends at `end`: it must outlive it. */
+  readonly onSealWritten: (inSegment: number, sealed: number, end: number) => void;
 }
 
 const FILE_MODE = 0o600;
@@ -186,7 +186,7 @@ export class SegmentLog {
     if (seals.length > 0) {
       // a batch carrying seals is always synced (above)
       this.seals = this.seals.slice(seals.length);
-      for (const s of seals) this.options.onSealWritten(seg.number, s.segment);
+      for (const s of seals) this.options.onSealWritten(seg.number, s.segment, s.offset);
     }
     batch.forEach((r, i) => {
       const pos = { segment: seg.number, offset: offsets[i] };
@@ -208,7 +208,7 @@ export class SegmentLog {
       await seg.fh.truncate(failedAt).catch(() => {});
     }
     await seg.fh.close().catch(() => {});
-    this.options.onRetired(seg.number);
+    this.options.onRetired(seg.number, failedAt ?? seg.end);
   }
 
   private async ensureActive(): Promise<ActiveSegment> {

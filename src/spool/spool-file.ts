@@ -43,6 +43,8 @@ export interface SpoolFs {
   rename(from: string, to: string): Promise<void>;
   unlink(path: string): Promise<void>;
   readdir(path: string): Promise<string[]>;
+  /** The directory's entries one by one (a million names are never held at once). */
+  opendir(path: string): Promise<AsyncIterable<{ readonly name: string }>>;
   mkdir(path: string, options: { recursive: true; mode?: number }): Promise<string | undefined>;
   rm(path: string, options: { recursive: boolean; force: boolean }): Promise<void>;
 }

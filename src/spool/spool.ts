@@ -18,8 +18,14 @@ export interface Spool {
   open(): Promise<void>;
   /** Start a new message. The id is assigned now, so it can go in the Received header. */
   create(): Promise<SpoolWriter>;
-  /** Ids of all committed messages, oldest first. */
+  /** Ids of all committed messages, oldest first (for small queues: it may read every message). */
   list(): Promise<QueueId[]>;
+  /**
+   * Every committed message's id, in batches, in no promised order, without
+   * holding them all (a million-message backlog); a message committed or
+   * removed while the scan runs may or may not be in it.
+   */
+  scan(batchSize?: number): AsyncIterable<QueueId[]>;
   readEnvelope(id: QueueId): Promise<Envelope>;
   /** The body exactly as committed (CRLF line ends, no dot-stuffing). */
   readBody(id: QueueId): Readable;

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import pino from "pino";
 import { FileSpool } from "../../src/spool/file-spool.ts";
 import { QueueManager } from "../../src/queue/queue-manager.ts";
-import { QueueStateStore } from "../../src/queue/queue-state.ts";
+import { SqliteQueueStore } from "../../src/queue/sqlite-queue-store.ts";
 import type { DeliveryAgent, DeliveryOutcomes, DeliveryRequest } from "../../src/queue/ports.ts";
 import { createRouter } from "../../src/delivery/router.ts";
 import { createDsnSender } from "../../src/delivery/bounce-agent.ts";
@@ -39,12 +39,12 @@ test("a DSN for a failed recipient enters through the intake, returns the origin
   const intake = new Intake({ spool, hostname: "mx.example.test", primaryDomain: "example.test", headerSizeLimit: 65536, clock, log, onCommitted: (id) => queue?.enqueue(id) });
   queue = new QueueManager({
     spool,
-    state: new QueueStateStore(join(dir, "state"), { fsync: false }),
+    store: new SqliteQueueStore(join(dir, "state"), { fsync: false }),
     resolve: async (address) => ({ kind: "local", targets: [{ type: "mailbox", address }] }),
     router: createRouter({ local: agent, remote: agent }),
     sendDsn: createDsnSender({ submit: (m) => intake.submit(m), hostname: "mx.example.test", clock }),
     clock, log,
-    settings: { minBackoff: 1, maxBackoff: 1, lifetime: 1e9, bounceLifetime: 1e9, delayWarning: 0, concurrency: 4, perDestination: 4, recipientsPerDelivery: 10 },
+    settings: { minBackoff: 1, maxBackoff: 1, lifetime: 1e9, bounceLifetime: 1e9, delayWarning: 0, concurrency: 4, perDestination: 4, recipientsPerDelivery: 10, activeLimit: 20_000 },
   });
   try {
     await queue.start();

@@ -201,7 +201,7 @@ test("straight to B: a forged From of a.test (p=reject) is refused 550 5.7.1; so
     assert.equal(await sendRaw("b", "ceo@shop.test", "bob@b.test", ceo),
       "550 5.7.1 Message rejected: shop.test is a domain of this server; mail from it must be authenticated (SMTP AUTH) or pass SPF or DKIM for it");
     // Nothing was stored.
-    assert.equal(b.mta.queue.list().length, 0);
+    assert.equal((await b.mta.queue.list()).length, 0);
 
     // An honest message that carries a field claiming B's authserv-id: accepted, the forged field gone.
     const honest = "Authentication-Results: mx.b.test; dmarc=pass header.from=a.test\nFrom: <news@elsewhere.test>\nTo: bob@b.test\nSubject: hi\n\nhello\n";

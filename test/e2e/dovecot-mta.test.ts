@@ -102,7 +102,7 @@ test("smtplib → Petrel (mx) → LMTP → Dovecot → IMAP", async () => {
     const reply = await smtplibSend(m.smtp.listeners[0].port, "bob@example.com");
     assert.match(reply, /^250 2\.0\.0 Ok: queued as \S+$/);
     await m.queue.idle();
-    assert.deepEqual(m.queue.list(), [], "delivered and gone from the queue");
+    assert.deepEqual(await m.queue.list(), [], "delivered and gone from the queue");
     const got = await imapFetchAll(dovecot.imapPort, "bob@example.com", "bob-secret");
     assert.equal(got.length, 1, await dovecot.log());
     const text = got[0].body.toString("utf8");

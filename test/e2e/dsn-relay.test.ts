@@ -76,7 +76,7 @@ function until<T>(what: () => Promise<T | undefined | false>, label: string): Pr
 async function settled(): Promise<void> {
   await until(async () => {
     for (const i of instances) await i.mta.queue.idle();
-    return instances.every((i) => i.mta.queue.list().length === 0);
+    return (await Promise.all(instances.map((i) => i.mta.queue.list()))).every((l) => l.length === 0);
   }, "the queues to empty");
 }
 

@@ -65,7 +65,7 @@ test("a message larger than the user's whole quota bounces at once (5.2.3), it i
     assert.match(dsn, /Action: failed/);
     assert.match(dsn, /Status: 5\.2\.3/);
     assert.match(dsn, /exceed its whole quota of 2048 bytes/);
-    await until(async () => r.mta.queue.get(id) === null, "the message leaves the queue");
+    await until(async () => await r.mta.queue.get(id) === null, "the message leaves the queue");
     assert.deepEqual(await r.maildir("q@example.test"), []);
   } finally {
     await r.stop();
@@ -83,8 +83,8 @@ test("mail deferred for a user who is then removed bounces 5.1.1 on the next ret
     await until(async () => (await r.maildir("q@example.test")).length === 1, "first delivery");
     const t = await send(r, "bob@example.test", ["q@example.test"], bodyOf("second", 1200));
     const id = /queued as (\S+)/.exec(t)![1];
-    await until(async () => r.mta.queue.get(id)?.item.recipients[0].status === "deferred", "deferral");
-    assert.match(r.mta.queue.get(id)!.item.recipients[0].lastError ?? "", /^4\.2\.2 mailbox full/);
+    await until(async () => (await r.mta.queue.get(id))?.item.recipients[0].status === "deferred", "deferral");
+    assert.match((await r.mta.queue.get(id))!.item.recipients[0].lastError ?? "", /^4\.2\.2 mailbox full/);
 
     const removed = await cli(accountsCommand, ["user", "remove", "q@example.test", "--config", r.configPath]);
     assert.equal(removed.code, 0, removed.err);
@@ -93,7 +93,7 @@ test("mail deferred for a user who is then removed bounces 5.1.1 on the next ret
     assert.equal(retried.code, 0, retried.err);
     assert.equal(retried.out, "1 message(s) scheduled for delivery now\n");
 
-    await until(async () => r.mta.queue.get(id) === null, "the message leaves the queue");
+    await until(async () => await r.mta.queue.get(id) === null, "the message leaves the queue");
     const names = await readdir(join(r.dir, "mail", "example.test", "q", "new"));
     assert.equal(names.length, 1, "only the first message, delivered while q existed");
     assert.doesNotMatch((await r.maildir("q@example.test"))[0], /Subject: second/);

@@ -99,7 +99,7 @@ test("remote mail stays queued (deferred) across a restart, and the queue tools 
     });
     const info = await t.sendMail({ from: "alice@example.test", to: "carol@far.test", subject: "out", text: "bye" });
     const id = /queued as (\S+)/.exec(info.response)![1];
-    await until(async () => r.mta.queue.get(id)?.item.recipients[0].status === "deferred", "deferred");
+    await until(async () => (await r.mta.queue.get(id))?.item.recipients[0].status === "deferred", "deferred");
 
     // Through the running server's control socket.
     let c = io();
@@ -114,7 +114,7 @@ test("remote mail stays queued (deferred) across a restart, and the queue tools 
     assert.equal(summary.rows[1].buckets[0], 1);
     c = io();
     assert.equal(await queueCommand(["hold", id, "--config", r.configPath], c.io), 0);
-    assert.equal(r.mta.queue.get(id)?.item.held, true);
+    assert.equal((await r.mta.queue.get(id))?.item.held, true);
     c = io();
     assert.equal(await queueCommand(["delete", id, "--config", r.configPath], c.io), 2, "delete without a terminal asks for --yes");
     assert.match(c.err(), /--yes/);
@@ -130,10 +130,10 @@ test("remote mail stays queued (deferred) across a restart, and the queue tools 
 
     // Restart: the message is still there, still held.
     r2 = await start(net_, r.dir);
-    assert.equal(r2.mta.queue.get(id)?.item.held, true);
+    assert.equal((await r2.mta.queue.get(id))?.item.held, true);
     c = io();
     assert.equal(await queueCommand(["delete", id, "--yes", "--config", r2.configPath], c.io), 0);
-    assert.equal(r2.mta.queue.get(id), null);
+    assert.equal(await r2.mta.queue.get(id), null);
     assert.deepEqual(await r2.mta.smtp.spool.list(), []);
     c = io();
     assert.equal(await queueCommand(["show", "NOTANID", "--config", r2.configPath], c.io), 1);
@@ -167,11 +167,11 @@ test("spool.format journal: mail is accepted, delivered and survives a restart; 
     assert.equal((t.match(/250 2\.0\.0 Ok: queued as/g) ?? []).length, 2, t);
     const [msg] = await until(async () => (await r.maildir("alice@example.test")).length === 1 && r.maildir("alice@example.test"), "journal delivery");
     assert.ok(msg.endsWith("Subject: j\n\njournal\n"));
-    const deferred = await until(async () => r.mta.queue.list().find((m) => m.recipients[0].status === "deferred"), "deferral");
+    const deferred = await until(async () => (await r.mta.queue.list()).find((m) => m.recipients[0].status === "deferred"), "deferral");
     await r.stop();
     await assert.rejects(start({ ...extra, spool: { format: "files" } }, r.dir), /spool\.format is "files" but .* still holds 1 queued message\(s\) in the "journal" format/);
     r2 = await start(extra, r.dir);
-    assert.equal(r2.mta.queue.get(deferred.id)?.item.recipients[0].address, "carol@far.test", "the queued message survived the restart");
+    assert.equal((await r2.mta.queue.get(deferred.id))?.item.recipients[0].address, "carol@far.test", "the queued message survived the restart");
   } finally {
     if (r2) await r2.stop();
     else await r.stop().catch(() => {});
@@ -192,7 +192,7 @@ test("queue retry: a held message is left alone with a word on how to release it
       ids.push(/queued as (\S+)/.exec(t)![1]);
     }
     const [held, other] = ids;
-    await until(async () => ids.every((id) => r.mta.queue.get(id)?.item.recipients[0].status === "deferred"), "both deferred");
+    await until(async () => (await Promise.all(ids.map((id) => r.mta.queue.get(id)))).every((m) => m?.item.recipients[0].status === "deferred"), "both deferred");
     let c = io();
     assert.equal(await queueCommand(["hold", held, "--config", r.configPath], c.io), 0);
 
@@ -201,14 +201,14 @@ test("queue retry: a held message is left alone with a word on how to release it
     assert.equal(c.err(), `petrel queue retry: message ${held} is on hold, so nothing was scheduled; release it first: petrel queue release ${held}\n`);
     assert.equal(c.out(), "");
     await r.mta.queue.idle();
-    assert.equal(r.mta.queue.get(held)!.item.recipients[0].attempts, 1, "no attempt for the held message");
+    assert.equal((await r.mta.queue.get(held))!.item.recipients[0].attempts, 1, "no attempt for the held message");
 
     c = io();
     assert.equal(await queueCommand(["retry", "--all", "--config", r.configPath], c.io), 0);
     assert.equal(c.out(), `1 message(s) scheduled for delivery now\n1 message(s) on hold left alone (release with petrel queue release ID): ${held}\n`);
     await r.mta.queue.idle();
-    assert.equal(r.mta.queue.get(held)!.item.recipients[0].attempts, 1);
-    assert.equal(r.mta.queue.get(other)!.item.recipients[0].attempts, 2, "the other one was tried again");
+    assert.equal((await r.mta.queue.get(held))!.item.recipients[0].attempts, 1);
+    assert.equal((await r.mta.queue.get(other))!.item.recipients[0].attempts, 2, "the other one was tried again");
 
     await r.stop();
     // Offline (no server): the same answers from the queue on disk.

@@ -96,7 +96,7 @@ test("reject and a failing check refuse at the end of data; nothing is stored; t
 test("quarantine: 250, held in the queue with the reason (petrel queue list shows it), delivered once released", async () => {
   const reply = finalReply(await send("quarantine"));
   const id = /queued as (\S+)/.exec(reply)![1];
-  const item = await until(async () => r.mta.queue.list().find((m) => m.id === id), "queued");
+  const item = await until(async () => (await r.mta.queue.list()).find((m) => m.id === id), "queued");
   assert.equal(item.held, true);
   assert.equal(item.heldReason, "verdicts: looks odd");
   const cli = io();
@@ -115,7 +115,7 @@ test("discard: 250 to the client, nothing stored, nothing delivered", async () =
   const id = /queued as (\S+)/.exec(reply)![1];
   await r.mta.queue.idle();
   assert.ok(!(await r.mta.smtp.spool.list()).includes(id));
-  assert.equal(r.mta.queue.get(id), null);
+  assert.equal(await r.mta.queue.get(id), null);
   assert.equal((await files("alice@example.test")).length, before);
 });
 

@@ -184,7 +184,7 @@ test("Petrel → Postfix: submission with AUTH, MX lookup, STARTTLS to Postfix, 
     "\tfor <user@pf\\.test>; [^\n]+\n$",
   ), trace);
 
-  await until(async () => petrel!.queue.list().length === 0 && true, "Petrel's queue empty");
+  await until(async () => (await petrel!.queue.list()).length === 0 && true, "Petrel's queue empty");
   const log = await pf!.log();
   assert.match(log, /smtpd\[\d+\]: connect from unknown\[127\.0\.0\.22\]/);
   assert.match(log, /Anonymous TLS connection established from unknown\[127\.0\.0\.22\]: TLSv1\.3/);
@@ -211,7 +211,7 @@ test("Petrel → Postfix refusals: an unknown user (550 5.1.1 at RCPT) and a mes
   assert.match(dsn2, /\nFinal-Recipient: rfc822; ?user@pf\.test\n/);
   assert.match(dsn2, /\nStatus: 5\.3\.4\n/);
   assert.match(dsn2, new RegExp(`exceeds the size limit ${PF_SIZE_LIMIT} of `));
-  await until(async () => petrel!.queue.list().length === 0 && true, "Petrel's queue empty");
+  await until(async () => (await petrel!.queue.list()).length === 0 && true, "Petrel's queue empty");
   assert.equal((await pf!.maildir("user@pf.test")).filter((m) => m.includes("Too big for Postfix")).length, 0);
 });
 
@@ -269,7 +269,7 @@ test("Postfix → Petrel: transport map relay with STARTTLS into bob's Maildir; 
   ));
   assert.equal((await petrelMaildir("nobody@petrel.test")).length, 0);
   await until(async () => (await pf!.queue()).length === 0, "Postfix's queue empty");
-  assert.equal(petrel!.queue.list().length, 0, "nothing queued at Petrel");
+  assert.equal((await petrel!.queue.list()).length, 0, "nothing queued at Petrel");
 });
 
 test("SMTPUTF8 both ways: UTF-8 addresses from Petrel to Postfix and from Postfix to Petrel", async () => {
@@ -281,7 +281,7 @@ test("SMTPUTF8 both ways: UTF-8 addresses from Petrel to Postfix and from Postfi
   assert.match(t1, /^Return-Path: <alice@petrel\.test>\nX-Original-To: jürgen@pf\.test\nDelivered-To: jürgen@pf\.test\nReceived: from mx\.petrel\.test /);
   assert.match(t1, /\tby mx\.pf\.test \(Postfix\) with UTF8SMTPS id [0-9A-F]+\n\tfor <jürgen@pf\.test>;/);
   assert.ok(t1.includes(`(Petrel) with UTF8SMTPSA id ${id}\n`), t1);
-  await until(async () => petrel!.queue.list().length === 0 && true, "Petrel's queue empty");
+  await until(async () => (await petrel!.queue.list()).length === 0 && true, "Petrel's queue empty");
 
   // Postfix → Petrel: from jürgen@pf.test to dörte@petrel.test, with SMTPUTF8.
   const back = message("jürgen@pf.test", "dörte@petrel.test", "UTF-8 nach Petrel", "utf8-pf2p");

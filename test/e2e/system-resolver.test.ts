@@ -94,7 +94,7 @@ test("no dns: section → the resolv.conf servers answer the MX lookup, and the 
       delivered = await readdir(newDir).catch(() => []);
       if (delivered.length === 0) await new Promise((r) => setTimeout(r, 20));
     }
-    assert.equal(delivered.length, 1, `not delivered at B; A's queue: ${JSON.stringify(a.queue.list())}`);
+    assert.equal(delivered.length, 1, `not delivered at B; A's queue: ${JSON.stringify(await a.queue.list())}`);
     const text = await readFile(join(newDir, delivered[0]), "utf8");
     assert.match(text, /^Return-Path: <alice@a\.test>\nX-Original-To: bob@b\.test\nDelivered-To: bob@b\.test\nReceived: from mx\.a\.test \(\[127\.0\.0\.61\]\)/);
     assert.match(text, /\nSubject: through the system resolver\n/);

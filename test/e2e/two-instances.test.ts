@@ -129,7 +129,7 @@ test("alice@a.test → A (submission, STARTTLS, AUTH) → MX lookup → B (SMTP,
     assert.match(msg, /\nSubject: =\?UTF-8\?/);
     assert.match(msg, /\nMessage-ID: <[^>]+>\n/);
     assert.ok(msg.includes("\n\nHallo Bob!\n.dot line\n"), msg);
-    await until(async () => a.mta.queue.list().length === 0 && b.mta.queue.list().length === 0, "queues empty");
+    await until(async () => (await a.mta.queue.list()).length === 0 && (await b.mta.queue.list()).length === 0, "queues empty");
 
     // And the reverse direction.
     const back = await petrelSend([
@@ -156,10 +156,10 @@ test("failure paths: MX refusing connections is retried and delivered when it is
     // B is down: connection refused → deferred with the reason, retried later.
     assert.equal((await send("bob@b.test")).code, 0);
     const id = await until(async () => {
-      const m = a.mta.queue.list().find((x) => x.recipients[0].address === "bob@b.test");
+      const m = (await a.mta.queue.list()).find((x) => x.recipients[0].address === "bob@b.test");
       return m && m.recipients[0].status === "deferred" && m.id;
     }, "deferral");
-    assert.match(a.mta.queue.get(id)!.item.recipients[0].lastError ?? "", /^4\.4\.1 connect to mx\.b\.test\[127\.0\.0\.3\]: ECONNREFUSED/);
+    assert.match((await a.mta.queue.get(id))!.item.recipients[0].lastError ?? "", /^4\.4\.1 connect to mx\.b\.test\[127\.0\.0\.3\]: ECONNREFUSED/);
 
     // B comes back; the retry delivers.
     b = await instance("b", ["b.test", "two.test"]);
@@ -186,7 +186,7 @@ test("failure paths: MX refusing connections is retried and delivered when it is
     await b.mta.accounts.addUser("carol@two.test", "c");
     assert.equal((await send("carol@two.test")).code, 0);
     await until(async () => (await b!.maildir("carol@two.test")).length === 1, "delivery via the second MX");
-    await until(async () => a.mta.queue.list().length === 0, "A's queue empty");
+    await until(async () => (await a.mta.queue.list()).length === 0, "A's queue empty");
   } finally {
     await a.mta.close();
     await b?.mta.close();
@@ -211,7 +211,7 @@ test("smarthost: A relays all non-local mail through B's submission port with ve
     const [msg] = await until(async () => (await b.maildir("carol@b.test")).length === 1 && b.maildir("carol@b.test"), "delivery through the smarthost");
     // B received it on its submission listener, authenticated, over TLS (ESMTPSA), from A's address.
     assert.match(msg, /^Return-Path: <alice@a\.test>\nX-Original-To: carol@b\.test\nDelivered-To: carol@b\.test\nReceived: from mx\.a\.test \(\[127\.0\.0\.2\]\)\n\t\(using TLSv1\.[23] with cipher [^)]+\)\n\tby mx\.b\.test \(Petrel\) with ESMTPSA id /);
-    await until(async () => a.mta.queue.list().length === 0, "A's queue empty");
+    await until(async () => (await a.mta.queue.list()).length === 0, "A's queue empty");
   } finally {
     await a.mta.close();
     await b.mta.close();
@@ -232,7 +232,7 @@ test("a forwarding loop between two instances (loop@a.test → loop@b.test → l
     // Hop n (A's submission is 1) arrives with n-1 Received: fields; hop 50, A → B, would
     // carry 50 with B's own: B refuses it and A bounces it to alice — once.
     const [dsn] = await until(async () => (await a.maildir("alice@a.test")).length === 1 && a.maildir("alice@a.test"), "the DSN", 60_000);
-    await until(async () => a.mta.queue.list().length === 0 && b.mta.queue.list().length === 0, "both queues empty", 30_000);
+    await until(async () => (await a.mta.queue.list()).length === 0 && (await b.mta.queue.list()).length === 0, "both queues empty", 30_000);
     assert.match(dsn, /^Return-Path: <>\n/);
     assert.match(dsn, /Final-Recipient: rfc822; ?loop@a\.test/);
     assert.match(dsn, /Action: failed/);

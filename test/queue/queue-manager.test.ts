@@ -10,14 +10,14 @@ import type { DeliveryAgent, DeliveryOutcome, DeliveryOutcomes, DeliveryRequest,
 import { createRouter } from "../../src/delivery/router.ts";
 import { ManualClock } from "../../src/mail/clock.ts";
 import { QueueManager, type QueueSettings } from "../../src/queue/queue-manager.ts";
-import { QueueStateStore } from "../../src/queue/queue-state.ts";
+import { SqliteQueueStore } from "../../src/queue/sqlite-queue-store.ts";
 import type { RecipientResolution } from "../../src/accounts/account-store.ts";
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
 const settings: QueueSettings = {
   minBackoff: 5 * MIN, maxBackoff: HOUR, lifetime: 5 * 24 * HOUR, bounceLifetime: 5 * 24 * HOUR,
-  delayWarning: 4 * HOUR, concurrency: 10, perDestination: 2, recipientsPerDelivery: 50,
+  delayWarning: 4 * HOUR, concurrency: 10, perDestination: 2, recipientsPerDelivery: 50, activeLimit: 20_000,
 };
 
 /** An agent whose answer per recipient is scripted, recording what it was asked. */
@@ -74,7 +74,7 @@ async function fixture(opts: { settings?: Partial<QueueSettings>; maxReceived?: 
   await spool.open();
   const make = () => new QueueManager({
     spool,
-    state: new QueueStateStore(join(dir, "state"), { fsync: false }),
+    store: new SqliteQueueStore(join(dir, "state"), { fsync: false }),
     resolve: resolveDefault,
     router: createRouter({ local, remote }),
     sendDsn: async (id, _env, _arrival, recipients) => {
@@ -128,7 +128,7 @@ test("a local message is delivered once and leaves the spool", async () => {
     assert.deepEqual(f.local.calls.map((c) => c.recipients), [["alice@local.test"]]);
     assert.equal(f.local.calls[0].body, "Subject: t\r\n\r\nhello\r\n");
     assert.deepEqual(await f.spool.list(), []);
-    assert.equal(f.queue.get(id), null);
+    assert.equal(await f.queue.get(id), null);
     assert.deepEqual(f.dsns, []);
   } finally {
     await f.close();
@@ -140,7 +140,7 @@ test("a temporary failure is retried with backoff, without sleeping", async () =
   try {
     f.local.answer = (_r, n) => (n < 3 ? { status: "deferred", enhanced: "4.2.2", diagnostic: "mailbox busy" } : { status: "delivered", dsn: "final" });
     const id = await f.submit({ recipients: [{ address: "alice@local.test" }] });
-    let item = f.queue.get(id)!.item;
+    let item = (await f.queue.get(id))!.item;
     assert.equal(item.recipients[0].status, "deferred");
     assert.equal(item.recipients[0].lastError, "4.2.2 mailbox busy");
     // First retry after minBackoff (5 min, jitter 0 with random 0.5), not before.
@@ -150,7 +150,7 @@ test("a temporary failure is retried with backoff, without sleeping", async () =
     f.clock.advance(1000);
     await f.queue.idle();
     assert.equal(f.local.calls.length, 2);
-    item = f.queue.get(id)!.item;
+    item = (await f.queue.get(id))!.item;
     assert.equal(item.recipients[0].attempts, 2);
     // Second retry doubles: 10 minutes.
     f.clock.advance(10 * MIN);
@@ -192,7 +192,7 @@ test("aliases fan out, local and remote go to their agents, unknown users bounce
     assert.equal(f.dsns[0].recipients[0].address, "nobody@local.test");
     assert.equal(f.dsns[0].recipients[0].status, "5.1.1");
     // c@far.test was delivered by the scripted remote agent: the message is done.
-    assert.equal(f.queue.get(id), null);
+    assert.equal(await f.queue.get(id), null);
   } finally {
     await f.close();
   }
@@ -207,7 +207,7 @@ test("a message at the hop limit is not forwarded: its forwards bounce 5.4.6 at 
     assert.equal(f.dsns.length, 1);
     assert.deepEqual(f.dsns[0].recipients.map((r) => [r.address, r.action, r.status]), [["team@local.test", "failed", "5.4.6"], ["x@far.test", "failed", "5.4.6"]]);
     assert.match(f.dsns[0].recipients[0].diagnostic ?? "", /^mail forwarding loop: too many hops \(50 Received fields, limit 50\); not forwarded to <c@far\.test>$/);
-    assert.equal(f.queue.get(id), null);
+    assert.equal(await f.queue.get(id), null);
 
     // One hop fewer is forwarded.
     await f.submit({ recipients: [{ address: "x@far.test" }], hopCount: 49 });
@@ -223,7 +223,7 @@ test("state survives a restart: deferred stays deferred with its attempts, then 
     f.remote.answer = () => ({ status: "deferred", enhanced: "4.4.1", diagnostic: "connection refused" });
     const id = await f.submit({ recipients: [{ address: "x@far.test" }] });
     await f.restart();
-    const item = f.queue.get(id)!.item;
+    const item = (await f.queue.get(id))!.item;
     assert.equal(item.recipients[0].status, "deferred");
     assert.equal(item.recipients[0].attempts, 1);
     assert.equal(f.remote.calls.length, 1, "not retried early after restart");
@@ -316,7 +316,7 @@ test("hold stops attempts until release; retry makes deferred due now; delete re
     f.clock.advance(HOUR);
     await f.queue.idle();
     assert.equal(f.remote.calls.length, 1, "held: no attempt");
-    assert.equal(f.queue.get(id)!.item.held, true);
+    assert.equal((await f.queue.get(id))!.item.held, true);
     await f.queue.release(id);
     await f.queue.idle();
     assert.equal(f.remote.calls.length, 2, "released and overdue: attempted");
@@ -355,8 +355,8 @@ test("fairness: one mailing to a destination does not starve another sender's me
     await w2.commit({ mailFrom: "bob@far.test", recipients: [{ address: "friend@big.test" }], smtputf8: false, requireTls: false, receivedAt: f.clock.now(), client: { address: "127.0.0.1", port: 1, helo: "x", protocol: "ESMTP", role: "mx" } });
     f.queue.enqueue(w2.id);
     // Both messages are loaded while the first delivery is blocked; then release.
-    for (let i = 0; i < 1000 && (!f.queue.get(w1.id) || !f.queue.get(w2.id)); i++) await new Promise((r) => setImmediate(r));
-    assert.ok(f.queue.get(w2.id), "second message loaded");
+    for (let i = 0; i < 1000 && (!(await f.queue.get(w1.id)) || !(await f.queue.get(w2.id))); i++) await new Promise((r) => setImmediate(r));
+    assert.ok(await f.queue.get(w2.id), "second message loaded");
     release();
     f.remote.gate = null;
     await f.queue.idle();
@@ -428,7 +428,7 @@ test("a recipient the agent gave no outcome for is deferred, saying so; the othe
   try {
     f.remote.answer = (r) => (r.startsWith("lost") ? undefined : r.startsWith("bad") ? { status: "failed", enhanced: "5.1.1", diagnostic: "550 5.1.1 no such user" } : { status: "delivered", dsn: "relayed" });
     const id = await f.submit({ recipients: [{ address: "bad@far.test" }, { address: "lost@far.test" }, { address: "ok@far.test" }] });
-    const rcpts = f.queue.get(id)!.item.recipients;
+    const rcpts = (await f.queue.get(id))!.item.recipients;
     assert.deepEqual(rcpts.map((r) => [r.address, r.status]), [["bad@far.test", "bounced"], ["lost@far.test", "deferred"], ["ok@far.test", "delivered"]]);
     assert.equal(rcpts[1].lastError, "4.3.0 the remote delivery agent gave no outcome for this recipient");
   } finally {

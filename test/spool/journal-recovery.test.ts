@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { copyFile, mkdir, open as fsOpen, readdir, readFile, stat, truncate, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, open as fsOpen, readdir, readFile, stat, truncate, unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { JournalSpool } from "../../src/spool/journal-spool.ts";
 import { decodeHeader, HEADER_SIZE, recordSize, segmentName } from "../../src/spool/journal-record.ts";
@@ -140,6 +140,8 @@ test("journal recovery: orphan body files in large/ and empty segments are remov
     const warnings: string[] = [];
     const second = new JournalSpool(dir, { onWarning: (m) => warnings.push(m) });
     await second.open();
+    // Recovery of the segments found runs after open(), in the background.
+    await second.recovered;
     assert.deepEqual(await readdir(join(dir, "large")), [big.id]);
     assert.deepEqual(await second.list(), [big.id]);
     assert.ok((await readAll(second.readBody(big.id))).equals(Buffer.alloc(600_000, 0x45)));
@@ -150,6 +152,37 @@ test("journal recovery: orphan body files in large/ and empty segments are remov
     assert.ok(!segs.includes(segmentName(2)), segs.join());
     await second.close();
     await first.close();
+  } finally {
+    await cleanup();
+  }
+});
+
+test("journal recovery: a message whose large/ body file is lost is dropped with a warning; the others stay (also when read from the segment's index)", async () => {
+  const { dir, cleanup } = await tempDir();
+  try {
+    const first = new JournalSpool(dir);
+    await first.open();
+    const big = await first.create();
+    await big.write(Buffer.alloc(600_000, 0x45));
+    await big.commit(sampleEnvelope());
+    const small = await first.create();
+    await small.write(bodyOf(1));
+    await small.commit(sampleEnvelope());
+    await first.close();
+    // A start in between retires the segment and writes its index; the next start reads that index.
+    const between = new JournalSpool(dir);
+    await between.open();
+    await between.recovered;
+    await between.close();
+    assert.ok((await readdir(join(dir, "index"))).length > 0, "the segment has an index");
+    await unlink(join(dir, "large", big.id));
+    const warnings: string[] = [];
+    const second = new JournalSpool(dir, { onWarning: (m) => warnings.push(m) });
+    await second.open();
+    await second.recovered;
+    assert.deepEqual(await second.list(), [small.id]);
+    assert.deepEqual(warnings, [`spool journal: message ${big.id} has lost its body file large/${big.id}; dropped`]);
+    await second.close();
   } finally {
     await cleanup();
   }
