@@ -9,6 +9,7 @@ import { MinHeap } from "./min-heap.ts";
 import { HISTORY_LIMIT, isFinal, QueueStateStore, type MessageState, type RecipientState } from "./queue-state.ts";
 import { fanOut } from "./fan-out.ts";
 import { storedMessage } from "../spool/stored-message.ts";
+import { noEvents, type EventSink } from "../events/petrel-event.ts";
 
 /**
  * The queue manager (Postfix's qmgr inside Petrel): takes each spooled
@@ -50,6 +51,8 @@ export interface QueueManagerDeps {
   readonly settings: QueueSettings;
   /** A message with this many Received: fields is not forwarded (delivery.maxReceived); absent = no check here. */
   readonly maxReceived?: number;
+  /** Told what happens to each message (the message trace, metrics). */
+  readonly events?: EventSink;
 }
 
 interface Job {
@@ -116,9 +119,12 @@ export class QueueManager {
   /** The route of each recipient, computed once. */
   private readonly routes = new WeakMap<RecipientState, Route>();
 
+  private readonly events: EventSink;
+
   constructor(deps: QueueManagerDeps) {
     this.deps = deps;
     this.random = deps.random ?? Math.random;
+    this.events = deps.events ?? noEvents;
   }
 
   /**
@@ -191,7 +197,7 @@ export class QueueManager {
    * is left alone (as `postqueue -f` does): hold wins until release. Null
    * when `id` is no message in the queue.
    */
-  async retry(id: QueueId | "all"): Promise<RetryResult | null> {
+  async retry(id: QueueId | "all", by?: string): Promise<RetryResult | null> {
     const entries = id === "all" ? [...this.messages.values()] : [this.messages.get(id)].filter((e) => e !== undefined);
     if (id !== "all" && entries.length === 0) return null;
     const now = this.deps.clock.now();
@@ -205,6 +211,7 @@ export class QueueManager {
       const waiting = e.state.recipients.filter((r) => r.status === "deferred" || r.status === "queued");
       if (waiting.length === 0) continue;
       for (const r of waiting) r.nextAttempt = now;
+      this.events.emit({ type: "admin", queueId: e.state.id, action: "retry", ...(by ? { by } : {}) });
       this.schedule(e, now);
       await this.save(e);
       scheduled++;
@@ -214,12 +221,12 @@ export class QueueManager {
   }
 
   /** `postsuper -h`: no delivery attempts until released. */
-  async hold(id: QueueId): Promise<boolean> {
-    return this.setHeld(id, true);
+  async hold(id: QueueId, by?: string): Promise<boolean> {
+    return this.setHeld(id, true, by);
   }
 
-  async release(id: QueueId): Promise<boolean> {
-    const ok = await this.setHeld(id, false);
+  async release(id: QueueId, by?: string): Promise<boolean> {
+    const ok = await this.setHeld(id, false, by);
     const e = this.messages.get(id);
     if (e) this.schedule(e, this.deps.clock.now());
     this.dispatch();
@@ -227,10 +234,11 @@ export class QueueManager {
   }
 
   /** `postsuper -d`: remove without a bounce. */
-  async delete(id: QueueId): Promise<boolean> {
+  async delete(id: QueueId, by?: string): Promise<boolean> {
     const e = this.messages.get(id);
     if (!e) return false;
     this.messages.delete(id);
+    this.events.emit({ type: "admin", queueId: id, action: "delete", ...(by ? { by } : {}) });
     await e.saving;
     await this.deps.spool.remove(id);
     await this.deps.state.remove(id);
@@ -253,6 +261,7 @@ export class QueueManager {
       this.messages.set(id, { state, envelope, saving: Promise.resolve() });
       const entry = this.messages.get(id)!;
       this.deps.log.info({ queueId: id, recipients: recipients.map((r) => r.address), ...(quarantined ? { held: envelope.hold } : {}) }, "queued");
+      this.events.emit({ type: "queued", queueId: id, recipients: recipients.map((r) => ({ address: r.address, original: r.original, status: r.status })) });
       // Nothing has happened yet that the envelope cannot tell again after a
       // restart, so no state file until something does (a bounce, a deferral).
       const unknown = recipients.filter((r) => r.status === "bounced");
@@ -277,10 +286,11 @@ export class QueueManager {
     return e.saving;
   }
 
-  private async setHeld(id: QueueId, held: boolean): Promise<boolean> {
+  private async setHeld(id: QueueId, held: boolean, by?: string): Promise<boolean> {
     const e = this.messages.get(id);
     if (!e) return false;
     e.state.held = held;
+    this.events.emit({ type: "admin", queueId: id, action: held ? "hold" : "release", ...(by ? { by } : {}) });
     // A person decided now: the reason a check gave no longer holds.
     delete e.state.holdReason;
     await this.save(e);
@@ -389,6 +399,7 @@ export class QueueManager {
     this.inFlight.set(dest, (this.inFlight.get(dest) ?? 0) + 1);
     for (const r of job.recipients) r.status = "delivering";
     const id = job.msg.state.id;
+    const started = this.deps.clock.now();
     const p = (async () => {
       let outcomes: DeliveryOutcomes;
       try {
@@ -403,7 +414,7 @@ export class QueueManager {
         this.deps.log.error({ queueId: id, err }, "delivery agent failed");
         outcomes = new Map(job.recipients.map((r) => [r.address, { status: "deferred" as const, enhanced: "4.3.0", diagnostic: `internal error: ${String(err)}` }]));
       }
-      await this.applyOutcomes(job, outcomes);
+      await this.applyOutcomes(job, outcomes, started);
     })().finally(() => {
       this.active--;
       const n = (this.inFlight.get(dest) ?? 1) - 1;
@@ -417,7 +428,7 @@ export class QueueManager {
 
   // -------------------------------------------------------------- outcomes
 
-  private async applyOutcomes(job: Job, outcomes: DeliveryOutcomes): Promise<void> {
+  private async applyOutcomes(job: Job, outcomes: DeliveryOutcomes, started: number): Promise<void> {
     const e = job.msg;
     const now = this.deps.clock.now();
     const failed: DsnRecipient[] = [];
@@ -445,6 +456,15 @@ export class QueueManager {
         r.nextAttempt = Math.min(now + retryDelay(r.attempts, this.deps.settings, this.random), Math.max(now, e.state.arrival + this.lifetime(e)));
         this.deps.log.info({ ...log, status: "deferred", enhanced: o.enhanced, diagnostic: o.diagnostic, retryAt: new Date(r.nextAttempt).toISOString() }, "deferred");
       }
+      this.events.emit({
+        type: "delivery", queueId: e.state.id, recipient: r.address, ...(r.original !== r.address ? { original: r.original } : {}),
+        transport: job.route.transport, destination: job.route.destination, status: r.status === "delivered" ? "delivered" : r.status === "bounced" ? "bounced" : "deferred",
+        ...(o.status !== "delivered" ? { enhanced: o.enhanced, reply: o.diagnostic } : o.detail ? { reply: o.detail } : {}),
+        ...(o.remoteMta ? { remoteMta: o.remoteMta } : {}), ...(o.remoteAddress ? { remoteAddress: o.remoteAddress } : {}), ...(o.tls ? { tls: o.tls } : {}),
+        durationMs: now - started, attempt: r.attempts,
+        ...(o.status === "delivered" ? { latencyMs: now - e.state.arrival } : {}),
+        ...(o.status === "deferred" ? { retryAt: new Date(r.nextAttempt).toISOString() } : {}),
+      });
     }
     // A message now complete is removed (state file included) below; saving
     // it first would only cost an fsync — unless a DSN is about to be sent,
@@ -471,6 +491,7 @@ export class QueueManager {
       r.status = "bounced";
       const last = r.lastError?.diagnostic ?? "no delivery attempt succeeded";
       this.deps.log.info({ queueId: e.state.id, to: r.address, status: "expired" }, "bounced");
+      this.events.emit({ type: "expired", queueId: e.state.id, recipient: r.address, reply: `message expired in the queue; last error: ${last}` });
       return this.dsnRecipient(e, r, "failed", r.lastError?.bounceStatus ?? "4.4.7", `message expired in the queue; last error: ${last}`, r.lastError?.remoteMta);
     });
     this.background(this.save(e).then(() => this.dsn(e, failed)).then(() => this.finishIfDone(e)));
@@ -518,7 +539,10 @@ export class QueueManager {
     try {
       // The DSN enters through the intake, which tells the queue about it.
       const id = await this.deps.sendDsn(e.state.id, e.envelope, new Date(e.state.arrival), recipients, () => this.message(e));
-      if (id) this.deps.log.info({ queueId: e.state.id, dsn: id, action: recipients[0].action }, "sender notified");
+      if (id) {
+        this.deps.log.info({ queueId: e.state.id, dsn: id, action: recipients[0].action }, "sender notified");
+        this.events.emit({ type: "dsn", queueId: e.state.id, dsnId: id, action: recipients[0].action, recipients: recipients.map((r) => r.address) });
+      }
     } catch (err) {
       // Not fatal: the recipients' states are final either way; the log has it.
       this.deps.log.error({ queueId: e.state.id, err }, "could not create DSN");
@@ -538,6 +562,7 @@ export class QueueManager {
     await this.deps.spool.remove(e.state.id);
     await this.deps.state.remove(e.state.id);
     this.deps.log.info({ queueId: e.state.id }, "removed");
+    this.events.emit({ type: "removed", queueId: e.state.id });
   }
 }
 
