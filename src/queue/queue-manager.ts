@@ -93,7 +93,7 @@ export interface QueueListItem {
 }
 
 export class QueueManager {
-  private readonly deps: QueueManagerDeps;
+  private deps: QueueManagerDeps;
   private readonly random: () => number;
   private readonly messages = new Map<QueueId, Entry>();
   private readonly inFlight = new Map<string, number>();
@@ -117,7 +117,7 @@ export class QueueManager {
   /** Recipients due later, by time (a message may appear more than once; stale entries are skipped). */
   private readonly later = new MinHeap<{ readonly at: number; readonly id: QueueId }>((x) => x.at);
   /** The route of each recipient, computed once. */
-  private readonly routes = new WeakMap<RecipientState, Route>();
+  private routes = new WeakMap<RecipientState, Route>();
 
   private readonly events: EventSink;
 
@@ -176,6 +176,26 @@ export class QueueManager {
       }
       await Promise.race(this.running);
     }
+  }
+
+  /**
+   * A reload: what is dispatched from now on goes by the new transport map
+   * and settings; deliveries in flight finish on the agents they started
+   * with. Resolves once those have (their agents may then be closed).
+   */
+  reconfigure(changes: { router?: Router; settings?: QueueSettings }): Promise<void> {
+    const inFlight = Promise.all(this.running).then(() => undefined);
+    this.deps = { ...this.deps, ...changes };
+    if (changes.router) {
+      // Every waiting recipient is routed again: ready queues are rebuilt from the messages.
+      this.routes = new WeakMap();
+      this.ready.clear();
+      this.destinations.length = 0;
+      const now = this.deps.clock.now();
+      for (const e of this.messages.values()) this.schedule(e, now);
+    }
+    this.dispatch();
+    return inFlight;
   }
 
   // ------------------------------------------------------------ operations

@@ -76,6 +76,7 @@ test("npm pack → npm install -g --prefix → petrel serve receives what petrel
     "domains: [example.test]",
     "listeners:",
     "  - { address: 127.0.0.1, port: 0, role: mx }",
+    "admin: { enabled: false }",
     "",
   ].join("\n"));
   const server = spawn(petrel, ["serve", "--config", "petrel.yaml"], { cwd: work, env, stdio: ["ignore", "pipe", "pipe"] });
