@@ -67,6 +67,8 @@ export class AdminService {
   private readonly log: Logger;
   private token = "";
   private queue: QueueManager | null = null;
+  /** The API's routes, once attached (the OpenAPI test compares them with the description). */
+  api: ReturnType<typeof adminApi> | null = null;
 
   private constructor(config: Config, o: { clock: Clock; log: Logger; listeners: AdminListeners }) {
     this.config = config;
@@ -117,6 +119,7 @@ export class AdminService {
         ...(metrics && !config.metrics.listen ? { metrics: { registry: metrics, auth: config.metrics.auth } } : {}),
         clock: this.clock, log: this.log.child({ component: "admin" }),
       });
+      this.api = app;
       this.listeners.api.serve(app.fetch);
       this.series.start();
     }

@@ -130,6 +130,10 @@ export function adminApi(o: AdminApiOptions): OpenAPIHono<ApiEnv> {
   activityRoutes(app, o);
   if (o.metrics) metricsRoute(app, o.metrics.registry);
 
+  app.openAPIRegistry.registerPath({
+    method: "get", path: "/api/openapi.json", tags: ["server"], summary: "This description (OpenAPI 3.1); needs no token",
+    responses: { 200: { description: "The description", content: { "application/json": { schema: z.object({ openapi: z.string() }).loose() } } } },
+  });
   app.doc31("/api/openapi.json", {
     openapi: "3.1.0",
     info: { title: API_TITLE, version: "1", description: "Operate a running Petrel: queue, accounts, local mailboxes, activity, message trace, live events, metrics." },
