@@ -67,7 +67,7 @@ import { AdminService, bindAdminListeners, closeAdminListeners } from "./admin/a
 import { loadConfig } from "./config/load.ts";
 import { ConfigError } from "./config/config-error.ts";
 import { setLogLevel } from "./system/logger.ts";
-import { restartOnlyChanges, type ReloadReport } from "./config/reload-plan.ts";
+import { reloadedConfig, restartOnlyChanges, type ReloadReport } from "./config/reload-plan.ts";
 
 /**
  * Petrel in one process: the composition root that wires the boxes of
@@ -631,8 +631,9 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     let current = config;
     admin.attach({ queue, accounts, status, config: () => current });
     const reload = async (): Promise<ReloadReport> => {
-      const next = await loadConfig(options.configPath);
-      const { live, restart } = restartOnlyChanges(current, next);
+      const file = await loadConfig(options.configPath);
+      const { live, restart } = restartOnlyChanges(current, file);
+      const next = reloadedConfig(current, file, live);
       // Everything that can fail is built before anything is applied.
       const applyReception = await smtp.prepare(next);
       const routing = live.some((k) => k === "transport" || k === "outbound");

@@ -58,3 +58,19 @@ export function restartOnlyChanges(before: Config, after: Config): { live: LiveK
   }
   return { live, restart };
 }
+
+/**
+ * The configuration a reload puts in force: the one running, with the
+ * values of the keys a reload applies taken from the file. The others keep
+ * their running values until a restart (and the next reload names them again).
+ */
+export function reloadedConfig(running: Config, file: Config, live: readonly LiveKey[]): Config {
+  const out = structuredClone(running) as Record<string, unknown>;
+  const from = file as unknown as Record<string, Record<string, unknown>>;
+  for (const key of live) {
+    const [top, sub] = key.split(".");
+    if (sub === undefined) out[top] = structuredClone(from[top]);
+    else out[top] = { ...(out[top] as Record<string, unknown>), [sub]: structuredClone(from[top][sub]) };
+  }
+  return out as unknown as Config;
+}
