@@ -19,6 +19,8 @@ import { EventBus } from "../events/event-bus.ts";
 import { TraceStore } from "../events/trace-store.ts";
 import { ActivitySeries } from "./activity-series.ts";
 import { adminApi } from "./api-app.ts";
+import { dashboardApp, isDashboardPath } from "./dashboard-app.ts";
+import { HtmlViews } from "./html-views.ts";
 import { bindAdminListener, type AdminListener } from "./admin-listener.ts";
 import { carriesToken, loadOrCreateToken } from "./admin-auth.ts";
 import { Metrics } from "./metrics.ts";
@@ -112,15 +114,19 @@ export class AdminService {
     const { config } = this;
     const metrics = this.metrics;
     if (this.listeners.api && this.trace) {
+      const views = new HtmlViews({ clock: this.clock });
+      const maildirRoot = join(config.dataDir, "mail");
+      const log = this.log.child({ component: "admin" });
       const app = adminApi({
         queue: sources.queue, accounts: sources.accounts, passwords: () => sources.config().passwords,
-        maildirRoot: join(config.dataDir, "mail"), trace: this.trace, bus: this.bus, series: this.series, status: sources.status,
+        maildirRoot, trace: this.trace, bus: this.bus, series: this.series, status: sources.status, views,
         auth: config.admin.auth, token: this.token, sessionLifetime: config.admin.sessionLifetime,
         ...(metrics && !config.metrics.listen ? { metrics: { registry: metrics, auth: config.metrics.auth } } : {}),
-        clock: this.clock, log: this.log.child({ component: "admin" }),
+        clock: this.clock, log,
       });
       this.api = app;
-      this.listeners.api.serve(app.fetch);
+      const dashboard = dashboardApp({ views, accounts: sources.accounts, maildirRoot, log });
+      this.listeners.api.serve((req) => (isDashboardPath(new URL(req.url).pathname) ? dashboard.fetch(req) : app.fetch(req)));
       this.series.start();
     }
     if (this.listeners.metrics && metrics) {

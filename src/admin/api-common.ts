@@ -16,6 +16,7 @@ import type { EventBus } from "../events/event-bus.ts";
 import type { ServerStatus } from "./server-status.ts";
 import type { Metrics } from "./metrics.ts";
 import type { ActivitySeries } from "./activity-series.ts";
+import type { HtmlViews } from "./html-views.ts";
 
 export interface AdminApiOptions {
   readonly queue: QueueManager;
@@ -28,6 +29,8 @@ export interface AdminApiOptions {
   readonly bus: EventBus;
   readonly series: ActivitySeries;
   readonly status: () => ServerStatus;
+  /** The links that show one message's HTML in the dashboard's sandboxed frame. */
+  readonly views: HtmlViews;
   /** "token": every route but login and the description needs a bearer token; "none": none does (loopback only). */
   readonly auth: "token" | "none";
   /** The API token (from admin.tokenFile). */

@@ -26,21 +26,26 @@ const folderQuery = z.object({ folder: z.string().default("INBOX").openapi({ des
 /** Download headers: never rendered in the API's origin. */
 const DOWNLOAD = { "Content-Security-Policy": "sandbox; default-src 'none'", "X-Content-Type-Options": "nosniff" };
 
+/** The Maildir of a local user, or the API's 404/400. */
+export async function mailboxReader(o: Pick<AdminApiOptions, "accounts" | "maildirRoot">, address: string): Promise<MaildirReader> {
+  if (!(await o.accounts.hasMailbox(address))) throw new ApiError(404, `${address} has no mailbox here`);
+  const where = maildirPathFor(o.maildirRoot, address);
+  if (!where.ok) throw new ApiError(400, where.reason);
+  return new MaildirReader(where.path);
+}
+
+/** A Maildir operation; its MailboxError becomes the API's error with the matching status. */
+export async function mailbox<T>(f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (err) {
+    if (err instanceof MailboxError) throw new ApiError(err.code === "not-found" ? 404 : err.code === "too-large" ? 413 : 400, err.message);
+    throw err;
+  }
+}
+
 export function mailboxRoutes(app: OpenAPIHono<ApiEnv>, o: AdminApiOptions): void {
-  const reader = async (address: string): Promise<MaildirReader> => {
-    if (!(await o.accounts.hasMailbox(address))) throw new ApiError(404, `${address} has no mailbox here`);
-    const where = maildirPathFor(o.maildirRoot, address);
-    if (!where.ok) throw new ApiError(400, where.reason);
-    return new MaildirReader(where.path);
-  };
-  const mailbox = async <T>(f: () => Promise<T>): Promise<T> => {
-    try {
-      return await f();
-    } catch (err) {
-      if (err instanceof MailboxError) throw new ApiError(err.code === "not-found" ? 404 : err.code === "too-large" ? 413 : 400, err.message);
-      throw err;
-    }
-  };
+  const reader = (address: string) => mailboxReader(o, address);
 
   app.openapi(createRoute({
     method: "get", path: "/api/mailboxes/{address}/folders", tags: ["mailboxes"], security, summary: "A local user's folders: INBOX, then each Maildir++ folder",
@@ -77,6 +82,23 @@ export function mailboxRoutes(app: OpenAPIHono<ApiEnv>, o: AdminApiOptions): voi
     const { address, id } = c.req.valid("param");
     const r = await reader(address);
     return c.json(await mailbox(() => r.read(c.req.valid("query").folder, id)), 200);
+  });
+
+  app.openapi(createRoute({
+    method: "post", path: "/api/mailboxes/{address}/messages/{id}/html-view", tags: ["mailboxes"], security,
+    summary: "A short-lived link that shows the message's HTML, for a sandboxed frame",
+    description: "A frame cannot send the Authorization header, so the dashboard asks for a random link naming this one message (valid for minutes). " +
+      "It is served with `Content-Security-Policy: default-src 'none'; img-src data: cid:; style-src 'unsafe-inline'`, so remote images, scripts and fonts are never fetched.",
+    request: { params: messageParams, query: folderQuery },
+    responses: { 200: ok(z.object({ url: z.string(), expiresAt: z.string().openapi({ description: "ISO 8601" }) }), "The link"), ...errors(400, 404, 413) },
+  }), async (c) => {
+    const { address, id } = c.req.valid("param");
+    const folder = c.req.valid("query").folder;
+    const r = await reader(address);
+    const m = await mailbox(() => r.read(folder, id));
+    if (m.html === null) throw new ApiError(404, `message ${id} has no HTML part`);
+    const link = o.views.create({ address, folder, id });
+    return c.json({ url: link.path, expiresAt: new Date(link.expiresAt).toISOString() }, 200);
   });
 
   app.openapi(createRoute({

@@ -1,0 +1,73 @@
+// Building the page from data: elements made one by one, text always set
+// as text (never parsed as HTML), so nothing a message or a client sent
+// can become markup in the dashboard.
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+function fill(el, attrs, children) {
+  for (const [k, v] of Object.entries(attrs ?? {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.setAttribute("class", v);
+    else if (k === "text") el.textContent = String(v);
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat(Infinity)) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+/** An HTML element: h("a", { href: "#/" }, "text", child…). */
+export function h(tag, attrs, ...children) {
+  return fill(document.createElement(tag), attrs, children);
+}
+
+/** An SVG element. */
+export function s(tag, attrs, ...children) {
+  return fill(document.createElementNS(SVG_NS, tag), attrs, children);
+}
+
+export function replace(el, ...children) {
+  el.replaceChildren();
+  return fill(el, {}, children);
+}
+
+export function fmtTime(ms) {
+  if (ms === null || ms === undefined) return "";
+  const d = new Date(ms);
+  return d.toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z");
+}
+
+/** "3m", "2h 5m", "4d 1h", as qshape's buckets read. */
+export function fmtAge(ms) {
+  if (ms === null || ms === undefined) return "—";
+  const m = Math.max(0, Math.floor(ms / 60000));
+  if (m < 60) return m < 1 ? `${Math.max(0, Math.floor(ms / 1000))}s` : `${m}m`;
+  const hours = Math.floor(m / 60);
+  if (hours < 48) return `${hours}h ${m % 60}m`;
+  return `${Math.floor(hours / 24)}d ${hours % 24}h`;
+}
+
+export function fmtSize(n) {
+  if (n === undefined || n === null) return "";
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+/** A message shown at the top of a view: "error" or "ok". */
+export function notice(kind, text) {
+  return h("p", { class: `notice ${kind}`, role: kind === "error" ? "alert" : "status" }, text);
+}
+
+/** A labelled value list: [["From", "a@b"], …]. */
+export function facts(rows) {
+  return h("dl", { class: "facts" }, rows.filter((r) => r[1] !== undefined && r[1] !== null && r[1] !== "").map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+}
+
+export function table(headers, rows, attrs = {}) {
+  return h("div", { class: "scroll" },
+    h("table", attrs, h("thead", {}, h("tr", {}, headers.map((x) => h("th", {}, x)))), h("tbody", {}, rows)));
+}
