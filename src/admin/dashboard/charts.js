@@ -4,9 +4,9 @@
 
 import { h, s } from "./dom.js";
 
-const W = 600;
-const H = 160;
-const PAD = { left: 34, right: 8, top: 10, bottom: 20 };
+const W = 400;
+const H = 150;
+const PAD = { left: 30, right: 6, top: 10, bottom: 22 };
 
 function niceMax(v) {
   if (v <= 4) return 4;
@@ -21,7 +21,8 @@ function frame(max, minutes) {
   for (const f of [0, 0.5, 1]) {
     const y = PAD.top + innerH * (1 - f);
     g.append(s("line", { x1: PAD.left, x2: W - PAD.right, y1: y, y2: y, class: "grid" }));
-    g.append(s("text", { x: PAD.left - 4, y: y + 4, "text-anchor": "end" }, String(Math.round(max * f))));
+    // Only whole numbers: a half of 5 messages is not a count.
+    if (Number.isInteger(max * f)) g.append(s("text", { x: PAD.left - 4, y: y + 4, "text-anchor": "end" }, String(max * f)));
   }
   if (minutes.length > 0) {
     const label = (m) => new Date(m.start).toISOString().slice(11, 16);
