@@ -53,6 +53,7 @@ test("npm pack → npm install -g --prefix → petrel serve receives what petrel
   assert.ok(files.includes("package/dist/cli/main.js"), "the compiled CLI");
   assert.ok(files.includes("package/dist/client/index.d.ts"), "the API's declarations");
   assert.ok(files.includes("package/dist/accounts/common-passwords.txt"), "the password policy's list");
+  for (const asset of ["index.html", "app.js", "style.css"]) assert.ok(files.includes(`package/dist/admin/dashboard/${asset}`), `the dashboard's ${asset}`);
   assert.deepEqual(files.filter((f) => /^package\/(src|test|bench|fuzz|soak|scripts|node_modules)\//.test(f) || /\.ts$/.test(f) && !/\.d\.ts$/.test(f)), [], "no sources, tests or tools");
   const tPacked = Date.now();
 
@@ -61,7 +62,7 @@ test("npm pack → npm install -g --prefix → petrel serve receives what petrel
   assert.equal(installed.code, 0, installed.out);
   const home = join(prefix, "lib", "node_modules", "petrel");
   const deps = await readdir(join(home, "node_modules"));
-  for (const dev of ["typescript", "node", "fast-check"]) assert.ok(!deps.includes(dev), `dev dependency ${dev} installed`);
+  for (const dev of ["typescript", "node", "fast-check", "playwright-core"]) assert.ok(!deps.includes(dev), `dev dependency ${dev} installed`);
   // The shipped declarations name dns-packet's types (the resolver behind the client's DANE), so those types are a dependency.
   assert.ok((await readdir(join(home, "node_modules", "@types"))).includes("dns-packet"), "@types/dns-packet missing");
   for (const dep of ["pino", "pino-pretty", "zod", "yaml", "dns-packet", "nodemailer", "selfsigned"]) assert.ok(deps.includes(dep), `${dep} missing`);
