@@ -8,22 +8,14 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { rm, stat } from "node:fs/promises";
-import * as net from "node:net";
 import { smtp, until } from "./fixtures/mta-helpers.ts";
 import { startWithAdmin, type AdminRunning } from "./fixtures/admin-client.ts";
+import { freePort } from "./fixtures/robust-helpers.ts";
 
 function queuedId(transcript: string): string {
   const id = /250 2\.0\.0 Ok: queued as (\S+)/.exec(transcript)?.[1];
   assert.ok(id, transcript);
   return id;
-}
-
-async function closedPort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, "127.0.0.1", resolve));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
 }
 
 async function withAdmin(extra: Record<string, unknown>, fn: (r: AdminRunning) => Promise<void>): Promise<void> {
@@ -125,7 +117,7 @@ test("a message traced from the 250 to the Maildir; the refusal of a recipient i
 });
 
 test("the queue: a deferred message listed, detailed with its attempts, held, released, retried and deleted — in its trace", async () => {
-  const port = await closedPort();
+  const port = await freePort();
   await withAdmin({
     domains: ["example.test", "store.test"],
     transport: [{ domains: ["store.test"], type: "lmtp", host: "127.0.0.1", port }],

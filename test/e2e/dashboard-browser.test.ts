@@ -11,7 +11,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import * as http from "node:http";
-import * as net from "node:net";
+import type { AddressInfo } from "node:net";
 import { mkdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import nodemailer from "nodemailer";
@@ -21,6 +21,7 @@ import { until } from "../support/until.ts";
 import { issue } from "../support/test-ca.ts";
 import { startWithAdmin, type AdminRunning } from "./fixtures/admin-client.ts";
 import { startReceiver, type Receiver } from "./fixtures/outbound-tls.ts";
+import { freePort } from "./fixtures/robust-helpers.ts";
 
 const SHOTS = join(import.meta.dirname, "..", "..", "docs", "screenshots");
 const ADMIN = { address: "admin@example.test", password: "petrel dashboard admin 2026" };
@@ -35,14 +36,6 @@ const pixelRequests: string[] = [];
 const cspViolations: string[] = [];
 let lmtpPort = 0;
 
-async function closedPort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, "127.0.0.1", resolve));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
-
 function mailer() {
   return nodemailer.createTransport({
     host: "127.0.0.1", port: petrel.submission, requireTLS: true, tls: { rejectUnauthorized: false },
@@ -53,6 +46,11 @@ function mailer() {
 async function shot(name: string): Promise<void> {
   // Caret and animations off: the pictures depend on the data only.
   await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true, animations: "disabled", caret: "hide" });
+}
+
+/** The width of the laid-out page (more than the viewport: it scrolls sideways). */
+async function pageWidth(): Promise<number> {
+  return Number(await page.evaluate("document.documentElement.scrollWidth"));
 }
 
 async function atWidth(width: number, height: number): Promise<void> {
@@ -69,9 +67,9 @@ before(async () => {
     res.end();
   });
   await new Promise<void>((resolve) => pixel.listen(0, "127.0.0.1", resolve));
-  pixelPort = (pixel.address() as net.AddressInfo).port;
+  pixelPort = (pixel.address() as AddressInfo).port;
   receiver = await startReceiver({ hostname: "mx.far.test", domains: ["far.test"], pair: await issue(["mx.far.test"]) });
-  lmtpPort = await closedPort();
+  lmtpPort = await freePort();
   petrel = await startWithAdmin({
     domains: ["example.test", "store.test"],
     transport: [
@@ -132,7 +130,7 @@ test("the queue view: a message sent with nodemailer appears live, deferred; hel
   await shot("queue");
   await atWidth(390, 844);
   await shot("queue-phone");
-  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= 390), "no sideways scrolling at 390 px");
+  assert.ok(await pageWidth() <= 390, "no sideways scrolling at 390 px");
   await atWidth(1280, 900);
 
   await row.locator("a.qid").click();
@@ -247,7 +245,7 @@ test("the overview: counts, charts of the last hour, the activity feed; no CSP v
   await shot("overview");
   await atWidth(390, 844);
   await shot("overview-phone");
-  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= 390), "no sideways scrolling at 390 px");
+  assert.ok(await pageWidth() <= 390, "no sideways scrolling at 390 px");
   await atWidth(1280, 900);
   // The frame's blocked image is the only refusal the browser reported.
   assert.deepEqual(cspViolations.filter((t) => !t.includes(`127.0.0.1:${pixelPort}`)), []);

@@ -71,3 +71,8 @@ export function table(headers, rows, attrs = {}) {
   return h("div", { class: "scroll" },
     h("table", attrs, h("thead", {}, h("tr", {}, headers.map((x) => h("th", {}, x)))), h("tbody", {}, rows)));
 }
+
+/** A big number with its label (counts at the top of a view). */
+export function tile(label, value, id) {
+  return h("div", { class: "tile", id: id ? `tile-${id}` : undefined }, h("span", { class: "value" }, String(value)), h("span", { class: "label" }, label));
+}

@@ -2,7 +2,7 @@
 // activity feed, kept current by the live events.
 
 import { get } from "./api.js";
-import { facts, fmtAge, fmtTime, h, replace } from "./dom.js";
+import { facts, fmtAge, fmtTime, h, replace, tile } from "./dom.js";
 import { line, stackedBars } from "./charts.js";
 
 /** One line of the activity feed for an event. */
@@ -71,8 +71,4 @@ export function overviewView() {
       clearTimeout(timer);
     },
   };
-}
-
-function tile(label, value) {
-  return h("div", { class: "tile" }, h("span", { class: "value" }, String(value)), h("span", { class: "label" }, label));
 }

@@ -4,7 +4,7 @@
 // delete.
 
 import { api, ApiError, get } from "./api.js";
-import { facts, fmtAge, fmtSize, fmtTime, h, notice, replace, table } from "./dom.js";
+import { facts, fmtAge, fmtSize, fmtTime, h, notice, replace, table, tile } from "./dom.js";
 import { attemptRows } from "./trace.js";
 
 function bucketLabel(b) {
@@ -13,6 +13,7 @@ function bucketLabel(b) {
 
 export function queueView() {
   const counts = h("div", {});
+  const said = h("div", {});
   const shape = h("div", {});
   const list = h("div", {});
   const state = h("select", { name: "state" }, ["", "queued", "delivering", "deferred", "held", "active"].map((v) => h("option", { value: v }, v || "any state")));
@@ -25,10 +26,10 @@ export function queueView() {
   }, onchange: () => void loadList() }, state, sender, recipient, domain, h("button", { type: "submit" }, "Filter"));
   const flush = h("button", { type: "button", onclick: async () => {
     const r = await api("POST", "/api/queue/retry");
-    replace(counts, notice("ok", `${r.scheduled} recipient(s) scheduled now`));
+    replace(said, notice("ok", `${r.scheduled} recipient(s) due now${r.held.length ? `; ${r.held.length} message(s) on hold left alone` : ""}`));
     await load();
   } }, "Retry all now");
-  const el = h("section", {}, h("h1", {}, "Queue"), counts, h("div", { class: "actions" }, flush), h("h2", {}, "By destination and age"), shape, h("h2", {}, "Messages"), filters, list);
+  const el = h("section", {}, h("h1", {}, "Queue"), counts, h("div", { class: "actions" }, flush), said, h("h2", {}, "By destination and age"), shape, h("h2", {}, "Messages"), filters, list);
   let timer = null;
 
   async function loadSummary() {
@@ -74,10 +75,6 @@ export function queueView() {
       clearTimeout(timer);
     },
   };
-}
-
-function tile(label, value, id) {
-  return h("div", { class: "tile", id: id ? `tile-${id}` : undefined }, h("span", { class: "value" }, String(value)), h("span", { class: "label" }, label));
 }
 
 export function queueMessageView(id) {
