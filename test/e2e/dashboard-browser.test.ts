@@ -111,7 +111,6 @@ test("the pages: a strict CSP, no framing; an administrator logs in (a wrong pas
   await page.click("form.login button[type=submit]");
   await page.getByRole("alert").filter({ hasText: "wrong address or password" }).waitFor();
   await page.fill("input[name=password]", ADMIN.password);
-  await shot("login");
   await page.click("form.login button[type=submit]");
   await page.locator("#who", { hasText: ADMIN.address }).waitFor();
   await page.locator("#live.up").waitFor();
