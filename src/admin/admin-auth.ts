@@ -12,6 +12,7 @@
  * authenticated, and no CSRF token is needed.
  */
 import { randomBytes, timingSafeEqual, createHash } from "node:crypto";
+import { ExpiringTokens } from "./expiring-tokens.ts";
 import { chmod, mkdir, open, readFile, stat } from "node:fs/promises";
 import { dirname } from "node:path";
 import type { Now } from "../mail/clock.ts";
@@ -74,60 +75,31 @@ export function identityName(who: AdminIdentity): string {
   return who.kind === "token" ? "api-token" : who.address;
 }
 
-interface Session {
-  readonly address: string;
-  readonly expiresAt: number;
-}
-
 /** Logins of administrator accounts: random session tokens, in memory (a restart logs everyone out), bounded in number. */
 export class AdminSessions {
-  private readonly sessions = new Map<string, Session>();
-  private readonly lifetime: number;
-  private readonly clock: Now;
-  private readonly max: number;
+  private readonly tokens: ExpiringTokens<string>;
 
   constructor(options: { lifetime: number; clock: Now; max?: number }) {
-    this.lifetime = options.lifetime;
-    this.clock = options.clock;
-    this.max = options.max ?? 1000;
+    this.tokens = new ExpiringTokens({ lifetime: options.lifetime, clock: options.clock, max: options.max ?? 1000 });
   }
 
   create(address: string): { token: string; expiresAt: number } {
-    const now = this.clock.now();
-    for (const [k, s] of this.sessions) if (s.expiresAt <= now) this.sessions.delete(k);
-    // The oldest login goes when there are too many.
-    while (this.sessions.size >= this.max) this.sessions.delete(this.sessions.keys().next().value!);
-    const token = randomBytes(32).toString("base64url");
-    const expiresAt = now + this.lifetime;
-    this.sessions.set(hashKey(token), { address, expiresAt });
-    return { token, expiresAt };
+    return this.tokens.issue(address);
   }
 
   /** The administrator a session token belongs to, while it is valid. */
-  find(token: string): Session | null {
-    const key = hashKey(token);
-    const s = this.sessions.get(key);
-    if (!s) return null;
-    if (s.expiresAt <= this.clock.now()) {
-      this.sessions.delete(key);
-      return null;
-    }
-    return s;
+  find(token: string): string | null {
+    return this.tokens.find(token);
   }
 
   revoke(token: string): void {
-    this.sessions.delete(hashKey(token));
+    this.tokens.revoke(token);
   }
 
   /** Every session of `address` ends (the account lost its admin flag, or was removed). */
   revokeUser(address: string): void {
-    for (const [k, s] of this.sessions) if (s.address === address) this.sessions.delete(k);
+    this.tokens.revokeWhere((a) => a === address);
   }
-}
-
-/** Sessions are kept by the hash of their token, so a memory dump does not hand them out. */
-function hashKey(token: string): string {
-  return createHash("sha256").update(token).digest("base64url");
 }
 
 export interface Authenticator {
@@ -141,13 +113,13 @@ export function authenticator(apiToken: string, sessions: AdminSessions, stillAd
       const token = bearerToken(header);
       if (token === null) return null;
       if (sameSecret(token, apiToken)) return { kind: "token" };
-      const s = sessions.find(token);
-      if (!s) return null;
-      if (!(await stillAdmin(s.address))) {
-        sessions.revokeUser(s.address);
+      const address = sessions.find(token);
+      if (address === null) return null;
+      if (!(await stillAdmin(address))) {
+        sessions.revokeUser(address);
         return null;
       }
-      return { kind: "user", address: s.address };
+      return { kind: "user", address };
     },
   };
 }

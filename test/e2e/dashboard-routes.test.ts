@@ -50,7 +50,7 @@ test("a message's HTML: a link only with the token, served without it under a CS
     assert.equal((await r.call("POST", path, undefined, null)).status, 401);
     const made = await r.call("POST", path);
     assert.equal(made.status, 200);
-    assert.match(made.json.url, /^\/view\/[\w-]{32}$/);
+    assert.match(made.json.url, /^\/view\/[\w-]{43}$/);
     const html = await fetch(`http://127.0.0.1:${r.api}${made.json.url}`);
     assert.equal(html.status, 200);
     assert.equal(html.headers.get("content-type"), "text/html; charset=utf-8");

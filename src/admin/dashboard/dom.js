@@ -76,3 +76,20 @@ export function table(headers, rows, attrs = {}) {
 export function tile(label, value, id) {
   return h("div", { class: "tile", id: id ? `tile-${id}` : undefined }, h("span", { class: "value" }, String(value)), h("span", { class: "label" }, label));
 }
+
+/** `f`, run once `ms` after the first of a burst of pokes (live events): one reload for many events. */
+export function coalesce(f, ms) {
+  let timer = null;
+  return {
+    poke() {
+      timer ??= setTimeout(() => {
+        timer = null;
+        Promise.resolve().then(f).catch(() => {});
+      }, ms);
+    },
+    cancel() {
+      clearTimeout(timer);
+      timer = null;
+    },
+  };
+}

@@ -4,7 +4,7 @@
 // attachments as downloads.
 
 import { api, ApiError, download, get, getText } from "./api.js";
-import { facts, fmtSize, fmtTime, h, notice, replace, table } from "./dom.js";
+import { coalesce, facts, fmtSize, fmtTime, h, notice, replace, table } from "./dom.js";
 
 let folder = "INBOX";
 
@@ -31,7 +31,7 @@ export function mailboxView(address) {
   } });
   const list = h("div", {});
   const el = h("section", {}, h("h1", {}, address), h("p", {}, h("a", { href: "#/mail" }, "← mailboxes"), " ", folders), list);
-  let timer = null;
+  const reload = coalesce(() => load(), 300);
 
   async function load() {
     const f = await get(`${base(address)}/folders`);
@@ -52,13 +52,10 @@ export function mailboxView(address) {
     el, load,
     onEvent(e) {
       if (e.type !== "delivery" || e.status !== "delivered" || e.recipient?.toLowerCase() !== address.toLowerCase()) return;
-      timer ??= setTimeout(() => {
-        timer = null;
-        load().catch(() => {});
-      }, 300);
+      reload.poke();
     },
     close() {
-      clearTimeout(timer);
+      reload.cancel();
     },
   };
 }

@@ -2,7 +2,7 @@
 // activity feed, kept current by the live events.
 
 import { get } from "./api.js";
-import { facts, fmtAge, fmtTime, h, replace, tile } from "./dom.js";
+import { coalesce, facts, fmtAge, fmtTime, h, replace, tile } from "./dom.js";
 import { line, stackedBars } from "./charts.js";
 
 /** One line of the activity feed for an event. */
@@ -28,7 +28,6 @@ export function overviewView() {
   const charts = h("div", { class: "charts" });
   const feed = h("ol", { class: "feed", id: "feed" });
   const el = h("section", {}, h("h1", {}, "Overview"), status, h("h2", {}, "The last hour"), charts, h("h2", {}, "Activity"), feed);
-  let timer = null;
 
   async function loadCharts() {
     const { minutes } = await get("/api/activity/series?minutes=60");
@@ -37,6 +36,9 @@ export function overviewView() {
       stackedBars("Outcomes", minutes, [["delivered", "delivered"], ["deferred", "deferred"], ["bounced", "bounced"], ["rejected", "rejected"]]),
       line("Queue depth", minutes, "queue", "messages queued"));
   }
+
+  // Counts and charts follow at most once a second.
+  const refresh = coalesce(() => Promise.all([loadStatus(), loadCharts()]), 1000);
 
   async function loadStatus() {
     const st = await get("/api/status");
@@ -61,14 +63,10 @@ export function overviewView() {
       if (!["accepted", "rejected", "delivery", "expired", "dsn", "admin"].includes(e.type)) return;
       feed.prepend(feedItem(e));
       while (feed.children.length > 200) feed.lastChild.remove();
-      // Counts and charts follow at most once a second.
-      timer ??= setTimeout(() => {
-        timer = null;
-        Promise.all([loadStatus(), loadCharts()]).catch(() => {});
-      }, 1000);
+      refresh.poke();
     },
     close() {
-      clearTimeout(timer);
+      refresh.cancel();
     },
   };
 }

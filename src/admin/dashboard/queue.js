@@ -4,7 +4,7 @@
 // delete.
 
 import { api, ApiError, get } from "./api.js";
-import { facts, fmtAge, fmtSize, fmtTime, h, notice, replace, table, tile } from "./dom.js";
+import { coalesce, facts, fmtAge, fmtSize, fmtTime, h, notice, replace, table, tile } from "./dom.js";
 import { attemptRows } from "./trace.js";
 
 function bucketLabel(b) {
@@ -30,8 +30,6 @@ export function queueView() {
     await load();
   } }, "Retry all now");
   const el = h("section", {}, h("h1", {}, "Queue"), counts, h("div", { class: "actions" }, flush), said, h("h2", {}, "By destination and age"), shape, h("h2", {}, "Messages"), filters, list);
-  let timer = null;
-
   async function loadSummary() {
     const q = await get("/api/queue/summary");
     replace(counts, h("div", { class: "tiles" },
@@ -61,18 +59,16 @@ export function queueView() {
   async function load() {
     await Promise.all([loadSummary(), loadList()]);
   }
+  const reload = coalesce(load, 500);
 
   return {
     el, load,
     onEvent(e) {
       if (!["queued", "delivery", "removed", "admin", "expired"].includes(e.type)) return;
-      timer ??= setTimeout(() => {
-        timer = null;
-        load().catch(() => {});
-      }, 500);
+      reload.poke();
     },
     close() {
-      clearTimeout(timer);
+      reload.cancel();
     },
   };
 }
@@ -81,7 +77,7 @@ export function queueMessageView(id) {
   const messages = h("div", {});
   const body = h("div", {});
   const el = h("section", {}, h("h1", {}, "Message ", h("span", { class: "qid" }, id)), messages, body);
-  let timer = null;
+  const reload = coalesce(() => load(), 300);
 
   const act = (label, method, path, after) => h("button", { type: "button", class: label === "Delete" ? "danger" : "", onclick: async () => {
     if (label === "Delete" && !confirm(`Delete ${id} without a bounce?`)) return;
@@ -135,13 +131,10 @@ export function queueMessageView(id) {
     el, load,
     onEvent(e) {
       if (e.queueId !== id) return;
-      timer ??= setTimeout(() => {
-        timer = null;
-        load().catch(() => {});
-      }, 300);
+      reload.poke();
     },
     close() {
-      clearTimeout(timer);
+      reload.cancel();
     },
   };
 }

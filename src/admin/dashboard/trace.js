@@ -4,7 +4,7 @@
 // TLS version, reply, timing), DSNs and administrators' operations.
 
 import { ApiError, get } from "./api.js";
-import { facts, fmtSize, fmtTime, h, notice, replace, table } from "./dom.js";
+import { coalesce, facts, fmtSize, fmtTime, h, notice, replace, table } from "./dom.js";
 
 function ms(n) {
   if (n === undefined || n === null) return "";
@@ -58,7 +58,7 @@ export function traceView(id) {
       e.preventDefault();
       if (input.value.trim()) location.hash = `#/trace/${input.value.trim()}`;
     } }, input, h("button", { type: "submit" }, "Trace")), out);
-  let timer = null;
+  const reload = coalesce(() => load(), 300);
 
   async function load() {
     if (!id) {
@@ -90,13 +90,10 @@ export function traceView(id) {
     el, load,
     onEvent(e) {
       if (!id || (e.queueId !== id)) return;
-      timer ??= setTimeout(() => {
-        timer = null;
-        load().catch(() => {});
-      }, 300);
+      reload.poke();
     },
     close() {
-      clearTimeout(timer);
+      reload.cancel();
     },
   };
 }
