@@ -5,8 +5,10 @@
  * stream) and in the mailbox view; the message's HTML shows in the
  * sandboxed frame without fetching its remote image; a message's trace
  * shows the delivery attempt to another SMTP server with its TLS version; a
- * user is made and given a password (a weak one refused with the policy's
- * words). Screenshots at desktop and phone widths go to docs/screenshots/.
+ * queued message is held, released, retried and deleted; a user is made and
+ * given a password (a weak one refused with the policy's words); logging out
+ * ends the login. Screenshots at desktop and phone widths go to
+ * docs/screenshots/.
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -116,7 +118,7 @@ test("the pages: a strict CSP, no framing; an administrator logs in (a wrong pas
   await page.locator("#live.up").waitFor();
 });
 
-test("the queue view: a message sent with nodemailer appears live, deferred; held and released from its page", async () => {
+test("the queue view: a message sent with nodemailer appears live, deferred; held, released, retried and deleted from its page, each in its trace", async () => {
   await page.goto(`http://127.0.0.1:${petrel.api}/#/queue`);
   await page.locator("#queue-empty").waitFor();
   const info = await mailer().sendMail({ from: "bob@example.test", to: "carol@store.test", subject: "waiting", text: "for the store" });
@@ -143,6 +145,17 @@ test("the queue view: a message sent with nodemailer appears live, deferred; hel
   await page.locator("#main").getByRole("link", { name: "Trace" }).click();
   await page.locator(".timeline li", { hasText: `hold by ${ADMIN.address}` }).waitFor();
   await page.locator(".timeline li", { hasText: `release by ${ADMIN.address}` }).waitFor();
+
+  // Retry now: a second attempt (the store is still down) shows up on the message's page by itself.
+  await page.locator("#main").getByRole("link", { name: "still in the queue" }).click();
+  await page.getByRole("button", { name: "Retry now" }).click();
+  await page.locator("table.attempts .tag.deferred", { hasText: "deferred #2" }).waitFor();
+  // Delete (the confirmation accepted): back to an empty queue, and the trace says who.
+  await page.getByRole("button", { name: "Delete" }).click();
+  await page.locator("#queue-empty").waitFor();
+  assert.equal(petrel.mta.queue.get(id), null);
+  const trace = await petrel.call("GET", `/api/trace/${id}`);
+  assert.ok(trace.json.events.some((e: { type: string; action?: string; by?: string }) => e.type === "admin" && e.action === "delete" && e.by === ADMIN.address));
 });
 
 test("the mailbox view: the message listed live, its HTML in a sandboxed frame with the remote image never fetched, text, raw source, attachment", async () => {
@@ -210,7 +223,7 @@ test("the message trace: accepted over TLS with AUTH, the delivery attempt to th
   await atWidth(1280, 900);
 });
 
-test("accounts: a user made and given a password; a weak password is refused with the policy's words", async () => {
+test("accounts: a user made and given a password (a weak one refused with the policy's words), an alias to it", async () => {
   await page.goto(`http://127.0.0.1:${petrel.api}/#/accounts`);
   const form = page.locator("#add-user");
   await form.locator("input[name=address]").fill("dave@example.test");
@@ -231,6 +244,12 @@ test("accounts: a user made and given a password; a weak password is refused wit
   // The new password is the one in force: a login gets past it (and is refused only for not being an administrator).
   const login = await petrel.call("POST", "/api/login", { address: "dave@example.test", password: "dave's new passphrase 2026" }, null);
   assert.equal(login.status, 403);
+  // An alias to the new user.
+  await page.locator("input[name=source]").fill("sales@example.test");
+  await page.locator("input[name=targets]").fill("dave@example.test, alice@example.test");
+  await page.getByRole("button", { name: "Add alias" }).click();
+  await page.locator("tr", { hasText: "sales@example.test" }).waitFor();
+  assert.deepEqual((await petrel.mta.accounts.listAliases()).find((a) => a.source === "sales@example.test")?.targets, ["dave@example.test", "alice@example.test"]);
   await shot("accounts");
 });
 
@@ -248,4 +267,13 @@ test("the overview: counts, charts of the last hour, the activity feed; no CSP v
   await atWidth(1280, 900);
   // The frame's blocked image is the only refusal the browser reported.
   assert.deepEqual(cspViolations.filter((t) => !t.includes(`127.0.0.1:${pixelPort}`)), []);
+});
+
+test("logging out ends the login: the page asks for it again and the old token is refused", async () => {
+  const token = String(await page.evaluate("sessionStorage.getItem('petrel.token')"));
+  assert.equal((await petrel.call("GET", "/api/session", undefined, token)).status, 200);
+  await page.getByRole("button", { name: "Log out" }).click();
+  await page.locator("form.login").waitFor();
+  assert.equal(await page.evaluate("sessionStorage.getItem('petrel.token')"), null);
+  assert.equal((await petrel.call("GET", "/api/session", undefined, token)).status, 401);
 });
