@@ -277,3 +277,18 @@ test("logging out ends the login: the page asks for it again and the old token i
   assert.equal(await page.evaluate("sessionStorage.getItem('petrel.token')"), null);
   assert.equal((await petrel.call("GET", "/api/session", undefined, token)).status, 401);
 });
+
+test("with admin.auth none (loopback only) the dashboard opens without a login", async () => {
+  const open = await startWithAdmin({ admin: { listen: { address: "127.0.0.1", port: 0 }, auth: "none" } });
+  const tab = await browser.newPage();
+  try {
+    await tab.goto(`http://127.0.0.1:${open.api}/#/queue`);
+    await tab.locator("#queue-empty").waitFor();
+    assert.equal(await tab.locator("form.login").count(), 0);
+    assert.equal(await tab.locator("#who").innerText(), "API token");
+  } finally {
+    await tab.close();
+    await open.stop();
+    await rm(open.dir, { recursive: true, force: true });
+  }
+});

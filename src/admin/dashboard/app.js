@@ -10,6 +10,9 @@ import { traceView } from "./trace.js";
 import { mailboxesView, mailboxView, mailMessageView } from "./mail.js";
 import { accountsView } from "./accounts.js";
 
+/** Stands for "no token needed" (the API ignores the header when it wants none). */
+const NO_AUTH = "none";
+
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
 const who = document.getElementById("who");
@@ -125,5 +128,14 @@ logout.addEventListener("click", async () => {
 
 window.addEventListener("hashchange", () => void (token() ? route() : showLogin()));
 
-if (token()) start().catch(() => showLogin());
-else showLogin();
+/** With `admin.auth: none` (loopback only) the API answers without a token: no login to ask for. */
+async function boot() {
+  if (!token()) {
+    const res = await fetch("/api/session", { cache: "no-store" });
+    if (!res.ok) return showLogin();
+    setToken(NO_AUTH);
+  }
+  await start();
+}
+
+boot().catch(() => showLogin());
