@@ -20,6 +20,7 @@ import type { Logger } from "pino";
 import { ApiError } from "./api-common.ts";
 import { mailbox, mailboxReader } from "./api-mailboxes.ts";
 import { HTML_VIEW_PREFIX, type HtmlViews } from "./html-views.ts";
+import { inlineCidImages } from "./inline-images.ts";
 import type { FileAccountStore } from "../accounts/file-account-store.ts";
 
 const ASSETS = fileURLToPath(new URL("./dashboard/", import.meta.url));
@@ -66,8 +67,8 @@ export function dashboardApp(o: { views: HtmlViews; accounts: FileAccountStore; 
     if (!ref) return c.text("this link has expired: open the message again\n", 404, headers);
     try {
       const r = await mailboxReader(o, ref.address);
-      const m = await mailbox(() => r.read(ref.folder, ref.id));
-      return c.body(m.html ?? "", 200, { ...headers, "Content-Type": "text/html; charset=utf-8" });
+      const m = await mailbox(() => r.html(ref.folder, ref.id));
+      return c.body(inlineCidImages(m.html ?? "", m.related), 200, { ...headers, "Content-Type": "text/html; charset=utf-8" });
     } catch (err) {
       if (err instanceof ApiError) return c.text(err.message + "\n", err.status, headers);
       throw err;

@@ -107,14 +107,24 @@ export class MaildirReader {
 
   /** One attachment's content and type. */
   async attachment(folder: string, id: string, index: number): Promise<{ filename: string | null; mimeType: string; content: Uint8Array }> {
+    const email = await this.parse(folder, id);
+    const a = email.attachments[index];
+    if (!a) throw new MailboxError("not-found", `message ${id} has no attachment ${index}`);
+    return { filename: a.filename, mimeType: a.mimeType, content: attachmentContent(a) };
+  }
+
+  /** The HTML part, with the parts it may name by Content-ID (inline images, RFC 2392). */
+  async html(folder: string, id: string): Promise<{ html: string | null; related: { contentId: string; mimeType: string; content: Uint8Array }[] }> {
+    const email = await this.parse(folder, id);
+    const related = email.attachments.filter((a) => a.contentId).map((a) => ({ contentId: a.contentId!, mimeType: a.mimeType, content: attachmentContent(a) }));
+    return { html: email.html ?? null, related };
+  }
+
+  private async parse(folder: string, id: string): Promise<Email> {
     const f = await this.locate(folder, id);
     const st = await stat(f.path);
     if (st.size > PARSE_LIMIT) throw new MailboxError("too-large", `message ${id} is too large to be parsed here`);
-    const email = await PostalMime.parse(await readAll(f.path));
-    const a = email.attachments[index];
-    if (!a) throw new MailboxError("not-found", `message ${id} has no attachment ${index}`);
-    const content = typeof a.content === "string" ? Buffer.from(a.content, a.encoding === "base64" ? "base64" : "utf8") : new Uint8Array(a.content as ArrayBuffer);
-    return { filename: a.filename, mimeType: a.mimeType, content };
+    return PostalMime.parse(await readAll(f.path));
   }
 
   /** The message as stored (LF line ends, as Maildir files have them). */
@@ -180,6 +190,10 @@ function summary(f: Located, folder: string, mtimeMs: number, size: number, emai
 function formatAddresses(list: readonly Address[]): string {
   const one = (a: Address): string => a.group ? `${a.name}: ${a.group.map(one).join(", ")};` : a.name ? `${a.name} <${a.address}>` : a.address;
   return list.map(one).join(", ");
+}
+
+function attachmentContent(a: Email["attachments"][number]): Uint8Array {
+  return typeof a.content === "string" ? Buffer.from(a.content, a.encoding === "base64" ? "base64" : "utf8") : new Uint8Array(a.content as ArrayBuffer);
 }
 
 function contentSize(c: ArrayBuffer | Uint8Array | string): number {

@@ -16,6 +16,7 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { mkdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { crc32, deflateSync } from "node:zlib";
 import nodemailer from "nodemailer";
 import { chromium, type Browser, type Page } from "playwright-core";
 import { requirePeer } from "../support/peers.ts";
@@ -48,6 +49,25 @@ function mailer() {
 async function shot(name: string): Promise<void> {
   // Caret and animations off: the pictures depend on the data only.
   await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true, animations: "disabled", caret: "hide" });
+}
+
+/** A PNG of one colour (RGB), made here so the test needs no image file. */
+function solidPng(width: number, height: number, rgb: [number, number, number]): Buffer {
+  const chunk = (type: string, data: Buffer) => {
+    const body = Buffer.concat([Buffer.from(type, "ascii"), data]);
+    const out = Buffer.alloc(body.length + 8);
+    out.writeUInt32BE(data.length, 0);
+    body.copy(out, 4);
+    out.writeUInt32BE(crc32(body), body.length + 4);
+    return out;
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header.set([8, 2, 0, 0, 0], 8); // 8 bits per channel, RGB, no interlace
+  const row = Buffer.concat([Buffer.from([0]), Buffer.from(Array.from({ length: width }, () => rgb).flat())]);
+  const pixels = deflateSync(Buffer.concat(Array.from({ length: height }, () => row)));
+  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk("IHDR", header), chunk("IDAT", pixels), chunk("IEND", Buffer.alloc(0))]);
 }
 
 /** The width of the laid-out page (more than the viewport: it scrolls sideways). */
@@ -165,8 +185,11 @@ test("the mailbox view: the message listed live, its HTML in a sandboxed frame w
   await mailer().sendMail({
     from: "bob@example.test", to: "alice@example.test", subject: "Quarterly numbers",
     text: "The numbers are attached.\nBob",
-    html: `<h1 style="color:#1f5fbf">Quarterly numbers</h1><p>The numbers are <b>attached</b>.</p><img src="${remote}" alt="tracker"><p>Bob</p>`,
-    attachments: [{ filename: "numbers.csv", content: "quarter,total\nQ3,42\n", contentType: "text/csv" }],
+    html: `<h1 style="color:#1f5fbf">Quarterly numbers</h1><p><img src="cid:logo@petrel.test" alt="logo"></p><p>The numbers are <b>attached</b>.</p><img src="${remote}" alt="tracker"><p>Bob</p>`,
+    attachments: [
+      { filename: "numbers.csv", content: "quarter,total\nQ3,42\n", contentType: "text/csv" },
+      { filename: "logo.png", content: solidPng(120, 24, [31, 95, 191]), contentType: "image/png", cid: "logo@petrel.test" },
+    ],
   });
   // The list follows the delivery without a reload.
   await page.locator("#mail-list a.subject", { hasText: "Quarterly numbers" }).click();
@@ -175,7 +198,11 @@ test("the mailbox view: the message listed live, its HTML in a sandboxed frame w
   assert.equal(await frame.getAttribute("sandbox"), "", "sandboxed, with no allowance at all");
   const inner = page.frameLocator("iframe.message-html");
   await inner.locator("h1", { hasText: "Quarterly numbers" }).waitFor();
-  await inner.locator("img").waitFor({ state: "attached" });
+  await inner.locator("img[alt=tracker]").waitFor({ state: "attached" });
+  // The inline image (cid:) shows: it came inside the page, as a data: URL.
+  const logo = inner.locator("img[alt=logo]");
+  await until(async () => (await logo.evaluate((img: { naturalWidth: number }) => img.naturalWidth)) === 120, "the inline image to show");
+  assert.match(String(await logo.getAttribute("src")), /^data:image\/png;base64,/);
   // The frame's document is served under a CSP that blocks remote content.
   const src = (await frame.getAttribute("src"))!;
   const served = await fetch(`http://127.0.0.1:${petrel.api}${src}`);
