@@ -46,7 +46,8 @@ export async function bindAdminListener(o: { address: string; port: number; tls:
   });
   server.on("error", (err) => o.log.error({ err }, `${o.name} listener error`));
   const bound = server.address() as AddressInfo;
-  o.log.info({ address: bound.address, port: bound.port, tls: secure }, `${o.name} listening`);
+  const host = bound.address.includes(":") ? `[${bound.address}]` : bound.address;
+  o.log.info({ address: bound.address, port: bound.port, tls: secure, url: `${secure ? "https" : "http"}://${host}:${bound.port}/` }, `${o.name} listening`);
   return {
     address: bound.address,
     port: bound.port,

@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { rm } from "node:fs/promises";
 import { smtp, until } from "./fixtures/mta-helpers.ts";
 import { startWithAdmin } from "./fixtures/admin-client.ts";
+import { servePetrel, stopPetrel, tempDir, writeConfig } from "./fixtures/robust-helpers.ts";
 
 test("the page and its files; nothing else from the server's directory", async () => {
   const r = await startWithAdmin();
@@ -60,5 +61,22 @@ test("a message's HTML: a link only with the token, served without it under a CS
   } finally {
     await r.stop();
     await rm(r.dir, { recursive: true, force: true });
+  }
+});
+
+test("petrel serve logs the dashboard's address, and serves it there", { timeout: 30_000 }, async () => {
+  const { dir, cleanup } = await tempDir();
+  const path = await writeConfig(dir, { dataDir: `${dir}/data`, listeners: [{ address: "127.0.0.1", port: 0, role: "mx" }], admin: { listen: { address: "127.0.0.1", port: 0 } } });
+  const p = await servePetrel(path, 1);
+  try {
+    const line = p.logs().find((l) => l.msg === "admin API listening");
+    assert.ok(line, p.stderr());
+    assert.equal(line.url, `http://127.0.0.1:${line.port}/`);
+    const page = await fetch(String(line.url));
+    assert.equal(page.status, 200);
+    assert.match(await page.text(), /<title>Petrel<\/title>/);
+  } finally {
+    await stopPetrel(p);
+    await cleanup();
   }
 });
