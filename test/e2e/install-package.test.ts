@@ -77,7 +77,7 @@ test("npm pack → npm install -g --prefix → petrel serve receives what petrel
     "domains: [example.test]",
     "listeners:",
     "  - { address: 127.0.0.1, port: 0, role: mx }",
-    "admin: { enabled: false }",
+    "admin: { listen: { address: 127.0.0.1, port: 0 } }",
     "",
   ].join("\n"));
   const server = spawn(petrel, ["serve", "--config", "petrel.yaml"], { cwd: work, env, stdio: ["ignore", "pipe", "pipe"] });
@@ -104,6 +104,9 @@ test("npm pack → npm install -g --prefix → petrel serve receives what petrel
     assert.equal(delivered.length, 1);
     assert.match(delivered[0].path, /\/mail\/example\.test\/postmaster\/new\//);
     assert.match(delivered[0].content.toString(), /Subject: from the tarball\r\n[\s\S]*installed and running/);
+    // The dashboard's files are found beside the compiled server.
+    const admin = JSON.parse(out.split("\n").find((l) => l.includes('"msg":"admin API listening"'))!) as { url: string };
+    for (const path of ["", "ui/app.js", "ui/style.css"]) assert.equal((await fetch(admin.url + path)).status, 200, `the installed dashboard's /${path}`);
   } finally {
     server.kill("SIGTERM");
     await exited;
