@@ -14,7 +14,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
-import { mkdir, readFile, rm } from "node:fs/promises";
+import { mkdir, readFile, rm, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { crc32, deflateSync } from "node:zlib";
 import nodemailer from "nodemailer";
@@ -46,9 +46,9 @@ function mailer() {
   });
 }
 
-async function shot(name: string): Promise<void> {
+async function shot(name: string, fullPage = true): Promise<void> {
   // Caret and animations off: the pictures depend on the data only.
-  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true, animations: "disabled", caret: "hide" });
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage, animations: "disabled", caret: "hide" });
 }
 
 /** A PNG of one colour (RGB), made here so the test needs no image file. */
@@ -178,9 +178,20 @@ test("the queue view: a message sent with nodemailer appears live, deferred; hel
   assert.ok(trace.json.events.some((e: { type: string; action?: string; by?: string }) => e.type === "admin" && e.action === "delete" && e.by === ADMIN.address));
 });
 
-test("the mailbox view: the message listed live, its HTML in a sandboxed frame with the remote image never fetched, text, raw source, attachment", async () => {
+test("the mailbox view: paged, the message listed live, its HTML in a sandboxed frame with the remote image never fetched, text, raw source, attachment", async () => {
+  // Fifty older messages already in the Maildir: the list has two pages.
+  const maildir = join(petrel.dir, "mail", "example.test", "alice");
+  for (const sub of ["tmp", "cur", "new"]) await mkdir(join(maildir, sub), { recursive: true });
+  const senders = ["newsletter@far.test", "carol@store.test", "bob@example.test"];
+  for (let i = 0; i < 50; i++) {
+    const file = join(maildir, "cur", `1700000000.M${i}P1.mx.example.test:2,S`);
+    await writeFile(file, `From: ${senders[i % 3]}\nTo: alice@example.test\nSubject: Weekly report ${50 - i}\n\nold\n`);
+    const when = new Date(Date.now() - (i + 1) * 7 * 60_000);
+    await utimes(file, when, when);
+  }
   await page.goto(`http://127.0.0.1:${petrel.api}/#/mail/${encodeURIComponent("alice@example.test")}`);
   await page.locator("h1", { hasText: "alice@example.test" }).waitFor();
+  await page.locator("[data-range]", { hasText: "50 in all" }).waitFor();
   const remote = `http://127.0.0.1:${pixelPort}/pixel.gif`;
   await mailer().sendMail({
     from: "bob@example.test", to: "alice@example.test", subject: "Quarterly numbers",
@@ -191,7 +202,14 @@ test("the mailbox view: the message listed live, its HTML in a sandboxed frame w
       { filename: "logo.png", content: solidPng(120, 24, [31, 95, 191]), contentType: "image/png", cid: "logo@petrel.test" },
     ],
   });
-  // The list follows the delivery without a reload.
+  // The list follows the delivery without a reload, newest first.
+  await page.locator("[data-range]", { hasText: "1–50 of 51" }).waitFor();
+  assert.equal(await page.locator("#mail-list a.subject").first().innerText(), "Quarterly numbers");
+  await shot("mailbox-list", false);
+  await page.getByRole("button", { name: "Next →" }).click();
+  await page.locator("[data-range]", { hasText: "51–51 of 51" }).waitFor();
+  assert.equal(await page.locator("#mail-list a.subject").count(), 1);
+  await page.getByRole("button", { name: "← Previous" }).click();
   await page.locator("#mail-list a.subject", { hasText: "Quarterly numbers" }).click();
   const frame = page.locator("iframe.message-html");
   await frame.waitFor();

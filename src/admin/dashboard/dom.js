@@ -93,3 +93,12 @@ export function coalesce(f, ms) {
     },
   };
 }
+
+/** Where a paged list is: "51–100 of 340", and buttons to the previous and next pages (`go(offset)`). */
+export function pager(total, offset, limit, go) {
+  if (total <= limit && offset === 0) return h("p", { class: "muted", "data-range": "" }, `${total} in all`);
+  return h("p", { class: "pager" },
+    h("button", { type: "button", disabled: offset === 0, onclick: () => go(Math.max(0, offset - limit)) }, "← Previous"),
+    h("span", { class: "muted", "data-range": "" }, ` ${offset + 1}–${Math.min(total, offset + limit)} of ${total} `),
+    h("button", { type: "button", disabled: offset + limit >= total, onclick: () => go(offset + limit) }, "Next →"));
+}

@@ -4,9 +4,12 @@
 // attachments as downloads.
 
 import { api, ApiError, download, get, getText } from "./api.js";
-import { coalesce, facts, fmtSize, fmtTime, h, notice, replace, table } from "./dom.js";
+import { coalesce, facts, fmtSize, fmtTime, h, notice, pager, replace, table } from "./dom.js";
 
 let folder = "INBOX";
+
+/** Messages per page of a mailbox. */
+const PAGE = 50;
 
 const enc = encodeURIComponent;
 const base = (address) => `/api/mailboxes/${enc(address)}`;
@@ -25,8 +28,10 @@ export function mailboxesView() {
 }
 
 export function mailboxView(address) {
+  let offset = 0;
   const folders = h("select", { name: "folder", onchange: () => {
     folder = folders.value;
+    offset = 0;
     void load();
   } });
   const list = h("div", {});
@@ -37,9 +42,13 @@ export function mailboxView(address) {
     const f = await get(`${base(address)}/folders`);
     if (!f.folders.includes(folder)) folder = "INBOX";
     replace(folders, f.folders.map((name) => h("option", { value: name, selected: name === folder }, name)));
-    const page = await get(`${base(address)}/messages?folder=${enc(folder)}&limit=100`);
+    const page = await get(`${base(address)}/messages?folder=${enc(folder)}&offset=${offset}&limit=${PAGE}`);
+    const go = (to) => {
+      offset = to;
+      void load();
+    };
     replace(list, page.total === 0 ? h("p", { class: "muted" }, "No message in this folder.") : [
-      h("p", { class: "muted" }, `${page.total} message(s)`),
+      pager(page.total, offset, PAGE, go),
       table(["Received", "From", "Subject", "Size"], page.messages.map((m) => h("tr", { class: m.new ? "unread" : "" },
         h("td", {}, fmtTime(Date.parse(m.received))),
         h("td", {}, m.from),

@@ -4,7 +4,10 @@
 // delete.
 
 import { api, ApiError, get } from "./api.js";
-import { coalesce, facts, fmtAge, fmtSize, fmtTime, h, notice, replace, table, tile } from "./dom.js";
+import { coalesce, facts, fmtAge, fmtSize, fmtTime, h, notice, pager, replace, table, tile } from "./dom.js";
+
+/** Messages per page of the queue list. */
+const PAGE = 50;
 import { attemptRows } from "./trace.js";
 
 function bucketLabel(b) {
@@ -20,10 +23,15 @@ export function queueView() {
   const sender = h("input", { name: "sender", placeholder: "sender contains", type: "search" });
   const recipient = h("input", { name: "recipient", placeholder: "recipient contains", type: "search" });
   const domain = h("input", { name: "domain", placeholder: "destination domain", type: "search" });
+  let offset = 0;
+  const filter = () => {
+    offset = 0;
+    void loadList();
+  };
   const filters = h("form", { class: "filters", onsubmit: (e) => {
     e.preventDefault();
-    void loadList();
-  }, onchange: () => void loadList() }, state, sender, recipient, domain, h("button", { type: "submit" }, "Filter"));
+    filter();
+  }, onchange: filter }, state, sender, recipient, domain, h("button", { type: "submit" }, "Filter"));
   const flush = h("button", { type: "button", onclick: async () => {
     const r = await api("POST", "/api/queue/retry");
     replace(said, notice("ok", `${r.scheduled} recipient(s) due now${r.held.length ? `; ${r.held.length} message(s) on hold left alone` : ""}`));
@@ -42,11 +50,14 @@ export function queueView() {
   }
 
   async function loadList() {
-    const p = new URLSearchParams({ limit: "100" });
+    const p = new URLSearchParams({ offset: String(offset), limit: String(PAGE) });
     for (const [k, input] of [["state", state], ["sender", sender], ["recipient", recipient], ["domain", domain]]) if (input.value.trim()) p.set(k, input.value.trim());
     const r = await get(`/api/queue?${p}`);
     replace(list, r.total === 0 ? h("p", { class: "muted", id: "queue-empty" }, "No message matches.") : [
-      h("p", { class: "muted" }, `${r.total} message(s)${r.total > r.messages.length ? `, the first ${r.messages.length} shown` : ""}`),
+      pager(r.total, offset, PAGE, (to) => {
+        offset = to;
+        void loadList();
+      }),
       table(["Queue id", "Age", "Sender", "Recipients", "Size"], r.messages.map((m) => h("tr", { class: m.held ? "held" : "" },
         h("td", {}, h("a", { href: `#/queue/${m.id}`, class: "qid" }, m.id), m.held ? h("span", { class: "tag held" }, "held") : null),
         h("td", {}, fmtAge(Date.now() - m.arrival)),
