@@ -154,6 +154,18 @@ test("the queue view: a message sent with nodemailer appears live, deferred; hel
   assert.ok(await pageWidth() <= 390, "no sideways scrolling at 390 px");
   await atWidth(1280, 900);
 
+  // The filters: none held; deferred to store.test, it is.
+  await page.selectOption("select[name=state]", "held");
+  await page.locator("#queue-empty").waitFor();
+  await page.selectOption("select[name=state]", "deferred");
+  await page.fill("input[name=domain]", "store.test");
+  await page.getByRole("button", { name: "Filter" }).click();
+  await row.waitFor();
+  await page.fill("input[name=domain]", "elsewhere.test");
+  await page.getByRole("button", { name: "Filter" }).click();
+  await page.locator("#queue-empty").waitFor();
+  await page.fill("input[name=domain]", "");
+  await page.getByRole("button", { name: "Filter" }).click();
   await row.locator("a.qid").click();
   await page.locator("table.attempts .reply", { hasText: `connect to [127.0.0.1]:${lmtpPort}` }).waitFor();
   await page.getByRole("button", { name: "Hold" }).click();
