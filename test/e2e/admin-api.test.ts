@@ -7,25 +7,15 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { rm, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { smtp, until } from "./fixtures/mta-helpers.ts";
-import { startWithAdmin, type AdminRunning } from "./fixtures/admin-client.ts";
+import { withAdmin } from "./fixtures/admin-client.ts";
 import { freePort } from "./fixtures/robust-helpers.ts";
 
 function queuedId(transcript: string): string {
   const id = /250 2\.0\.0 Ok: queued as (\S+)/.exec(transcript)?.[1];
   assert.ok(id, transcript);
   return id;
-}
-
-async function withAdmin(extra: Record<string, unknown>, fn: (r: AdminRunning) => Promise<void>): Promise<void> {
-  const r = await startWithAdmin(extra);
-  try {
-    await fn(r);
-  } finally {
-    await r.stop();
-    await rm(r.dir, { recursive: true, force: true });
-  }
 }
 
 /** The value of one sample line of a Prometheus text exposition. */

@@ -7,14 +7,12 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { rm } from "node:fs/promises";
 import { smtp, until } from "./fixtures/mta-helpers.ts";
-import { startWithAdmin } from "./fixtures/admin-client.ts";
+import { withAdmin } from "./fixtures/admin-client.ts";
 import { servePetrel, stopPetrel, tempDir, writeConfig } from "./fixtures/robust-helpers.ts";
 
 test("the page and its files; nothing else from the server's directory", async () => {
-  const r = await startWithAdmin();
-  try {
+  await withAdmin({}, async (r) => {
     const get = (path: string) => fetch(`http://127.0.0.1:${r.api}${path}`);
     const page = await get("/");
     assert.equal(page.status, 200);
@@ -31,15 +29,11 @@ test("the page and its files; nothing else from the server's directory", async (
     // Dot segments are resolved before routing: this one leaves /ui/ for the API, which wants the token.
     assert.equal((await get("/ui/%2E%2E/dashboard-app.ts")).status, 401);
     assert.equal((await get("/view/not-a-link")).status, 404);
-  } finally {
-    await r.stop();
-    await rm(r.dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test("a message's HTML: a link only with the token, served without it under a CSP that blocks remote content", async () => {
-  const r = await startWithAdmin();
-  try {
+  await withAdmin({}, async (r) => {
     await smtp(r.mx, [
       "EHLO c", "MAIL FROM:<s@far.test>", "RCPT TO:<alice@example.test>", "DATA",
       'Subject: html\r\nContent-Type: text/html\r\n\r\n<p>hi <img src="http://192.0.2.1/x.gif"></p>\r\n.', "QUIT",
@@ -58,10 +52,7 @@ test("a message's HTML: a link only with the token, served without it under a CS
     assert.equal(html.headers.get("content-security-policy"), "default-src 'none'; img-src data: cid:; style-src 'unsafe-inline'; frame-ancestors 'self'; sandbox");
     assert.match(await html.text(), /<p>hi <img src="http:\/\/192\.0\.2\.1\/x\.gif"><\/p>/);
     assert.equal((await r.call("POST", "/api/mailboxes/alice@example.test/messages/nope/html-view")).status, 404);
-  } finally {
-    await r.stop();
-    await rm(r.dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test("petrel serve logs the dashboard's address, and serves it there", { timeout: 30_000 }, async () => {
