@@ -308,6 +308,10 @@ test("accounts: a user made and given a password (a weak one refused with the po
   await page.locator("tr", { hasText: "sales@example.test" }).waitFor();
   assert.deepEqual((await petrel.mta.accounts.listAliases()).find((a) => a.source === "sales@example.test")?.targets, ["dave@example.test", "alice@example.test"]);
   await shot("accounts");
+  await atWidth(390, 844);
+  await shot("accounts-phone");
+  assert.ok(await pageWidth() <= 390, "no sideways scrolling at 390 px");
+  await atWidth(1280, 900);
 });
 
 test("the overview: counts, charts of the last hour, the activity feed; no CSP violation by the dashboard itself", async () => {

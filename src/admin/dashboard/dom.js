@@ -68,6 +68,8 @@ export function facts(rows) {
 }
 
 export function table(headers, rows, attrs = {}) {
+  // Each cell knows its column's name: on a phone the rows are stacked, each value under its label.
+  for (const row of rows) [...row.children].forEach((cell, i) => cell.setAttribute("data-label", headers[i] ?? ""));
   return h("div", { class: "scroll" },
     h("table", attrs, h("thead", {}, h("tr", {}, headers.map((x) => h("th", {}, x)))), h("tbody", {}, rows)));
 }
