@@ -34,6 +34,7 @@ export const BENCH_USER = "u@bench.test";
 
 await mkdir(dataDir, { recursive: true });
 const config = parseConfig({
+    admin: { enabled: false },
   hostname: "petrel.bench.test",
   dataDir,
   domains: [BENCH_DOMAIN],

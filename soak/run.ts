@@ -180,6 +180,7 @@ const config = {
     commandTimeout: Math.max(300, Math.ceil(DURATION / 1000) + 120),
   },
   log: { level: "info" },
+  admin: { enabled: false },
 };
 await writeFile(configPath, JSON.stringify(config, null, 2)); // JSON is YAML
 

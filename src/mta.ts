@@ -62,6 +62,12 @@ import { spfCheck } from "./policy/checks/spf.ts";
 import { dkimCheck } from "./policy/checks/dkim.ts";
 import { arcCheck } from "./policy/checks/arc.ts";
 import { dmarcCheck } from "./policy/checks/dmarc.ts";
+import { noEvents, type EventSink } from "./events/petrel-event.ts";
+import { AdminService, bindAdminListeners, closeAdminListeners } from "./admin/admin-service.ts";
+import { loadConfig } from "./config/load.ts";
+import { ConfigError } from "./config/config-error.ts";
+import { setLogLevel } from "./system/logger.ts";
+import { reloadedConfig, restartOnlyChanges, type ReloadReport } from "./config/reload-plan.ts";
 
 /**
  * Petrel in one process: the composition root that wires the boxes of
@@ -110,14 +116,24 @@ export interface MtaOptions {
   readonly ocspAutoStart?: boolean;
   /** More checks, asked after the configured ones (a plugin loader; tests). */
   readonly checks?: readonly Check[];
+  /** The file the configuration came from, read again by `reload()`; absent: the embedded default. */
+  readonly configPath?: string;
 }
 
 export interface Mta {
   readonly smtp: Reception;
   readonly queue: QueueManager;
   readonly accounts: FileAccountStore;
-  /** SIGHUP: re-read the TLS certificates and the system's resolvers. */
-  reload(): Promise<void>;
+  /**
+   * `petrel reload` and SIGHUP: read the configuration file again and apply
+   * what can change without dropping a connection (ReloadReport says what
+   * was applied and what needs a restart); re-read the TLS certificates and
+   * the system's resolvers. A configuration with errors rejects with the
+   * ConfigError start-up would have shown, and nothing changes.
+   */
+  reload(): Promise<ReloadReport>;
+  /** The event bus, the trace, the metrics and the admin listeners. */
+  readonly admin: AdminService;
   /** The certificates every TLS listener serves. */
   readonly tls: TlsContextProvider;
   /** Automatic certificates, when `tls.acme` is configured. */
@@ -145,7 +161,7 @@ export function openAccounts(config: Config, log: Logger): FileAccountStore {
  */
 export async function openQueue(
   config: Config,
-  options: { log: Logger; accounts: FileAccountStore; clock?: Clock; router?: Router; signingKeys?: SigningKeys },
+  options: { log: Logger; accounts: FileAccountStore; clock?: Clock; router?: Router; signingKeys?: SigningKeys; events?: EventSink },
 ): Promise<{ spool: Spool; queue: QueueManager; intake: Intake }> {
   const log = options.log;
   const clock = options.clock ?? systemClock;
@@ -153,7 +169,7 @@ export async function openQueue(
   const accounts = options.accounts;
   // The intake tells the queue about every message it stores — DSNs the queue itself asks for included.
   let queue: QueueManager | undefined;
-  const intake = buildIntake(config, { spool, log, clock, onCommitted: (id) => queue?.enqueue(id), signingKeys: options.signingKeys });
+  const intake = buildIntake(config, { spool, log, clock, onCommitted: (id) => queue?.enqueue(id), signingKeys: options.signingKeys, events: options.events });
   const stateDir = join(config.dataDir, "queue-state");
   queue = new QueueManager({
     spool,
@@ -166,6 +182,7 @@ export async function openQueue(
     log: log.child({ component: "queue" }),
     settings: config.queue,
     maxReceived: config.delivery.maxReceived,
+    events: options.events,
   });
   return { spool, queue, intake };
 }
@@ -176,7 +193,7 @@ export async function openQueue(
  * and seals what the checks ask to be sealed.
  */
 export function buildIntake(
-  config: Config, options: { spool: Spool; log: Logger; clock?: Clock; onCommitted?: (id: string) => void; signingKeys?: SigningKeys },
+  config: Config, options: { spool: Spool; log: Logger; clock?: Clock; onCommitted?: (id: string) => void; signingKeys?: SigningKeys; events?: EventSink },
 ): Intake {
   const clock = options.clock ?? systemClock;
   const keys = options.signingKeys;
@@ -189,6 +206,7 @@ export function buildIntake(
     log: options.log,
     onCommitted: options.onCommitted,
     ...(keys ? { signer: new MessageSigner({ keys, clock, log: options.log.child({ component: "dkim" }), headerSizeLimit: config.limits.headerSize }) } : {}),
+    events: options.events,
   });
 }
 
@@ -292,6 +310,13 @@ export interface Reception {
   /** Where each listener is bound (port 0 in the config becomes the real port). */
   readonly listeners: readonly BoundListener[];
   readonly tls: TlsContextProvider;
+  /**
+   * A reload, in two steps: the new checks are built (a plugin or filter
+   * that cannot be set up rejects here, with nothing changed), then `apply`
+   * serves new connections by `config` and through the new checks;
+   * connections in progress keep theirs.
+   */
+  prepare(config: Config): Promise<() => void>;
   /** Stop listening, let transactions in flight finish (limits.shutdownGrace), then close the spool if it was opened here. */
   close(): Promise<void>;
 }
@@ -321,6 +346,8 @@ export interface ReceptionOptions {
   readonly tls?: TlsContextProvider;
   /** The OCSP response to staple for a certificate, if one is known. */
   readonly ocspResponse?: OcspResponder;
+  /** Told connections, refusals, logins that failed (the trace, metrics). */
+  readonly events?: EventSink;
 }
 
 /** Start receiving mail: the checks, the policy pipeline, the intake and the listeners, wired. */
@@ -337,31 +364,38 @@ export async function startReception(config: Config, options: ReceptionOptions):
     if (ownSpool) await spool.close();
     throw err;
   }
-  const intake = options.intake ?? buildIntake(config, { spool, log, clock, onCommitted: options.onCommitted, signingKeys });
+  const intake = options.intake ?? buildIntake(config, { spool, log, clock, onCommitted: options.onCommitted, signingKeys, events: options.events });
   const needsResolver = config.authentication.verify || config.dnsbl.sites.length > 0 || config.plugins.length > 0;
   const ownResolver = options.resolver === undefined && needsResolver ? createResolver({ servers: config.dns.servers }) : undefined;
   const resolver = options.resolver ?? ownResolver;
-  let checks: Check[];
+  const events = options.events ?? noEvents;
+  let plugins: Check[];
+  let pipeline: PolicyPipeline;
+  // Plugins are code, loaded once: a reload keeps them (a change of plugins: needs a restart).
+  const pipelineFor = (c: Config) => {
+    const builtIn = buildChecks(c, { accounts: options.accounts, clock, log, resolver, signingKeys });
+    return new PolicyPipeline({
+      checks: [...builtIn, ...buildMilters(c, log), ...plugins, ...(options.checks ?? [])],
+      authservId: c.policy.authservId ?? c.hostname,
+      timeout: c.policy.timeout,
+      timer: clock,
+      events,
+    });
+  };
   try {
-    const builtIn = buildChecks(config, { accounts: options.accounts, clock, log, resolver, signingKeys });
-    const plugins = resolver ? await loadConfiguredPlugins(config, { log, clock, resolver, reserved: builtIn.map((c) => c.name) }) : [];
-    checks = [...builtIn, ...buildMilters(config, log), ...plugins, ...(options.checks ?? [])];
+    const reserved = buildChecks(config, { accounts: options.accounts, clock, log, resolver, signingKeys }).map((c) => c.name);
+    plugins = resolver ? await loadConfiguredPlugins(config, { log, clock, resolver, reserved }) : [];
+    pipeline = pipelineFor(config);
   } catch (err) {
     ownResolver?.close();
     if (ownSpool) await spool.close();
     throw err;
   }
-  const pipeline = new PolicyPipeline({
-    checks,
-    authservId: config.policy.authservId ?? config.hostname,
-    timeout: config.policy.timeout,
-    timer: clock,
-  });
-  const factory = new SmtpReceptionFactory({ pipeline, intake, credentials: options.accounts, primaryDomain: config.domains[0] ?? config.hostname });
+  const factory = new SmtpReceptionFactory({ pipeline, intake, credentials: options.accounts, primaryDomain: config.domains[0] ?? config.hostname, events });
   let server: SmtpServer;
   try {
     server = await SmtpServer.start(config, {
-      log, factory, errorSleep: options.errorSleep, sockets: options.sockets, tls: options.tls, ocspResponse: options.ocspResponse,
+      log, factory, errorSleep: options.errorSleep, sockets: options.sockets, tls: options.tls, ocspResponse: options.ocspResponse, events,
     });
   } catch (err) {
     ownResolver?.close();
@@ -374,6 +408,15 @@ export async function startReception(config: Config, options: ReceptionOptions):
     spool,
     listeners: server.listeners,
     tls: server.tls,
+    async prepare(next: Config) {
+      // A configuration error found while building (a DNS list without a resolver) is the same one start-up would report.
+      if (next.dnsbl.sites.length > 0 && !resolver) throw startupConfigError(next, [configIssue(next, ["dnsbl", "sites"], "(set)", "needs a restart: no DNS resolver was started for DNS lists")]);
+      const built = pipelineFor(next);
+      return () => {
+        server.reconfigure(next);
+        factory.usePipeline(built);
+      };
+    },
     close() {
       closing ??= (async () => {
         await server.close();
@@ -393,7 +436,11 @@ export async function startReception(config: Config, options: ReceptionOptions):
  */
 export function buildDelivery(
   config: Config,
-  options: Pick<MtaOptions, "log" | "clock" | "remote" | "fsync" | "resolver" | "ca" | "resolvConf" | "mtaStsPort"> & { accounts: FileAccountStore; owner?: MaildirOwner },
+  options: Pick<MtaOptions, "log" | "clock" | "remote" | "fsync" | "resolver" | "ca" | "resolvConf" | "mtaStsPort"> & {
+    accounts: FileAccountStore; owner?: MaildirOwner;
+    /** The TLS-RPT counts already kept (a reload builds new agents, not a second writer of the counts). */
+    tlsRpt?: TlsRptAggregate;
+  },
 ): { router: Router; resolver: PolicyResolver; tlsRpt: TlsRptAggregate; close: () => Promise<void> } {
   const { log, accounts } = options;
   const clock = options.clock ?? systemClock;
@@ -418,7 +465,7 @@ export function buildDelivery(
       onError: warn,
     })
     : undefined;
-  const tlsRpt = new TlsRptAggregate({ dir: join(config.dataDir, "tls-rpt"), clock, onError: warn });
+  const tlsRpt = options.tlsRpt ?? new TlsRptAggregate({ dir: join(config.dataDir, "tls-rpt"), clock, onError: warn });
   const remoteBase = {
     resolver,
     heloName: outbound.heloName ?? config.hostname,
@@ -506,6 +553,8 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     }
     const sockets = await bindListeners(config.listeners, config.limits.connections);
     undo.push(() => closeListeners(sockets));
+    const adminListeners = await bindAdminListeners(config, { tls, log });
+    undo.push(() => closeAdminListeners(adminListeners));
     // The accounts open after the switch of user; the MTA-STS handler asks them from then on.
     let accountsOpened: FileAccountStore | undefined;
     const challenges = new ChallengeResponses();
@@ -525,11 +574,14 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     step();
 
     const signingKeys = await loadSigningKeys(config);
+    const clock = options.clock ?? systemClock;
+    const admin = await AdminService.open(config, { clock, log, listeners: adminListeners });
+    undo.push(() => admin.close());
+    const events = admin.bus;
     const accounts = openAccounts(config, log);
-    const delivery = buildDelivery(config, { ...options, accounts, owner });
+    let delivery = buildDelivery(config, { ...options, accounts, owner });
     const { resolver, tlsRpt } = delivery;
-    const closeAgents = delivery.close;
-    const { spool, queue, intake } = await openQueue(config, { log, accounts, clock: options.clock, router: delivery.router, signingKeys });
+    const { spool, queue, intake } = await openQueue(config, { log, accounts, clock: options.clock, router: delivery.router, signingKeys, events });
     accountsOpened = accounts;
     logNameservers(resolver, log);
     await tlsRpt.start();
@@ -537,10 +589,9 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     await warnUnreadPostmaster(config, accounts, log);
     await spool.open();
     undo.push(() => spool.close());
-    undo.push(closeAgents);
+    undo.push(() => delivery.close());
     await queue.start();
     undo.push(() => queue.stop());
-    const clock = options.clock ?? systemClock;
     // TLS-RPT's daily reports (RFC 8460), queued as mail from this server or posted over HTTPS.
     const reports = config.tlsRpt.send
       ? new TlsReportSender({
@@ -555,7 +606,7 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     step();
     const smtp = await startReception(config, {
       log, accounts, intake, tls, sockets, ...ocspResponse, clock: options.clock, checks: options.checks, resolver,
-      errorSleep: options.errorSleep, signingKeys,
+      errorSleep: options.errorSleep, signingKeys, events,
     });
     undo.push(() => smtp.close());
     const acme = acmeConfig && store
@@ -580,18 +631,53 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
       startedAt, now: Date.now(), listeners: smtp.listeners, queue: await queue.totals(), destinations: await queue.summary(),
       certificates: smtp.tls.certificates(),
     });
-    const control = options.controlSocket === false ? null : await startControlSocket(join(config.dataDir, "control.sock"), queue, log, status);
+    let current = config;
+    admin.attach({ queue, accounts, status, config: () => current });
+    const reload = async (): Promise<ReloadReport> => {
+      const file = await loadConfig(options.configPath);
+      const { live, restart } = restartOnlyChanges(current, file);
+      const next = reloadedConfig(current, file, live);
+      // Everything that can fail is built before anything is applied.
+      const applyReception = await smtp.prepare(next);
+      const routing = live.some((k) => k === "transport" || k === "outbound");
+      const nextDelivery = routing ? buildDelivery(next, { ...options, accounts, owner, resolver, tlsRpt }) : null;
+      applyReception();
+      if (live.includes("dns.servers")) (resolver as Partial<ClosableResolver>).setServers?.(next.dns.servers);
+      (resolver as Partial<ClosableResolver>).reloadNameservers?.();
+      if (nextDelivery || live.includes("queue")) {
+        const old = nextDelivery ? delivery : null;
+        if (nextDelivery) delivery = nextDelivery;
+        // The old agents end once the deliveries they carry have finished.
+        void queue.reconfigure({ ...(nextDelivery ? { router: nextDelivery.router } : {}), settings: next.queue }).then(() => old?.close());
+      }
+      if (live.includes("log.level")) setLogLevel(log, next.log.level);
+      await smtp.tls.reload();
+      current = next;
+      const report = { applied: ["certificates", ...live], needsRestart: restart };
+      log.info(report, "configuration reloaded");
+      if (restart.length > 0) log.warn({ keys: restart }, `changed, but kept until a restart: ${restart.join(", ")}`);
+      return report;
+    };
+    const control = options.controlSocket === false ? null : await startControlSocket(join(config.dataDir, "control.sock"), queue, log, status, reload);
     if (acme && options.acmeAutoStart !== false) acme.start();
     if (ocsp && options.ocspAutoStart !== false) void ocsp.refresh();
     let closing: Promise<void> | null = null;
+    // One reload at a time: SIGHUP and `petrel reload` may come together.
+    let reloading: Promise<unknown> = Promise.resolve();
     return {
-      smtp, queue, accounts, tls, acme, ocsp, web,
-      async reload() {
-        (resolver as Partial<ClosableResolver>).reloadNameservers?.();
-        await smtp.tls.reload();
+      smtp, queue, accounts, tls, acme, ocsp, web, admin,
+      reload() {
+        const logged = () => reload().catch((err: unknown) => {
+          if (err instanceof ConfigError) log.error({ errors: err.issues.map((i) => i.message) }, "configuration not reloaded: it has errors; the server keeps running with the one it had");
+          throw err;
+        });
+        const r = reloading.then(logged, logged);
+        reloading = r.catch(() => {});
+        return r;
       },
       close() {
         closing ??= (async () => {
+          await admin.stopListening();
           await acme?.close();
           ocsp?.close();
           for (const w of web) await w.close();
@@ -599,7 +685,8 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
           await control?.close();
           await reports?.close();
           await queue.stop();
-          await closeAgents();
+          await delivery.close();
+          await admin.close();
           await tlsRpt.close();
           await spool.close();
           tls.close();

@@ -1,7 +1,7 @@
 /**
  * The account store: local domains, users (with hashed passwords) and aliases, and the one
  * question delivery asks of them — "where does mail for this address go?". The server uses the
- * same object for AUTH (it is an `Accounts`), the CLI and (later) the admin API use it to change
+ * same object for AUTH (it is an `Accounts`), the CLI and the admin API use it to change
  * accounts. `FileAccountStore` is the embedded implementation; a database-backed one can sit
  * behind the same interface.
  *
@@ -22,6 +22,8 @@ export interface ConfigUser {
   readonly password: string;
   readonly scram?: string;
   readonly addresses?: readonly string[];
+  /** May log in to the admin API. */
+  readonly admin?: boolean;
 }
 
 /** A user as the store shows it: never carries a password hash or verifier. */
@@ -34,6 +36,8 @@ export interface UserRecord {
   readonly createdAt?: number;
   /** "config": from the config file's `users:` (read-only here); "store": added with the CLI/API. */
   readonly source: "config" | "store";
+  /** May log in to the admin API. */
+  readonly admin: boolean;
 }
 
 export interface AliasRecord {
@@ -70,7 +74,9 @@ export interface AccountStore extends Accounts {
   /** Users, sorted by address; only those of `domain` when given. */
   listUsers(domain?: string): Promise<UserRecord[]>;
   getUser(address: string): Promise<UserRecord | null>;
-  addUser(address: string, password: string, opts?: { quota?: number }): Promise<void>;
+  addUser(address: string, password: string, opts?: { quota?: number; admin?: boolean }): Promise<void>;
+  /** Let a user log in to the admin API, or no longer. */
+  setAdmin(address: string, admin: boolean): Promise<void>;
   removeUser(address: string): Promise<void>;
   setPassword(address: string, password: string): Promise<void>;
 

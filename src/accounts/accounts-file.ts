@@ -5,7 +5,7 @@
  *
  * Format (version 1), mode 0600 since it holds password hashes:
  *   { "version": 1, "domains": ["example.org"],
- *     "users": [{ "address", "password": "$scrypt$…", "scram": "SCRAM-SHA-256$…", "quota"?, "createdAt" }],
+ *     "users": [{ "address", "password": "$scrypt$…", "scram": "SCRAM-SHA-256$…", "quota"?, "createdAt", "admin"? }],
  *     "aliases": [{ "source": "a@example.org" | "@example.org", "targets": ["…"] }] }
  */
 import { closeSync, fstatSync, openSync, readdirSync, readFileSync, unlinkSync } from "node:fs";
@@ -26,6 +26,8 @@ const accountsFileSchema = z.object({
       scram: z.string().optional(),
       quota: z.number().int().nonnegative().optional(),
       createdAt: z.number(),
+      /** May log in to the admin API. */
+      admin: z.boolean().optional(),
     }),
   ),
   aliases: z.array(z.object({ source: z.string(), targets: z.array(z.string()) })),

@@ -77,6 +77,7 @@ interface UserEntry {
   readonly createdAt?: number;
   readonly addresses: readonly string[];
   readonly source: "config" | "store";
+  readonly admin: boolean;
 }
 
 /** The merged view of config + file that every read answers from. */
@@ -201,11 +202,11 @@ export class FileAccountStore implements AccountStore {
     for (const d of data.domains) domains.add(lower(d));
     const users = new Map<string, UserEntry>();
     for (const u of data.users) {
-      users.set(lower(u.address), { ...u, addresses: [], source: "store" });
+      users.set(lower(u.address), { ...u, addresses: [], source: "store", admin: u.admin === true });
     }
     for (const u of this.#configUsers) {
       // The config file wins over a stored user with the same address.
-      users.set(lower(u.address), { address: u.address, password: u.password, scram: u.scram, addresses: u.addresses ?? [], source: "config" });
+      users.set(lower(u.address), { address: u.address, password: u.password, scram: u.scram, addresses: u.addresses ?? [], source: "config", admin: u.admin === true });
     }
     const aliases = new Map<string, readonly string[]>();
     for (const a of data.aliases) aliases.set(lower(a.source), a.targets);
@@ -343,6 +344,7 @@ export class FileAccountStore implements AccountStore {
       ...(u.quota !== undefined ? { quota: u.quota } : {}),
       ...(u.createdAt !== undefined ? { createdAt: u.createdAt } : {}),
       source: u.source,
+      admin: u.admin,
     };
   }
 
@@ -362,7 +364,7 @@ export class FileAccountStore implements AccountStore {
     return u ? this.#record(u) : null;
   }
 
-  async addUser(input: string, password: string, opts: { quota?: number } = {}): Promise<void> {
+  async addUser(input: string, password: string, opts: { quota?: number; admin?: boolean } = {}): Promise<void> {
     const address = parseAddress(input);
     const { domain } = splitAddress(address);
     if (opts.quota !== undefined && (!Number.isSafeInteger(opts.quota) || opts.quota < 0)) {
@@ -377,6 +379,7 @@ export class FileAccountStore implements AccountStore {
       this.#checkNewUser(state, address, domain);
       const user: StoredUser = { address, password: hash, scram, createdAt: this.#clock.now() };
       if (opts.quota !== undefined) user.quota = opts.quota;
+      if (opts.admin) user.admin = true;
       data.users.push(user);
       data.users.sort((a, b) => (a.address < b.address ? -1 : 1));
     });
@@ -401,6 +404,16 @@ export class FileAccountStore implements AccountStore {
     await this.#mutate((data, state) => {
       this.#changeable(state, address);
       data.users = data.users.filter((u) => lower(u.address) !== address);
+    });
+  }
+
+  async setAdmin(input: string, admin: boolean): Promise<void> {
+    const address = parseAddress(input);
+    await this.#mutate((data, state) => {
+      this.#changeable(state, address);
+      const u = data.users.find((x) => lower(x.address) === address)!;
+      if (admin) u.admin = true;
+      else delete u.admin;
     });
   }
 

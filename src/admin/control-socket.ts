@@ -5,6 +5,8 @@ import type { QueueManager } from "../queue/queue-manager.ts";
 import type { QueuePage, QueueTotals } from "../queue/queue-report.ts";
 import { isQueueId } from "../spool/queue-id.ts";
 import type { ServerStatus } from "./server-status.ts";
+import type { ReloadReport } from "../config/reload-plan.ts";
+import { ConfigError } from "../config/config-error.ts";
 
 /**
  * A local control channel for the `petrel` CLI while `petrel serve` runs
@@ -25,8 +27,8 @@ export type QueueRequest =
   | { op: "release"; id: string }
   | { op: "delete"; id: string };
 
-/** What the running server says about itself: only a running server answers it. */
-export type ControlRequest = QueueRequest | { op: "status" };
+/** What only a running server answers: what it says about itself, and reading its configuration again. */
+export type ControlRequest = QueueRequest | { op: "status" } | { op: "reload" };
 
 export type ControlResponse = { ok: true; result: unknown } | { ok: false; error: string };
 
@@ -75,8 +77,15 @@ export async function execute(queue: QueueManager, req: QueueRequest): Promise<C
   }
 }
 
-/** `status` answers what the running server says about itself (`petrel status`); the other operations are the queue's. */
-export async function startControlSocket(path: string, queue: QueueManager, log: Logger, status?: () => Promise<ServerStatus>): Promise<{ close(): Promise<void> }> {
+/**
+ * `status` answers what the running server says about itself (`petrel
+ * status`), `reload` reads the configuration again (`petrel reload`: what
+ * was applied, what needs a restart, or the configuration's errors); the
+ * other operations are the queue's.
+ */
+export async function startControlSocket(
+  path: string, queue: QueueManager, log: Logger, status?: () => Promise<ServerStatus>, reload?: () => Promise<ReloadReport>,
+): Promise<{ close(): Promise<void> }> {
   await unlink(path).catch(() => {});
   const server = net.createServer((socket) => {
     let buf = "";
@@ -95,8 +104,10 @@ export async function startControlSocket(path: string, queue: QueueManager, log:
         socket.end(JSON.stringify({ ok: false, error: "bad request" }) + "\n");
         return;
       }
-      const answer: Promise<ControlResponse> = req?.op !== "status" ? execute(queue, req)
-        : status ? status().then((result) => ({ ok: true, result })) : Promise.resolve({ ok: false, error: "status is not available" });
+      const answer: Promise<ControlResponse> = req?.op === "status"
+        ? status ? status().then((result) => ({ ok: true, result })) : Promise.resolve({ ok: false, error: "status is not available" })
+        : req?.op === "reload" ? reloaded(reload)
+        : execute(queue, req);
       answer.then(
         (res) => socket.end(JSON.stringify(res) + "\n"),
         (err) => {
@@ -117,6 +128,17 @@ export async function startControlSocket(path: string, queue: QueueManager, log:
       void unlink(path).catch(() => {}).then(() => resolve());
     })),
   };
+}
+
+/** A reload's answer: the report, or the configuration's errors (the server keeps running with the old one). */
+async function reloaded(reload: (() => Promise<ReloadReport>) | undefined): Promise<ControlResponse> {
+  if (!reload) return { ok: false, error: "reload is not available" };
+  try {
+    return { ok: true, result: await reload() };
+  } catch (err) {
+    if (err instanceof ConfigError) return { ok: false, error: `the configuration has errors; the server keeps running with the one it had.\n${err.message}` };
+    throw err;
+  }
 }
 
 /** Client side: send one request; null when no server is listening (the CLI then works offline). */

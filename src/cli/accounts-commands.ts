@@ -31,7 +31,10 @@ export const ACCOUNTS_USAGE = `Account commands (each takes --config FILE; list 
   domain add DOMAIN                 make DOMAIN a local domain
   domain remove DOMAIN [--force]    remove it (--force: with its users and aliases)
   domain list                       local domains
-  user add ADDRESS [--quota SIZE]   add a user; the password is read from stdin or prompted for
+  user add ADDRESS [--quota SIZE] [--admin]
+                                    add a user (--admin: who may log in to the admin API); the
+                                    password is read from stdin or prompted for
+  user admin ADDRESS on|off         let a user log in to the admin API, or no longer
   user passwd ADDRESS               change a user's password (stdin or prompt)
   user remove ADDRESS               remove a user
   user list [DOMAIN]                users (of DOMAIN)
@@ -48,6 +51,7 @@ const COMMON = {
   json: { type: "boolean" },
   force: { type: "boolean" },
   quota: { type: "string" },
+  admin: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -59,6 +63,7 @@ interface Parsed {
   json: boolean;
   force: boolean;
   quota?: string;
+  admin: boolean;
   help: boolean;
 }
 
@@ -69,9 +74,10 @@ const VERBS: Record<string, Record<string, { min: number; max: number; options: 
     list: { min: 0, max: 0, options: ["json"] },
   },
   user: {
-    add: { min: 1, max: 1, options: ["quota"] },
+    add: { min: 1, max: 1, options: ["quota", "admin"] },
     remove: { min: 1, max: 1, options: [] },
     passwd: { min: 1, max: 1, options: [] },
+    admin: { min: 2, max: 2, options: [] },
     list: { min: 0, max: 1, options: ["json"] },
   },
   alias: {
@@ -93,13 +99,13 @@ function parse(args: readonly string[]): Parsed {
     throw new UsageError((err as Error).message);
   }
   const [verb, ...params] = positionals;
-  if (values.help) return { noun, verb: verb ?? "", positionals: params, json: false, force: false, help: true };
+  if (values.help) return { noun, verb: verb ?? "", positionals: params, json: false, force: false, admin: false, help: true };
   if (verb === undefined) throw new UsageError(`${noun}: which one? ${Object.keys(verbs).join(", ")}`);
   const spec = verbs[verb];
   if (!spec) throw new UsageError(`${noun}: unknown subcommand '${verb}' (expected ${Object.keys(verbs).join(", ")})`);
   if (params.length < spec.min) throw new UsageError(`${noun} ${verb}: missing argument`);
   if (params.length > spec.max) throw new UsageError(`${noun} ${verb}: unexpected argument '${params[spec.max]}'`);
-  for (const opt of ["json", "force", "quota"] as const) {
+  for (const opt of ["json", "force", "quota", "admin"] as const) {
     if (values[opt] !== undefined && !spec.options.includes(opt)) throw new UsageError(`${noun} ${verb}: --${opt} does not apply here`);
   }
   return {
@@ -110,6 +116,7 @@ function parse(args: readonly string[]): Parsed {
     json: values.json ?? false,
     force: values.force ?? false,
     quota: values.quota,
+    admin: values.admin ?? false,
     help: false,
   };
 }
@@ -190,8 +197,14 @@ async function run(p: Parsed, store: FileAccountStore, config: Config, io: Comma
       // Check what can be checked before asking for a password.
       await precheckAddress(store, a, "new");
       const password = await readNewPassword(io, (pw) => checkPassword(pw, config.passwords, a));
-      await store.addUser(a, password, { quota });
-      out(`added user ${a.trim().toLowerCase()}`);
+      await store.addUser(a, password, { quota, ...(p.admin ? { admin: true } : {}) });
+      out(`added user ${a.trim().toLowerCase()}${p.admin ? " (administrator)" : ""}`);
+      return 0;
+    }
+    case "user admin": {
+      if (b !== "on" && b !== "off") throw new UsageError(`user admin: expected on or off, got '${b}'`);
+      await store.setAdmin(a, b === "on");
+      out(`${a.trim().toLowerCase()} ${b === "on" ? "may now log in to the admin API" : "may no longer log in to the admin API"}`);
       return 0;
     }
     case "user passwd": {
@@ -216,7 +229,7 @@ async function run(p: Parsed, store: FileAccountStore, config: Config, io: Comma
       if (p.json) out(JSON.stringify(users));
       else {
         for (const u of users) {
-          const extra = [u.quota !== undefined ? `quota ${formatSize(u.quota)}` : "", u.source === "config" ? "(config file)" : ""];
+          const extra = [u.quota !== undefined ? `quota ${formatSize(u.quota)}` : "", u.admin ? "admin" : "", u.source === "config" ? "(config file)" : ""];
           out([u.address, ...extra.filter(Boolean)].join("  "));
         }
       }

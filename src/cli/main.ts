@@ -11,6 +11,7 @@ import { tlsrptCommand } from "./tlsrpt-command.ts";
 import { statusCommand } from "./status-command.ts";
 import { checkCommand } from "./check-command.ts";
 import { doctorCommand } from "./doctor-command.ts";
+import { reloadCommand } from "./reload-command.ts";
 
 /**
  * The `petrel` command: thin on purpose. It parses arguments and calls the
@@ -33,6 +34,8 @@ Commands:
   tlsrpt summary [--mailbox ADDRESS] [--json]
                              the TLS reports (RFC 8460) other servers sent about this server's domains
   status [--json]            the running server: version, uptime, listeners, queue, certificates
+  reload                     make the running server read its configuration again (as SIGHUP); prints
+                             what was applied and what needs a restart
   check HOST[:PORT]          probe any SMTP server as a client would, and say what is wrong (petrel check --help)
   doctor                     check this server's configuration, DNS, certificates and port 25 (petrel doctor --help)
   help                       this text
@@ -69,6 +72,8 @@ async function main(argv: string[]): Promise<number> {
       return tlsrptCommand(rest, process);
     case "status":
       return statusCommand(rest, process);
+    case "reload":
+      return reloadCommand(rest, process);
     case "check":
       return checkCommand(rest, process);
     case "doctor":

@@ -56,7 +56,7 @@ export async function serve(options: { configPath?: string }): Promise<number> {
   try {
     const runAs = await resolveRunAs(config);
     checkStartingUser(config, runAs, process.getuid!(), log);
-    mta = await startMta(config, { log, runAs, signal: startup.signal });
+    mta = await startMta(config, { log, runAs, signal: startup.signal, configPath: options.configPath });
   } catch (err) {
     return startupFailed(err, log);
   }
@@ -73,7 +73,10 @@ export async function serve(options: { configPath?: string }): Promise<number> {
         resolve(1);
       });
     };
-    onHangup = () => void mta.reload().catch((err) => log.error({ err }, "reload failed"));
+    // A configuration with errors is logged by reload() itself; the server goes on with the old one.
+    onHangup = () => void mta.reload().catch((err) => {
+      if (!(err instanceof ConfigError)) log.error({ err }, "reload failed");
+    });
   });
 }
 

@@ -169,6 +169,18 @@ export const DEFAULTS = {
     level: "info",
     format: "auto",
   },
+  admin: {
+    enabled: true,
+    listen: { address: "127.0.0.1", port: 8025 },
+    auth: "token",
+    sessionLifetime: 12 * 3600 * SECOND,
+    traceRetention: 7 * 24 * 3600 * SECOND,
+    traceMaxSize: 1024 * MiB,
+  },
+  metrics: {
+    enabled: true,
+    auth: "token",
+  },
 } as const;
 
 /** Longest MTA-STS max_age (RFC 8461 §3.2: 31557600 seconds). */

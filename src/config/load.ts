@@ -121,6 +121,8 @@ export function parseConfig(raw: unknown, source: string, options: ParseOptions 
 
   // Resolve relative paths against the config file's directory.
   config.dataDir = resolve(baseDir, config.dataDir);
+  // Made at start when missing, so only resolved here, not checked.
+  if (config.admin.tokenFile !== undefined) config.admin.tokenFile = resolve(baseDir, config.admin.tokenFile);
   // `what` names the file in the error: certificates and keys are PEM files, a relay password is not.
   const files: Array<{ path: KeyPath; value: string; set: (abs: string) => void; what?: string }> = [];
   const tls = config.tls;

@@ -568,6 +568,8 @@ export const configSchema = z.strictObject({
         scram: scramCredentials.optional(),
         /** Other sender addresses this user may use. */
         addresses: z.array(mailbox).optional(),
+        /** May log in to the admin API (POST /api/login). */
+        admin: z.boolean().optional(),
       }),
     )
     .default(() => []),
@@ -793,6 +795,42 @@ export const configSchema = z.strictObject({
       }),
     )
     .default(() => []),
+  /**
+   * The admin HTTP API (README, "Admin API"): the queue, accounts, local mailboxes, the
+   * message trace and live events, as JSON, described at /api/openapi.json.
+   */
+  admin: z
+    .strictObject({
+      /** Serve it (false: only the control socket and the CLI operate the server). */
+      enabled: z.boolean().default(DEFAULTS.admin.enabled),
+      /** Where it listens. Loopback: plain HTTP; any other address: HTTPS with the server's certificates. */
+      listen: bindAddress(DEFAULTS.admin.listen),
+      /**
+       * "token": every request carries `Authorization: Bearer <token>` — the token in `tokenFile`, or
+       * one an administrator account got from POST /api/login; "none": no authentication, only on a
+       * loopback address.
+       */
+      auth: z.enum(["token", "none"]).default(DEFAULTS.admin.auth),
+      /** The API token, generated on first start (0600) when missing; default <dataDir>/admin.token. */
+      tokenFile: z.string().min(1).optional(),
+      /** How long a login (POST /api/login) stays valid. */
+      sessionLifetime: positiveDuration(DEFAULTS.admin.sessionLifetime),
+      /** How long the message trace (every event of every message) is kept, in <dataDir>/trace/. */
+      traceRetention: positiveDuration(DEFAULTS.admin.traceRetention),
+      /** The trace on disk stays below this size; the oldest hours go first. */
+      traceMaxSize: size(DEFAULTS.admin.traceMaxSize, 1024 * 1024),
+    })
+    .prefault({}),
+  /** Prometheus metrics at /metrics (README, "Metrics"). */
+  metrics: z
+    .strictObject({
+      enabled: z.boolean().default(DEFAULTS.metrics.enabled),
+      /** A listener of their own; absent: /metrics on the admin listener. */
+      listen: z.strictObject({ address: ipAddress, port }).optional(),
+      /** "token": the admin token as a bearer token (Prometheus: authorization.credentials_file); "none": only on a loopback address. */
+      auth: z.enum(["token", "none"]).default(DEFAULTS.metrics.auth),
+    })
+    .prefault({}),
   log: z
     .strictObject({
       /** fatal, error, warn, info, debug, trace or silent. */
@@ -818,6 +856,11 @@ export interface CrossIssue {
   path: (string | number)[];
   value: unknown;
   allowed: string;
+}
+
+/** 127.0.0.0/8, ::1 and ::ffff:127.x: only this machine can connect. */
+export function isLoopback(address: string): boolean {
+  return address === "::1" || /^(::ffff:)?127\./.test(address);
 }
 
 function wildcardOverlap(a: string, b: string): boolean {
@@ -905,6 +948,20 @@ export function crossCheck(config: Config): CrossIssue[] {
       issues.push({ path: ["users", i, "address"], value: u.address, allowed: `expected each user once: users[${prev}] has the same address` });
     } else userSeen.set(u.address, i);
   });
+  const admin = config.admin;
+  if (admin.enabled && admin.auth === "none" && !isLoopback(admin.listen.address)) {
+    issues.push({
+      path: ["admin", "auth"], value: "none",
+      allowed: `expected "token" when admin.listen.address is not a loopback address (${admin.listen.address}): anyone who reaches it could change accounts and the queue`,
+    });
+  }
+  const metricsAt = config.metrics.listen ?? (admin.enabled ? admin.listen : undefined);
+  if (config.metrics.enabled && config.metrics.auth === "none" && metricsAt && !isLoopback(metricsAt.address)) {
+    issues.push({
+      path: ["metrics", "auth"], value: "none",
+      allowed: `expected "token" when metrics are served on a non-loopback address (${metricsAt.address}); or serve them on loopback with metrics.listen`,
+    });
+  }
   if (config.dnsbl.sites.length > 0 && config.dnsbl.timeout >= config.policy.timeout) {
     issues.push({
       path: ["dnsbl", "timeout"], value: config.dnsbl.timeout / 1000 + "s",

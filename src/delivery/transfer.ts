@@ -63,9 +63,9 @@ export async function transfer(cache: ConnectionCache, target: TransferTarget, r
       const verdict = await target.prepare(session);
       if (!verdict.proceed) {
         await cache.release(target.key, session);
-        return end(verdict);
+        return end({ ...verdict, outcome: carried(verdict.outcome, session) });
       }
-      for (const [r, o] of verdict.refused ?? []) outcomes.set(r, o);
+      for (const [r, o] of verdict.refused ?? []) outcomes.set(r, carried(o, session));
       todo = todo.filter((r) => !outcomes.has(r));
       if (todo.length === 0) break;
     }
@@ -79,6 +79,7 @@ export async function transfer(cache: ConnectionCache, target: TransferTarget, r
     const batch = todo.slice(0, limits.rcptMax ?? todo.length);
     const reused = session.transactions > 0;
     const success: SuccessReport = session.capabilities.dsn ? "passed" : target.withoutDsn;
+    const on = session;
     try {
       const result = await session.send({
         mailFrom: request.envelope.mailFrom,
@@ -86,7 +87,7 @@ export async function transfer(cache: ConnectionCache, target: TransferTarget, r
         recipients: batch.map((address) => dsnParameters(request, address)),
         message: () => request.body(),
       });
-      for (const r of result.recipients) outcomes.set(r.address, recipientOutcome(r, success, target));
+      for (const r of result.recipients) outcomes.set(r.address, carried(recipientOutcome(r, success, target), on));
       todo = todo.slice(batch.length);
     } catch (err) {
       // A refused sender leaves the session fit for the next message; anything else ended it.
@@ -95,13 +96,20 @@ export async function transfer(cache: ConnectionCache, target: TransferTarget, r
       session = undefined;
       if (reused && endedReusedSession(err)) continue;
       // LMTP: recipients whose reply after the end of data came before the failure are decided (RFC 2033 §4.2).
-      for (const d of err instanceof SmtpClientError ? err.decided ?? [] : []) outcomes.set(d.address, messageOutcome(d.reply, success, target));
+      for (const d of err instanceof SmtpClientError ? err.decided ?? [] : []) outcomes.set(d.address, carried(messageOutcome(d.reply, success, target), on));
       todo = todo.filter((r) => !outcomes.has(r));
-      return end(trouble(err, target, request.queueId));
+      const t = trouble(err, target, request.queueId);
+      return end({ ...t, outcome: carried(t.outcome, on) });
     }
   }
   if (session) await cache.release(target.key, session);
   return { outcomes };
+}
+
+/** The outcome with the session it was decided on: the server's address and the TLS version (the message trace shows them). */
+function carried(outcome: DeliveryOutcome, session: SmtpConnection): DeliveryOutcome {
+  const tls = session.tls?.version;
+  return { ...outcome, remoteAddress: session.remote.address, ...(tls ? { tls } : {}) };
 }
 
 /** RFC 6531: SMTPUTF8 when the message was received with it or an address needs it (sent only to a server that offers it). */

@@ -70,16 +70,17 @@ export interface ClosableResolver extends Resolver, RecordResolver {
   nameservers(): NameserverReport;
   /** Read resolv.conf again now (SIGHUP); nothing when servers are configured. */
   reloadNameservers(): void;
+  /** Ask these servers from now on ("" list: the system's, from resolv.conf) — a reload of dns.servers. */
+  setServers(servers: readonly string[]): void;
 }
 
 export function createResolver(options: ResolverOptions = {}): ClosableResolver {
-  const configured = options.servers ?? [];
-  const system = configured.length === 0
-    ? new SystemNameservers({ path: options.resolvConf, checkIntervalMs: options.resolvConfCheckInterval, clock: options.clock })
-    : undefined;
-  const fixed = configured.map(parseServerAddress);
+  let configured: readonly string[] = options.servers ?? [];
+  const systemNameservers = () => new SystemNameservers({ path: options.resolvConf, checkIntervalMs: options.resolvConfCheckInterval, clock: options.clock });
+  let system = configured.length === 0 ? systemNameservers() : undefined;
+  let fixed = configured.map(parseServerAddress);
   const records = new RecordLookup({
-    servers: system ? () => system.current() : fixed,
+    servers: () => system ? system.current() : fixed,
     timeoutMs: options.timeout ?? 3000,
     tries: Math.max(1, options.tries ?? 2),
     cacheSize: options.cacheSize ?? 10_000,
@@ -137,6 +138,11 @@ export function createResolver(options: ResolverOptions = {}): ClosableResolver 
     stats: () => records.stats(),
     nameservers: () => system?.report() ?? { source: "dns.servers", servers: [...configured], fallback: false },
     reloadNameservers: () => system?.reload(),
+    setServers(servers) {
+      fixed = servers.map(parseServerAddress);
+      configured = [...servers];
+      system = servers.length === 0 ? system ?? systemNameservers() : undefined;
+    },
   };
 }
 

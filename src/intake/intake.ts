@@ -11,6 +11,7 @@ import type { Decided } from "../policy/merge.ts";
 import { changeRecipients } from "./recipients.ts";
 import type { MessageSigner } from "./message-signer.ts";
 import type { RelaxedBodyHash } from "../mailauth/body-hash.ts";
+import { noEvents, type EventSink } from "../events/petrel-event.ts";
 
 /**
  * The one way into the spool (Postfix's cleanup): mail received over SMTP,
@@ -35,6 +36,8 @@ export interface IntakeOptions {
   readonly onCommitted?: (id: QueueId) => void;
   /** DKIM signatures and ARC sets on the messages that get them (message-signer.ts); none without. */
   readonly signer?: MessageSigner;
+  /** Told each message accepted, and how long its commit took (the message trace, metrics). */
+  readonly events?: EventSink;
 }
 
 /** What the intake needs to know about a message received over SMTP to build its envelope. */
@@ -102,14 +105,21 @@ export class Intake {
       client: { address: "127.0.0.1", port: 0, helo: hostname, protocol: "local", role: "local" },
       receivedAt: clock.now(),
     };
+    const events = this.options.events ?? noEvents;
     try {
       await writer.write(content);
+      const started = clock.now();
       await writer.commit(envelope);
+      events.emit({ type: "spool-commit", durationMs: clock.now() - started });
     } catch (err) {
       await writer.abort().catch(() => {});
       throw err;
     }
     log.info({ queueId: writer.id, from: m.mailFrom || "<>", to: m.recipients, size: content.length, origin: "local" }, "message accepted");
+    events.emit({
+      type: "accepted", queueId: writer.id, origin: "local", from: m.mailFrom, to: m.recipients, size: content.length,
+      client: { address: "127.0.0.1", helo: hostname, role: "local" },
+    });
     onCommitted?.(writer.id);
     return writer.id;
   }
@@ -243,7 +253,10 @@ export class IntakeMessage {
       ...(decided.hold !== undefined ? { hold: decided.hold } : {}),
       ...(decided.folder !== undefined ? { folder: decided.folder } : {}),
     };
+    const events = this.options.events ?? noEvents;
+    const started = this.options.clock.now();
     await this.writer.commit(envelope);
+    events.emit({ type: "spool-commit", durationMs: this.options.clock.now() - started });
     log.info({
       queueId: this.id,
       from: envelope.mailFrom || "<>",
@@ -253,6 +266,18 @@ export class IntakeMessage {
       ...(envelope.hold !== undefined ? { held: envelope.hold } : {}),
       ...(envelope.folder !== undefined ? { folder: envelope.folder } : {}),
     }, "message accepted");
+    const c = envelope.client;
+    const ar = decided.prepend.find((f) => f.name.toLowerCase() === "authentication-results");
+    events.emit({
+      type: "accepted", queueId: this.id, origin: "smtp", from: envelope.mailFrom, to: envelope.recipients.map((r) => r.address), size: envelope.size ?? 0,
+      client: {
+        address: c.address, helo: c.helo, role: c.role, ...(c.tls ? { tls: c.tls.version, cipher: c.tls.cipher } : {}), ...(c.authUser ? { authUser: c.authUser } : {}),
+      },
+      ...(ar ? { authResults: ar.value.trim() } : {}),
+      ...(decided.findings ? { findings: decided.findings } : {}),
+      ...(envelope.hold !== undefined ? { held: envelope.hold } : {}),
+      ...(envelope.folder !== undefined ? { folder: envelope.folder } : {}),
+    });
     onCommitted?.(this.id);
     return envelope;
   }

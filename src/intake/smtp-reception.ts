@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import type { ClientInfo, Mailbox, MailParameters, RcptParameters, Recipient } from "../mail/envelope.ts";
 import { formatMailbox } from "../smtp/address.ts";
-import { reply, type Reply } from "../smtp/reply.ts";
+import { reply, replyText, type Reply } from "../smtp/reply.ts";
 import { protocolKeyword } from "../smtp/trace-headers.ts";
 import type { MessageSink, SessionEvent, SessionHandler, SessionState, Transaction } from "../smtp/session-handler.ts";
 import { isSaslMechanismName, startExchange } from "../sasl/mechanisms.ts";
@@ -12,6 +12,7 @@ import type { PolicyPipeline, PolicySession } from "../policy/pipeline.ts";
 import type { PolicyMessage } from "../policy/message-policy.ts";
 import type { Intake, IntakeMessage } from "./intake.ts";
 import { resolvePostmaster } from "./recipients.ts";
+import { noEvents, type EventSink } from "../events/petrel-event.ts";
 
 /**
  * Mail received over SMTP, one connection at a time: the engine's
@@ -29,10 +30,12 @@ export interface ReceptionOptions {
   readonly credentials: SaslCredentials;
   /** Where "<Postmaster>" goes (RFC 5321 §4.1.1.3). */
   readonly primaryDomain: string;
+  /** Told failed logins and messages refused by the engine or the spool (checks' refusals come from the pipeline). */
+  readonly events?: EventSink;
 }
 
 export class SmtpReceptionFactory {
-  private readonly options: ReceptionOptions;
+  private options: ReceptionOptions;
 
   constructor(options: ReceptionOptions) {
     this.options = options;
@@ -47,6 +50,11 @@ export class SmtpReceptionFactory {
       return refusal;
     }
     return new SmtpReception(this.options, policy, log);
+  }
+
+  /** New connections are served through `pipeline` (a reload); those in progress keep the one they opened with. */
+  usePipeline(pipeline: PolicyPipeline): void {
+    this.options = { ...this.options, pipeline };
   }
 }
 
@@ -105,6 +113,7 @@ export class SmtpReception implements SessionHandler {
       });
     } catch (err) {
       this.log.error({ err: describe(err) }, "spool create failed");
+      this.refusedHere("spool", "data", "spool create failed", storageFailure);
       return storageFailure;
     }
     // The queue id is known before the checks are asked (a milter's `i` macro).
@@ -114,9 +123,10 @@ export class SmtpReception implements SessionHandler {
     } catch (err) {
       checks.abort();
       this.log.error({ err: describe(err) }, "spool create failed");
+      this.refusedHere("spool", "data", "spool create failed", storageFailure);
       return storageFailure;
     }
-    return new ReceivedMessage(message, checks, this.log);
+    return new ReceivedMessage(message, checks, this.log, (check, reason, r) => this.refusedHere(check, "end-of-data", reason, r, message.id));
   }
 
   startAuth(_state: SessionState, mechanism: string): SaslExchange | undefined {
@@ -142,6 +152,7 @@ export class SmtpReception implements SessionHandler {
   async authFailed(state: SessionState): Promise<boolean> {
     this.authFailures++;
     this.log.warn({ failures: this.authFailures, mechanism: this.mechanism }, "authentication failed");
+    this.events.emit({ type: "auth-failure", role: this.client.role, client: this.client.address, mechanism: this.mechanism });
     // A check that refuses after a failed AUTH ends the session (421).
     return (await this.policy.auth(this.facts(state), this.mechanism, null)) !== undefined;
   }
@@ -159,10 +170,13 @@ export class SmtpReception implements SessionHandler {
       case "auth-success":
         this.log.info(detail, "authenticated");
         break;
+      case "message-refused":
+        this.log.info(detail, name);
+        this.refusedHere("smtp", "data", String(detail?.reason ?? "refused"), undefined);
+        break;
       case "pipelining-violation":
       case "protocol-error":
       case "line-too-long":
-      case "message-refused":
         this.log.info(detail, name);
         break;
       case "tls-requested":
@@ -171,6 +185,18 @@ export class SmtpReception implements SessionHandler {
       default:
         break;
     }
+  }
+
+  private get events(): EventSink {
+    return this.options.events ?? noEvents;
+  }
+
+  /** A refusal that is not a check's: the engine's (size, bare newline) or the spool's. */
+  private refusedHere(check: string, stage: string, reason: string, r: Reply | undefined, queueId?: string): void {
+    this.events.emit({
+      type: "rejected", check, stage, reason, reply: r ? replyText(r) : reason,
+      client: this.client.address, role: this.client.role, ...(queueId ? { queueId } : {}),
+    });
   }
 
   private facts(state: SessionState): SessionFacts {
@@ -187,12 +213,14 @@ class ReceivedMessage implements MessageSink {
   private readonly message: IntakeMessage;
   private readonly checks: PolicyMessage;
   private readonly log: Logger;
+  private readonly refused: (check: string, reason: string, r: Reply) => void;
   readonly write: (chunk: Buffer) => void | Promise<void>;
 
-  constructor(message: IntakeMessage, checks: PolicyMessage, log: Logger) {
+  constructor(message: IntakeMessage, checks: PolicyMessage, log: Logger, refused: (check: string, reason: string, r: Reply) => void) {
     this.message = message;
     this.checks = checks;
     this.log = log;
+    this.refused = refused;
     this.write = (chunk) => message.write(chunk);
   }
 
@@ -201,7 +229,9 @@ class ReceivedMessage implements MessageSink {
     const header = await message.end();
     if (header === null) {
       await this.abort();
-      return reply(552, "5.3.4", "Error: message header section too large");
+      const tooLarge = reply(552, "5.3.4", "Error: message header section too large");
+      this.refused("smtp", "header section too large", tooLarge);
+      return tooLarge;
     }
     const decision = await checks.endOfData(header);
     if (decision.action === "refuse") {
@@ -218,6 +248,7 @@ class ReceivedMessage implements MessageSink {
     } catch (err) {
       this.log.error({ queueId: message.id, err: describe(err) }, "message not stored");
       await message.abort().catch(() => {});
+      this.refused("spool", "message not stored", storageFailure);
       return storageFailure;
     }
     return queued(message.id);

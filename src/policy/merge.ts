@@ -40,6 +40,16 @@ export interface Decided {
   readonly folder?: string;
   /** An ARC set to add (a check asked), with the Authentication-Results value it records. */
   readonly arcSeal?: ArcSealRequest & { readonly authResults: string };
+  /** What each check that said something found, in check order (the message trace shows them). */
+  readonly findings?: readonly Finding[];
+}
+
+/** One check's word on an accepted message: its verdict short of refusal, and why. */
+export interface Finding {
+  readonly check: string;
+  readonly stage: Stage;
+  readonly verdict: string;
+  readonly reason?: string;
 }
 
 const RANK: Record<Verdict["action"], number> = { accept: 0, quarantine: 1, discard: 2, tempfail: 3, reject: 4 };
@@ -66,7 +76,9 @@ export function decide(results: readonly StageResult[], authservId: string, head
   const remove: string[] = [];
   let folder: string | undefined;
   let seal: ArcSealRequest | undefined;
-  for (const { result } of results) {
+  const findings: Finding[] = [];
+  for (const { check, stage, result } of results) {
+    if (result.verdict || result.reason) findings.push({ check, stage, verdict: result.verdict?.action ?? "accept", ...(result.reason ? { reason: result.reason } : {}) });
     if (result.authResults) fragments.push(...result.authResults);
     if (result.headers) prepend.push(...result.headers);
     if (result.headerEdits) headerEdits.push(...result.headerEdits);
@@ -85,6 +97,7 @@ export function decide(results: readonly StageResult[], authservId: string, head
     decided: {
       prepend, headerEdits, recipients: { add, remove },
       ...(hold !== undefined ? { hold } : {}), ...(folder !== undefined ? { folder } : {}), ...(arcSeal ? { arcSeal } : {}),
+      ...(findings.length > 0 ? { findings } : {}),
     },
   };
 }

@@ -1,3 +1,4 @@
+import type { Reply } from "../smtp/reply.ts";
 import { replyText } from "../smtp/reply.ts";
 import type { Check, CheckResult, HeaderFields, MessageCheck } from "./check.ts";
 import { failed, invoke, isPromiseLike, withTimeout, type Invocation } from "./invoke.ts";
@@ -34,6 +35,8 @@ export interface PolicyMessageOptions {
   readonly earlier: readonly StageResult[];
   /** For the log line of a refusal. */
   readonly context: Record<string, unknown>;
+  /** Told the check and reply that refused the message. */
+  readonly onRefused?: (by: StageResult, reply: Reply) => void;
 }
 
 export class PolicyMessage {
@@ -138,6 +141,7 @@ export class PolicyMessage {
     if (decision.action === "refuse") {
       const { by } = decision;
       log.info({ check: by.check, stage: by.stage, reason: by.result.reason, reply: replyText(decision.reply), ...context }, "refused");
+      this.options.onRefused?.(by, decision.reply);
     } else if (decision.action === "discard") {
       log.info({ check: gravest(all)?.check, reason: decision.reason, ...context }, "message discarded");
     }

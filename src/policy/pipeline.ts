@@ -8,6 +8,7 @@ import { failed, invoke, isPromiseLike, withTimeout, type Invocation } from "./i
 import type { Stage, StageResult } from "./merge.ts";
 import { PolicyMessage, type MessageCheckEntry } from "./message-policy.ts";
 import { atConnect, checkFailedAtConnect } from "./replies.ts";
+import { noEvents, type EventSink } from "../events/petrel-event.ts";
 
 /**
  * The check runner: the configured checks, in order, asked at every SMTP
@@ -31,11 +32,14 @@ export interface PipelineOptions {
   /** Longest a check may take at one stage (ms); then it counts as failed (451 4.3.0). */
   readonly timeout: number;
   readonly timer: Pick<Clock, "schedule" | "cancel">;
+  /** Told every refusal: the check, the stage, the reason and the reply (the activity feed, metrics). */
+  readonly events?: EventSink;
 }
 
 export class PolicyPipeline {
   readonly checks: readonly Check[];
   readonly authservId: string;
+  readonly events: EventSink;
   private readonly options: PipelineOptions;
   /** The end-of-data rounds: checks without `after` first, then each round the checks whose dependencies ran before. */
   readonly rounds: readonly (readonly string[])[];
@@ -44,6 +48,7 @@ export class PolicyPipeline {
     this.options = options;
     this.checks = options.checks;
     this.authservId = options.authservId;
+    this.events = options.events ?? noEvents;
     this.rounds = endOfDataRounds(options.checks);
   }
 
@@ -142,6 +147,9 @@ export class PolicySession {
       checks, rounds: this.pipeline.rounds, authservId: this.pipeline.authservId, how: this.how,
       earlier: [...this.sessionResults, ...this.txResults],
       context: { from: tx.mailFrom ? formatMailbox(tx.mailFrom) : "<>", to: tx.recipients.map((r) => formatMailbox(r.mailbox)) },
+      onRefused: (by, reply) => this.record(by, reply, {
+        from: tx.mailFrom ? formatMailbox(tx.mailFrom) : "<>", to: tx.recipients.map((r) => formatMailbox(r.mailbox)), ...(tx.queueId ? { queueId: tx.queueId } : {}),
+      }),
     });
     return this.message;
   }
@@ -213,8 +221,20 @@ export class PolicySession {
   }
 
   private refused(r: StageResult, context: () => Record<string, unknown>, reply: Reply): Reply {
-    this.how.log.info({ check: r.check, stage: r.stage, reason: r.result.reason, reply: replyText(reply), ...context() }, "refused");
+    const c = context();
+    this.how.log.info({ check: r.check, stage: r.stage, reason: r.result.reason, reply: replyText(reply), ...c }, "refused");
+    this.record(r, reply, c);
     return reply;
+  }
+
+  private record(r: StageResult, reply: Reply, context: { from?: unknown; to?: unknown; queueId?: string }): void {
+    this.pipeline.events.emit({
+      type: "rejected", check: r.check, stage: r.stage, ...(r.result.reason ? { reason: r.result.reason } : {}), reply: replyText(reply),
+      client: this.client.address, role: this.client.role,
+      ...(typeof context.from === "string" ? { from: context.from } : {}),
+      ...(typeof context.to === "string" || Array.isArray(context.to) ? { to: context.to as string | string[] } : {}),
+      ...(context.queueId ? { queueId: context.queueId } : {}),
+    });
   }
 
   private async call<T>(e: SessionEntry, stage: Stage, f: () => Awaitable<T>): Promise<{ kind: "value"; value: T } | { kind: "failed"; failure: CheckResult }> {

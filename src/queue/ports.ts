@@ -38,7 +38,7 @@ export type SuccessReport = "final" | "relayed" | "passed";
  * and say what happened; the queue manager alone decides what happens next
  * (retry, bounce, done, which DSN).
  */
-export type DeliveryOutcome =
+export type DeliveryOutcome = (
   | {
     readonly status: "delivered";
     readonly dsn: SuccessReport;
@@ -54,7 +54,16 @@ export type DeliveryOutcome =
    */
   | { readonly status: "deferred"; readonly enhanced: string; readonly diagnostic: string; readonly remoteMta?: string; readonly bounceStatus?: string }
   /** Permanent failure (5xx class): the queue bounces. */
-  | { readonly status: "failed"; readonly enhanced: string; readonly diagnostic: string; readonly remoteMta?: string };
+  | { readonly status: "failed"; readonly enhanced: string; readonly diagnostic: string; readonly remoteMta?: string }
+) & SessionFacts;
+
+/** The session an outcome was decided on, when there was one (the message trace shows it). */
+export interface SessionFacts {
+  /** The server's IP address (or the LMTP socket's path). */
+  readonly remoteAddress?: string;
+  /** The TLS version of the session ("TLSv1.3"); absent in plain text. */
+  readonly tls?: string;
+}
 
 /** Outcomes keyed by recipient address (as given in `DeliveryRequest.recipients`). */
 export type DeliveryOutcomes = ReadonlyMap<string, DeliveryOutcome>;

@@ -13,6 +13,7 @@ import type { QueueListItem, QueuePage, QueueTotals, SummaryRow } from "./queue-
 import { reconcile } from "./reconcile.ts";
 import { importLegacyStates } from "./legacy-state.ts";
 import { storedMessage } from "../spool/stored-message.ts";
+import { noEvents, type EventSink } from "../events/petrel-event.ts";
 
 export type { QueueListItem } from "./queue-report.ts";
 
@@ -83,6 +84,8 @@ export interface QueueManagerDeps {
   readonly maxReceived?: number;
   /** Where an older Petrel kept queue state as JSON files, moved into the store at start (legacy-state.ts). */
   readonly legacyStateDir?: string;
+  /** Told what happens to each message (the message trace, metrics). */
+  readonly events?: EventSink;
 }
 
 interface Job {
@@ -111,7 +114,7 @@ export interface RetryResult {
 }
 
 export class QueueManager {
-  private readonly deps: QueueManagerDeps;
+  private deps: QueueManagerDeps;
   private readonly random: () => number;
   private readonly store: QueueStore;
   private readonly activeLimit: number;
@@ -138,7 +141,8 @@ export class QueueManager {
   private readonly destinations: string[] = [];
   private rr = 0;
   /** The route of each recipient, computed once. */
-  private readonly routes = new WeakMap<RecipientState, Route>();
+  private routes = new WeakMap<RecipientState, Route>();
+  private readonly events: EventSink;
   /** Store → memory moves (claims, a person's operations) one at a time, so two never take the same message. */
   private exclusive: Promise<unknown> = Promise.resolve();
   private refilling = false;
@@ -153,6 +157,7 @@ export class QueueManager {
     this.deps = deps;
     this.store = deps.store;
     this.random = deps.random ?? Math.random;
+    this.events = deps.events ?? noEvents;
     this.activeLimit = deps.settings.activeLimit;
   }
 
@@ -238,6 +243,26 @@ export class QueueManager {
     return this.messages.size;
   }
 
+  /**
+   * A reload: what is dispatched from now on goes by the new transport map
+   * and settings; deliveries in flight finish on the agents they started
+   * with. Resolves once those have (their agents may then be closed).
+   */
+  reconfigure(changes: { router?: Router; settings?: QueueSettings }): Promise<void> {
+    const inFlight = Promise.all(this.running).then(() => undefined);
+    this.deps = { ...this.deps, ...changes };
+    if (changes.router) {
+      // Every waiting recipient is routed again: ready queues are rebuilt from the messages.
+      this.routes = new WeakMap();
+      this.ready.clear();
+      this.destinations.length = 0;
+      const now = this.deps.clock.now();
+      for (const e of this.messages.values()) if (!e.leaving) this.schedule(e, now);
+    }
+    this.dispatch();
+    return inFlight;
+  }
+
   // ------------------------------------------------------------ operations
 
   /** Every message, oldest first: for small queues and tests (the tools page with `page`). */
@@ -293,7 +318,7 @@ export class QueueManager {
    * is left alone (as `postqueue -f` does): hold wins until release. Null
    * when `id` is no message in the queue.
    */
-  async retry(id: QueueId | "all"): Promise<RetryResult | null> {
+  async retry(id: QueueId | "all", by?: string): Promise<RetryResult | null> {
     const result = await this.serially(async (): Promise<RetryResult | null> => {
       const now = this.deps.clock.now();
       const held: QueueId[] = [];
@@ -308,6 +333,7 @@ export class QueueManager {
           const waiting = e.state.recipients.filter((r) => r.status === "deferred" || r.status === "queued");
           if (waiting.length > 0) {
             for (const r of waiting) r.nextAttempt = now;
+            this.events.emit({ type: "admin", queueId: e.state.id, action: "retry", ...(by ? { by } : {}) });
             this.save(e);
             scheduled++;
           }
@@ -327,19 +353,19 @@ export class QueueManager {
   }
 
   /** `postsuper -h`: no delivery attempts until released. */
-  async hold(id: QueueId): Promise<boolean> {
-    return this.setHeld(id, true);
+  async hold(id: QueueId, by?: string): Promise<boolean> {
+    return this.setHeld(id, true, by);
   }
 
-  async release(id: QueueId): Promise<boolean> {
-    const ok = await this.setHeld(id, false);
+  async release(id: QueueId, by?: string): Promise<boolean> {
+    const ok = await this.setHeld(id, false, by);
     this.refill();
     this.dispatch();
     return ok;
   }
 
   /** `postsuper -d`: remove without a bounce. */
-  async delete(id: QueueId): Promise<boolean> {
+  async delete(id: QueueId, by?: string): Promise<boolean> {
     const done = await this.serially(async () => {
       const e = this.messages.get(id);
       if (e !== undefined && !e.leaving) {
@@ -357,16 +383,20 @@ export class QueueManager {
       await this.store.remove(id, { durable: true });
       return true;
     });
-    if (done) this.deps.log.info({ queueId: id }, "deleted by administrator");
+    if (done) {
+      this.deps.log.info({ queueId: id }, "deleted by administrator");
+      this.events.emit({ type: "admin", queueId: id, action: "delete", ...(by ? { by } : {}) });
+    }
     this.refill();
     return done;
   }
 
-  private async setHeld(id: QueueId, held: boolean): Promise<boolean> {
+  private async setHeld(id: QueueId, held: boolean, by?: string): Promise<boolean> {
     return this.serially(async () => {
       const e = await this.bringIn(id);
       if (e === null) return false;
       e.state.held = held;
+      this.events.emit({ type: "admin", queueId: id, action: held ? "hold" : "release", ...(by ? { by } : {}) });
       // A person decided now: the reason a check gave no longer holds.
       delete e.state.holdReason;
       await this.save(e, true);
@@ -408,6 +438,7 @@ export class QueueManager {
     const inMemory = this.messages.size < this.activeLimit;
     if (inMemory) this.keep(entry);
     this.deps.log.info({ queueId: id, recipients: recipients.map((r) => r.address), ...(quarantined ? { held: envelope.hold } : {}) }, "queued");
+    this.events.emit({ type: "queued", queueId: id, recipients: recipients.map((r) => ({ address: r.address, original: r.original, status: r.status })) });
     // Nothing has happened yet that the envelope cannot tell again after a
     // restart, so nothing is stored until something does (a bounce, a deferral).
     const unknown = recipients.filter((r) => r.status === "bounced");
@@ -638,6 +669,7 @@ export class QueueManager {
     this.inFlight.set(dest, (this.inFlight.get(dest) ?? 0) + 1);
     for (const r of job.recipients) r.status = "delivering";
     const id = job.msg.state.id;
+    const started = this.deps.clock.now();
     const p = (async () => {
       let outcomes: DeliveryOutcomes;
       try {
@@ -652,7 +684,7 @@ export class QueueManager {
         this.deps.log.error({ queueId: id, err }, "delivery agent failed");
         outcomes = new Map(job.recipients.map((r) => [r.address, { status: "deferred" as const, enhanced: "4.3.0", diagnostic: `internal error: ${String(err)}` }]));
       }
-      await this.applyOutcomes(job, outcomes);
+      await this.applyOutcomes(job, outcomes, started);
     })().finally(() => {
       this.active--;
       job.msg.jobs--;
@@ -668,7 +700,7 @@ export class QueueManager {
 
   // -------------------------------------------------------------- outcomes
 
-  private async applyOutcomes(job: Job, outcomes: DeliveryOutcomes): Promise<void> {
+  private async applyOutcomes(job: Job, outcomes: DeliveryOutcomes, started: number): Promise<void> {
     const e = job.msg;
     const now = this.deps.clock.now();
     const failed: DsnRecipient[] = [];
@@ -696,6 +728,15 @@ export class QueueManager {
         r.nextAttempt = Math.min(now + retryDelay(r.attempts, this.deps.settings, this.random), Math.max(now, e.state.arrival + this.lifetime(e)));
         this.deps.log.info({ ...log, status: "deferred", enhanced: o.enhanced, diagnostic: o.diagnostic, retryAt: new Date(r.nextAttempt).toISOString() }, "deferred");
       }
+      this.events.emit({
+        type: "delivery", queueId: e.state.id, recipient: r.address, ...(r.original !== r.address ? { original: r.original } : {}),
+        transport: job.route.transport, destination: job.route.destination, status: r.status === "delivered" ? "delivered" : r.status === "bounced" ? "bounced" : "deferred",
+        ...(o.status !== "delivered" ? { enhanced: o.enhanced, reply: o.diagnostic } : o.detail ? { reply: o.detail } : {}),
+        ...(o.remoteMta ? { remoteMta: o.remoteMta } : {}), ...(o.remoteAddress ? { remoteAddress: o.remoteAddress } : {}), ...(o.tls ? { tls: o.tls } : {}),
+        durationMs: now - started, attempt: r.attempts,
+        ...(o.status === "delivered" ? { latencyMs: now - e.state.arrival } : {}),
+        ...(o.status === "deferred" ? { retryAt: new Date(r.nextAttempt).toISOString() } : {}),
+      });
     }
     // Deleted meanwhile (`petrel queue delete`): nothing more to do or tell.
     if (e.leaving) return;
@@ -725,6 +766,7 @@ export class QueueManager {
       r.status = "bounced";
       const last = r.lastError?.diagnostic ?? "no delivery attempt succeeded";
       this.deps.log.info({ queueId: e.state.id, to: r.address, status: "expired" }, "bounced");
+      this.events.emit({ type: "expired", queueId: e.state.id, recipient: r.address, reply: `message expired in the queue; last error: ${last}` });
       return this.dsnRecipient(e, r, "failed", r.lastError?.bounceStatus ?? "4.4.7", `message expired in the queue; last error: ${last}`, r.lastError?.remoteMta);
     });
     e.jobs++;
@@ -776,7 +818,10 @@ export class QueueManager {
     try {
       // The DSN enters through the intake, which tells the queue about it.
       const id = await this.deps.sendDsn(e.state.id, e.envelope, new Date(e.state.arrival), recipients, () => this.message(e));
-      if (id) this.deps.log.info({ queueId: e.state.id, dsn: id, action: recipients[0].action }, "sender notified");
+      if (id) {
+        this.deps.log.info({ queueId: e.state.id, dsn: id, action: recipients[0].action }, "sender notified");
+        this.events.emit({ type: "dsn", queueId: e.state.id, dsnId: id, action: recipients[0].action, recipients: recipients.map((r) => r.address) });
+      }
     } catch (err) {
       // Not fatal: the recipients' states are final either way; the log has it.
       this.deps.log.error({ queueId: e.state.id, err }, "could not create DSN");
@@ -804,6 +849,7 @@ export class QueueManager {
       await this.deps.spool.remove(id);
       if (e.stored) await this.store.remove(id);
       this.deps.log.info({ queueId: id }, "removed");
+      this.events.emit({ type: "removed", queueId: id });
     } finally {
       if (this.messages.get(id) === e) this.messages.delete(id);
       this.refill();

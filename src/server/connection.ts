@@ -10,6 +10,7 @@ import type { ClientFacts } from "../policy/check.ts";
 import { parseProxyHeader } from "./proxy-protocol.ts";
 import type { SessionFactory } from "./session-factory.ts";
 import type { TlsContextProvider } from "./tls-contexts.ts";
+import type { EventSink } from "../events/petrel-event.ts";
 
 /**
  * One client connection: the socket, TLS (implicit or STARTTLS), the PROXY
@@ -31,6 +32,8 @@ export interface ConnectionSettings {
   readonly dataTimeout: number;
   readonly sessionTimeout: number;
   readonly greetingDelay: number;
+  /** Told each connection, its TLS and its end (metrics). */
+  readonly events?: EventSink;
 }
 
 /** Time allowed for the PROXY header and for a TLS handshake. */
@@ -113,8 +116,13 @@ export class Connection {
         if (!("code" in opened)) await opened.close?.();
         return;
       }
-      if ("code" in opened) return this.refuse(opened);
+      if ("code" in opened) {
+        this.settings.events?.emit({ type: "connection", role: this.settings.role, client: this.clientAddress, refused: `${opened.code} ${opened.status ?? ""}`.trim() });
+        return this.refuse(opened);
+      }
       this.log.info({ port: this.clientPort, role: this.settings.role }, "connect");
+      this.settings.events?.emit({ type: "connection", role: this.settings.role, client: this.clientAddress });
+      if (implicitTls) this.settings.events?.emit({ type: "tls", direction: "in", role: this.settings.role, version: implicitTls.version });
       this.startSession(opened, implicitTls);
     } catch (err) {
       this.log.error({ err }, "connection setup failed");
@@ -218,6 +226,7 @@ export class Connection {
     this.raw.setTimeout(0);
     const info = await this.upgrade();
     if (!info || !this.session) return;
+    this.settings.events?.emit({ type: "tls", direction: "in", role: this.settings.role, version: info.version });
     this.session.tlsEstablished(info);
     this.socket.on("data", (chunk: Buffer) => this.onData(chunk));
     this.armTimeout();
@@ -332,7 +341,10 @@ export class Connection {
     this.closed = true;
     for (const t of this.timers) clearTimeout(t);
     if (this.session) void this.session.closed();
-    if (this.opened) this.log.info("disconnect");
+    if (this.opened) {
+      this.log.info("disconnect");
+      this.settings.events?.emit({ type: "disconnection", role: this.settings.role });
+    }
     this.resolveDone();
   }
 }

@@ -11,6 +11,7 @@ import { Connection, type ConnectionSettings } from "./connection.ts";
 import type { SessionFactory } from "./session-factory.ts";
 import { networkMatcher } from "../mail/networks.ts";
 import { bindListeners, type ListenerSocket } from "./listener-sockets.ts";
+import type { EventSink } from "../events/petrel-event.ts";
 
 /**
  * Petrel's listeners: every configured listener, the TLS certificates, and a
@@ -38,11 +39,14 @@ export interface SmtpServerOptions {
   readonly tls?: TlsContextProvider;
   /** The OCSP response to staple for a certificate (DER), if one is known. */
   readonly ocspResponse?: OcspResponder;
+  /** Told each connection, its TLS and its end (metrics). */
+  readonly events?: EventSink;
 }
 
 
 export class SmtpServer {
-  readonly config: Config;
+  private current: Config;
+  private isTrustedProxy: (peer: string) => boolean;
   readonly tls: TlsContextProvider;
   private readonly log: Logger;
   private readonly servers: net.Server[] = [];
@@ -54,7 +58,8 @@ export class SmtpServer {
   private closing: Promise<void> | null = null;
 
   private constructor(config: Config, tlsProvider: TlsContextProvider, log: Logger) {
-    this.config = config;
+    this.current = config;
+    this.isTrustedProxy = networkMatcher(config.proxyProtocol.trusted);
     this.tls = tlsProvider;
     this.log = log;
   }
@@ -73,6 +78,11 @@ export class SmtpServer {
     return server;
   }
 
+  /** The configuration new connections are served by. */
+  get config(): Config {
+    return this.current;
+  }
+
   /** Where each listener is bound (port 0 in the config becomes the real port). */
   get listeners(): readonly BoundListener[] {
     return this.bound;
@@ -80,8 +90,6 @@ export class SmtpServer {
 
   private async listen(options: SmtpServerOptions): Promise<void> {
     const c = this.config;
-    const isTrustedProxy = networkMatcher(c.proxyProtocol.trusted);
-    const errorSleep = options.errorSleep ?? 1000;
     const sockets = options.sockets ?? await bindListeners(c.listeners, c.limits.connections);
     for (const bound of sockets) {
       const l = bound.listener;
@@ -89,33 +97,13 @@ export class SmtpServer {
       const ocsp = options.ocspResponse;
       if (ocsp) tlsServer.on("OCSPRequest", (certificate: Buffer, issuer: Buffer | null, cb: (err: Error | null, response: Buffer | null) => void) => cb(null, ocsp(certificate, issuer)));
       this.tlsSettings.push(tlsServer);
-      const base: Omit<ConnectionSettings, "expectProxyHeader"> = {
-        role: l.role,
-        listenerTls: l.tls,
-        tlsServer,
-        session: {
-          hostname: c.hostname,
-          banner: c.smtp.banner,
-          limits: c.limits,
-          bareNewline: c.smtp.bareNewline,
-          errorDelay: errorSleep > 0 ? () => sleep(errorSleep) : undefined,
-          hide: l.hide,
-        },
-        authMechanisms: SASL_MECHANISMS,
-        commandTimeout: c.limits.commandTimeout,
-        dataTimeout: c.limits.dataTimeout,
-        sessionTimeout: c.limits.sessionTimeout,
-        greetingDelay: c.smtp.greetingDelay,
-      };
       const { server } = bound;
       bound.serve((socket) => {
         if (this.closing) {
           socket.destroy();
           return;
         }
-        const peer = socket.remoteAddress ?? "";
-        const settings = { ...base, expectProxyHeader: l.proxyProtocol && isTrustedProxy(peer) };
-        const conn = new Connection(socket, settings, this.tls, options.factory, this.log);
+        const conn = new Connection(socket, this.settingsFor(l, tlsServer, socket.remoteAddress ?? "", options), this.tls, options.factory, this.log);
         this.connections.add(conn);
         void conn.finished.then(() => this.connections.delete(conn));
         void conn.begin();
@@ -126,6 +114,47 @@ export class SmtpServer {
       this.bound.push({ role: l.role, address: bound.address, port: bound.port });
       this.log.info({ role: l.role, address: bound.address, port: bound.port, proxyProtocol: l.proxyProtocol }, "listening");
     }
+  }
+
+  /**
+   * A new connection's settings, from the configuration in force now: a
+   * reload (`reconfigure`) reaches new connections; those in progress keep
+   * the settings they started with.
+   */
+  private settingsFor(l: ListenerConfig, tlsServer: tls.Server, peer: string, options: SmtpServerOptions): ConnectionSettings {
+    const c = this.config;
+    const errorSleep = options.errorSleep ?? 1000;
+    return {
+      role: l.role,
+      listenerTls: l.tls,
+      tlsServer,
+      expectProxyHeader: l.proxyProtocol && this.isTrustedProxy(peer),
+      session: {
+        hostname: c.hostname,
+        banner: c.smtp.banner,
+        limits: c.limits,
+        bareNewline: c.smtp.bareNewline,
+        errorDelay: errorSleep > 0 ? () => sleep(errorSleep) : undefined,
+        hide: l.hide,
+      },
+      authMechanisms: SASL_MECHANISMS,
+      commandTimeout: c.limits.commandTimeout,
+      dataTimeout: c.limits.dataTimeout,
+      sessionTimeout: c.limits.sessionTimeout,
+      greetingDelay: c.smtp.greetingDelay,
+      ...(options.events ? { events: options.events } : {}),
+    };
+  }
+
+  /**
+   * Serve new connections by `config` (a reload): limits, timeouts, the
+   * banner, PROXY peers. The listeners stay bound where they are; changes to
+   * them need a restart (the caller says so).
+   */
+  reconfigure(config: Config): void {
+    this.current = config;
+    this.isTrustedProxy = networkMatcher(config.proxyProtocol.trusted);
+    for (const s of this.servers) s.maxConnections = config.limits.connections + 100;
   }
 
   /**

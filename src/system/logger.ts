@@ -28,15 +28,45 @@ export function chooseLogFormat(format: LogFormat, isTTY: boolean | undefined): 
   return format === "auto" ? (isTTY ? "pretty" : "json") : format;
 }
 
+/**
+ * Child loggers copy their level when they are made; a reload that changes
+ * `log.level` reaches the long-lived ones (the queue's, each check's)
+ * through this list (weak: a connection's child goes when it does).
+ */
+const children = new WeakMap<Logger, { refs: Set<WeakRef<Logger>>; pruneAt: number }>();
+
+/** Change the level of a logger made by createLogger and of every child it has (a reload of `log.level`). */
+export function setLogLevel(log: Logger, level: Config["log"]["level"]): void {
+  log.level = level;
+  const tracked = children.get(log);
+  if (!tracked) return;
+  for (const ref of tracked.refs) {
+    const child = ref.deref();
+    if (child) child.level = level;
+    else tracked.refs.delete(ref);
+  }
+}
+
 export function createLogger(settings: Config["log"], output: LoggerOutput = {}): Logger {
   const stream = output.stream ?? process.stdout;
+  const tracked = { refs: new Set<WeakRef<Logger>>(), pruneAt: 1024 };
   const options = {
     level: settings.level,
     base: { pid: process.pid },
     redact: { paths: REDACTED_PATHS, censor: "[redacted]" },
+    onChild: (child: Logger) => {
+      tracked.refs.add(new WeakRef(child));
+      if (tracked.refs.size < tracked.pruneAt) return;
+      for (const ref of tracked.refs) if (!ref.deref()) tracked.refs.delete(ref);
+      tracked.pruneAt = Math.max(1024, tracked.refs.size * 2);
+    },
+  };
+  const made = (log: Logger) => {
+    children.set(log, tracked);
+    return log;
   };
   if (chooseLogFormat(settings.format, stream.isTTY) === "json") {
-    return stream === process.stdout ? pino(options) : pino(options, stream as DestinationStream);
+    return made(stream === process.stdout ? pino(options) : pino(options, stream as DestinationStream));
   }
   // One line per event, local time, the level in words; colour only on a terminal.
   const readable = pretty({
@@ -47,5 +77,5 @@ export function createLogger(settings: Config["log"], output: LoggerOutput = {})
     ignore: "pid,hostname",
     sync: true,
   });
-  return pino(options, readable);
+  return made(pino(options, readable));
 }

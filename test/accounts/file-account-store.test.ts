@@ -40,8 +40,8 @@ test("round trip: domains, users and aliases persist and a new instance reads th
 
   const b = store(dir);
   assert.deepEqual(await b.listDomains(), ["example.com", "example.org"]);
-  assert.deepEqual(await b.listUsers(), [{ address: "alice@example.org", quota: 1024 ** 3, createdAt: 1_700_000_000_000, source: "store" }]);
-  assert.deepEqual(await b.getUser("ALICE@example.org"), { address: "alice@example.org", quota: 1024 ** 3, createdAt: 1_700_000_000_000, source: "store" });
+  assert.deepEqual(await b.listUsers(), [{ address: "alice@example.org", quota: 1024 ** 3, createdAt: 1_700_000_000_000, source: "store", admin: false }]);
+  assert.deepEqual(await b.getUser("ALICE@example.org"), { address: "alice@example.org", quota: 1024 ** 3, createdAt: 1_700_000_000_000, source: "store", admin: false });
   assert.equal(await b.getUser("nobody@example.org"), null);
   assert.deepEqual(await b.listAliases(), [
     { source: "@example.org", targets: ["alice@example.org"] },
@@ -62,7 +62,7 @@ test("round trip: domains, users and aliases persist and a new instance reads th
   assert.equal((await stat(join(dir, "accounts.json"))).mode & 0o777, 0o600);
   assert.deepEqual((await readdir(dir)).sort(), ["accounts.json"]);
   // Records never carry a hash.
-  for (const u of await b.listUsers()) assert.deepEqual(Object.keys(u).sort(), ["address", "createdAt", "quota", "source"]);
+  for (const u of await b.listUsers()) assert.deepEqual(Object.keys(u).sort(), ["address", "admin", "createdAt", "quota", "source"]);
 });
 
 test("a missing data directory is created on the first write; an empty store lists nothing", async (t) => {
@@ -107,7 +107,7 @@ test("config domains and users are always there and read-only", async (t) => {
     configUsers: [{ address: "Root@example.com", password: await hashPassword("rootpw"), scram: scramVerifier("rootpw", 4096), addresses: ["boss@example.com"] }],
     reloadInterval: 0,
   });
-  assert.deepEqual(await s.listUsers(), [{ address: "Root@example.com", source: "config" }]);
+  assert.deepEqual(await s.listUsers(), [{ address: "Root@example.com", source: "config", admin: false }]);
   assert.equal(await s.verifyPlain("root@example.com", "rootpw"), "Root@example.com");
   assert.equal((await s.scramVerifier("root@EXAMPLE.com"))!.user, "Root@example.com");
   assert.deepEqual(await s.resolveRecipient("root@example.com"), { kind: "local", targets: [{ type: "mailbox", address: "Root@example.com" }] });

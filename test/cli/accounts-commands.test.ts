@@ -78,7 +78,7 @@ test("user add (password from stdin), list, passwd, remove", async (t) => {
   assert.deepEqual(await env.petrel(["user", "list"]), { code: 0, stdout: "alice@example.com  quota 1GiB\nbob@example.com\n", stderr: "" });
   const json = JSON.parse((await env.petrel(["user", "list", "example.com", "--json"])).stdout);
   assert.equal(json.length, 2);
-  assert.deepEqual(Object.keys(json[0]).sort(), ["address", "createdAt", "quota", "source"]);
+  assert.deepEqual(Object.keys(json[0]).sort(), ["address", "admin", "createdAt", "quota", "source"]);
 
   assert.deepEqual(await env.petrel(["user", "passwd", "alice@example.com"], "new pass phrase"), {
     code: 0,
@@ -176,7 +176,7 @@ test("refusals: every bad input gets a clear message and a non-zero exit", async
     [["alias", "add", "x@example.org", "alice@example.com"], undefined, 1, /^petrel: domain example.org is not a local domain/],
     [["alias", "remove", "x@example.com"], undefined, 1, "petrel: no such alias: x@example.com\n"],
     // Usage errors.
-    [["user"], undefined, 2, /^petrel: user: which one\? add, remove, passwd, list\n/],
+    [["user"], undefined, 2, /^petrel: user: which one\? add, remove, passwd, admin, list\n/],
     [["user", "frobnicate"], undefined, 2, /^petrel: user: unknown subcommand 'frobnicate'/],
     [["user", "add"], undefined, 2, /^petrel: user add: missing argument/],
     [["domain", "add", "a.org", "b.org"], undefined, 2, /^petrel: domain add: unexpected argument 'b.org'/],

@@ -69,6 +69,7 @@ interface Running {
 async function startPetrel(acme: Record<string, unknown>, extra: Record<string, unknown> = {}): Promise<Running> {
   const dataDir = await mkdtemp(join(tmpdir(), "petrel-acme-"));
   const config = parseConfig({
+    admin: { enabled: false },
     hostname: HOST,
     dataDir,
     domains: ["example.test"],

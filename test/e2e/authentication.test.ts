@@ -93,6 +93,8 @@ async function instance(name: Name, options: { config?: Record<string, unknown>;
     queue: { minBackoff: 1 },
     limits: { shutdownGrace: 2 },
     log: { level: "silent" },
+    // Three instances at once: the admin API's fixed default port (8025) would be bound twice.
+    admin: { enabled: false },
     // Every client here is on loopback, which Petrel does not check by default.
     authentication: { ignoreClients: [] },
     ...(options.sign === false ? {} : { dkim: { domains: { [domain]: { selectors: ["rsa", "ed"] } } } }),
@@ -316,7 +318,7 @@ test("a selector in dkim.domains without its key stops start-up with the path an
   const config = parseConfig({
     hostname: "mx.a.test", dataDir: dir, domains: ["a.test"],
     listeners: [{ address: ADDRESS.a, port: 0, role: "mx" }],
-    dns: { servers: [dns.server] }, log: { level: "silent" },
+    dns: { servers: [dns.server] }, log: { level: "silent" }, admin: { enabled: false },
     dkim: { domains: { "a.test": { selectors: ["missing"] } } },
   }, "test");
   const start = () => startMta(config, { log: pino({ level: "silent" }), errorSleep: 0, fsync: false, controlSocket: false });

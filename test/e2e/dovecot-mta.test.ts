@@ -42,6 +42,7 @@ const body =
 
 async function mta(lmtp: boolean): Promise<Mta> {
   const config = parseConfig({
+    admin: { enabled: false },
     hostname: "mx.petrel.test",
     // <dataDir>/mail/<domain>/<user> is exactly Dovecot's maildir:<mailRoot>/%d/%n.
     dataDir: dirname(dovecot.mailRoot),

@@ -45,6 +45,7 @@ let mxPort = 0;
 async function petrel(hostname: string, address: string, domains: string[], users: string[]): Promise<Instance> {
   const dir = await mkdtemp(join(tmpdir(), "petrel-dsn-"));
   const config = parseConfig({
+    admin: { enabled: false },
     hostname, dataDir: dir, domains,
     listeners: [{ address, port: mxPort, role: "mx" }, { address, port: 0, role: "submission" }],
     dns: { servers: [dns!.server] },

@@ -53,6 +53,7 @@ test("npm pack → npm install -g --prefix → petrel serve receives what petrel
   assert.ok(files.includes("package/dist/cli/main.js"), "the compiled CLI");
   assert.ok(files.includes("package/dist/client/index.d.ts"), "the API's declarations");
   assert.ok(files.includes("package/dist/accounts/common-passwords.txt"), "the password policy's list");
+  for (const asset of ["index.html", "app.js", "style.css"]) assert.ok(files.includes(`package/dist/admin/dashboard/${asset}`), `the dashboard's ${asset}`);
   assert.deepEqual(files.filter((f) => /^package\/(src|test|bench|fuzz|soak|scripts|node_modules)\//.test(f) || /\.ts$/.test(f) && !/\.d\.ts$/.test(f)), [], "no sources, tests or tools");
   const tPacked = Date.now();
 
@@ -61,7 +62,7 @@ test("npm pack → npm install -g --prefix → petrel serve receives what petrel
   assert.equal(installed.code, 0, installed.out);
   const home = join(prefix, "lib", "node_modules", "petrel");
   const deps = await readdir(join(home, "node_modules"));
-  for (const dev of ["typescript", "node", "fast-check"]) assert.ok(!deps.includes(dev), `dev dependency ${dev} installed`);
+  for (const dev of ["typescript", "node", "fast-check", "playwright-core"]) assert.ok(!deps.includes(dev), `dev dependency ${dev} installed`);
   // The shipped declarations name dns-packet's types (the resolver behind the client's DANE), so those types are a dependency.
   assert.ok((await readdir(join(home, "node_modules", "@types"))).includes("dns-packet"), "@types/dns-packet missing");
   for (const dep of ["pino", "pino-pretty", "zod", "yaml", "dns-packet", "nodemailer", "selfsigned"]) assert.ok(deps.includes(dep), `${dep} missing`);
@@ -76,6 +77,7 @@ test("npm pack → npm install -g --prefix → petrel serve receives what petrel
     "domains: [example.test]",
     "listeners:",
     "  - { address: 127.0.0.1, port: 0, role: mx }",
+    "admin: { listen: { address: 127.0.0.1, port: 0 } }",
     "",
   ].join("\n"));
   const server = spawn(petrel, ["serve", "--config", "petrel.yaml"], { cwd: work, env, stdio: ["ignore", "pipe", "pipe"] });
@@ -102,6 +104,9 @@ test("npm pack → npm install -g --prefix → petrel serve receives what petrel
     assert.equal(delivered.length, 1);
     assert.match(delivered[0].path, /\/mail\/example\.test\/postmaster\/new\//);
     assert.match(delivered[0].content.toString(), /Subject: from the tarball\r\n[\s\S]*installed and running/);
+    // The dashboard's files are found beside the compiled server.
+    const admin = JSON.parse(out.split("\n").find((l) => l.includes('"msg":"admin API listening"'))!) as { url: string };
+    for (const path of ["", "ui/app.js", "ui/style.css"]) assert.equal((await fetch(admin.url + path)).status, 200, `the installed dashboard's /${path}`);
   } finally {
     server.kill("SIGTERM");
     await exited;

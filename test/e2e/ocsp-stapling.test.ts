@@ -101,6 +101,7 @@ before(async () => {
   leafDer = new X509Certificate(leafPem).raw;
   await writeFile(join(dir, "chain.pem"), leafPem + caPem);
   const config = parseConfig({
+    admin: { enabled: false },
     hostname: HOST,
     dataDir: join(dir, "data"),
     domains: ["example.test"],

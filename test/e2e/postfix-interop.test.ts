@@ -59,6 +59,7 @@ before(async () => {
   });
   petrelDir = await mkdtemp(join(tmpdir(), "petrel-pfinterop-"));
   const config = parseConfig({
+    admin: { enabled: false },
     hostname: "mx.petrel.test",
     dataDir: petrelDir,
     domains: ["petrel.test"],

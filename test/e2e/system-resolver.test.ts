@@ -60,6 +60,7 @@ test("no dns: section → the resolv.conf servers answer the MX lookup, and the 
   try {
     const bDir = await tempDir("b");
     b = await startMta(parseConfig({
+    admin: { enabled: false },
       hostname: "mx.b.test", dataDir: bDir, domains: ["b.test"],
       listeners: [{ address: B, port: mxPort, role: "mx" }],
       dns: { servers: [dns.server] }, limits: { shutdownGrace: 2 }, log: { level: "silent" },
@@ -67,6 +68,7 @@ test("no dns: section → the resolv.conf servers answer the MX lookup, and the 
     await b.accounts.addUser("bob@b.test", "bob-password-long-enough");
 
     const aConfig = parseConfig({
+    admin: { enabled: false },
       hostname: "mx.a.test", dataDir: await tempDir("a"), domains: ["a.test"],
       listeners: [{ address: A, port: 0, role: "submission" }],
       outbound: { port: mxPort, sourceAddress: A, connectionReuse: 0 },

@@ -55,6 +55,7 @@ async function instance(name: "a" | "b", domains: string[], dir?: string, extra:
   }
   const address = name === "a" ? "127.0.0.2" : "127.0.0.3";
   const config = parseConfig({
+    admin: { enabled: false },
     hostname: `mx.${name}.test`,
     dataDir: dir,
     domains,

@@ -152,8 +152,15 @@ function authResults(d: MessageDecision | undefined): string {
   return fields[0].value.replace(/\r\n\t/g, " ");
 }
 
-/** The header.b= of a signature: the first 8 characters of its b= (RFC 6008). */
-const bTag = (signature: string) => /;\s*b=([A-Za-z0-9+/]{8})/.exec(signature.replace(/\r\n[ \t]+/g, ""))![1];
+/**
+ * The header.b= of a signature: the first 8 characters of its b= (RFC 6008), quoted when they
+ * hold a "/" — a property value is a token or a quoted-string (RFC 8601 §2.2), and "/" is one of
+ * RFC 2045's tspecials, which a token cannot hold. Keys are made per run, so either happens.
+ */
+const bTag = (signature: string) => {
+  const b = /;\s*b=([A-Za-z0-9+/]{8})/.exec(signature.replace(/\r\n[ \t]+/g, ""))![1];
+  return b.includes("/") ? `"${b}"` : b;
+};
 
 test("a message signed with rsa and ed25519 from a permitted address: one Authentication-Results field, every verdict pass, nothing enforced", async () => {
   const content = await signed(message("alice@a.test"));
