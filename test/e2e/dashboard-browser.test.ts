@@ -7,8 +7,10 @@
  * shows the delivery attempt to another SMTP server with its TLS version; a
  * queued message is held, released, retried and deleted; a user is made and
  * given a password (a weak one refused with the policy's words); logging out
- * ends the login. Screenshots at desktop and phone widths go to
- * docs/screenshots/.
+ * ends the login. Screenshots at desktop and phone widths are taken into a
+ * temporary directory, or into PETREL_SCREENSHOT_DIR (`npm run screenshots`
+ * writes the README's pictures in docs/screenshots/), so that a test run
+ * never changes the working tree.
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -16,6 +18,8 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { mkdir, readFile, rm, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { crc32, deflateSync } from "node:zlib";
 import nodemailer from "nodemailer";
 import { chromium, type Browser, type Page } from "playwright-core";
@@ -26,7 +30,7 @@ import { startWithAdmin, type AdminRunning } from "./fixtures/admin-client.ts";
 import { startReceiver, type Receiver } from "./fixtures/outbound-tls.ts";
 import { freePort } from "./fixtures/robust-helpers.ts";
 
-const SHOTS = join(import.meta.dirname, "..", "..", "docs", "screenshots");
+const SHOTS = process.env.PETREL_SCREENSHOT_DIR ?? mkdtempSync(join(tmpdir(), "petrel-screenshots-"));
 const ADMIN = { address: "admin@example.test", password: "petrel dashboard admin 2026" };
 
 let petrel: AdminRunning;
@@ -115,6 +119,7 @@ after(async () => {
   if (petrel) await rm(petrel.dir, { recursive: true, force: true });
   await receiver?.stop();
   await new Promise<void>((resolve) => (pixel ? pixel.close(() => resolve()) : resolve()));
+  if (process.env.PETREL_SCREENSHOT_DIR === undefined) await rm(SHOTS, { recursive: true, force: true });
 });
 
 test("the pages: a strict CSP, no framing; an administrator logs in (a wrong password is refused)", async () => {
