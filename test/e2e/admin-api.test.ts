@@ -132,9 +132,18 @@ test("the queue: a deferred message listed, detailed with its attempts, held, re
     assert.equal(summary.json.messages, 1);
     assert.equal(summary.json.recipients.deferred, 1);
     assert.deepEqual(summary.json.rows.map((x: { domain: string }) => x.domain), ["TOTAL", "store.test"]);
+    // The queue gauges read the same counts as the summary (the store's aggregates and the active set).
+    const waiting = (await r.call("GET", "/metrics")).text;
+    assert.equal(sample(waiting, 'petrel_queue_messages{state="active"}'), 1);
+    assert.equal(sample(waiting, 'petrel_queue_messages{state="held"}'), 0);
+    assert.equal(sample(waiting, 'petrel_queue_recipients{state="deferred"}'), 1);
+    assert.equal(sample(waiting, 'petrel_queue_recipients_by_age{le="5"}'), 1);
+    assert.equal(sample(waiting, 'petrel_queue_recipients_by_age{le="+Inf"}'), 0);
+    assert.ok(sample(waiting, "petrel_queue_oldest_message_age_seconds")! >= 0);
 
     assert.equal((await r.call("POST", `/api/queue/${id}/hold`)).status, 200);
     assert.equal((await r.call("GET", "/api/queue?state=held")).json.total, 1);
+    assert.equal(sample((await r.call("GET", "/metrics")).text, 'petrel_queue_messages{state="held"}'), 1);
     const retryHeld = await r.call("POST", `/api/queue/${id}/retry`);
     assert.equal(retryHeld.status, 409);
     assert.match(retryHeld.json.error, /on hold/);
