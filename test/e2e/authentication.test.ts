@@ -24,6 +24,7 @@ import { portFreeOn } from "../support/ports.ts";
 import { until } from "../support/until.ts";
 import { SmtpClient } from "./fixtures/robust-helpers.ts";
 import { dkimpyArcVerify, dkimpyVerify, txtStrings, type KeyRecord } from "../mailauth/helpers.ts";
+import { bTag } from "../support/dkim-b-tag.ts";
 
 type Name = "a" | "b" | "c";
 const ADDRESS: Record<Name, string> = { a: "127.0.0.2", b: "127.0.0.3", c: "127.0.0.4" };
@@ -154,8 +155,6 @@ async function sendRaw(to: Name, from: string, rcpt: string, message: string, lo
 const crlf = (s: string) => s.replace(/\r?\n/g, "\r\n");
 /** The fields of a message's header section, unfolded. */
 const fields = (m: string) => m.slice(0, m.indexOf("\n\n")).replace(/\n[ \t]+/g, " ").split("\n");
-/** header.b= of a DKIM-Signature field: the first 8 characters of its b= (RFC 6008). */
-const bTag = (field: string) => /;\s*b=([A-Za-z0-9+/]{8})/.exec(field.replace(/\s+/g, ""))![1];
 
 test("A signs alice's message (rsa and ed25519); B verifies it: the exact Authentication-Results with dkim=pass spf=pass dmarc=pass", async () => {
   const a = await instance("a");

@@ -24,6 +24,7 @@ import { createResolver, type ClosableResolver } from "../../../src/dns/resolver
 import { startDnsServer, type TestDnsServer } from "../../support/dns-server.ts";
 import { dkimpyArcSign, keyZone, testKey, txtStrings } from "../../mailauth/helpers.ts";
 import { AUTHSERV_ID, client, mailbox, noParams, pipelineOf, silent } from "../harness.ts";
+import { bTag } from "../../support/dkim-b-tag.ts";
 
 const aRsa = testKey("a.test", "s1", "rsa");
 const aEd = testKey("a.test", "s2", "ed25519");
@@ -151,16 +152,6 @@ function authResults(d: MessageDecision | undefined): string {
   assert.equal(fields.length, 1);
   return fields[0].value.replace(/\r\n\t/g, " ");
 }
-
-/**
- * The header.b= of a signature: the first 8 characters of its b= (RFC 6008), quoted when they
- * hold a "/" — a property value is a token or a quoted-string (RFC 8601 §2.2), and "/" is one of
- * RFC 2045's tspecials, which a token cannot hold. Keys are made per run, so either happens.
- */
-const bTag = (signature: string) => {
-  const b = /;\s*b=([A-Za-z0-9+/]{8})/.exec(signature.replace(/\r\n[ \t]+/g, ""))![1];
-  return b.includes("/") ? `"${b}"` : b;
-};
 
 test("a message signed with rsa and ed25519 from a permitted address: one Authentication-Results field, every verdict pass, nothing enforced", async () => {
   const content = await signed(message("alice@a.test"));
