@@ -11,6 +11,7 @@ import { tlsrptCommand } from "./tlsrpt-command.ts";
 import { statusCommand } from "./status-command.ts";
 import { checkCommand } from "./check-command.ts";
 import { doctorCommand } from "./doctor-command.ts";
+import { dbCommand } from "./db-command.ts";
 import { reloadCommand } from "./reload-command.ts";
 
 /**
@@ -37,6 +38,7 @@ Commands:
   reload                     make the running server read its configuration again (as SIGHUP); prints
                              what was applied and what needs a restart
   check HOST[:PORT]          probe any SMTP server as a client would, and say what is wrong (petrel check --help)
+  db migrate|status          the PostgreSQL schema of a cluster (storage.kind: postgres)
   doctor                     check this server's configuration, DNS, certificates and port 25 (petrel doctor --help)
   help                       this text
 
@@ -78,6 +80,8 @@ async function main(argv: string[]): Promise<number> {
       return checkCommand(rest, process);
     case "doctor":
       return doctorCommand(rest, process);
+    case "db":
+      return dbCommand(rest, process);
     case "domain":
     case "user":
     case "alias":

@@ -140,6 +140,9 @@ export const DEFAULTS = {
   spool: {
     format: "journal",
   },
+  storage: {
+    poolSize: 20,
+  },
   dkim: {
     domains: {},
   },

@@ -645,6 +645,29 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   /**
+   * Where the spool, the queue state and the accounts live: "filesystem" (the embedded default,
+   * under dataDir) or "postgres" — one PostgreSQL shared by every node of a cluster (README,
+   * "Several nodes on PostgreSQL").
+   */
+  storage: z
+    .discriminatedUnion("kind", [
+      z.strictObject({ kind: z.literal("filesystem") }),
+      z.strictObject({
+        kind: z.literal("postgres"),
+        /** postgres://user[:password]@host[:port]/database; the password may be left to `passwordFile`. */
+        url: z.string().refine((u) => /^postgres(ql)?:\/\//.test(u) && URL.canParse(u), { message: "expected a URL such as postgres://petrel@db.example.com:5432/petrel" }),
+        /** A file (mode 0600) whose first line is the database password, kept out of this file. */
+        passwordFile: z.string().min(1).optional(),
+        /** Connections this node holds at most. */
+        poolSize: count(DEFAULTS.storage.poolSize, 2),
+        /** This node's name in the cluster (which node holds which delivery); default: the host's name and the port-25 listener. */
+        node: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,62}$/, { message: "expected a node name of letters, digits, '.', '_', ':' and '-'" }).optional(),
+        /** Apply the schema's migrations at start (otherwise `petrel db migrate` does, and start-up refuses an old schema). */
+        migrate: z.boolean().default(true),
+      }),
+    ])
+    .default({ kind: "filesystem" }),
+  /**
    * DKIM keys per domain: the selectors whose keys (<dataDir>/dkim/<domain>/<selector>.key,
    * made by `petrel dkim keygen`) sign the domain's mail — an RSA and an Ed25519 selector sign
    * side by side. Rotation: a new selector is added here once its record is published.
@@ -848,6 +871,8 @@ export type UserConfig = Config["users"][number];
 export type SniConfig = Config["tls"]["sni"][number];
 export type TlsMinVersion = Config["tls"]["minVersion"];
 export type MilterConfig = Config["milters"][number];
+export type StorageConfig = Config["storage"];
+export type PostgresStorageConfig = Extract<StorageConfig, { kind: "postgres" }>;
 
 // ---------------------------------------------------------------------------
 // Checks across keys, run after the schema accepted each value.

@@ -1,0 +1,79 @@
+/**
+ * The database schema as numbered migrations, applied in order in one transaction under an
+ * advisory lock (several nodes starting at once apply each migration once). A database whose
+ * schema is newer than this Petrel knows is refused: an older node must not write to tables whose
+ * meaning changed under it. A migration is never edited once released; a change is a new one.
+ */
+import type { PostgresPool } from "./postgres-pool.ts";
+import { inTransaction } from "./postgres-pool.ts";
+import { petrelVersion } from "../../system/version.ts";
+
+export interface Migration {
+  readonly version: number;
+  readonly description: string;
+  readonly sql: string;
+}
+
+/** The schema, oldest first; versions are consecutive from 1. */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    description: "the nodes of the cluster",
+    sql: `
+      CREATE TABLE petrel_node (
+        name         text PRIMARY KEY,
+        host         text NOT NULL,
+        pid          integer NOT NULL,
+        version      text NOT NULL,
+        started_at   timestamptz NOT NULL,
+        heartbeat_at timestamptz NOT NULL
+      );`,
+  },
+];
+
+/** Any number; the one lock every node takes while it migrates ("petrel" in ASCII). */
+const MIGRATION_LOCK = 0x70657472656c;
+
+export class SchemaTooNew extends Error {
+  override readonly name = "SchemaTooNew";
+}
+
+export interface SchemaState {
+  /** The version the database is at (0: no Petrel schema yet). */
+  readonly current: number;
+  /** The newest version this Petrel knows. */
+  readonly latest: number;
+}
+
+export async function schemaState(pool: PostgresPool): Promise<SchemaState> {
+  const exists = await pool.query<{ t: string | null }>("SELECT to_regclass('petrel_schema')::text AS t");
+  const current = exists.rows[0]?.t == null ? 0 : Number((await pool.query<{ v: number | null }>("SELECT max(version) AS v FROM petrel_schema")).rows[0]?.v ?? 0);
+  return { current, latest: latestVersion() };
+}
+
+/** Bring the database to this Petrel's schema; says which versions were applied. Throws SchemaTooNew. */
+export async function migrate(pool: PostgresPool, migrations: readonly Migration[] = MIGRATIONS): Promise<number[]> {
+  return inTransaction(pool, async (client) => {
+    await client.query("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK]);
+    await client.query(`CREATE TABLE IF NOT EXISTS petrel_schema (
+      version integer PRIMARY KEY, description text NOT NULL,
+      applied_at timestamptz NOT NULL DEFAULT now(), applied_by text NOT NULL)`);
+    const current = Number((await client.query<{ v: number | null }>("SELECT max(version) AS v FROM petrel_schema")).rows[0]?.v ?? 0);
+    const latest = migrations.length === 0 ? 0 : migrations[migrations.length - 1].version;
+    if (current > latest) {
+      throw new SchemaTooNew(`the database schema is version ${current}, newer than this Petrel ${petrelVersion()} knows (${latest}): upgrade this node before it uses the database`);
+    }
+    const applied: number[] = [];
+    for (const m of migrations) {
+      if (m.version <= current) continue;
+      await client.query(m.sql);
+      await client.query("INSERT INTO petrel_schema (version, description, applied_by) VALUES ($1, $2, $3)", [m.version, m.description, `petrel ${petrelVersion()}`]);
+      applied.push(m.version);
+    }
+    return applied;
+  });
+}
+
+function latestVersion(): number {
+  return MIGRATIONS[MIGRATIONS.length - 1].version;
+}
