@@ -12,6 +12,7 @@ import { lockDataDir } from "./system/data-dir-lock.ts";
 import { checkOwnerReachable, dropPrivileges, resolveDeliveryOwner, type RunAs } from "./system/privileges.ts";
 import { QueueManager } from "./queue/queue-manager.ts";
 import { SqliteQueueStore } from "./queue/sqlite-queue-store.ts";
+import { openDatabase } from "./storage/postgres/open-database.ts";
 import { systemClock, type Clock } from "./mail/clock.ts";
 import type { Check } from "./policy/check.ts";
 import { PolicyPipeline } from "./policy/pipeline.ts";
@@ -578,6 +579,9 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     const admin = await AdminService.open(config, { clock, log, listeners: adminListeners });
     undo.push(() => admin.close());
     const events = admin.bus;
+    // storage.kind postgres: the cluster's shared database, opened (and migrated) once per process.
+    const database = config.storage.kind === "postgres" ? await openDatabase(config.storage, log.child({ component: "database" })) : null;
+    undo.push(async () => void (await database?.end()));
     const accounts = openAccounts(config, log);
     let delivery = buildDelivery(config, { ...options, accounts, owner });
     const { resolver, tlsRpt } = delivery;
