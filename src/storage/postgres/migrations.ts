@@ -29,6 +29,32 @@ export const MIGRATIONS: readonly Migration[] = [
         heartbeat_at timestamptz NOT NULL
       );`,
   },
+  {
+    version: 2,
+    description: "accounts (domains, users, aliases, a change counter for LISTEN/NOTIFY); the node registry's instance and clean stop",
+    sql: `
+      CREATE TABLE account_domain (
+        name text PRIMARY KEY
+      );
+      CREATE TABLE account_user (
+        address    text PRIMARY KEY,
+        password   text NOT NULL,
+        scram      text,
+        quota      bigint CHECK (quota >= 0),
+        created_at timestamptz NOT NULL,
+        admin      boolean NOT NULL DEFAULT false
+      );
+      CREATE TABLE account_alias (
+        source  text PRIMARY KEY,
+        targets text[] NOT NULL CHECK (cardinality(targets) > 0)
+      );
+      CREATE TABLE account_change (
+        id      integer PRIMARY KEY CHECK (id = 1),
+        version bigint NOT NULL
+      );
+      INSERT INTO account_change (id, version) VALUES (1, 0);
+      ALTER TABLE petrel_node ADD COLUMN instance text, ADD COLUMN stopped_at timestamptz;`,
+  },
 ];
 
 /** Any number; the one lock every node takes while it migrates ("petrel" in ASCII). */
