@@ -4,7 +4,9 @@ import type { Config } from "./config/schema.ts";
 import { createSpool } from "./spool/create-spool.ts";
 import type { Spool } from "./spool/spool.ts";
 import { FileAccountStore } from "./accounts/file-account-store.ts";
-import type { Accounts } from "./accounts/account-store.ts";
+import { PostgresAccountStore } from "./accounts/postgres-account-store.ts";
+import type { Accounts, AccountStore } from "./accounts/account-store.ts";
+import type { PostgresPool } from "./storage/postgres/postgres-pool.ts";
 import { SmtpServer, loadTlsContexts, type BoundListener } from "./server/smtp-server.ts";
 import { bindListeners, closeListeners, type ListenerSocket } from "./server/listener-sockets.ts";
 import { checkDataDirWritable, handOver, prepareDataDir } from "./system/data-dir.ts";
@@ -13,6 +15,8 @@ import { checkOwnerReachable, dropPrivileges, resolveDeliveryOwner, type RunAs }
 import { QueueManager } from "./queue/queue-manager.ts";
 import { SqliteQueueStore } from "./queue/sqlite-queue-store.ts";
 import { openDatabase } from "./storage/postgres/open-database.ts";
+import { nodeName } from "./storage/postgres/node-name.ts";
+import { NodeRegistry } from "./cluster/node-registry.ts";
 import { systemClock, type Clock } from "./mail/clock.ts";
 import type { Check } from "./policy/check.ts";
 import { PolicyPipeline } from "./policy/pipeline.ts";
@@ -124,7 +128,9 @@ export interface MtaOptions {
 export interface Mta {
   readonly smtp: Reception;
   readonly queue: QueueManager;
-  readonly accounts: FileAccountStore;
+  readonly accounts: AccountStore;
+  /** This node in the cluster's registry (`storage.kind: postgres`), else null. */
+  readonly node: NodeRegistry | null;
   /**
    * `petrel reload` and SIGHUP: read the configuration file again and apply
    * what can change without dropping a connection (ReloadReport says what
@@ -146,8 +152,16 @@ export interface Mta {
   close(): Promise<void>;
 }
 
-/** The account store, opened the one way every process opens it (FileAccountStore.fromConfig). */
-export function openAccounts(config: Config, log: Logger): FileAccountStore {
+/**
+ * The account store, opened the one way every process opens it: accounts.json in the data
+ * directory, or with `storage.kind: postgres` the cluster's database (`database`, which a server
+ * node passes with `listen` so that it hears of every change; the CLI loads once).
+ */
+export async function openAccounts(config: Config, log: Logger, database: PostgresPool | null = null, listen = true): Promise<AccountStore & { close?(): Promise<void> }> {
+  if (config.storage.kind === "postgres") {
+    if (database === null) throw new Error("storage.kind is postgres: the accounts are in the database, which this command does not open");
+    return PostgresAccountStore.fromConfig(config, database, { listen, onError: (message) => log.error({}, message), onReconnect: () => log.info({}, "accounts: listening to the database again; reloaded") });
+  }
   return FileAccountStore.fromConfig(config, {
     onReloadError: (err) => log.error({ err: err.message }, "accounts file unreadable; keeping the last good copy"),
   });
@@ -162,7 +176,7 @@ export function openAccounts(config: Config, log: Logger): FileAccountStore {
  */
 export async function openQueue(
   config: Config,
-  options: { log: Logger; accounts: FileAccountStore; clock?: Clock; router?: Router; signingKeys?: SigningKeys; events?: EventSink },
+  options: { log: Logger; accounts: AccountStore; clock?: Clock; router?: Router; signingKeys?: SigningKeys; events?: EventSink },
 ): Promise<{ spool: Spool; queue: QueueManager; intake: Intake }> {
   const log = options.log;
   const clock = options.clock ?? systemClock;
@@ -438,7 +452,7 @@ export async function startReception(config: Config, options: ReceptionOptions):
 export function buildDelivery(
   config: Config,
   options: Pick<MtaOptions, "log" | "clock" | "remote" | "fsync" | "resolver" | "ca" | "resolvConf" | "mtaStsPort"> & {
-    accounts: FileAccountStore; owner?: MaildirOwner;
+    accounts: AccountStore; owner?: MaildirOwner;
     /** The TLS-RPT counts already kept (a reload builds new agents, not a second writer of the counts). */
     tlsRpt?: TlsRptAggregate;
   },
@@ -557,7 +571,7 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     const adminListeners = await bindAdminListeners(config, { tls, log });
     undo.push(() => closeAdminListeners(adminListeners));
     // The accounts open after the switch of user; the MTA-STS handler asks them from then on.
-    let accountsOpened: FileAccountStore | undefined;
+    let accountsOpened: AccountStore | undefined;
     const challenges = new ChallengeResponses();
     const web = await startWebListeners(config, {
       log, tls, challenges, ...ocspResponse,
@@ -582,7 +596,16 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     // storage.kind postgres: the cluster's shared database, opened (and migrated) once per process.
     const database = config.storage.kind === "postgres" ? await openDatabase(config.storage, log.child({ component: "database" })) : null;
     undo.push(async () => void (await database?.end()));
-    const accounts = openAccounts(config, log);
+    // A node registers before it opens anything else: a name in use elsewhere stops start-up here.
+    const node = config.storage.kind === "postgres" && database
+      ? await NodeRegistry.register({
+        pool: database, name: nodeName(config.storage), version: petrelVersion(), clock,
+        onError: (message) => log.warn({}, message), onLost: (message) => log.error({}, message),
+      })
+      : null;
+    undo.push(async () => void (await node?.close()));
+    const accounts = await openAccounts(config, log, database);
+    undo.push(async () => void (await accounts.close?.()));
     let delivery = buildDelivery(config, { ...options, accounts, owner });
     const { resolver, tlsRpt } = delivery;
     const { spool, queue, intake } = await openQueue(config, { log, accounts, clock: options.clock, router: delivery.router, signingKeys, events });
@@ -633,7 +656,7 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     const status = async () => serverStatus({
       version: petrelVersion(), pid: process.pid, hostname: config.hostname, dataDir: config.dataDir,
       startedAt, now: Date.now(), listeners: smtp.listeners, queue: await queue.totals(), destinations: await queue.summary(),
-      certificates: smtp.tls.certificates(),
+      certificates: smtp.tls.certificates(), cluster: node ? { node: node.name, nodes: await node.nodes() } : null,
     });
     let current = config;
     admin.attach({ queue, accounts, status, config: () => current });
@@ -669,7 +692,7 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     // One reload at a time: SIGHUP and `petrel reload` may come together.
     let reloading: Promise<unknown> = Promise.resolve();
     return {
-      smtp, queue, accounts, tls, acme, ocsp, web, admin,
+      smtp, queue, accounts, node, tls, acme, ocsp, web, admin,
       reload() {
         const logged = () => reload().catch((err: unknown) => {
           if (err instanceof ConfigError) log.error({ errors: err.issues.map((i) => i.message) }, "configuration not reloaded: it has errors; the server keeps running with the one it had");
@@ -693,6 +716,9 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
           await admin.close();
           await tlsRpt.close();
           await spool.close();
+          await accounts.close?.();
+          await node?.close();
+          await database?.end();
           tls.close();
           await lock.release();
         })();
@@ -753,7 +779,7 @@ function logNameservers(resolver: Resolver, log: Logger): void {
  * it ends in the fallback Maildir (no user, alias or `postmaster:` setting
  * covers it), nobody reads it: say so once at start-up.
  */
-async function warnUnreadPostmaster(config: Config, accounts: FileAccountStore, log: Logger): Promise<void> {
+async function warnUnreadPostmaster(config: Config, accounts: AccountStore, log: Logger): Promise<void> {
   const unread: string[] = [];
   try {
     for (const domain of await accounts.listDomains()) {
@@ -777,6 +803,6 @@ async function warnUnreadPostmaster(config: Config, accounts: FileAccountStore, 
 }
 
 /** A user's own quota, else the configured default (0 = unlimited). */
-function userQuota(accounts: FileAccountStore, fallback: number): (address: string) => Promise<number | undefined> {
+function userQuota(accounts: AccountStore, fallback: number): (address: string) => Promise<number | undefined> {
   return async (address) => (await accounts.getUser(address))?.quota ?? (fallback > 0 ? fallback : undefined);
 }

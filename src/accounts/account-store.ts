@@ -2,8 +2,8 @@
  * The account store: local domains, users (with hashed passwords) and aliases, and the one
  * question delivery asks of them — "where does mail for this address go?". The server uses the
  * same object for AUTH (it is an `Accounts`), the CLI and the admin API use it to change
- * accounts. `FileAccountStore` is the embedded implementation; a database-backed one can sit
- * behind the same interface.
+ * accounts. `FileAccountStore` is the embedded implementation, `PostgresAccountStore` the
+ * cluster's; both share their rules (SnapshotAccountStore).
  *
  * Nothing here ever returns or logs a password, a hash or a SCRAM verifier except through the
  * `SaslCredentials` methods the SASL mechanisms need.
@@ -67,6 +67,8 @@ export interface AccountStore extends Accounts {
   hasMailbox(address: string): Promise<boolean>;
 
   listDomains(): Promise<string[]>;
+  /** The domains of the config file's `domains:` (read-only here). */
+  configDomains(): string[];
   addDomain(domain: string): Promise<void>;
   /** Refuses while the domain has users or aliases, unless `force` (which removes them too). */
   removeDomain(domain: string, opts?: { force?: boolean }): Promise<void>;

@@ -12,7 +12,7 @@ import { Hono } from "hono";
 import type { Logger } from "pino";
 import type { Config } from "../config/schema.ts";
 import type { Clock } from "../mail/clock.ts";
-import type { FileAccountStore } from "../accounts/file-account-store.ts";
+import type { AccountStore } from "../accounts/account-store.ts";
 import type { QueueManager } from "../queue/queue-manager.ts";
 import type { TlsContextProvider } from "../server/tls-contexts.ts";
 import { EventBus } from "../events/event-bus.ts";
@@ -52,7 +52,7 @@ export async function closeAdminListeners(l: AdminListeners): Promise<void> {
 
 export interface AdminSources {
   readonly queue: QueueManager;
-  readonly accounts: FileAccountStore;
+  readonly accounts: AccountStore;
   readonly status: () => Promise<ServerStatus>;
   /** The configuration in force (a reload replaces it). */
   readonly config: () => Config;

@@ -3,7 +3,7 @@
  * same zod schemas that validate requests): authentication, errors as JSON,
  * the routes of api-*.ts, the description at /api/openapi.json. Every
  * change goes through the services the CLI uses — the QueueManager's
- * methods (as the control socket), the FileAccountStore (as `petrel
+ * methods (as the control socket), the AccountStore (as `petrel
  * user|domain|alias`) — so there is one code path for each operation.
  */
 import { OpenAPIHono, createRoute, z } from "@hono/zod-openapi";
@@ -30,6 +30,16 @@ const serverStatusSchema = z.object({
     topDestinations: z.array(z.object({ domain: z.string(), recipients: z.number() })).readonly(),
   }),
   certificates: z.array(z.object({ subject: z.string(), names: z.array(z.string()).readonly(), file: z.string(), validTo: z.string(), daysLeft: z.number() })).readonly(),
+  cluster: z.object({
+    node: z.string().openapi({ description: "The name of the node that answers" }),
+    nodes: z.array(z.object({
+      name: z.string(), host: z.string(), pid: z.number(), version: z.string(),
+      startedAt: z.string().openapi({ description: "ISO 8601" }), heartbeatAt: z.string().openapi({ description: "ISO 8601" }),
+      heartbeatAgeSeconds: z.number(), stoppedAt: z.string().nullable().openapi({ description: "ISO 8601, when it stopped cleanly" }),
+      health: z.enum(["healthy", "late", "gone"]).openapi({ description: "By the age of the last heartbeat: late after 15 s, gone after 60 s or once stopped" }),
+      self: z.boolean(),
+    }).openapi("ClusterNode")).readonly(),
+  }).nullable().openapi({ description: "The nodes sharing this node's PostgreSQL (storage.kind postgres); null for a single node" }),
 }).openapi("ServerStatus");
 
 export function adminApi(o: AdminApiOptions): OpenAPIHono<ApiEnv> {
@@ -120,7 +130,7 @@ export function adminApi(o: AdminApiOptions): OpenAPIHono<ApiEnv> {
   });
 
   app.openapi(createRoute({
-    method: "get", path: "/api/status", tags: ["server"], summary: "The server: version, uptime, listeners, queue summary, certificates, spool", security: [{ bearer: [] }],
+    method: "get", path: "/api/status", tags: ["server"], summary: "The server: version, uptime, listeners, queue summary, certificates, the cluster's nodes", security: [{ bearer: [] }],
     responses: { 200: ok(serverStatusSchema, "As `petrel status --json`") },
   }), async (c) => c.json(await o.status(), 200));
 

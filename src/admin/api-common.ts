@@ -9,7 +9,7 @@ import { AccountError, type AccountErrorCode } from "../accounts/account-store.t
 import type { Logger } from "pino";
 import type { Clock } from "../mail/clock.ts";
 import type { QueueManager } from "../queue/queue-manager.ts";
-import type { FileAccountStore } from "../accounts/file-account-store.ts";
+import type { AccountStore } from "../accounts/account-store.ts";
 import type { PasswordPolicy } from "../accounts/password-policy.ts";
 import type { TraceStore } from "../events/trace-store.ts";
 import type { EventBus } from "../events/event-bus.ts";
@@ -20,7 +20,7 @@ import type { HtmlViews } from "./html-views.ts";
 
 export interface AdminApiOptions {
   readonly queue: QueueManager;
-  readonly accounts: FileAccountStore;
+  readonly accounts: AccountStore;
   /** The password policy in force (`passwords:`; a reload may change it). */
   readonly passwords: () => PasswordPolicy;
   /** `<dataDir>/mail`. */

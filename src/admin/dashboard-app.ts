@@ -21,7 +21,7 @@ import { ApiError } from "./api-common.ts";
 import { mailbox, mailboxReader } from "./api-mailboxes.ts";
 import { HTML_VIEW_PREFIX, type HtmlViews } from "./html-views.ts";
 import { inlineCidImages } from "./inline-images.ts";
-import type { FileAccountStore } from "../accounts/file-account-store.ts";
+import type { AccountStore } from "../accounts/account-store.ts";
 
 const ASSETS = fileURLToPath(new URL("./dashboard/", import.meta.url));
 
@@ -47,7 +47,7 @@ export function isDashboardPath(path: string): boolean {
   return path === "/" || path.startsWith("/ui/") || path.startsWith(HTML_VIEW_PREFIX);
 }
 
-export function dashboardApp(o: { views: HtmlViews; accounts: FileAccountStore; maildirRoot: string; log: Logger }): Hono {
+export function dashboardApp(o: { views: HtmlViews; accounts: AccountStore; maildirRoot: string; log: Logger }): Hono {
   const app = new Hono();
   // The files are fixed when the server starts: only these names are ever read.
   const files = new Set(readdirSync(ASSETS).filter((n) => TYPES[extname(n)] !== undefined));

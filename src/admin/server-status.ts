@@ -9,6 +9,7 @@ import type { CertificateInfo } from "../server/tls-certificate-pair.ts";
 import type { ListenerRole } from "../mail/envelope.ts";
 import { altNames } from "../server/tls-certificates.ts";
 import { hostPort } from "../server/listener-sockets.ts";
+import type { ClusterNode } from "../cluster/node-registry.ts";
 
 export interface ServerStatus {
   readonly version: string;
@@ -22,6 +23,13 @@ export interface ServerStatus {
   readonly queue: QueueStatus;
   /** `names`: the DNS names and IP addresses of the subjectAltName. */
   readonly certificates: readonly { readonly subject: string; readonly names: readonly string[]; readonly file: string; readonly validTo: string; readonly daysLeft: number }[];
+  /** With `storage.kind: postgres`: this node's name and every node of the cluster with its health; null for a single node. */
+  readonly cluster: ClusterStatus | null;
+}
+
+export interface ClusterStatus {
+  readonly node: string;
+  readonly nodes: readonly ClusterNode[];
 }
 
 /** The queue's totals (queue-report.ts), with ages instead of instants and the destinations most waited for. */
@@ -44,6 +52,7 @@ export interface StatusSources {
   /** Waiting recipients by destination (the queue summary's rows, TOTAL first). */
   readonly destinations: readonly SummaryRow[];
   readonly certificates: readonly CertificateInfo[];
+  readonly cluster?: ClusterStatus | null;
 }
 
 const DAY_MS = 86_400_000;
@@ -65,6 +74,7 @@ export function serverStatus(s: StatusSources): ServerStatus {
       validTo: c.validTo.toISOString(),
       daysLeft: Math.floor((c.validTo.getTime() - s.now) / DAY_MS),
     })),
+    cluster: s.cluster ?? null,
   };
 }
 
@@ -102,6 +112,14 @@ export function formatStatus(st: ServerStatus): string {
     for (const c of st.certificates) {
       const left = c.daysLeft < 0 ? "EXPIRED" : `${c.daysLeft} day${c.daysLeft === 1 ? "" : "s"} left`;
       lines.push(`  ${c.names.length > 0 ? c.names.join(", ") : c.subject}: valid until ${c.validTo} (${left}) — ${c.file}`);
+    }
+  }
+  if (st.cluster) {
+    const n = st.cluster.nodes;
+    lines.push(`cluster: this is node ${st.cluster.node}; ${n.filter((x) => x.health === "healthy").length} of ${n.length} node${n.length === 1 ? "" : "s"} healthy`);
+    for (const x of n) {
+      const beat = x.stoppedAt !== null ? `stopped ${x.stoppedAt}` : `last heartbeat ${formatAge(x.heartbeatAgeSeconds * 1000)} ago`;
+      lines.push(`  ${x.name.padEnd(20)} ${x.health.padEnd(8)} ${x.host} pid ${x.pid}, Petrel ${x.version}, ${beat}${x.self ? " (this node)" : ""}`);
     }
   }
   return lines.join("\n") + "\n";

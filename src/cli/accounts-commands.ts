@@ -1,11 +1,12 @@
 /**
  * `petrel domain|user|alias …`: manage the account store from a shell. Thin: it parses arguments,
- * reads passwords, calls the FileAccountStore and prints. The command is a function of
+ * reads passwords, calls the AccountStore (accounts.json, or with `storage.kind: postgres` the
+ * cluster's database, whose nodes hear of the change at once) and prints. The command is a function of
  * (args, io) returning an exit code, so tests run it in-process.
  *
  * Exit codes: 0 done; 1 refused (unknown domain, duplicate user, alias loop, …); 2 usage error
- * (bad arguments, password mismatch); 78 the configuration file is wrong; 130 interrupted at a
- * password prompt.
+ * (bad arguments, password mismatch); 75 the cluster's database cannot be reached (try again);
+ * 78 the configuration file is wrong; 130 interrupted at a password prompt.
  *
  * Passwords are never taken from argv (ps and shell history would see them): they are read from
  * stdin's first line when stdin is not a terminal, else prompted for twice without echo.
@@ -17,8 +18,11 @@ import { ConfigError } from "../config/config-error.ts";
 import { formatSize, parseSize, SIZE_ALLOWED } from "../config/units.ts";
 import { domainOf, normalizeMailbox } from "../mail/address.ts";
 import type { Config } from "../config/schema.ts";
-import { AccountError } from "../accounts/account-store.ts";
+import { AccountError, type AccountStore } from "../accounts/account-store.ts";
 import { FileAccountStore } from "../accounts/file-account-store.ts";
+import { PostgresAccountStore } from "../accounts/postgres-account-store.ts";
+import { openDatabase } from "../storage/postgres/open-database.ts";
+import type { PostgresPool } from "../storage/postgres/postgres-pool.ts";
 import { checkPassword, type PasswordCheck } from "../accounts/password-policy.ts";
 
 export interface CommandIo {
@@ -146,7 +150,20 @@ export async function accountsCommand(args: readonly string[], io: CommandIo): P
     }
     throw err;
   }
-  const store = FileAccountStore.fromConfig(config);
+  let database: PostgresPool | null = null;
+  let store: AccountStore;
+  if (config.storage.kind === "postgres") {
+    try {
+      database = await openDatabase(config.storage, { info: () => {}, error: () => {} });
+      store = await PostgresAccountStore.fromConfig(config, database, { listen: false });
+    } catch (err) {
+      await database?.end();
+      io.stderr.write(`petrel: ${(err as Error).message}; nothing was changed\n`);
+      return 75;
+    }
+  } else {
+    store = FileAccountStore.fromConfig(config);
+  }
 
   try {
     return await run(p, store, config, io);
@@ -165,10 +182,12 @@ export async function accountsCommand(args: readonly string[], io: CommandIo): P
       return 130;
     }
     throw err;
+  } finally {
+    await database?.end();
   }
 }
 
-async function run(p: Parsed, store: FileAccountStore, config: Config, io: CommandIo): Promise<number> {
+async function run(p: Parsed, store: AccountStore, config: Config, io: CommandIo): Promise<number> {
   const out = (line: string) => io.stdout.write(`${line}\n`);
   const [a, b] = p.positionals;
   const configDomains = new Set(config.domains);
@@ -256,7 +275,7 @@ async function run(p: Parsed, store: FileAccountStore, config: Config, io: Comma
 }
 
 /** Refuse early (before a password prompt) what the store would refuse anyway. */
-async function precheckAddress(store: FileAccountStore, input: string, want: "new" | "existing"): Promise<void> {
+async function precheckAddress(store: AccountStore, input: string, want: "new" | "existing"): Promise<void> {
   const address = normalizeMailbox(input.trim())?.toLowerCase();
   if (address === undefined) throw new AccountError("invalid-address", `invalid address '${input}': expected local@domain, such as alice@example.org`);
   const user = await store.getUser(address);

@@ -98,7 +98,7 @@ async function askStatus(socket: string): Promise<ServerStatus | null> {
 /** The config's domains and those added with `petrel domain add` (accounts.json), each once. */
 async function localDomains(config: Config): Promise<string[]> {
   try {
-    return [...new Set([...config.domains, ...await openAccounts(config, pino({ level: "silent" })).listDomains()])];
+    return [...new Set([...config.domains, ...await (await openAccounts(config, pino({ level: "silent" }))).listDomains()])];
   } catch {
     return [...config.domains];
   }

@@ -266,7 +266,7 @@ async function openOffline(config: Config): Promise<{ call: Call; close(): Promi
     const runAs = process.getuid!() === 0 ? await resolveRunAs(config) : undefined;
     if (runAs) dropPrivileges(runAs);
     const log = pino({ level: "silent" });
-    const { spool, queue } = await openQueue(config, { log, accounts: openAccounts(config, log) });
+    const { spool, queue } = await openQueue(config, { log, accounts: await openAccounts(config, log) });
     await spool.open();
     try {
       await queue.start();

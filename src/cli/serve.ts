@@ -4,6 +4,7 @@ import type { Config } from "../config/schema.ts";
 import { ConfigError } from "../config/config-error.ts";
 import { startMta, type Mta } from "../mta.ts";
 import { DataDirInUse } from "../system/data-dir-lock.ts";
+import { NodeNameInUse } from "../cluster/node-registry.ts";
 import { checkStartingUser, PrivilegeError, resolveRunAs } from "../system/privileges.ts";
 import { createLogger } from "../system/logger.ts";
 import { hostPort } from "../server/listener-sockets.ts";
@@ -13,7 +14,10 @@ import { hostPort } from "../server/listener-sockets.ts";
  *
  * Exit statuses (sysexits.h): 0 stopped by a signal; 71 (EX_OSERR) a
  * listener cannot be bound; 75 (EX_TEMPFAIL) the data directory is in use by
- * another process; 77 (EX_NOPERM) the switch to `user:` failed; 78
+ * another process, or the cluster node name is in use by a running node (as
+ * for the data directory: another instance holds the identity; the same
+ * start succeeds once that one stops or counts as gone — not a mistake in
+ * this file, though renaming the node is one fix); 77 (EX_NOPERM) the switch to `user:` failed; 78
  * (EX_CONFIG) the configuration is wrong, including what is only found at
  * start-up (certificates, the data directory, users and groups).
  */
@@ -104,6 +108,10 @@ function startupFailed(err: unknown, log: Logger): number {
   if (err instanceof DataDirInUse) {
     const who = err.pid !== undefined ? `by process ${err.pid} (${err.dir}/petrel.pid)` : "by another process";
     process.stderr.write(`petrel: the data directory ${err.dir} is in use ${who}: is Petrel already running? Nothing was started and nothing changed.\n`);
+    return EXIT.dataDirInUse;
+  }
+  if (err instanceof NodeNameInUse) {
+    process.stderr.write(`petrel: ${err.message}. Nothing was started.\n`);
     return EXIT.dataDirInUse;
   }
   const e = err as NodeJS.ErrnoException & { address?: string; port?: number; syscall?: string };

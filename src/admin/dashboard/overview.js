@@ -23,6 +23,16 @@ export function feedItem(e) {
   return h("li", { class: `event ${e.type} ${e.status ?? ""}` }, h("time", {}, fmtTime(e.at).slice(11)), " ", h("span", { class: "tag" }, e.status ?? e.type), " ", describe(e));
 }
 
+/** The nodes sharing the database, with their health by heartbeat age (storage.kind postgres). */
+function clusterCard(cluster) {
+  return h("div", { class: "card cluster" },
+    h("h2", {}, "Cluster"),
+    h("ul", { class: "nodes" }, cluster.nodes.map((n) => h("li", { class: `node ${n.health}` },
+      h("span", { class: "tag" }, n.health), " ", h("strong", {}, n.name), n.self ? " (this node)" : "",
+      ` — ${n.host}, pid ${n.pid}, Petrel ${n.version}, `,
+      n.stoppedAt ? `stopped ${fmtTime(Date.parse(n.stoppedAt))}` : `last heartbeat ${fmtAge(n.heartbeatAgeSeconds * 1000)} ago`))));
+}
+
 export function overviewView() {
   const status = h("div", {});
   const charts = h("div", { class: "charts" });
@@ -49,7 +59,8 @@ export function overviewView() {
       ["Host", st.hostname], ["Version", st.version], ["Up", fmtAge(st.uptimeSeconds * 1000)],
       ["Listeners", st.listeners.map((l) => `${l.role} ${l.address}:${l.port}`).join(", ")],
       ["Certificates", st.certificates.map((c) => `${c.names.join(", ")}: ${c.daysLeft} days left`).join("; ") || "none"],
-    ])));
+    ])),
+    st.cluster ? clusterCard(st.cluster) : null);
   }
 
   return {
