@@ -85,6 +85,9 @@ function processRuns(pid: number): boolean {
   }
 }
 
+/** Names this process holds now (a process may run several nodes: tests). */
+const heldHere = new Set<string>();
+
 interface NodeRow {
   name: string;
   host: string;
@@ -160,8 +163,9 @@ export class NodeRegistry {
       const existing = (await c.query<NodeRow>("SELECT name, host, pid, version, instance, started_at, heartbeat_at, stopped_at FROM petrel_node WHERE name = $1", [o.name])).rows[0];
       if (existing && existing.stopped_at === null) {
         const ageMs = now - existing.heartbeat_at.getTime();
-        // Same host: the process is there or not. Same pid as this one: a previous life of this very process slot (a container restarted).
-        const deadHere = existing.host === host && (existing.pid === pid || !processRuns(existing.pid));
+        // Same host: the process is there or not. Our own pid but not held here: a previous life
+        // of this process slot (a container restarted, its process is pid 1 again).
+        const deadHere = existing.host === host && (existing.pid === pid ? !heldHere.has(o.name) : !processRuns(existing.pid));
         if (ageMs < this.timing.goneMs && !deadHere) throw new NodeNameInUse(o.name, existing.host, existing.pid, ageMs, this.timing.goneMs);
       }
       await c.query(
@@ -171,6 +175,7 @@ export class NodeRegistry {
         [o.name, host, pid, o.version, this.#instance, now],
       );
     });
+    heldHere.add(o.name);
   }
 
   #schedule(): void {
@@ -204,6 +209,7 @@ export class NodeRegistry {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    heldHere.delete(this.name);
     if (this.#timer !== null) this.#o.clock.cancel(this.#timer);
     await this.#beating;
     const o = this.#o;
