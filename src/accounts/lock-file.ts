@@ -13,6 +13,7 @@
 import { randomBytes } from "node:crypto";
 import { link, open, readFile, rename, stat, unlink } from "node:fs/promises";
 import { AccountError } from "./account-store.ts";
+import { processRuns } from "../system/process-runs.ts";
 
 const EMPTY_LOCK_GRACE_MS = 5000;
 
@@ -20,15 +21,6 @@ const EMPTY_LOCK_GRACE_MS = 5000;
 const heldHere = new Set<string>();
 /** Lock paths this process is creating right now (between open and `heldHere.add`). */
 const creatingHere = new Map<string, number>();
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 interface Holder {
   pid: number | null;
@@ -53,7 +45,7 @@ function isStale(path: string, h: Holder): boolean {
   // Our own pid: live if another holder in this process has (or is just taking) it; else it was
   // left by an earlier process that had the same pid.
   if (h.pid === process.pid) return !heldHere.has(`${h.dev}:${h.ino}`) && !creatingHere.get(path);
-  return !isAlive(h.pid);
+  return !processRuns(h.pid);
 }
 
 async function breakStale(path: string, h: Holder): Promise<void> {

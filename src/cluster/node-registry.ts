@@ -19,6 +19,7 @@ import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import type { Clock } from "../mail/clock.ts";
 import { inTransaction, type PostgresPool } from "../storage/postgres/postgres-pool.ts";
+import { processRuns } from "../system/process-runs.ts";
 
 export type NodeHealth = "healthy" | "late" | "gone";
 
@@ -73,16 +74,6 @@ export class NodeNameInUse extends Error {
 export function nodeHealth(ageMs: number, stopped: boolean, timing: HeartbeatTiming = DEFAULT_HEARTBEAT): NodeHealth {
   if (stopped || ageMs >= timing.goneMs) return "gone";
   return ageMs >= timing.lateMs ? "late" : "healthy";
-}
-
-/** Whether a process of this host with `pid` runs (EPERM: it does, as another user). */
-function processRuns(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 /** Names this process holds now (a process may run several nodes: tests). */
