@@ -4,7 +4,7 @@ import type { Config } from "./config/schema.ts";
 import { createSpool } from "./spool/create-spool.ts";
 import type { Spool } from "./spool/spool.ts";
 import { FileAccountStore } from "./accounts/file-account-store.ts";
-import { PostgresAccountStore } from "./accounts/postgres-account-store.ts";
+import { PostgresAccountStore } from "./storage/postgres/account-store.ts";
 import type { Accounts, AccountStore } from "./accounts/account-store.ts";
 import type { PostgresPool } from "./storage/postgres/postgres-pool.ts";
 import { SmtpServer, loadTlsContexts, type BoundListener } from "./server/smtp-server.ts";

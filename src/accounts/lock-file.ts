@@ -13,7 +13,7 @@
 import { randomBytes } from "node:crypto";
 import { link, open, readFile, rename, stat, unlink } from "node:fs/promises";
 import { AccountError } from "./account-store.ts";
-import { processRuns } from "../system/process-runs.ts";
+import { processRuns } from "../disk/process-runs.ts";
 
 const EMPTY_LOCK_GRACE_MS = 5000;
 

@@ -4,7 +4,7 @@
  * config file (`domains:` and `users:`, always present, read-only, winning over stored ones), and
  * lookups answered from an in-memory snapshot without I/O (the SMTP path asks some of them
  * synchronously: `mayUseSender`). Where the stored part lives is an `AccountsSource`: a JSON file
- * (file-account-store.ts) or PostgreSQL (postgres-account-store.ts). Every change runs as
+ * (file-account-store.ts) or PostgreSQL (storage/postgres/account-store.ts). Every change runs as
  * "read the stored data under the source's exclusive lock, change it, store it", so the checks are
  * made against the data as it is at that instant, whoever else writes.
  *

@@ -20,7 +20,7 @@ import { domainOf, normalizeMailbox } from "../mail/address.ts";
 import type { Config } from "../config/schema.ts";
 import { AccountError, type AccountStore } from "../accounts/account-store.ts";
 import { FileAccountStore } from "../accounts/file-account-store.ts";
-import { PostgresAccountStore } from "../accounts/postgres-account-store.ts";
+import { PostgresAccountStore } from "../storage/postgres/account-store.ts";
 import { openDatabase } from "../storage/postgres/open-database.ts";
 import type { PostgresPool } from "../storage/postgres/postgres-pool.ts";
 import { checkPassword, type PasswordCheck } from "../accounts/password-policy.ts";

@@ -19,7 +19,7 @@ import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import type { Clock } from "../mail/clock.ts";
 import { inTransaction, type PostgresPool } from "../storage/postgres/postgres-pool.ts";
-import { processRuns } from "../system/process-runs.ts";
+import { processRuns } from "../disk/process-runs.ts";
 
 export type NodeHealth = "healthy" | "late" | "gone";
 

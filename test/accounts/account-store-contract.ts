@@ -1,7 +1,7 @@
 /**
  * What every AccountStore does, whatever holds the accounts: the same answers, the same refusals
  * (AccountError codes and sentences), the config file's accounts merged in and read-only. Run by
- * file-account-store.test.ts and postgres-account-store.test.ts against their store.
+ * test/accounts/file-account-store.test.ts and test/storage/postgres-account-store.test.ts against their store.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";

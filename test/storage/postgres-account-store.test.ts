@@ -8,11 +8,11 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { migrate } from "../../src/storage/postgres/migrations.ts";
 import { openPostgresPool, type PostgresPool } from "../../src/storage/postgres/postgres-pool.ts";
-import { PostgresAccountStore } from "../../src/accounts/postgres-account-store.ts";
+import { PostgresAccountStore } from "../../src/storage/postgres/account-store.ts";
 import { ManualClock } from "../../src/mail/clock.ts";
 import { startPostgres, type PrivatePostgres } from "../support/postgres.ts";
 import { until } from "../support/until.ts";
-import { accountStoreContract } from "./account-store-contract.ts";
+import { accountStoreContract } from "../accounts/account-store-contract.ts";
 
 let server: PrivatePostgres;
 let pool: PostgresPool;

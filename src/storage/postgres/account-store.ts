@@ -21,12 +21,12 @@
  * from its last copy rather than wait for a database that is probably away.
  */
 import pg from "pg";
-import type { Clock } from "../mail/clock.ts";
-import { systemClock } from "../mail/clock.ts";
-import type { Config } from "../config/schema.ts";
-import { inTransaction, type PostgresClient, type PostgresPool } from "../storage/postgres/postgres-pool.ts";
-import type { AccountsFile } from "./accounts-file.ts";
-import { SnapshotAccountStore, type AccountRules, type AccountsSource } from "./snapshot-account-store.ts";
+import type { Clock } from "../../mail/clock.ts";
+import { systemClock } from "../../mail/clock.ts";
+import type { Config } from "../../config/schema.ts";
+import { inTransaction, type PostgresClient, type PostgresPool } from "./postgres-pool.ts";
+import type { AccountsFile } from "../../accounts/accounts-file.ts";
+import { SnapshotAccountStore, type AccountRules, type AccountsSource } from "../../accounts/snapshot-account-store.ts";
 
 /** The NOTIFY channel; the payload is the new version of account_change. */
 export const ACCOUNTS_CHANNEL = "petrel_accounts";
