@@ -16,12 +16,21 @@
  */
 import * as https from "node:https";
 import * as tls from "node:tls";
-import acme from "acme-client";
+import { createRequire } from "node:module";
 import type { Logger } from "pino";
 import type { Clock } from "../mail/clock.ts";
 import { type AcmeStore, type CertificateKeyType, newPrivateKey } from "./acme-store.ts";
 import type { ChallengeResponses } from "./challenges.ts";
 import { type HeldCertificate, nextCheck, orderReason, type OrderReason, retryDelay, warningTime } from "./renewal.ts";
+
+const require = createRequire(import.meta.url);
+/**
+ * acme-client (with axios and its dependencies) is loaded only when ACME is
+ * configured: a server without it does not pay its start-up time or memory.
+ */
+function acmeClient(): typeof import("acme-client") {
+  return require("acme-client") as typeof import("acme-client");
+}
 
 export type ChallengeChoice = "http-01" | "tls-alpn-01" | "both";
 
@@ -66,7 +75,7 @@ export class AcmeService {
       // acme-client talks through one shared axios instance: trust the extra CA only for this directory.
       const agent = new https.Agent({ ca: [...tls.rootCertificates, options.ca] });
       const origin = new URL(options.directory).origin;
-      this.interceptor = acme.axios.interceptors.request.use((config) => {
+      this.interceptor = acmeClient().axios.interceptors.request.use((config) => {
         if (config.url && new URL(config.url).origin === origin) config.httpsAgent = agent;
         return config;
       });
@@ -93,7 +102,7 @@ export class AcmeService {
     if (this.timer !== undefined) this.o.clock.cancel(this.timer);
     this.timer = undefined;
     await this.chain;
-    if (this.interceptor !== undefined) acme.axios.interceptors.request.eject(this.interceptor);
+    if (this.interceptor !== undefined) acmeClient().axios.interceptors.request.eject(this.interceptor);
   }
 
   // -------------------------------------------------------------------------
@@ -157,6 +166,7 @@ export class AcmeService {
 
   private async order(names: string[]): Promise<HeldCertificate> {
     const o = this.o;
+    const acme = acmeClient();
     const client = new acme.Client({
       directoryUrl: o.directory,
       accountKey: await o.store.accountKey(),

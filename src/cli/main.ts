@@ -1,22 +1,12 @@
 #!/usr/bin/env node
 import { parseArgs } from "node:util";
-import { serve } from "./serve.ts";
-import { hashPasswordCommand } from "./hash-password.ts";
-import { accountsCommand, ACCOUNTS_USAGE } from "./accounts-commands.ts";
-import { queueCommand } from "./queue-commands.ts";
-import { sendCommand } from "./send.ts";
-import { dkimCommand } from "./dkim-command.ts";
-import { dnsCommand } from "./dns-command.ts";
-import { tlsrptCommand } from "./tlsrpt-command.ts";
-import { statusCommand } from "./status-command.ts";
-import { checkCommand } from "./check-command.ts";
-import { doctorCommand } from "./doctor-command.ts";
-import { dbCommand } from "./db-command.ts";
-import { reloadCommand } from "./reload-command.ts";
+import { ACCOUNTS_USAGE } from "./accounts-commands.ts";
 
 /**
  * The `petrel` command: thin on purpose. It parses arguments and calls the
- * services; everything worth testing lives behind it.
+ * services; everything worth testing lives behind it. Each command's module
+ * is imported when that command runs: `petrel serve` does not load the
+ * diagnostics, nor `petrel queue summary` the server.
  */
 
 const USAGE = `Usage: petrel <command> [options]
@@ -49,6 +39,7 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case "serve": {
       const { values } = parseArgs({ args: rest, options: { config: { type: "string", short: "c" } }, strict: true });
+      const { serve } = await import("./serve.ts");
       return serve({ configPath: values.config });
     }
     case "hash-password": {
@@ -60,32 +51,33 @@ async function main(argv: string[]): Promise<number> {
         process.stderr.write(`petrel hash-password: unexpected argument '${positionals[1]}'\n`);
         return 2;
       }
+      const { hashPasswordCommand } = await import("./hash-password.ts");
       return hashPasswordCommand({ scram: values.scram ?? true, configPath: values.config, address: positionals[0] });
     }
     case "queue":
-      return queueCommand(rest, process);
+      return (await import("./queue-commands.ts")).queueCommand(rest, process);
     case "send":
-      return sendCommand(rest, process);
+      return (await import("./send.ts")).sendCommand(rest, process);
     case "dkim":
-      return dkimCommand(rest, process);
+      return (await import("./dkim-command.ts")).dkimCommand(rest, process);
     case "dns":
-      return dnsCommand(rest, process);
+      return (await import("./dns-command.ts")).dnsCommand(rest, process);
     case "tlsrpt":
-      return tlsrptCommand(rest, process);
+      return (await import("./tlsrpt-command.ts")).tlsrptCommand(rest, process);
     case "status":
-      return statusCommand(rest, process);
+      return (await import("./status-command.ts")).statusCommand(rest, process);
     case "reload":
-      return reloadCommand(rest, process);
+      return (await import("./reload-command.ts")).reloadCommand(rest, process);
     case "check":
-      return checkCommand(rest, process);
+      return (await import("./check-command.ts")).checkCommand(rest, process);
     case "doctor":
-      return doctorCommand(rest, process);
+      return (await import("./doctor-command.ts")).doctorCommand(rest, process);
     case "db":
-      return dbCommand(rest, process);
+      return (await import("./db-command.ts")).dbCommand(rest, process);
     case "domain":
     case "user":
     case "alias":
-      return accountsCommand([command, ...rest], process);
+      return (await import("./accounts-commands.ts")).accountsCommand([command, ...rest], process);
     case undefined:
     case "help":
     case "--help":

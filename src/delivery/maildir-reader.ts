@@ -12,8 +12,14 @@
 import { createReadStream, type ReadStream } from "node:fs";
 import { open, readdir, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import PostalMime, { type Address, type Email } from "postal-mime";
+import type { Address, Email } from "postal-mime";
 import { maildirFolder } from "./maildir.ts";
+
+/** postal-mime is loaded when a message is first read (the dashboard), not when the server starts. */
+async function parseMime(input: Parameters<typeof import("postal-mime").default.parse>[0]): Promise<Email> {
+  const { default: PostalMime } = await import("postal-mime");
+  return PostalMime.parse(input);
+}
 
 export interface MaildirMessageSummary {
   /** The unique base name: the message's id in this mailbox. */
@@ -82,7 +88,7 @@ export class MaildirReader {
     const slice = present.slice(page.offset, page.offset + page.limit);
     const messages = await Promise.all(slice.map(async ({ f, st }) => {
       const head = await readHead(f.path);
-      const email = await PostalMime.parse(head);
+      const email = await parseMime(head);
       return summary(f, folder, st!.mtimeMs, st!.size, email);
     }));
     return { total: present.length, messages };
@@ -93,7 +99,7 @@ export class MaildirReader {
     const f = await this.locate(folder, id);
     const st = await stat(f.path);
     if (st.size > PARSE_LIMIT) throw new MailboxError("too-large", `message ${id} is ${st.size} bytes, over the ${PARSE_LIMIT} bytes parsed here; fetch its raw source instead`);
-    const email = await PostalMime.parse(await readAll(f.path));
+    const email = await parseMime(await readAll(f.path));
     return {
       ...summary(f, folder, st.mtimeMs, st.size, email),
       headers: email.headers.map((h) => ({ name: h.originalKey, value: h.value })),
@@ -124,7 +130,7 @@ export class MaildirReader {
     const f = await this.locate(folder, id);
     const st = await stat(f.path);
     if (st.size > PARSE_LIMIT) throw new MailboxError("too-large", `message ${id} is too large to be parsed here`);
-    return PostalMime.parse(await readAll(f.path));
+    return parseMime(await readAll(f.path));
   }
 
   /** The message as stored (LF line ends, as Maildir files have them). */

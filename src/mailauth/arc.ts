@@ -9,7 +9,8 @@
  * message carries, the relaxed body hash computed while it streamed in, the chain's validation
  * result (cv=) and the Authentication-Results this server wrote.
  */
-import { arc, createSeal, getARChain } from "mailauth";
+// The subpaths, not the package's index: that one loads BIMI and VMC validation too (node-forge, undici, …), a third of the server's modules.
+import { arc, createSeal, getARChain } from "mailauth/lib/arc/index.js";
 import type { ARCChainEntry, DNSResolver } from "mailauth";
 import { formatAuthHeaderRow, parseHeaders } from "mailauth/lib/tools.js";
 import type { DkimSigningKey } from "./dkim-sign.ts";

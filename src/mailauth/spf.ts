@@ -6,7 +6,8 @@
  * Two identities (RFC 7208 §2.3, §2.4): MAIL FROM, and HELO — checked on its own, and standing in
  * for MAIL FROM when the reverse-path is null (bounces), as postmaster@<HELO>.
  */
-import { spf as checkHost } from "mailauth";
+// The subpath, not the package's index, which loads BIMI and VMC validation too (node-forge, undici, …).
+import { spf as checkHost } from "mailauth/lib/spf/index.js";
 import type { DNSResolver, SPFResult } from "mailauth";
 import type { MailauthResolver } from "./dns-resolver.ts";
 

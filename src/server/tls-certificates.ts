@@ -9,7 +9,6 @@ import { X509Certificate, createPrivateKey } from "node:crypto";
 import { chmod, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { isIP } from "node:net";
 import { join } from "node:path";
-import { generate } from "selfsigned";
 
 export interface CertificatePaths {
   certPath: string;
@@ -55,6 +54,8 @@ export async function generateSelfSigned(
   for (const ip of ["127.0.0.1", "::1"]) if (!names.includes(ip)) altNames.push({ type: 7, ip });
   const notBeforeDate = new Date(Date.now() - 60_000); // tolerate a little clock skew
   const notAfterDate = new Date(notBeforeDate.getTime() + (options.days ?? 365) * DAY);
+  // selfsigned (with @peculiar/x509) is loaded only when a certificate is made, not on every start.
+  const { generate } = await import("selfsigned");
   const pems = await generate([{ name: "commonName", value: hostname }], {
     keyType: "ec",
     curve: "P-256",

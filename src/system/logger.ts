@@ -9,7 +9,7 @@
  * them (a whole `err` object with a request inside, say).
  */
 import pino, { type DestinationStream, type Logger } from "pino";
-import pretty from "pino-pretty";
+import { createRequire } from "node:module";
 import type { Config } from "../config/schema.ts";
 
 export type LogFormat = Config["log"]["format"];
@@ -69,6 +69,8 @@ export function createLogger(settings: Config["log"], output: LoggerOutput = {})
     return made(stream === process.stdout ? pino(options) : pino(options, stream as DestinationStream));
   }
   // One line per event, local time, the level in words; colour only on a terminal.
+  // pino-pretty is loaded only here: a server logging JSON never pays for it.
+  const pretty = createRequire(import.meta.url)("pino-pretty") as typeof import("pino-pretty").build;
   const readable = pretty({
     destination: stream,
     colorize: stream.isTTY === true,
