@@ -17,6 +17,7 @@ import { SqliteQueueStore } from "./queue/sqlite-queue-store.ts";
 import { openDatabase } from "./storage/postgres/open-database.ts";
 import { nodeName } from "./storage/postgres/node-name.ts";
 import { NodeRegistry } from "./cluster/node-registry.ts";
+import { InflowControl } from "./queue/inflow.ts";
 import { systemClock, type Clock } from "./mail/clock.ts";
 import type { Check } from "./policy/check.ts";
 import { PolicyPipeline } from "./policy/pipeline.ts";
@@ -184,7 +185,10 @@ export async function openQueue(
   const accounts = options.accounts;
   // The intake tells the queue about every message it stores — DSNs the queue itself asks for included.
   let queue: QueueManager | undefined;
-  const intake = buildIntake(config, { spool, log, clock, onCommitted: (id) => queue?.enqueue(id), signingKeys: options.signingKeys, events: options.events });
+  // Received mail is paced while the queue falls behind (Postfix in_flow_delay, queue/inflow.ts).
+  // Up to queue.concurrency messages may be accepted ahead of the deliveries started (Postfix: its process limit).
+  const inflow = new InflowControl({ clock, delay: config.queue.inflowDelay, limit: config.queue.concurrency });
+  const intake = buildIntake(config, { spool, log, clock, onCommitted: (id) => queue?.enqueue(id), signingKeys: options.signingKeys, events: options.events, inflow });
   const stateDir = join(config.dataDir, "queue-state");
   queue = new QueueManager({
     spool,
@@ -198,6 +202,7 @@ export async function openQueue(
     settings: config.queue,
     maxReceived: config.delivery.maxReceived,
     events: options.events,
+    inflow,
   });
   return { spool, queue, intake };
 }
@@ -208,7 +213,7 @@ export async function openQueue(
  * and seals what the checks ask to be sealed.
  */
 export function buildIntake(
-  config: Config, options: { spool: Spool; log: Logger; clock?: Clock; onCommitted?: (id: string) => void; signingKeys?: SigningKeys; events?: EventSink },
+  config: Config, options: { spool: Spool; log: Logger; clock?: Clock; onCommitted?: (id: string) => void; signingKeys?: SigningKeys; events?: EventSink; inflow?: InflowControl },
 ): Intake {
   const clock = options.clock ?? systemClock;
   const keys = options.signingKeys;
@@ -222,6 +227,7 @@ export function buildIntake(
     onCommitted: options.onCommitted,
     ...(keys ? { signer: new MessageSigner({ keys, clock, log: options.log.child({ component: "dkim" }), headerSizeLimit: config.limits.headerSize }) } : {}),
     events: options.events,
+    ...(options.inflow ? { inflow: options.inflow } : {}),
   });
 }
 

@@ -130,6 +130,7 @@ export const DEFAULTS = {
     perDestination: 20,
     recipientsPerDelivery: 50,
     activeLimit: 20_000,
+    inflowDelay: 1 * SECOND,
   },
   delivery: {
     subaddressSeparator: "+",

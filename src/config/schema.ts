@@ -609,6 +609,8 @@ export const configSchema = z.strictObject({
       recipientsPerDelivery: count(DEFAULTS.queue.recipientsPerDelivery, 1),
       /** Messages held in memory at once; the rest wait on disk (Postfix qmgr_message_active_limit). */
       activeLimit: count(DEFAULTS.queue.activeLimit, 1),
+      /** Longest pause before MAIL is answered while delivery falls behind acceptance; 0 = never (Postfix in_flow_delay). */
+      inflowDelay: duration(DEFAULTS.queue.inflowDelay),
     })
     .prefault({}),
   /** Local delivery: Maildir under <dataDir>/mail/<domain>/<user>/, or LMTP per domain. */

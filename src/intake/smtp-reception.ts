@@ -80,6 +80,9 @@ export class SmtpReception implements SessionHandler {
   }
 
   mail(state: SessionState, from: Mailbox | null, params: MailParameters): Awaitable<Reply | undefined> {
+    // Postfix's in_flow_delay: while the queue falls behind, a new message waits (up to queue.inflowDelay) before MAIL is answered.
+    const paced = this.options.intake.inflow?.take();
+    if (paced !== undefined) return paced.then(() => this.policy.mail(this.facts(state), from, params));
     return this.policy.mail(this.facts(state), from, params);
   }
 

@@ -14,6 +14,7 @@ import { reconcile } from "./reconcile.ts";
 import { importLegacyStates } from "./legacy-state.ts";
 import { storedMessage } from "../spool/stored-message.ts";
 import { noEvents, type EventSink } from "../events/petrel-event.ts";
+import type { InflowControl } from "./inflow.ts";
 
 export type { QueueListItem } from "./queue-report.ts";
 
@@ -64,6 +65,8 @@ export interface QueueSettings {
   readonly recipientsPerDelivery: number;
   /** Messages held in memory at once (Postfix qmgr_message_active_limit: 20,000); the rest wait in the store. */
   readonly activeLimit: number;
+  /** How long a new message may wait at MAIL for the queue to catch up (Postfix in_flow_delay: 1 s; 0 = never); see inflow.ts. */
+  readonly inflowDelay?: number;
 }
 
 /** Messages claimed from the store at once when room frees up. */
@@ -86,6 +89,8 @@ export interface QueueManagerDeps {
   readonly legacyStateDir?: string;
   /** Told what happens to each message (the message trace, metrics). */
   readonly events?: EventSink;
+  /** The reception's pacing (Postfix in_flow_delay): given a token for each delivery started, refilled while the queue keeps up. */
+  readonly inflow?: InflowControl;
 }
 
 interface Job {
@@ -221,6 +226,7 @@ export class QueueManager {
   /** Stop starting deliveries; wait for those in flight. */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.deps.inflow?.releaseAll();
     if (this.timer !== null) this.deps.clock.cancel(this.timer);
     this.timer = null;
     await this.settled();
@@ -238,6 +244,11 @@ export class QueueManager {
     await this.settled();
   }
 
+  /** Sessions waiting at MAIL for the queue to catch up now (inflow.ts; status, tests). */
+  get pacedSessions(): number {
+    return this.deps.inflow?.waiting ?? 0;
+  }
+
   /** Messages in memory now, and how many may be (tests, status). */
   get activeCount(): number {
     return this.messages.size;
@@ -251,6 +262,7 @@ export class QueueManager {
   reconfigure(changes: { router?: Router; settings?: QueueSettings }): Promise<void> {
     const inFlight = Promise.all(this.running).then(() => undefined);
     this.deps = { ...this.deps, ...changes };
+    if (changes.settings?.inflowDelay !== undefined) this.deps.inflow?.setDelay(changes.settings.inflowDelay);
     if (changes.router) {
       // Every waiting recipient is routed again: ready queues are rebuilt from the messages.
       this.routes = new WeakMap();
@@ -660,6 +672,8 @@ export class QueueManager {
       this.rr++;
       blocked = 0;
     }
+    // Nothing due waits for a delivery slot: the queue keeps up, arrivals need not wait (inflow.ts).
+    if (this.destinations.length === 0 && this.messages.size < this.activeLimit) this.deps.inflow?.fill();
   }
 
   private run(job: Job): void {
@@ -668,6 +682,8 @@ export class QueueManager {
     job.msg.jobs++;
     this.inFlight.set(dest, (this.inFlight.get(dest) ?? 0) + 1);
     for (const r of job.recipients) r.status = "delivering";
+    // Mail taken in for delivery: one more new message may be accepted without waiting.
+    this.deps.inflow?.put(1);
     const id = job.msg.state.id;
     const started = this.deps.clock.now();
     const p = (async () => {
