@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { spawn } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
 import { NODE, pidOf, pinned, spawnReady, stopChild, which } from "./proc.ts";
+import { NODE_FLAGS } from "../../src/system/node-flags.ts";
 import { postfixAvailable, startPostfix } from "./postfix-peer.ts";
 
 export const BENCH_ROOT = join(import.meta.dirname, "..");
@@ -67,8 +68,11 @@ export interface NodeExtra {
 
 function nodeServer(script: string, mode: string, address: string) {
   return async (dataDir: string, cpu: string | null, extra: NodeExtra = {}): Promise<RunningServer> => {
-    const dir = script === "petrel-entry.ts" ? petrelBench : BENCH_ROOT;
-    const [cmd, args] = pinned(cpu, NODE, [...(extra.nodeFlags ?? []), join(dir, script), mode, address, String(PORT), dataDir]);
+    const petrel = script === "petrel-entry.ts";
+    const dir = petrel ? petrelBench : BENCH_ROOT;
+    // Petrel as its launchers start it (src/system/node-flags.ts); the peers as Node starts them.
+    const flags = [...(petrel ? NODE_FLAGS : []), ...(extra.nodeFlags ?? [])];
+    const [cmd, args] = pinned(cpu, NODE, [...flags, join(dir, script), mode, address, String(PORT), dataDir]);
     const s = await spawnReady(cmd, args, START_TIMEOUT, { ...process.env, ...extra.env });
     return { pid: pidOf(s.child), stop: () => stopChild(s.child, 10_000) };
   };

@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=8
 import { parseArgs } from "node:util";
 import { ACCOUNTS_USAGE } from "./accounts-commands.ts";
 
