@@ -166,8 +166,8 @@ async function throughputPhase(servers: ServerDef[], root: string, generator: Ge
         sessions: sc.spec.sessions, reuse: sc.spec.reuse, unit: sc.id.startsWith("latency") ? "ms" : "msg/s", servers: {},
       };
       result.scenarios.push(res);
-      const raw: Record<string, { mps: number[]; delivered: number[]; p50: number[]; p99: number[]; cpu: number[]; quiet: Quiet[]; errors: string[] }> = {};
-      for (const id of running.keys()) raw[id] = { mps: [], delivered: [], p50: [], p99: [], cpu: [], quiet: [], errors: [] };
+      const raw: Record<string, { mps: number[]; delivered: number[]; backlog: number[]; p50: number[]; p99: number[]; cpu: number[]; quiet: Quiet[]; errors: string[] }> = {};
+      for (const id of running.keys()) raw[id] = { mps: [], delivered: [], backlog: [], p50: [], p99: [], cpu: [], quiet: [], errors: [] };
       // warm-up (not recorded): JIT, page cache, process pools
       for (const [id, srv] of running) {
         if (overBudget()) break;
@@ -208,6 +208,8 @@ async function throughputPhase(servers: ServerDef[], root: string, generator: Ge
           if (r.latencyMs?.p99 != null) raw[id].p99.push(r.latencyMs.p99);
           let note = "";
           if (srv.maildirNew) {
+            // Accepted but not yet delivered when the load ended: what a server that keeps up does not leave.
+            raw[id].backlog.push(base + r.sent - (await countFiles(srv.maildirNew)));
             const t1 = await waitDelivered(srv.maildirNew, base + r.sent, PLAN.deliverTimeoutMs);
             if (t1 === null) raw[id].errors.push(`not all delivered within ${PLAN.deliverTimeoutMs} ms`);
             else {
@@ -228,6 +230,7 @@ async function throughputPhase(servers: ServerDef[], root: string, generator: Ge
         res.servers[id] = {
           throughput: summarize(v.mps),
           delivered: summarize(v.delivered),
+          backlog: summarize(v.backlog),
           latencyP50: summarize(v.p50),
           latencyP99: summarize(v.p99),
           cpuPerMessage: summarize(v.cpu),

@@ -24,6 +24,8 @@ export interface ServerResult {
   readonly quiet?: QuietRecord;
   /** Deliver servers: messages / (time from load start until the last one is in the Maildir). */
   readonly delivered?: Summary | null;
+  /** Deliver servers: messages accepted but not yet in the Maildir when the load generator finished. */
+  readonly backlog?: Summary | null;
   readonly latencyP50?: Summary | null;
   readonly latencyP99?: Summary | null;
   /** Memory scenarios: KiB per connection, or MiB of peak RSS growth. */
@@ -133,14 +135,14 @@ function throughputTable(result: BenchResult, s: ScenarioResult): string[] {
     "",
     `${s.messages} messages per run, ${s.size} body octets, ${s.sessions} session(s), generator ${s.generator}.`,
     "",
-    `| server | msg/s median | min – max | same-kind Petrel ÷ this |${hasDelivered ? " delivered/s median | min – max |" : ""} server CPU µs/msg | machine idle before | errors |`,
-    `| --- | ---: | ---: | ---: |${hasDelivered ? " ---: | ---: |" : ""} ---: | ---: | --- |`,
+    `| server | msg/s median | min – max | same-kind Petrel ÷ this |${hasDelivered ? " delivered/s median | min – max | backlog at the end of the load |" : ""} server CPU µs/msg | machine idle before | errors |`,
+    `| --- | ---: | ---: | ---: |${hasDelivered ? " ---: | ---: | ---: |" : ""} ---: | ---: | --- |`,
   ];
   for (const [id, r] of Object.entries(s.servers)) {
     const kind = result.servers.find((x) => x.id === id)?.kind ?? "durable";
     const petrel = PETREL_FOR[kind];
     const rr = id === petrel ? null : ratio(s.servers[petrel]?.throughput?.median, r.throughput?.median);
-    const del = hasDelivered ? ` ${fmt(r.delivered?.median)} | ${range(r.delivered)} |` : "";
+    const del = hasDelivered ? ` ${fmt(r.delivered?.median)} | ${range(r.delivered)} | ${fmt(r.backlog?.median)} |` : "";
     lines.push(`| ${label(result, id)} | ${fmt(r.throughput?.median)} | ${range(r.throughput)} | ${id === petrel ? "(Petrel)" : fmtRatio(rr)} |${del} ${fmt(r.cpuPerMessage?.median)} | ${quietCell(r.quiet)} | ${errorsCell(r.errors)} |`);
   }
   return [...lines, ""];

@@ -59,6 +59,7 @@ export class SmtpReceptionFactory {
 }
 
 const storageFailure = reply(451, "4.3.0", "Error: queue file write error, try again later");
+const gone = reply(421, "4.4.2", "Error: connection closed");
 
 export class SmtpReception implements SessionHandler {
   private readonly options: ReceptionOptions;
@@ -67,6 +68,7 @@ export class SmtpReception implements SessionHandler {
   private readonly log: Logger;
   private mechanism = "";
   private authFailures = 0;
+  private closed = false;
 
   constructor(options: ReceptionOptions, policy: PolicySession, log: Logger) {
     this.options = options;
@@ -82,7 +84,8 @@ export class SmtpReception implements SessionHandler {
   mail(state: SessionState, from: Mailbox | null, params: MailParameters): Awaitable<Reply | undefined> {
     // Postfix's in_flow_delay: while the queue falls behind, a new message waits (up to queue.inflowDelay) before MAIL is answered.
     const paced = this.options.intake.inflow?.take();
-    if (paced !== undefined) return paced.then(() => this.policy.mail(this.facts(state), from, params));
+    // A client that left while it waited is not asked about any more (its checks are closed).
+    if (paced !== undefined) return paced.then(() => (this.closed ? gone : this.policy.mail(this.facts(state), from, params)));
     return this.policy.mail(this.facts(state), from, params);
   }
 
@@ -165,6 +168,7 @@ export class SmtpReception implements SessionHandler {
   }
 
   close(): Promise<void> {
+    this.closed = true;
     return this.policy.close();
   }
 
