@@ -873,8 +873,11 @@ export class QueueManager {
   }
 }
 
+/** No write pending: one settled promise shared by every entry (20,000 in memory need not hold 20,000). */
+const NOTHING_PENDING: Promise<void> = Promise.resolve();
+
 function newEntry(state: MessageState, envelope: Envelope, stored: boolean): Entry {
-  return { state, envelope, saving: Promise.resolve(), stored, jobs: 0, leaving: false, sender: envelope.mailFrom, size: envelope.size ?? envelope.declaredSize };
+  return { state, envelope, saving: NOTHING_PENDING, stored, jobs: 0, leaving: false, sender: envelope.mailFrom, size: envelope.size ?? envelope.declaredSize };
 }
 
 function entryView(state: MessageState, envelope: Envelope): StoredMessage {
