@@ -19,7 +19,7 @@
  *   again). A batch of several that fails for a reason other than the connection is retried one
  *   request at a time, so one bad message does not refuse its neighbours.
  */
-import type { PostgresClient, PostgresPool } from "../storage/postgres/postgres-pool.ts";
+import { withClient, type PostgresClient, type PostgresPool } from "../storage/postgres/postgres-pool.ts";
 import { SpoolError, toSpoolError, type QueueId } from "./spool.ts";
 
 export interface CommitRequest {
@@ -94,10 +94,9 @@ export class PostgresGroupCommit {
   }
 
   /** One transaction for `batch`; resolves or rejects each request itself, throws when the transaction failed. */
-  private async transaction(batch: Pending[]): Promise<void> {
-    const client = await this.pool.connect();
-    let broken: unknown;
-    try {
+  private transaction(batch: Pending[]): Promise<void> {
+    return withClient(this.pool, async (client) => {
+      // BEGIN and the setting in one round trip; ROLLBACK is left to the connection's closing.
       await client.query("BEGIN; SET LOCAL synchronous_commit TO on");
       const refused = await this.claimWriters(client, batch);
       const accepted = batch.filter((r) => !refused.has(r.id));
@@ -120,14 +119,7 @@ export class PostgresGroupCommit {
         if (refused.has(r.id)) r.reject(new SpoolError(`cannot commit ${r.id}: its body was removed as abandoned`, { code: "ESTALE" }));
         else r.resolve();
       }
-    } catch (err) {
-      broken = lostConnection(err) ? err : undefined;
-      await client.query("ROLLBACK").catch(() => {});
-      throw err;
-    } finally {
-      // A connection that failed under us is not given back to the pool.
-      client.release(broken instanceof Error ? broken : undefined);
-    }
+    });
   }
 
   /** Delete the spool_writer rows of requests that wrote chunks before; the ids whose row was gone. */

@@ -55,6 +55,9 @@ export interface PostgresSpoolStats {
   readonly transactions: number;
 }
 
+/** Fresh envelopes kept at most (about a kilobyte each). */
+const FRESH_LIMIT = 1000;
+
 export class PostgresSpool implements Spool {
   private readonly pool: PostgresPool;
   private readonly node: string;
@@ -72,6 +75,12 @@ export class PostgresSpool implements Spool {
   private timer: NodeJS.Timeout | null = null;
   private held = 0;
   private committedCount = 0;
+  /**
+   * Envelopes this node committed and no one has read yet: the queue reads a new message's
+   * envelope at once, and must get it even when the database went away right after the commit
+   * (else the message would wait for the next start's scan). Bounded, oldest dropped first.
+   */
+  private readonly fresh = new Map<QueueId, string>();
 
   constructor(options: PostgresSpoolOptions) {
     this.pool = options.pool;
@@ -95,7 +104,11 @@ export class PostgresSpool implements Spool {
       release: (n) => {
         this.held -= n;
       },
-      commitMessage: (request) => this.committer.commit(request),
+      commitMessage: async (request) => {
+        await this.committer.commit(request);
+        this.fresh.set(request.id, request.envelopeJson);
+        if (this.fresh.size > FRESH_LIMIT) this.fresh.delete(this.fresh.keys().next().value!);
+      },
       trackCommit: (p) => {
         this.commits.add(p);
         const forget = (): void => {
@@ -207,7 +220,11 @@ export class PostgresSpool implements Spool {
 
   async readEnvelope(id: QueueId): Promise<Envelope> {
     this.checkId(id);
-    let json: string;
+    let json = this.fresh.get(id);
+    if (json !== undefined) {
+      this.fresh.delete(id);
+      return parseEnvelope(Buffer.from(json, "utf8")) as Envelope;
+    }
     try {
       const r = await this.pool.query<{ envelope: string }>("SELECT envelope FROM spool_message WHERE id = $1", [id]);
       if (r.rows.length === 0) throw new SpoolError(`no such message: ${id}`, { code: "ENOENT" });
@@ -261,6 +278,7 @@ export class PostgresSpool implements Spool {
   async remove(id: QueueId): Promise<void> {
     this.checkId(id);
     this.assertOpen();
+    this.fresh.delete(id);
     let n: number;
     try {
       const r = await this.pool.query<{ n: string }>(

@@ -9,7 +9,7 @@
  * of a small message — rides in the group-committed transaction with the envelope.
  */
 import type { Envelope } from "../mail/envelope.ts";
-import type { PostgresPool } from "../storage/postgres/postgres-pool.ts";
+import { withClient, type PostgresPool } from "../storage/postgres/postgres-pool.ts";
 import { encodeEnvelope } from "./journal-record.ts";
 import type { CommitRequest } from "./postgres-commit.ts";
 import type { QueueId } from "./spool.ts";
@@ -78,10 +78,8 @@ export class PostgresSpoolWriter extends WriterLifecycle {
     });
   }
 
-  private async insertRow(seq: number, bytes: Buffer): Promise<void> {
-    const client = await this.host.pool.connect();
-    let failed: Error | undefined;
-    try {
+  private insertRow(seq: number, bytes: Buffer): Promise<void> {
+    return withClient(this.host.pool, async (client) => {
       await client.query("BEGIN; SET LOCAL synchronous_commit TO off");
       if (seq === 0) {
         await client.query("INSERT INTO spool_writer (id, node) VALUES ($1, $2)", [this.id, this.host.node]);
@@ -92,13 +90,7 @@ export class PostgresSpoolWriter extends WriterLifecycle {
       await client.query("INSERT INTO spool_chunk (id, seq, bytes) VALUES ($1, $2, $3)", [this.id, seq, bytes]);
       await client.query("COMMIT");
       this.written = seq + 1;
-    } catch (err) {
-      failed = err instanceof Error ? err : new Error(String(err));
-      await client.query("ROLLBACK").catch(() => {});
-      throw err;
-    } finally {
-      client.release(failed);
-    }
+    });
   }
 
   protected async persist(envelope: Envelope): Promise<void> {
