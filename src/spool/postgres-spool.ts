@@ -95,7 +95,7 @@ export class PostgresSpool implements Spool {
     this.host = {
       pool: this.pool,
       node: this.node,
-      chunkSize: options.chunkSize ?? 256 * 1024,
+      chunkSize: options.chunkSize ?? 64 * 1024,
       reserve: (n) => {
         if (this.held + n > budget) return false;
         this.held += n;
