@@ -87,7 +87,7 @@ test("postgres spool: a 5 MiB body with every byte value streams in as rows befo
     const w = await spool.create();
     for (const c of oddChunks(body)) await w.write(c);
     const rowsBefore = await count("spool_chunk", w.id);
-    assert.ok(rowsBefore >= 16, `the body is in the database before the commit (${rowsBefore} rows of 256 KiB)`);
+    assert.ok(rowsBefore >= 16, `the body is in the database before the commit (${rowsBefore} rows of 64 KiB)`);
     assert.equal(await count("spool_writer", w.id), 1, "the writer is registered while in flight");
     assert.deepEqual(await spool.list(), []);
     await w.commit(sampleEnvelope());
