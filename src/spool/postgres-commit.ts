@@ -4,8 +4,8 @@
  *
  * - `commit()` queues a request. An idle committer starts at once (after one microtask, so the
  *   requests of the same tick share the batch: no timer, no added latency); while a batch's
- *   transaction runs, new requests wait together and form the next. The number of transactions
- *   grows with time, not with commits.
+ *   transaction runs, new requests wait together and form the next (two lanes overlap their
+ *   round trips; see LANES). The number of transactions grows with time, not with commits.
  * - The transaction sets `synchronous_commit` on (whatever the server's or role's default), so
  *   COMMIT returns only once its WAL — and all WAL before it, including the body chunks written
  *   earlier with synchronous_commit off — is flushed (and, with synchronous standbys, confirmed).
@@ -38,6 +38,11 @@ interface Pending extends CommitRequest {
   reject(err: unknown): void;
 }
 
+/**
+ * Transactions in flight at once. One would leave the database idle during each batch's round
+ * trips; two overlap them, and PostgreSQL flushes the WAL of commits that arrive together once.
+ */
+const LANES = 2;
 /** Requests in one transaction at most: 3 parameters a chunk row keeps a batch far below the protocol's 65 535. */
 const MAX_BATCH = 1000;
 /** Last-chunk bytes in one transaction at most; the rest waits for the next. */
@@ -47,7 +52,7 @@ export class PostgresGroupCommit {
   private readonly pool: PostgresPool;
   private readonly node: string;
   private pending: Pending[] = [];
-  private running: Promise<void> | null = null;
+  private readonly lanes = new Set<Promise<void>>();
   /** Transactions committed, and messages they committed (for tests and metrics). */
   transactions = 0;
   committed = 0;
@@ -60,14 +65,18 @@ export class PostgresGroupCommit {
   commit(request: CommitRequest): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.pending.push({ ...request, resolve, reject });
-      if (this.running === null) this.running = this.run();
+      if (this.lanes.size < LANES) {
+        const lane: Promise<void> = this.run().finally(() => this.lanes.delete(lane));
+        this.lanes.add(lane);
+      }
     });
   }
 
   async idle(): Promise<void> {
-    while (this.running !== null) await this.running;
+    while (this.lanes.size > 0) await Promise.all([...this.lanes]);
   }
 
+  /** One lane: takes what is pending as a batch, commits it, again until nothing is left. */
   private async run(): Promise<void> {
     await Promise.resolve();
     while (this.pending.length > 0) {
@@ -90,7 +99,6 @@ export class PostgresGroupCommit {
         }
       }
     }
-    this.running = null;
   }
 
   /** One transaction for `batch`; resolves or rejects each request itself, throws when the transaction failed. */
