@@ -1,7 +1,7 @@
 /**
  * The spool of `storage.kind: postgres`: messages in the cluster's database, shared by every node.
  *
- * Tables (migration 2, src/storage/postgres/migrations.ts):
+ * Tables (migration 3, src/storage/postgres/migrations.ts):
  *   spool_message (id, envelope, size, crc, chunks, node, committed_at)  one row per committed message
  *   spool_chunk   (id, seq, bytes)                                        the body, in order
  *   spool_writer  (id, node, touched_at)                                  writers that wrote rows, not yet committed
