@@ -30,6 +30,7 @@ import { PostgresGroupCommit } from "./postgres-commit.ts";
 import { PostgresSpoolWriter, type PostgresWriterHost } from "./postgres-writer.ts";
 import { isQueueId, newQueueId } from "./queue-id.ts";
 import { SpoolError, toSpoolError, type QueueId, type Spool, type SpoolWriter } from "./spool.ts";
+import { ByteBudget, trackUntilSettled } from "./writer-lifecycle.ts";
 
 export interface PostgresSpoolOptions {
   readonly pool: PostgresPool;
@@ -73,7 +74,6 @@ export class PostgresSpool implements Spool {
   private state: "new" | "open" | "closed" = "new";
   private openPromise: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
-  private held = 0;
   private committedCount = 0;
   /**
    * Envelopes this node committed and no one has read yet: the queue reads a new message's
@@ -91,31 +91,19 @@ export class PostgresSpool implements Spool {
     this.abandonAfter = options.abandonAfter ?? 10 * 60_000;
     this.heartbeatEvery = options.heartbeatEvery ?? 60_000;
     this.committer = new PostgresGroupCommit(this.pool, this.node);
-    const budget = options.budget ?? 32 * 1024 * 1024;
+    const budget = new ByteBudget(options.budget ?? 32 * 1024 * 1024);
     this.host = {
       pool: this.pool,
       node: this.node,
       chunkSize: options.chunkSize ?? 64 * 1024,
-      reserve: (n) => {
-        if (this.held + n > budget) return false;
-        this.held += n;
-        return true;
-      },
-      release: (n) => {
-        this.held -= n;
-      },
+      reserve: (n) => budget.reserve(n),
+      release: (n) => budget.release(n),
       commitMessage: async (request) => {
         await this.committer.commit(request);
         this.fresh.set(request.id, request.envelopeJson);
         if (this.fresh.size > FRESH_LIMIT) this.fresh.delete(this.fresh.keys().next().value!);
       },
-      trackCommit: (p) => {
-        this.commits.add(p);
-        const forget = (): void => {
-          this.commits.delete(p);
-        };
-        p.then(forget, forget);
-      },
+      trackCommit: (p) => trackUntilSettled(this.commits, p),
       writerDone: (writer, committed) => {
         this.writers.delete(writer);
         if (committed) this.committedCount++;
