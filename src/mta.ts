@@ -16,6 +16,7 @@ import { QueueManager } from "./queue/queue-manager.ts";
 import { SqliteQueueStore } from "./queue/sqlite-queue-store.ts";
 import { openDatabase } from "./storage/postgres/open-database.ts";
 import { nodeName } from "./storage/postgres/node-name.ts";
+import { PostgresSpool } from "./storage/postgres/spool.ts";
 import { NodeRegistry } from "./cluster/node-registry.ts";
 import { systemClock, type Clock } from "./mail/clock.ts";
 import type { Check } from "./policy/check.ts";
@@ -206,11 +207,14 @@ export async function openQueue(
   return { spool, queue, intake };
 }
 
-/** The spool `config` asks for: under dataDir, or in the cluster's database for storage.kind postgres. */
+/**
+ * The spool `config` asks for: under dataDir (create-spool.ts), or in the cluster's database for
+ * storage.kind postgres — chosen here, so that spool/ needs nothing of storage/.
+ */
 async function configuredSpool(config: Config, log: Logger, database: PostgresPool | null | undefined): Promise<Spool> {
   if (config.storage.kind !== "postgres") return createSpool(config.dataDir, config.spool.format, (m) => log.warn(m));
   if (!database) throw new Error("storage.kind is postgres but the database is not open: the spool is in PostgreSQL");
-  return createSpool(config.dataDir, config.spool.format, (m) => log.warn(m), { pool: database, node: nodeName(config.storage) });
+  return new PostgresSpool({ pool: database, node: nodeName(config.storage), onWarning: (m) => log.warn(m) });
 }
 
 /**

@@ -3,8 +3,6 @@ import { join } from "node:path";
 import type { Spool } from "./spool.ts";
 import { FileSpool } from "./file-spool.ts";
 import { JournalSpool } from "./journal-spool.ts";
-import { PostgresSpool } from "./postgres-spool.ts";
-import type { PostgresPool } from "../storage/postgres/postgres-pool.ts";
 
 /**
  * The spool a configuration asks for, in <dataDir>/spool:
@@ -12,21 +10,11 @@ import type { PostgresPool } from "../storage/postgres/postgres-pool.ts";
  * - "journal": records of many sessions appended to shared segments, one
  *   fdatasync per batch (group commit), large bodies in their own files.
  * Both keep the same promise: commit() resolves only once a message is on
- * stable storage. With `storage.kind: postgres` (`database` given) the spool is
- * the cluster's database instead (postgres-spool.ts), and the format is not used.
+ * stable storage.
  */
 export type SpoolFormat = "files" | "journal";
 
-/** The cluster's database, for `storage.kind: postgres`: the process's one pool and this node's name. */
-export interface SpoolDatabase {
-  readonly pool: PostgresPool;
-  readonly node: string;
-}
-
-export async function createSpool(
-  dataDir: string, format: SpoolFormat, onWarning: (message: string) => void, database?: SpoolDatabase | null,
-): Promise<Spool> {
-  if (database) return new PostgresSpool({ pool: database.pool, node: database.node, onWarning });
+export async function createSpool(dataDir: string, format: SpoolFormat, onWarning: (message: string) => void): Promise<Spool> {
   const dir = join(dataDir, "spool");
   // Messages queued in the other layout would be stranded: say so instead.
   const stranded = format === "journal" ? await queuedFiles(dir) : await queuedJournal(dir, onWarning);

@@ -8,7 +8,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { migrate } from "../../src/storage/postgres/migrations.ts";
 import { openPostgresPool, withClient, type PostgresPool } from "../../src/storage/postgres/postgres-pool.ts";
-import { PostgresSpool } from "../../src/spool/postgres-spool.ts";
+import { PostgresSpool } from "../../src/storage/postgres/spool.ts";
 import { SpoolError } from "../../src/spool/spool.ts";
 import { startPostgres, type PrivatePostgres } from "../support/postgres.ts";
 import { readAll, sampleEnvelope, store } from "./helpers.ts";

@@ -8,7 +8,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { migrate } from "../../src/storage/postgres/migrations.ts";
 import { openPostgresPool, type PostgresPool } from "../../src/storage/postgres/postgres-pool.ts";
-import { PostgresSpool, type PostgresSpoolOptions } from "../../src/spool/postgres-spool.ts";
+import { PostgresSpool, type PostgresSpoolOptions } from "../../src/storage/postgres/spool.ts";
 import { SpoolError } from "../../src/spool/spool.ts";
 import { startPostgres, type PrivatePostgres } from "../support/postgres.ts";
 import { bigBody, readAll, sampleEnvelope, store } from "./helpers.ts";

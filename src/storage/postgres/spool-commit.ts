@@ -19,8 +19,8 @@
  *   again). A batch of several that fails for a reason other than the connection is retried one
  *   request at a time, so one bad message does not refuse its neighbours.
  */
-import { withClient, type PostgresClient, type PostgresPool } from "../storage/postgres/postgres-pool.ts";
-import { SpoolError, toSpoolError, type QueueId } from "./spool.ts";
+import { withClient, type PostgresClient, type PostgresPool } from "./postgres-pool.ts";
+import { SpoolError, toSpoolError, type QueueId } from "../../spool/spool.ts";
 
 export interface CommitRequest {
   readonly id: QueueId;

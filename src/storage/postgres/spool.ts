@@ -1,15 +1,15 @@
 /**
  * The spool of `storage.kind: postgres`: messages in the cluster's database, shared by every node.
  *
- * Tables (migration 3, src/storage/postgres/migrations.ts):
+ * Tables (migration 3, migrations.ts):
  *   spool_message (id, envelope, size, crc, chunks, node, committed_at)  one row per committed message
  *   spool_chunk   (id, seq, bytes)                                        the body, in order
  *   spool_writer  (id, node, touched_at)                                  writers that wrote rows, not yet committed
  *
  * - A message exists for readers (list, scan, readEnvelope, readBody) only once its spool_message
  *   row is committed; that row is written last, in the group-committed transaction
- *   (postgres-commit.ts) with synchronous_commit on, so commit() resolving means durable.
- * - Bodies stream in as rows (postgres-writer.ts) and out one row at a time, CRC-32 and size
+ *   (spool-commit.ts) with synchronous_commit on, so commit() resolving means durable.
+ * - Bodies stream in as rows (spool-writer.ts) and out one row at a time, CRC-32 and size
  *   checked at the end, as the file formats do (a damaged body is an ECORRUPT stream error).
  * - Rows of writers that never commit are removed by the writer when it aborts; when it could not
  *   (the database was away, the node was killed) by any node's sweep: a writer whose spool_writer
@@ -22,15 +22,15 @@
 import type { Readable } from "node:stream";
 import { Readable as ReadableStream } from "node:stream";
 import { crc32 } from "node:zlib";
-import type { Envelope } from "../mail/envelope.ts";
-import { systemClock, type Now } from "../mail/clock.ts";
-import type { PostgresPool } from "../storage/postgres/postgres-pool.ts";
-import { parseEnvelope } from "./journal-record.ts";
-import { PostgresGroupCommit } from "./postgres-commit.ts";
-import { PostgresSpoolWriter, type PostgresWriterHost } from "./postgres-writer.ts";
-import { isQueueId, newQueueId } from "./queue-id.ts";
-import { SpoolError, toSpoolError, type QueueId, type Spool, type SpoolWriter } from "./spool.ts";
-import { ByteBudget, trackUntilSettled } from "./writer-lifecycle.ts";
+import type { Envelope } from "../../mail/envelope.ts";
+import { systemClock, type Now } from "../../mail/clock.ts";
+import type { PostgresPool } from "./postgres-pool.ts";
+import { parseEnvelope } from "../../spool/journal-record.ts";
+import { PostgresGroupCommit } from "./spool-commit.ts";
+import { PostgresSpoolWriter, type PostgresWriterHost } from "./spool-writer.ts";
+import { isQueueId, newQueueId } from "../../spool/queue-id.ts";
+import { SpoolError, toSpoolError, type QueueId, type Spool, type SpoolWriter } from "../../spool/spool.ts";
+import { ByteBudget, trackUntilSettled } from "../../spool/writer-lifecycle.ts";
 
 export interface PostgresSpoolOptions {
   readonly pool: PostgresPool;

@@ -5,15 +5,15 @@
  * of their own with synchronous_commit off — no WAL flush each; the commit's flush covers them,
  * since WAL is flushed in order. The first row registers the writer in spool_writer, so that the
  * rows of a writer that never commits (aborted while the database was away, its node killed) are
- * found and removed later (postgres-spool.ts, sweep). Whatever is left at commit — the whole body
+ * found and removed later (spool.ts, sweep). Whatever is left at commit — the whole body
  * of a small message — rides in the group-committed transaction with the envelope.
  */
-import type { Envelope } from "../mail/envelope.ts";
-import { withClient, type PostgresPool } from "../storage/postgres/postgres-pool.ts";
-import { encodeEnvelope } from "./journal-record.ts";
-import type { CommitRequest } from "./postgres-commit.ts";
-import type { QueueId } from "./spool.ts";
-import { WriterLifecycle } from "./writer-lifecycle.ts";
+import type { Envelope } from "../../mail/envelope.ts";
+import { withClient, type PostgresPool } from "./postgres-pool.ts";
+import { encodeEnvelope } from "../../spool/journal-record.ts";
+import type { CommitRequest } from "./spool-commit.ts";
+import type { QueueId } from "../../spool/spool.ts";
+import { WriterLifecycle } from "../../spool/writer-lifecycle.ts";
 
 /** What a writer needs from the spool that made it. */
 export interface PostgresWriterHost {
