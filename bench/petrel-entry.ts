@@ -6,6 +6,7 @@
  * MODE is
  *   durable  startReception with the default spool, the journal (accept only: group commit, nothing delivers)
  *   files    startReception with spool.format: files (accept only: a file per message, nothing delivers)
+ *   postgres startReception with storage.kind postgres at $PETREL_BENCH_PG_URL (accept only: group commit in PostgreSQL)
  *   discard  startReception with the bench-only DiscardSpool (protocol path and checks, no disk)
  *   mta      the whole startMta (accept + queue manager + Maildir delivery)
  *
@@ -22,10 +23,12 @@ import { parseConfig } from "../src/config/load.ts";
 import { FileAccountStore } from "../src/accounts/file-account-store.ts";
 import { startMta, startReception } from "../src/mta.ts";
 import { DiscardSpool } from "./discard-spool.ts";
+import { openDatabase } from "../src/storage/postgres/open-database.ts";
 
 const [mode, address, portText, dataDir] = process.argv.slice(2);
-if (!["durable", "files", "discard", "mta"].includes(mode) || !address || !portText || !dataDir) {
-  process.stderr.write("usage: petrel-entry.ts durable|files|discard|mta ADDRESS PORT DATADIR\n");
+const pgUrl = process.env.PETREL_BENCH_PG_URL;
+if (!["durable", "files", "discard", "mta", "postgres"].includes(mode) || !address || !portText || !dataDir || (mode === "postgres" && !pgUrl)) {
+  process.stderr.write("usage: [PETREL_BENCH_PG_URL=postgres://…] petrel-entry.ts durable|files|discard|mta|postgres ADDRESS PORT DATADIR\n");
   process.exit(64);
 }
 
@@ -42,6 +45,7 @@ const config = parseConfig({
   limits: { connections: 20000, connectionsPerClient: 20000, messagesPerConnection: 1000000 },
   log: { level: "silent" },
   ...(mode === "files" ? { spool: { format: "files" } } : {}),
+  ...(mode === "postgres" ? { storage: { kind: "postgres", url: pgUrl, node: "bench" } } : {}),
 }, "bench");
 const log = pino({ level: "silent" });
 
@@ -57,6 +61,14 @@ if (mode === "mta") {
   const mta = await startMta(config, { log, errorSleep: 0, controlSocket: false });
   close = () => mta.close();
   port = mta.smtp.listeners[0].port;
+} else if (config.storage.kind === "postgres") {
+  const database = await openDatabase(config.storage, log);
+  const server = await startReception(config, { log, errorSleep: 0, accounts, database });
+  close = async () => {
+    await server.close();
+    await database.end();
+  };
+  port = server.listeners[0].port;
 } else {
   const spool = mode === "discard" ? new DiscardSpool() : undefined;
   const server = await startReception(config, { log, errorSleep: 0, accounts, spool });

@@ -16,6 +16,7 @@ import { QueueManager } from "./queue/queue-manager.ts";
 import { SqliteQueueStore } from "./queue/sqlite-queue-store.ts";
 import { openDatabase } from "./storage/postgres/open-database.ts";
 import { nodeName } from "./storage/postgres/node-name.ts";
+import { PostgresSpool } from "./storage/postgres/spool.ts";
 import { NodeRegistry } from "./cluster/node-registry.ts";
 import { InflowControl } from "./queue/inflow.ts";
 import { systemClock, type Clock } from "./mail/clock.ts";
@@ -177,11 +178,15 @@ export async function openAccounts(config: Config, log: Logger, database: Postgr
  */
 export async function openQueue(
   config: Config,
-  options: { log: Logger; accounts: AccountStore; clock?: Clock; router?: Router; signingKeys?: SigningKeys; events?: EventSink },
+  options: {
+    log: Logger; accounts: AccountStore; clock?: Clock; router?: Router; signingKeys?: SigningKeys; events?: EventSink;
+    /** The cluster's database (storage.kind postgres): the spool is there. */
+    database?: PostgresPool | null;
+  },
 ): Promise<{ spool: Spool; queue: QueueManager; intake: Intake }> {
   const log = options.log;
   const clock = options.clock ?? systemClock;
-  const spool = await createSpool(config.dataDir, config.spool.format, (m) => log.warn(m));
+  const spool = await configuredSpool(config, log, options.database);
   const accounts = options.accounts;
   // The intake tells the queue about every message it stores — DSNs the queue itself asks for included.
   let queue: QueueManager | undefined;
@@ -205,6 +210,16 @@ export async function openQueue(
     inflow,
   });
   return { spool, queue, intake };
+}
+
+/**
+ * The spool `config` asks for: under dataDir (create-spool.ts), or in the cluster's database for
+ * storage.kind postgres — chosen here, so that spool/ needs nothing of storage/.
+ */
+async function configuredSpool(config: Config, log: Logger, database: PostgresPool | null | undefined): Promise<Spool> {
+  if (config.storage.kind !== "postgres") return createSpool(config.dataDir, config.spool.format, (m) => log.warn(m));
+  if (!database) throw new Error("storage.kind is postgres but the database is not open: the spool is in PostgreSQL");
+  return new PostgresSpool({ pool: database, node: nodeName(config.storage), onWarning: (m) => log.warn(m) });
 }
 
 /**
@@ -351,6 +366,8 @@ export interface ReceptionOptions {
   readonly intake?: Intake;
   /** The spool to receive into when no intake is given; the configured spool is opened (and closed by close()) when absent. */
   readonly spool?: Spool;
+  /** The cluster's database (storage.kind postgres), where a spool opened here lives. */
+  readonly database?: PostgresPool | null;
   /** Told the queue id of each message once it is durable (when the intake is built here). */
   readonly onCommitted?: (id: string) => void;
   /** More checks, asked after the configured ones and the plugins. */
@@ -376,7 +393,7 @@ export async function startReception(config: Config, options: ReceptionOptions):
   const { log } = options;
   const clock = options.clock ?? systemClock;
   const ownSpool = options.intake === undefined && options.spool === undefined;
-  const spool = options.intake?.spool ?? options.spool ?? await createSpool(config.dataDir, config.spool.format, (m) => log.warn(m));
+  const spool = options.intake?.spool ?? options.spool ?? await configuredSpool(config, log, options.database);
   await spool.open(); // idempotent: an injected spool may already be open
   let signingKeys: SigningKeys;
   try {
@@ -614,7 +631,7 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     undo.push(async () => void (await accounts.close?.()));
     let delivery = buildDelivery(config, { ...options, accounts, owner });
     const { resolver, tlsRpt } = delivery;
-    const { spool, queue, intake } = await openQueue(config, { log, accounts, clock: options.clock, router: delivery.router, signingKeys, events });
+    const { spool, queue, intake } = await openQueue(config, { log, accounts, clock: options.clock, router: delivery.router, signingKeys, events, database });
     accountsOpened = accounts;
     logNameservers(resolver, log);
     await tlsRpt.start();

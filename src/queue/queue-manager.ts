@@ -862,7 +862,16 @@ export class QueueManager {
     e.leaving = true;
     await e.saving;
     try {
-      await this.deps.spool.remove(id);
+      try {
+        await this.deps.spool.remove(id);
+      } catch (err) {
+        // The spool cannot let go of it now (its database away): the state, every recipient
+        // final, stays with it; at worst a later start delivers it again — never lost, and no
+        // rejection left for no one to handle.
+        this.deps.log.error({ queueId: id, err }, "done, but not removed from the spool");
+        await this.save(e, true);
+        return;
+      }
       if (e.stored) await this.store.remove(id);
       this.deps.log.info({ queueId: id }, "removed");
       this.events.emit({ type: "removed", queueId: id });

@@ -50,6 +50,7 @@ import { GroupSync } from "./group-sync.ts";
 import { isQueueId, newQueueId } from "./queue-id.ts";
 import { nodeFs, readEnvelopeAt, readFooter, type SpoolFileHandle, type SpoolFs } from "./spool-file.ts";
 import { SpoolError, toSpoolError, type QueueId, type Spool, type SpoolWriter } from "./spool.ts";
+import { trackUntilSettled } from "./writer-lifecycle.ts";
 
 export interface FileSpoolOptions {
   /** fsync files and the queue directory (default true). false is only for benchmarks: it gives up durability. */
@@ -349,13 +350,7 @@ export class FileSpool implements Spool {
       fsOps: this.fs,
       syncEnabled: this.fsync,
       dirSync: () => this.dirSync(),
-      trackCommit: (p) => {
-        this.commits.add(p);
-        const forget = (): void => {
-          this.commits.delete(p);
-        };
-        p.then(forget, forget);
-      },
+      trackCommit: (p) => trackUntilSettled(this.commits, p),
       writerDone: (writer, committed) => {
         this.writers.delete(writer);
         if (committed) this.counters.commits++;

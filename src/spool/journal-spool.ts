@@ -72,6 +72,7 @@ import { isQueueId, newQueueId } from "./queue-id.ts";
 import { SegmentLog } from "./segment-log.ts";
 import { indexName, writeSegmentIndex, type SegmentRecord } from "./segment-index.ts";
 import { SpoolError, toSpoolError, type QueueId, type Spool, type SpoolWriter } from "./spool.ts";
+import { ByteBudget, trackUntilSettled } from "./writer-lifecycle.ts";
 
 export interface JournalSpoolOptions {
   /** fsync/fdatasync at all (default true). false is only for benchmarks: it gives up durability. */
@@ -119,7 +120,7 @@ export class JournalSpool implements Spool {
   private readonly clock: Now;
   private readonly random: ((size: number) => Buffer) | undefined;
   private readonly inlineLimit: number;
-  private readonly inlineBudget: number;
+  private readonly inlineBudget: ByteBudget;
   private readonly segmentSize: number;
   private state: "new" | "opening" | "open" | "closed" = "new";
   private openPromise: Promise<void> | null = null;
@@ -141,7 +142,6 @@ export class JournalSpool implements Spool {
   private readonly largeDirSync: GroupSync;
   private readonly writers = new Set<JournalSpoolWriter>();
   private readonly commits = new Set<Promise<void>>();
-  private inlineHeld = 0;
   private counters = { commits: 0, fileSyncs: 0 };
   private readonly host: JournalWriterHost;
 
@@ -156,7 +156,7 @@ export class JournalSpool implements Spool {
     this.clock = options.clock ?? systemClock;
     this.random = options.random;
     this.inlineLimit = options.inlineLimit ?? 256 * 1024;
-    this.inlineBudget = options.inlineBudget ?? 32 * 1024 * 1024;
+    this.inlineBudget = new ByteBudget(options.inlineBudget ?? 32 * 1024 * 1024);
     this.segmentSize = options.segmentSize ?? 16 * 1024 * 1024;
     const dirSync = (handle: () => JournalFileHandle | null) => async () => {
       const h = handle();
@@ -495,23 +495,11 @@ export class JournalSpool implements Spool {
       syncEnabled: this.fsync,
       largeDir: this.largeDir,
       inlineLimit: this.inlineLimit,
-      reserveInline: (n) => {
-        if (this.inlineHeld + n > this.inlineBudget) return false;
-        this.inlineHeld += n;
-        return true;
-      },
-      releaseInline: (n) => {
-        this.inlineHeld -= n;
-      },
+      reserveInline: (n) => this.inlineBudget.reserve(n),
+      releaseInline: (n) => this.inlineBudget.release(n),
       largeDirSync: () => (this.fsync ? this.largeDirSync.request() : Promise.resolve()),
       commitRecord: (id, json, body) => this.commitRecord(id, json, body),
-      trackCommit: (p) => {
-        this.commits.add(p);
-        const forget = (): void => {
-          this.commits.delete(p);
-        };
-        p.then(forget, forget);
-      },
+      trackCommit: (p) => trackUntilSettled(this.commits, p),
       writerDone: (writer, committed) => {
         this.writers.delete(writer);
         if (committed) this.counters.commits++;

@@ -116,3 +116,33 @@ export abstract class WriterLifecycle implements SpoolWriter {
   }
 }
 
+
+/** Keep `p` in `commits` until it settles: a spool's close() waits for the commits in flight. */
+export function trackUntilSettled(commits: Set<Promise<void>>, p: Promise<void>): void {
+  commits.add(p);
+  const forget = (): void => {
+    commits.delete(p);
+  };
+  p.then(forget, forget);
+}
+
+/** Bytes that writers together may hold in memory before they must write them out. */
+export class ByteBudget {
+  private held = 0;
+  private readonly limit: number;
+
+  constructor(limit: number) {
+    this.limit = limit;
+  }
+
+  /** Take `n` bytes; false when that would pass the limit (nothing taken). */
+  reserve(n: number): boolean {
+    if (this.held + n > this.limit) return false;
+    this.held += n;
+    return true;
+  }
+
+  release(n: number): void {
+    this.held -= n;
+  }
+}

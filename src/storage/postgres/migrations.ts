@@ -55,6 +55,36 @@ export const MIGRATIONS: readonly Migration[] = [
       INSERT INTO account_change (id, version) VALUES (1, 0);
       ALTER TABLE petrel_node ADD COLUMN instance text, ADD COLUMN stopped_at timestamptz;`,
   },
+  {
+    version: 3,
+    description: "the spool: committed messages, their body chunks, writers in flight",
+    // Bodies as chunk rows rather than large objects: plain rows stream in and out with ordinary
+    // queries, are removed with the message in one DELETE, and need no lo_unlink bookkeeping.
+    // STORAGE EXTERNAL: mail is mostly base64 already; compressing it costs CPU for little.
+    sql: `
+      CREATE TABLE spool_message (
+        id           text PRIMARY KEY,
+        envelope     text NOT NULL,
+        size         bigint NOT NULL,
+        crc          bigint NOT NULL,
+        chunks       integer NOT NULL,
+        node         text NOT NULL,
+        committed_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE TABLE spool_chunk (
+        id    text NOT NULL,
+        seq   integer NOT NULL,
+        bytes bytea NOT NULL,
+        PRIMARY KEY (id, seq)
+      );
+      ALTER TABLE spool_chunk ALTER COLUMN bytes SET STORAGE EXTERNAL;
+      CREATE TABLE spool_writer (
+        id         text PRIMARY KEY,
+        node       text NOT NULL,
+        touched_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE INDEX spool_writer_touched ON spool_writer (touched_at);`,
+  },
 ];
 
 /** Any number; the one lock every node takes while it migrates ("petrel" in ASCII). */

@@ -58,18 +58,41 @@ export function describePostgres(url: string): string {
   }
 }
 
-/** Run `work` in one transaction on one connection; rolled back if it throws. */
-export async function inTransaction<T>(pool: PostgresPool, work: (client: PostgresClient) => Promise<T>): Promise<T> {
+/**
+ * Run `work` on one connection of the pool. While a connection is checked out, pg has no one to
+ * tell of an error the server sends between two queries (57P01 when it shuts down) and throws it
+ * — a crash; it is caught here. A connection whose work failed is closed, not given back: after
+ * a lost server it is dead, and after any other error a new one costs little.
+ */
+export async function withClient<T>(pool: PostgresPool, work: (client: PostgresClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
+  let failed: Error | undefined;
+  const onError = (err: Error): void => {
+    failed ??= err;
+  };
+  client.on("error", onError);
   try {
-    await client.query("BEGIN");
-    const result = await work(client);
-    await client.query("COMMIT");
-    return result;
+    return await work(client);
   } catch (err) {
-    await client.query("ROLLBACK").catch(() => {});
+    failed ??= err instanceof Error ? err : new Error(String(err));
     throw err;
   } finally {
-    client.release();
+    client.removeListener("error", onError);
+    client.release(failed);
   }
+}
+
+/** Run `work` in one transaction on one connection; rolled back if it throws. */
+export async function inTransaction<T>(pool: PostgresPool, work: (client: PostgresClient) => Promise<T>): Promise<T> {
+  return withClient(pool, async (client) => {
+    await client.query("BEGIN");
+    try {
+      const result = await work(client);
+      await client.query("COMMIT");
+      return result;
+    } catch (err) {
+      await client.query("ROLLBACK").catch(() => {});
+      throw err;
+    }
+  });
 }
