@@ -37,6 +37,7 @@ export class InflowControl {
   private waiters: Waiter[] = [];
   private head = 0;
   private pending = 0;
+  private keepingUp: () => boolean = () => false;
 
   /** `delay` in ms; 0 turns inflow control off. */
   constructor(options: { clock: Clock; delay: number; limit?: number }) {
@@ -44,6 +45,11 @@ export class InflowControl {
     this.delay = options.delay;
     this.limit = options.limit ?? INFLOW_TOKENS;
     this.tokens = this.limit;
+  }
+
+  /** The queue manager says whether it keeps up (nothing due waits for a delivery slot). */
+  watch(keepingUp: () => boolean): void {
+    this.keepingUp = keepingUp;
   }
 
   /** A reload of `queue.inflowDelay`: applies to messages from now on. */
@@ -63,6 +69,10 @@ export class InflowControl {
    */
   take(): Promise<void> | undefined {
     if (this.delay <= 0) return undefined;
+    // Tokens spent on messages that were refused or never stored are never given back by a
+    // delivery; a queue with nothing waiting for a slot is keeping up, so the supply is topped up
+    // now rather than at its next pass, which an idle queue may not make for a long time.
+    if (this.tokens === 0 && this.pending === 0 && this.keepingUp()) this.tokens = this.limit;
     if (this.tokens > 0 && this.pending === 0) {
       this.tokens--;
       return undefined;

@@ -160,6 +160,7 @@ export class QueueManager {
 
   constructor(deps: QueueManagerDeps) {
     this.deps = deps;
+    deps.inflow?.watch(() => this.keepingUp());
     this.store = deps.store;
     this.random = deps.random ?? Math.random;
     this.events = deps.events ?? noEvents;
@@ -672,8 +673,12 @@ export class QueueManager {
       this.rr++;
       blocked = 0;
     }
-    // Nothing due waits for a delivery slot: the queue keeps up, arrivals need not wait (inflow.ts).
-    if (this.destinations.length === 0 && this.messages.size < this.activeLimit) this.deps.inflow?.fill();
+    if (this.keepingUp()) this.deps.inflow?.fill();
+  }
+
+  /** Nothing due waits for a delivery slot: the queue keeps up, arrivals need not wait (inflow.ts). */
+  private keepingUp(): boolean {
+    return this.destinations.length === 0 && this.messages.size < this.activeLimit;
   }
 
   private run(job: Job): void {

@@ -108,3 +108,22 @@ test("sessions that timed out are not kept: the list stays bounded while no toke
   const kept = (flow as unknown as { waiters: unknown[] }).waiters.length;
   assert.ok(kept <= 2 * flow.waiting + 65, `${kept} waiters kept for ${flow.waiting} waiting`);
 });
+
+test("tokens spent on messages never stored come back when the queue is idle: no wait after an outage", async () => {
+  const clock = new ManualClock();
+  const flow = new InflowControl({ clock, delay: 1000, limit: 2 });
+  let keepingUp = false;
+  flow.watch(() => keepingUp);
+  // Two messages took their tokens and were refused (the spool away): no delivery will give them back.
+  assert.equal(flow.take(), undefined);
+  assert.equal(flow.take(), undefined);
+  // While the queue is behind, the next message waits.
+  const behind = flow.take();
+  assert.ok(behind, "paced while the queue is behind");
+  clock.advance(1000);
+  assert.equal(await settled(behind), true);
+  // The queue is idle with nothing waiting for a slot: the next message goes ahead at once.
+  keepingUp = true;
+  assert.equal(flow.take(), undefined);
+  assert.equal(flow.take(), undefined, "the supply was topped up to its limit");
+});
