@@ -108,10 +108,8 @@ export class PostgresQueueStore implements QueueStore, Leases {
        WHERE id = $1 AND (lease_node = $14 OR lease_node IS NULL)`,
       [...v, claimed, this.holder, this.until()],
     );
-    if (updated.rowCount === 1) return;
-    // No row (a state written for the first time outside adopt, e.g. a message parked for want of room), or another node's.
-    const inserted = await this.insert(v, claimed);
-    if (!inserted) throw new LeaseLost(`queue message ${message.state.id} is leased by another node`);
+    // Rows are made only by adopt: no row means another node finished the message and removed it — never made again here.
+    if (updated.rowCount !== 1) throw new LeaseLost(`queue message ${message.state.id} is leased by another node, or gone`);
   }
 
   async adopt(message: StoredMessage): Promise<boolean> {
@@ -215,6 +213,23 @@ export class PostgresQueueStore implements QueueStore, Leases {
   async requestPending(id: QueueId): Promise<boolean> {
     const r = await this.pool.query("SELECT 1 FROM queue_message WHERE id = $1 AND request IS NOT NULL", [id]);
     return r.rows.length > 0;
+  }
+
+  async reconcileTurn(everyMs: number): Promise<boolean> {
+    const now = this.clock.now();
+    const r = await this.pool.query(
+      `UPDATE queue_reconcile SET node = $1, lease_until = $2
+       WHERE (node IS NULL OR lease_until < $3) AND (finished_at IS NULL OR finished_at <= $3 - $4::bigint)`,
+      [this.holder, now + this.ms, now, everyMs],
+    );
+    return r.rowCount === 1;
+  }
+
+  async reconcileDone(complete: boolean): Promise<void> {
+    await this.pool.query(
+      "UPDATE queue_reconcile SET node = NULL, lease_until = NULL, finished_at = CASE WHEN $2 THEN $3::bigint ELSE finished_at END WHERE node = $1",
+      [this.holder, complete, this.clock.now()],
+    );
   }
 
   async nextDue(): Promise<number | null> {

@@ -92,6 +92,18 @@ export interface Leases {
   adopt(message: StoredMessage): Promise<boolean>;
   /** Extend this node's leases of `ids`; says which it no longer holds, and the operations people asked of it meanwhile. */
   renew(ids: readonly QueueId[]): Promise<{ readonly lost: readonly QueueId[]; readonly requests: ReadonlyMap<QueueId, QueueRequestOp> }>;
+  /**
+   * Whether this node should look through the spool for messages no node
+   * queued (reconcile.ts) now: true for one node at a time, when no node
+   * finished doing so within `everyMs` (so not every node at every start).
+   */
+  reconcileTurn(everyMs: number): Promise<boolean>;
+  /** This node finished (or gave up) the look `reconcileTurn` gave it. */
+  reconcileDone(complete: boolean): Promise<void>;
+  /** Ask the node holding `id` to do `op` when it next renews; that node's name, or null when no live node holds it. */
+  request(id: QueueId, op: QueueRequestOp): Promise<string | null>;
+  /** Whether the request made of `id` still waits for its holder. */
+  requestPending(id: QueueId): Promise<boolean>;
 }
 
 /**

@@ -34,6 +34,12 @@ function node(name: string): PostgresQueueStore {
   return new PostgresQueueStore({ pool, holder: name, leaseMs: LEASE, clock });
 }
 
+/** A message waiting in the store, held by no node (queued by `store`'s node, then left for later). */
+async function park(store: PostgresQueueStore, m: StoredMessage): Promise<void> {
+  assert.equal(await store.adopt(m), true);
+  await store.save(m, { claimed: false });
+}
+
 let seq = 0;
 function message(opts: { due?: number; tried?: boolean; held?: boolean; domain?: string; rcpts?: number } = {}): StoredMessage {
   const id = `m${String(++seq).padStart(6, "0")}`;
@@ -67,7 +73,7 @@ test("nodes claiming at once never take the same message (FOR UPDATE SKIP LOCKED
   const b = node("b");
   const c = node("c");
   const all = Array.from({ length: 60 }, () => message({ due: clock.now() - 1000 }));
-  for (const m of all) await a.save(m, { claimed: false });
+  for (const m of all) await park(a, m);
   const claims = await Promise.all([a, b, c, a, b, c].map((s) => s.claimDue("incoming", clock.now(), 15)));
   const ids = claims.flat().map((m) => m.state.id);
   assert.equal(ids.length, 60, "every due message claimed");
@@ -79,7 +85,7 @@ test("a node that stops renewing loses its leases when they end: another node cl
   const a = node("a");
   const b = node("b");
   const m = message({ due: clock.now() });
-  await a.save(m, { claimed: false });
+  await park(a, m);
   assert.equal((await a.claimDue("incoming", clock.now(), 10)).length, 1);
   // Renewed in time, the lease holds.
   clock.advance(LEASE * 0.6);
@@ -95,6 +101,9 @@ test("a node that stops renewing loses its leases when they end: another node cl
   await assert.rejects(a.save(m, { claimed: true }), LeaseLost);
   await a.remove(m.state.id);
   assert.notEqual(await b.get(m.state.id), null, "a's remove does not touch b's message");
+  await b.remove(m.state.id);
+  await assert.rejects(a.save(m, { claimed: true }), LeaseLost, "a message another node finished is never written back");
+  assert.equal(await b.get(m.state.id), null);
 });
 
 test("a node's open() releases only its own earlier leases", async () => {
@@ -143,8 +152,8 @@ test("aggregates, pages and retry --all cover the cluster", async () => {
   const deferred = message({ due: clock.now() + 3_600_000, tried: true, domain: "slow.test", rcpts: 2 });
   const held = message({ held: true, domain: "slow.test" });
   const theirs = message({ domain: "busy.test" });
-  await a.save(deferred, { claimed: false });
-  await a.save(held, { claimed: false });
+  await park(a, deferred);
+  await park(a, held);
   await b.adopt(theirs);
   const counts = await a.counts();
   assert.deepEqual(counts, { messages: 3, held: 1, oldestArrival: deferred.state.arrival });

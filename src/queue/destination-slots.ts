@@ -1,0 +1,130 @@
+/**
+ * Per-destination concurrency across a cluster (queue.perDestination holds
+ * for all nodes together, as one Postfix qmgr's limit holds for one host):
+ * each node holds a number of delivery slots per destination, leased in
+ * `queue_destination_slot (destination, node, slots, lease_until)`.
+ *
+ * - A node starts a delivery only within the slots it holds. When it needs
+ *   more, one transaction takes the destination's advisory lock, sums the
+ *   slots of the other nodes' live leases, and grants what the limit leaves
+ *   — one round trip per growth, not per delivery.
+ * - On every lease renewal a node gives back the slots it does not use (so an
+ *   idle node does not sit on another's share) and extends the rest; a dead
+ *   node's slots end with its lease.
+ * - A grow that got nothing is not asked again before the next renewal, so a
+ *   destination at its limit costs one query per node per renewal period.
+ *
+ * Why leased rows and not advisory locks held per slot: a session-level
+ * advisory lock lives on one connection, so every slot would pin a pooled
+ * connection (or all of them one dedicated connection that, once broken,
+ * silently drops every slot while deliveries go on); rows expire on the same
+ * clock and renewal as the message leases, and `petrel queue` can show them.
+ */
+import type { PostgresPool } from "../storage/postgres/postgres-pool.ts";
+import { inTransaction } from "../storage/postgres/postgres-pool.ts";
+import type { Now } from "../mail/clock.ts";
+
+/** What the queue manager asks of a cluster's slot keeper. */
+export interface DestinationSlots {
+  /** Slots this node holds for `destination` now. */
+  held(destination: string): number;
+  /** Ask for `want` slots in all (at most `limit` in the cluster); `granted()` is called when more are held. */
+  grow(destination: string, want: number, limit: number): void;
+  /** Keep the slots `inUse` says are in use (extending their lease), give back the rest. */
+  renew(inUse: ReadonlyMap<string, number>): Promise<void>;
+  open(): Promise<void>;
+  close(): Promise<void>;
+  /** Called when `grow` got more slots. */
+  granted: () => void;
+}
+
+/** Two-key advisory lock namespace of the slot table ("qslt"). */
+const SLOT_LOCK = 0x71736c74;
+
+export class PostgresDestinationSlots implements DestinationSlots {
+  private readonly pool: PostgresPool;
+  private readonly node: string;
+  private readonly leaseMs: number;
+  private readonly clock: Now;
+  private readonly slots = new Map<string, number>();
+  private readonly asking = new Set<string>();
+  private readonly refused = new Set<string>();
+  private readonly onError: (err: unknown) => void;
+  granted: () => void = () => {};
+
+  constructor(options: { pool: PostgresPool; node: string; leaseMs: number; clock: Now; onError: (err: unknown) => void }) {
+    this.pool = options.pool;
+    this.node = options.node;
+    this.leaseMs = options.leaseMs;
+    this.clock = options.clock;
+    this.onError = options.onError;
+  }
+
+  held(destination: string): number {
+    return this.slots.get(destination) ?? 0;
+  }
+
+  grow(destination: string, want: number, limit: number): void {
+    if (this.asking.has(destination) || this.refused.has(destination) || want <= this.held(destination)) return;
+    this.asking.add(destination);
+    void this.ask(destination, Math.min(want, limit), limit).then((got) => {
+      this.asking.delete(destination);
+      const before = this.held(destination);
+      this.slots.set(destination, got);
+      if (got > before) this.granted();
+      else this.refused.add(destination);
+    }, (err) => {
+      this.asking.delete(destination);
+      this.refused.add(destination);
+      this.onError(err);
+    });
+  }
+
+  private async ask(destination: string, want: number, limit: number): Promise<number> {
+    const now = this.clock.now();
+    return inTransaction(this.pool, async (client) => {
+      await client.query("SELECT pg_advisory_xact_lock($1, hashtext($2))", [SLOT_LOCK, destination]);
+      const others = await client.query<{ n: string }>(
+        "SELECT coalesce(sum(slots), 0) AS n FROM queue_destination_slot WHERE destination = $1 AND node <> $2 AND lease_until >= $3",
+        [destination, this.node, now],
+      );
+      const got = Math.max(this.held(destination), Math.min(want, limit - Number(others.rows[0].n)));
+      await client.query(
+        `INSERT INTO queue_destination_slot (destination, node, slots, lease_until) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (destination, node) DO UPDATE SET slots = excluded.slots, lease_until = excluded.lease_until`,
+        [destination, this.node, got, now + this.leaseMs],
+      );
+      return got;
+    });
+  }
+
+  async renew(inUse: ReadonlyMap<string, number>): Promise<void> {
+    this.refused.clear();
+    const keep: [string, number][] = [];
+    for (const destination of [...this.slots.keys()]) {
+      const n = inUse.get(destination) ?? 0;
+      if (this.asking.has(destination)) continue;
+      if (n > 0) {
+        this.slots.set(destination, n);
+        keep.push([destination, n]);
+      } else {
+        this.slots.delete(destination);
+      }
+    }
+    await this.pool.query(
+      `WITH kept AS (SELECT * FROM unnest($2::text[], $3::int[]) AS k(destination, slots)),
+            gone AS (DELETE FROM queue_destination_slot WHERE node = $1 AND destination NOT IN (SELECT destination FROM kept) AND NOT (destination = ANY($5::text[])))
+       UPDATE queue_destination_slot s SET slots = kept.slots, lease_until = $4 FROM kept WHERE s.node = $1 AND s.destination = kept.destination`,
+      [this.node, keep.map((k) => k[0]), keep.map((k) => k[1]), this.clock.now() + this.leaseMs, [...this.asking]],
+    );
+  }
+
+  async open(): Promise<void> {
+    await this.pool.query("DELETE FROM queue_destination_slot WHERE node = $1", [this.node]);
+  }
+
+  async close(): Promise<void> {
+    this.slots.clear();
+    await this.pool.query("DELETE FROM queue_destination_slot WHERE node = $1", [this.node]).catch(() => {});
+  }
+}
