@@ -12,6 +12,7 @@ import type { Config } from "../config/schema.ts";
 import { isDirectory } from "../system/data-dir.ts";
 import { DataDirInUse, lockDataDir } from "../system/data-dir-lock.ts";
 import { dropPrivileges, PrivilegeError, resolveRunAs } from "../system/privileges.ts";
+import { openDatabase } from "../storage/postgres/open-database.ts";
 
 /** sysexits EX_TEMPFAIL, as `petrel serve` when the data directory is in use. */
 const EXIT_DATA_DIR_IN_USE = 75;
@@ -20,8 +21,12 @@ const EXIT_DATA_DIR_IN_USE = 75;
  * `petrel queue …`: the queue tools (Postfix's mailq, postqueue, postsuper
  * and qshape in one). With a server running they go through its control
  * socket; without one they open the queue on disk themselves, under the data
- * directory's lock (exit 75 when another process holds it). Either way the
- * same QueueManager methods do the work.
+ * directory's lock (exit 75 when another process holds it). With
+ * storage.kind postgres they open the cluster's queue in the database — no
+ * server on this host needed — under a lease holder of their own: a message
+ * a live node holds is that node's to change (the request goes through the
+ * database, queue-manager.ts `viaHolder`), and the listing names the node
+ * holding each message. Either way the same QueueManager methods do the work.
  */
 
 export interface Io {
@@ -219,6 +224,40 @@ export async function queueCommand(argv: string[], io: Io): Promise<number> {
 
 type Call = (req: QueueRequest) => Promise<ControlResponse>;
 
+/** The cluster's queue in PostgreSQL: the state is the database's, so no data directory lock (the leases keep the nodes apart). */
+async function openCluster(config: Config): Promise<{ call: Call; close(): Promise<void> }> {
+  if (config.storage.kind !== "postgres") throw new Error("not a cluster");
+  const runAs = process.getuid!() === 0 ? await resolveRunAs(config) : undefined;
+  if (runAs) dropPrivileges(runAs);
+  const log = pino({ level: "silent" });
+  const database = await openDatabase(config.storage, log);
+  try {
+    const { spool, queue } = await openQueue(config, { log, accounts: openAccounts(config, log), database, toolOf: `queue-tool-${process.pid}` });
+    await spool.open();
+    try {
+      await queue.start();
+    } catch (err) {
+      await queue.stop().catch(() => {});
+      await spool.close();
+      throw err;
+    }
+    return {
+      call: (req) => execute(queue, req),
+      async close() {
+        try {
+          await queue.stop();
+          await spool.close();
+        } finally {
+          await database.end();
+        }
+      },
+    };
+  } catch (err) {
+    await database.end();
+    throw err;
+  }
+}
+
 /**
  * Run `fn` against the running server if there is one (its control socket),
  * else against the queue on disk — holding the data directory's lock, as the
@@ -252,6 +291,7 @@ async function withQueue<T>(config: Config, fn: (call: Call) => Promise<T>): Pro
 }
 
 async function openOffline(config: Config): Promise<{ call: Call; close(): Promise<void> }> {
+  if (config.storage.kind === "postgres") return openCluster(config);
   if (!(await isDirectory(config.dataDir))) {
     return {
       call: async (req) => req.op === "list" ? { ok: true, result: { items: [], next: null } satisfies ListResult }

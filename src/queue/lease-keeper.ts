@@ -23,8 +23,8 @@ export interface LeaseKeeperHooks {
   inUse(): ReadonlyMap<string, number>;
   /** Every tick: claim due work, retry what could not be queued. */
   tick(): void;
-  /** A look through the spool for messages no node queued (the cluster's turn was given to this node). */
-  reconcile(): Promise<boolean>;
+  /** A look through the spool for messages no node queued (the cluster's turn was given to this node); absent: never this node's (the queue tools). */
+  readonly reconcile?: () => Promise<boolean>;
 }
 
 export class LeaseKeeper {
@@ -81,7 +81,7 @@ export class LeaseKeeper {
       await this.slots.renew(this.hooks.inUse()).catch((err) => this.log.error({ err }, "could not renew this node's destination slots"));
     }
     this.hooks.tick();
-    if (!this.reconciling) {
+    if (!this.reconciling && this.hooks.reconcile !== undefined) {
       this.reconciling = true;
       void this.reconcileIfTurn().finally(() => (this.reconciling = false));
     }
@@ -89,11 +89,13 @@ export class LeaseKeeper {
 
   /** Take the cluster's reconcile turn when it is due (one node at a time); false when it was not this node's. */
   async reconcileIfTurn(): Promise<boolean> {
+    const reconcile = this.hooks.reconcile;
+    if (reconcile === undefined) return false;
     let turn = false;
     try {
       turn = await this.leases.reconcileTurn(this.reconcileInterval);
       if (!turn) return false;
-      const complete = await this.hooks.reconcile();
+      const complete = await reconcile();
       await this.leases.reconcileDone(complete);
     } catch (err) {
       this.log.error({ err }, "could not reconcile the spool with the queue store");

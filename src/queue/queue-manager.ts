@@ -213,7 +213,7 @@ export class QueueManager {
         }
       }
       if (this.keeper !== null) {
-        // A cluster: one node at a time, when the cluster's turn is due — not every node at every start.
+        // A cluster: one node at a time, when the cluster's turn is due — not every node at every start; never the queue tools.
         await this.keeper.reconcileIfTurn();
         return;
       }
@@ -258,11 +258,13 @@ export class QueueManager {
           }
           this.refill();
         },
-        reconcile: () => {
-          const p = this.reconcileSpool();
-          this.background(p);
-          return p;
-        },
+        ...(this.started ? {
+          reconcile: () => {
+            const p = this.reconcileSpool();
+            this.background(p);
+            return p;
+          },
+        } : {}),
       },
     });
     if (this.deps.slots !== undefined) this.deps.slots.granted = () => this.dispatch();
