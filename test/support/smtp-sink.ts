@@ -16,6 +16,8 @@ export interface SmtpSink {
   readonly received: Map<string, number>;
   /** Every message's data (dot-unstuffed), in arrival order. */
   readonly messages: Buffer[];
+  /** How long the sink waits before its reply to the end of data (a slow next hop: deliveries stay in flight). */
+  delayMs: number;
   close(): Promise<void>;
 }
 
@@ -23,6 +25,7 @@ export async function startSmtpSink(host = "127.0.0.1"): Promise<SmtpSink> {
   const received = new Map<string, number>();
   const messages: Buffer[] = [];
   const sockets = new Set<Socket>();
+  const sink = { delayMs: 0 } as SmtpSink;
   const server = createServer((socket) => {
     sockets.add(socket);
     socket.on("close", () => sockets.delete(socket));
@@ -44,8 +47,12 @@ export async function startSmtpSink(host = "127.0.0.1"): Promise<SmtpSink> {
             data = null;
             messages.push(body);
             const id = /^Message-ID:\s*(\S+)/im.exec(body.toString("latin1"))?.[1] ?? "(none)";
-            received.set(id, (received.get(id) ?? 0) + 1);
-            reply("250 2.0.0 Ok: queued");
+            setTimeout(() => {
+              // Counted when the 250 goes: a sender killed before it did not deliver.
+              if (socket.destroyed) return;
+              received.set(id, (received.get(id) ?? 0) + 1);
+              reply("250 2.0.0 Ok: queued");
+            }, sink.delayMs);
           } else {
             // RFC 5321 §4.5.2: a leading dot was doubled by the sender.
             data.push(line[0] === 0x2e ? line.subarray(1) : line, Buffer.from("\r\n"));
@@ -72,11 +79,12 @@ export async function startSmtpSink(host = "127.0.0.1"): Promise<SmtpSink> {
   });
   const address = server.address();
   if (typeof address !== "object" || address === null) throw new Error("sink not listening");
-  return {
+  Object.assign(sink, {
     host, port: address.port, received, messages,
     async close() {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
-  };
+  });
+  return sink;
 }
