@@ -51,7 +51,7 @@ async function round(nodes: number): Promise<Round> {
         listeners: [{ address: HOSTS[i], port: 0, role: "mx" }],
         transport: [{ domains: ["bench.test"], type: "smtp", host: sink.host, port: sink.port, tls: "none" }],
         storage: { kind: "postgres", url: pg.url, poolSize: 10, node: `bench${i}` },
-        log: { level: "warn" },
+        log: { level: "info" },
       }, `node${i}.yaml`);
       running.push(await servePetrel(config, 1, 60_000));
     }
