@@ -29,6 +29,7 @@ const { values } = parseArgs({
 const MESSAGES = Number(values.messages);
 const SESSIONS = Number(values.sessions);
 const HOSTS = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
+const PER_CONNECTION = 50;
 
 interface Round {
   readonly nodes: number;
@@ -60,25 +61,28 @@ async function round(nodes: number): Promise<Round> {
     let refused = 0;
     const started = performance.now();
     let lastAck = started;
+    /** One client: connections of at most PER_CONNECTION messages (the server's per-connection limit), back to back. */
     const session = async (s: number): Promise<void> => {
       const n = s % nodes;
-      const c = await SmtpClient.connect(running[n].port("mx"), { host: HOSTS[n] });
-      try {
-        await c.ehlo(`client${s}.bench.test`);
-        for (;;) {
-          const k = next++;
-          if (k >= MESSAGES) break;
-          const id = `<bench-${k}@cluster.bench.test>`;
-          const body = `From: <s@client.test>\r\nTo: <u@bench.test>\r\nMessage-ID: ${id}\r\nSubject: ${k}\r\n\r\n${"x".repeat(900)}\r\n`;
-          const r = await c.send("s@client.test", ["postmaster@bench.test"], Buffer.from(body));
-          if (r.code === 250) {
-            ids.push(id);
-            lastAck = performance.now();
-          } else refused++;
+      while (next < MESSAGES) {
+        const c = await SmtpClient.connect(running[n].port("mx"), { host: HOSTS[n] });
+        try {
+          await c.ehlo(`client${s}.bench.test`);
+          for (let m = 0; m < PER_CONNECTION; m++) {
+            const k = next++;
+            if (k >= MESSAGES) break;
+            const id = `<bench-${k}@cluster.bench.test>`;
+            const body = `From: <s@client.test>\r\nTo: <u@bench.test>\r\nMessage-ID: ${id}\r\nSubject: ${k}\r\n\r\n${"x".repeat(900)}\r\n`;
+            const r = await c.send("s@client.test", ["postmaster@bench.test"], Buffer.from(body));
+            if (r.code === 250) {
+              ids.push(id);
+              lastAck = performance.now();
+            } else refused++;
+          }
+          await c.quit();
+        } finally {
+          c.close();
         }
-        await c.quit();
-      } finally {
-        c.close();
       }
     };
     await Promise.all(Array.from({ length: SESSIONS }, (_, s) => session(s)));
