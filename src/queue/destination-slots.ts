@@ -11,8 +11,11 @@
  * - On every lease renewal a node gives back the slots it does not use (so an
  *   idle node does not sit on another's share) and extends the rest; a dead
  *   node's slots end with its lease.
- * - A grow that got nothing is not asked again before the next renewal, so a
- *   destination at its limit costs one query per node per renewal period.
+ * - A node whose deliveries to a destination leave nothing waiting there
+ *   gives back the slots it no longer uses at once (`shrink`), so the other
+ *   nodes' grows find them.
+ * - A grow that got nothing is not asked again for a second (REFUSED_MS), so a
+ *   destination at its limit costs each node one query a second.
  *
  * Why leased rows and not advisory locks held per slot: a session-level
  * advisory lock lives on one connection, so every slot would pin a pooled
@@ -30,6 +33,8 @@ export interface DestinationSlots {
   held(destination: string): number;
   /** Ask for `want` slots in all (at most `limit` in the cluster); `granted()` is called when more are held. */
   grow(destination: string, want: number, limit: number): void;
+  /** Give back what `destination` holds beyond `keep` (nothing waits for it here). */
+  shrink(destination: string, keep: number): void;
   /** Keep the slots `inUse` says are in use (extending their lease), give back the rest. */
   renew(inUse: ReadonlyMap<string, number>): Promise<void>;
   open(): Promise<void>;
@@ -37,6 +42,9 @@ export interface DestinationSlots {
   /** Called when `grow` got more slots. */
   granted: () => void;
 }
+
+/** How long a grow that got nothing is not asked again (ms). */
+const REFUSED_MS = 1000;
 
 /** Two-key advisory lock namespace of the slot table ("qslt"). */
 const SLOT_LOCK = 0x71736c74;
@@ -48,9 +56,12 @@ export class PostgresDestinationSlots implements DestinationSlots {
   private readonly clock: Now;
   private readonly slots = new Map<string, number>();
   private readonly asking = new Set<string>();
-  private readonly refused = new Set<string>();
+  /** Destinations whose last grow got nothing, and when it may be asked again. */
+  private readonly refused = new Map<string, number>();
   private readonly onError: (err: unknown) => void;
   granted: () => void = () => {};
+  /** The node's slot writes, one after another: a give-back never lands after a later grant. */
+  private writes: Promise<unknown> = Promise.resolve();
 
   constructor(options: { pool: PostgresPool; node: string; leaseMs: number; clock: Now; onError: (err: unknown) => void }) {
     this.pool = options.pool;
@@ -65,17 +76,18 @@ export class PostgresDestinationSlots implements DestinationSlots {
   }
 
   grow(destination: string, want: number, limit: number): void {
-    if (this.asking.has(destination) || this.refused.has(destination) || want <= this.held(destination)) return;
+    if (this.asking.has(destination) || want <= this.held(destination)) return;
+    if ((this.refused.get(destination) ?? 0) > this.clock.now()) return;
     this.asking.add(destination);
-    void this.ask(destination, Math.min(want, limit), limit).then((got) => {
+    void this.serially(() => this.ask(destination, Math.min(want, limit), limit)).then((got) => {
       this.asking.delete(destination);
       const before = this.held(destination);
       this.slots.set(destination, got);
       if (got > before) this.granted();
-      else this.refused.add(destination);
+      else this.refused.set(destination, this.clock.now() + REFUSED_MS);
     }, (err) => {
       this.asking.delete(destination);
-      this.refused.add(destination);
+      this.refused.set(destination, this.clock.now() + REFUSED_MS);
       this.onError(err);
     });
   }
@@ -98,6 +110,22 @@ export class PostgresDestinationSlots implements DestinationSlots {
     });
   }
 
+  shrink(destination: string, keep: number): void {
+    if (this.asking.has(destination) || this.held(destination) <= keep) return;
+    if (keep > 0) this.slots.set(destination, keep);
+    else this.slots.delete(destination);
+    const done = this.serially(() => keep > 0
+      ? this.pool.query("UPDATE queue_destination_slot SET slots = $3 WHERE destination = $1 AND node = $2", [destination, this.node, keep])
+      : this.pool.query("DELETE FROM queue_destination_slot WHERE destination = $1 AND node = $2", [destination, this.node]));
+    void done.catch((err) => this.onError(err));
+  }
+
+  private serially<T>(write: () => Promise<T>): Promise<T> {
+    const p = this.writes.then(write);
+    this.writes = p.catch(() => {});
+    return p;
+  }
+
   async renew(inUse: ReadonlyMap<string, number>): Promise<void> {
     this.refused.clear();
     const keep: [string, number][] = [];
@@ -111,12 +139,12 @@ export class PostgresDestinationSlots implements DestinationSlots {
         this.slots.delete(destination);
       }
     }
-    await this.pool.query(
+    await this.serially(() => this.pool.query(
       `WITH kept AS (SELECT * FROM unnest($2::text[], $3::int[]) AS k(destination, slots)),
             gone AS (DELETE FROM queue_destination_slot WHERE node = $1 AND destination NOT IN (SELECT destination FROM kept) AND NOT (destination = ANY($5::text[])))
        UPDATE queue_destination_slot s SET slots = kept.slots, lease_until = $4 FROM kept WHERE s.node = $1 AND s.destination = kept.destination`,
       [this.node, keep.map((k) => k[0]), keep.map((k) => k[1]), this.clock.now() + this.leaseMs, [...this.asking]],
-    );
+    ));
   }
 
   async open(): Promise<void> {

@@ -867,6 +867,8 @@ export class QueueManager {
       this.running.delete(p);
       this.settle(job.msg);
       this.dispatch();
+      // A cluster: slots this node no longer needs for the destination go back to the others now.
+      if (this.deps.slots !== undefined && !(this.ready.get(dest)?.ids.length)) this.deps.slots.shrink(dest, this.inFlight.get(dest) ?? 0);
     });
     this.running.add(p);
   }
