@@ -139,11 +139,13 @@ export class PostgresDestinationSlots implements DestinationSlots {
         this.slots.delete(destination);
       }
     }
+    // The parameters are taken now, not when the write's turn comes: a grant finishing meanwhile must not make its row look unused.
+    const params = [this.node, keep.map((k) => k[0]), keep.map((k) => k[1]), this.clock.now() + this.leaseMs, [...this.asking]];
     await this.serially(() => this.pool.query(
       `WITH kept AS (SELECT * FROM unnest($2::text[], $3::int[]) AS k(destination, slots)),
             gone AS (DELETE FROM queue_destination_slot WHERE node = $1 AND destination NOT IN (SELECT destination FROM kept) AND NOT (destination = ANY($5::text[])))
        UPDATE queue_destination_slot s SET slots = kept.slots, lease_until = $4 FROM kept WHERE s.node = $1 AND s.destination = kept.destination`,
-      [this.node, keep.map((k) => k[0]), keep.map((k) => k[1]), this.clock.now() + this.leaseMs, [...this.asking]],
+      params,
     ));
   }
 
