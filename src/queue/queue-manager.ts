@@ -170,6 +170,8 @@ export class QueueManager {
   private keeper: LeaseKeeper | null = null;
   /** A cluster: messages committed to the spool that could not be queued yet (the database was away); tried again each renewal. */
   private readonly unqueued = new Set<QueueId>();
+  /** A cluster: messages done whose final state could not be stored yet (the database was away); finished at each renewal. */
+  private readonly unfinished = new Set<Entry>();
 
   constructor(deps: QueueManagerDeps) {
     this.deps = deps;
@@ -255,6 +257,10 @@ export class QueueManager {
           for (const id of [...this.unqueued]) {
             this.unqueued.delete(id);
             this.enqueue(id);
+          }
+          for (const e of [...this.unfinished]) {
+            this.unfinished.delete(e);
+            this.background(this.finishIfDone(e));
           }
           this.refill();
         },
@@ -1023,21 +1029,30 @@ export class QueueManager {
     if (this.messages.has(id) && this.messages.get(id) !== e) return;
     e.leaving = true;
     await e.saving;
+    let again = false;
     try {
       if (this.leases !== undefined) {
         // A cluster: the spool is shared — the final state is written, if this node still holds the message, before the message goes.
-        const held = await this.store.save(entryView(e.state, e.envelope), { claimed: true, durable: true }).then(() => true, (err) => {
-          this.deps.log.warn({ queueId: id, err: (err as Error).message }, "not removed: the final state could not be stored by this node");
-          return false;
+        const stored = await this.store.save(entryView(e.state, e.envelope), { claimed: true, durable: true }).then(() => "yes" as const, (err) => {
+          if (err instanceof LeaseLost) return "lost" as const;
+          this.deps.log.error({ queueId: id, err }, "done, but the final state could not be stored: tried again at the next lease renewal");
+          return "retry" as const;
         });
-        if (!held) return;
+        if (stored === "lost") this.deps.log.warn({ queueId: id }, "done here, but another node holds the message now: left to it");
+        if (stored === "retry") {
+          // The database is away: the message stays in memory (leased, renewed once it is back) so the delivery is not repeated.
+          again = true;
+          e.leaving = false;
+          this.unfinished.add(e);
+        }
+        if (stored !== "yes") return;
       }
       await this.deps.spool.remove(id);
       if (e.stored) await this.store.remove(id);
       this.deps.log.info({ queueId: id }, "removed");
       this.events.emit({ type: "removed", queueId: id });
     } finally {
-      if (this.messages.get(id) === e) this.messages.delete(id);
+      if (!again && this.messages.get(id) === e) this.messages.delete(id);
       this.refill();
     }
   }
