@@ -87,13 +87,17 @@ export class LeaseKeeper {
     }
   }
 
-  /** Take the cluster's reconcile turn when it is due (one node at a time); false when it was not this node's. */
-  async reconcileIfTurn(): Promise<boolean> {
+  /**
+   * Take the cluster's reconcile turn when it is due (one node at a time); false when it was not
+   * this node's. `atStart`: due whenever no other node is at it — a node starting again after a
+   * crash looks for what it accepted and never queued, without waiting for the interval.
+   */
+  async reconcileIfTurn(atStart = false): Promise<boolean> {
     const reconcile = this.hooks.reconcile;
     if (reconcile === undefined) return false;
     let turn = false;
     try {
-      turn = await this.leases.reconcileTurn(this.reconcileInterval);
+      turn = await this.leases.reconcileTurn(atStart ? 0 : this.reconcileInterval);
       if (!turn) return false;
       const complete = await reconcile();
       await this.leases.reconcileDone(complete);

@@ -182,6 +182,13 @@ export class PostgresQueueStore implements QueueStore, Leases {
 
   async renew(ids: readonly QueueId[]): Promise<{ lost: QueueId[]; requests: Map<QueueId, QueueRequestOp> }> {
     const requests = new Map<QueueId, QueueRequestOp>();
+    // Leases of this node that ended on rows no longer in its memory (their last write failed while
+    // the database was away): nobody else would take them back in a cluster of one.
+    await this.pool.query(
+      `UPDATE queue_message SET lease_node = NULL, lease_until = NULL, due = COALESCE(due, $3)
+       WHERE lease_node = $1 AND lease_until < $3 AND NOT (id = ANY($2))`,
+      [this.holder, ids, this.clock.now()],
+    );
     if (ids.length === 0) return { lost: [], requests };
     const r = await this.pool.query<{ id: string; request: QueueRequestOp | null }>(
       `WITH mine AS (SELECT id, request FROM queue_message WHERE id = ANY($1) AND lease_node = $2 FOR UPDATE)
@@ -215,6 +222,7 @@ export class PostgresQueueStore implements QueueStore, Leases {
     return r.rows.length > 0;
   }
 
+  /** `everyMs` 0: whenever no other node is at it (a node's start). */
   async reconcileTurn(everyMs: number): Promise<boolean> {
     const now = this.clock.now();
     const r = await this.pool.query(

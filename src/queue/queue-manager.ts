@@ -215,8 +215,8 @@ export class QueueManager {
         }
       }
       if (this.keeper !== null) {
-        // A cluster: one node at a time, when the cluster's turn is due — not every node at every start; never the queue tools.
-        await this.keeper.reconcileIfTurn();
+        // A cluster: one node at a time (never the queue tools); at a start, unless another node is at it.
+        await this.keeper.reconcileIfTurn(true);
         return;
       }
       await this.reconcileSpool();

@@ -95,7 +95,7 @@ export interface Leases {
   /**
    * Whether this node should look through the spool for messages no node
    * queued (reconcile.ts) now: true for one node at a time, when no node
-   * finished doing so within `everyMs` (so not every node at every start).
+   * finished doing so within `everyMs` (0: whenever none is at it).
    */
   reconcileTurn(everyMs: number): Promise<boolean>;
   /** This node finished (or gave up) the look `reconcileTurn` gave it. */

@@ -170,3 +170,17 @@ test("aggregates, pages and retry --all cover the cluster", async () => {
   assert.deepEqual(claimed.map((c) => c.state.id), [deferred.state.id]);
   assert.equal(claimed[0].state.recipients[0].nextAttempt, clock.now(), "retry --all made it due now");
 });
+
+test("a lease of this node's that ended on a row no longer in its memory (its last write failed) is released at the next renewal", async () => {
+  const a = node("a");
+  const inMemory = message();
+  const forgotten = message();
+  await a.adopt(inMemory);
+  await a.adopt(forgotten);
+  clock.advance(LEASE + 1);
+  const renewed = await a.renew([inMemory.state.id]);
+  assert.deepEqual(renewed.lost, []);
+  assert.equal((await a.get(inMemory.state.id))?.claimed, true);
+  assert.equal((await a.get(forgotten.state.id))?.claimed, false, "free again: claimed like any waiting mail");
+  assert.deepEqual((await a.claimDue("incoming", clock.now(), 10)).map((m) => m.state.id), [forgotten.state.id]);
+});
