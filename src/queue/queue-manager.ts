@@ -1048,7 +1048,12 @@ export class QueueManager {
         if (stored !== "yes") return;
       }
       await this.deps.spool.remove(id);
-      if (e.stored) await this.store.remove(id);
+      if (e.stored) {
+        await this.store.remove(id).catch((err) => {
+          // The message is gone; a state left without it is dropped when next claimed (admitClaimed).
+          this.deps.log.error({ queueId: id, err }, "removed from the spool, but its queue state could not be removed now");
+        });
+      }
       this.deps.log.info({ queueId: id }, "removed");
       this.events.emit({ type: "removed", queueId: id });
     } finally {
