@@ -90,8 +90,12 @@ export class PostgresQueueStore implements QueueStore, Leases {
     await this.releaseMine().catch(() => {});
   }
 
+  /** A row with no waiting recipient is made due (as in `reap`): this node stopped between its final state and its removal. */
   private async releaseMine(): Promise<void> {
-    await this.pool.query("UPDATE queue_message SET lease_node = NULL, lease_until = NULL WHERE lease_node = $1", [this.holder]);
+    await this.pool.query(
+      "UPDATE queue_message SET lease_node = NULL, lease_until = NULL, due = COALESCE(due, $2) WHERE lease_node = $1",
+      [this.holder, this.clock.now()],
+    );
   }
 
   private until(): number {

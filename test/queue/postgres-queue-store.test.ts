@@ -133,6 +133,17 @@ test("a person's operation on a message another node holds is handed to that nod
   assert.equal(await tool.request(m.state.id, "hold"), null, "no live holder: the tool claims it itself");
 });
 
+test("a finished message whose node restarted before removing it is made due again at that node's start", async () => {
+  const a = node("a");
+  const m = message();
+  await a.adopt(m);
+  for (const r of m.state.recipients) r.status = "delivered";
+  await a.save(m, { claimed: true });
+  await node("a").open();
+  const taken = await node("b").claimDue("incoming", clock.now(), 10);
+  assert.deepEqual(taken.map((t) => t.state.id), [m.state.id]);
+});
+
 test("a finished message whose node died before removing it is made due again, so another node removes it", async () => {
   const a = node("a");
   const b = node("b");
