@@ -232,7 +232,9 @@ async function openCluster(config: Config): Promise<{ call: Call; close(): Promi
   const log = pino({ level: "silent" });
   const database = await openDatabase(config.storage, log);
   try {
-    const { spool, queue } = await openQueue(config, { log, accounts: openAccounts(config, log), database, toolOf: `queue-tool-${process.pid}` });
+    // No LISTEN: a queue tool runs for a moment.
+    const accounts = await openAccounts(config, log, database, false);
+    const { spool, queue } = await openQueue(config, { log, accounts, database, toolOf: `queue-tool-${process.pid}` });
     await spool.open();
     try {
       await queue.start();
@@ -247,6 +249,7 @@ async function openCluster(config: Config): Promise<{ call: Call; close(): Promi
         try {
           await queue.stop();
           await spool.close();
+          await accounts.close?.();
         } finally {
           await database.end();
         }
