@@ -7,7 +7,8 @@ import { ConfigError } from "../config/config-error.ts";
 import { openAccounts, openQueue } from "../mta.ts";
 import { execute, PAGE_LIMIT, request, type ControlResponse, type ListResult, type QueueRequest } from "../admin/control-socket.ts";
 import { AGE_BUCKET_BOUNDS, formatList, formatSummary, type QueueListItem, type SummaryRow } from "../queue/queue-report.ts";
-import type { RetryResult } from "../queue/queue-manager.ts";
+import type { QueueManager, RetryResult } from "../queue/queue-manager.ts";
+import type { Spool } from "../spool/spool.ts";
 import type { Config } from "../config/schema.ts";
 import { isDirectory } from "../system/data-dir.ts";
 import { DataDirInUse, lockDataDir } from "../system/data-dir-lock.ts";
@@ -224,6 +225,26 @@ export async function queueCommand(argv: string[], io: Io): Promise<number> {
 
 type Call = (req: QueueRequest) => Promise<ControlResponse>;
 
+/** The queue opened by a tool: started (and, alone on its files, reconciled with the spool first). */
+async function startOffline({ spool, queue }: { spool: Spool; queue: QueueManager }, reconciled: boolean): Promise<{ call: Call; close(): Promise<void> }> {
+  await spool.open();
+  try {
+    await queue.start();
+    if (reconciled) await queue.recovered();
+  } catch (err) {
+    await queue.stop().catch(() => {});
+    await spool.close();
+    throw err;
+  }
+  return {
+    call: (req) => execute(queue, req),
+    async close() {
+      await queue.stop();
+      await spool.close();
+    },
+  };
+}
+
 /** The cluster's queue in PostgreSQL: the state is the database's, so no data directory lock (the leases keep the nodes apart). */
 async function openCluster(config: Config): Promise<{ call: Call; close(): Promise<void> }> {
   if (config.storage.kind !== "postgres") throw new Error("not a cluster");
@@ -234,21 +255,12 @@ async function openCluster(config: Config): Promise<{ call: Call; close(): Promi
   try {
     // No LISTEN: a queue tool runs for a moment.
     const accounts = await openAccounts(config, log, database, false);
-    const { spool, queue } = await openQueue(config, { log, accounts, database, toolOf: `queue-tool-${process.pid}` });
-    await spool.open();
-    try {
-      await queue.start();
-    } catch (err) {
-      await queue.stop().catch(() => {});
-      await spool.close();
-      throw err;
-    }
+    const opened = await startOffline(await openQueue(config, { log, accounts, database, toolOf: `queue-tool-${process.pid}` }), false);
     return {
-      call: (req) => execute(queue, req),
+      call: opened.call,
       async close() {
         try {
-          await queue.stop();
-          await spool.close();
+          await opened.close();
           await accounts.close?.();
         } finally {
           await database.end();
@@ -309,22 +321,12 @@ async function openOffline(config: Config): Promise<{ call: Call; close(): Promi
     const runAs = process.getuid!() === 0 ? await resolveRunAs(config) : undefined;
     if (runAs) dropPrivileges(runAs);
     const log = pino({ level: "silent" });
-    const { spool, queue } = await openQueue(config, { log, accounts: await openAccounts(config, log) });
-    await spool.open();
-    try {
-      await queue.start();
-      await queue.recovered();
-    } catch (err) {
-      await queue.stop().catch(() => {});
-      await spool.close();
-      throw err;
-    }
+    const opened = await startOffline(await openQueue(config, { log, accounts: await openAccounts(config, log) }), true);
     return {
-      call: (req) => execute(queue, req),
+      call: opened.call,
       async close() {
         try {
-          await queue.stop();
-          await spool.close();
+          await opened.close();
         } finally {
           await lock.release();
         }
