@@ -15,7 +15,7 @@ import type { DeliveryAgent, DeliveryOutcome, DeliveryOutcomes, DeliveryRequest 
 import { createRouter } from "../../src/delivery/router.ts";
 import { systemClock } from "../../src/mail/clock.ts";
 import { QueueManager } from "../../src/queue/queue-manager.ts";
-import { PostgresQueueStore } from "../../src/queue/postgres-queue-store.ts";
+import { PostgresQueueStore } from "../../src/storage/postgres/postgres-queue-store.ts";
 import { migrate } from "../../src/storage/postgres/migrations.ts";
 import { openPostgresPool, type PostgresPool } from "../../src/storage/postgres/postgres-pool.ts";
 import { DEFAULTS } from "../../src/config/defaults.ts";

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { migrate } from "../../src/storage/postgres/migrations.ts";
 import { openPostgresPool, type PostgresPool } from "../../src/storage/postgres/postgres-pool.ts";
 import { ManualClock } from "../../src/mail/clock.ts";
-import { PostgresQueueStore } from "../../src/queue/postgres-queue-store.ts";
+import { PostgresQueueStore } from "../../src/storage/postgres/postgres-queue-store.ts";
 import { LeaseLost, type StoredMessage } from "../../src/queue/queue-store.ts";
 import type { RecipientState } from "../../src/queue/queue-state.ts";
 import { startPostgres, type PrivatePostgres } from "../support/postgres.ts";

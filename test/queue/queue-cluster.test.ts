@@ -16,8 +16,8 @@ import type { DeliveryAgent, DeliveryOutcome, DeliveryOutcomes, DeliveryRequest 
 import { createRouter } from "../../src/delivery/router.ts";
 import { ManualClock } from "../../src/mail/clock.ts";
 import { QueueManager, type QueueSettings } from "../../src/queue/queue-manager.ts";
-import { PostgresQueueStore } from "../../src/queue/postgres-queue-store.ts";
-import { PostgresDestinationSlots } from "../../src/queue/destination-slots.ts";
+import { PostgresQueueStore } from "../../src/storage/postgres/postgres-queue-store.ts";
+import { PostgresDestinationSlots } from "../../src/storage/postgres/postgres-destination-slots.ts";
 import { migrate } from "../../src/storage/postgres/migrations.ts";
 import { openPostgresPool, type PostgresPool } from "../../src/storage/postgres/postgres-pool.ts";
 import { startPostgres, type PrivatePostgres } from "../support/postgres.ts";

@@ -58,7 +58,7 @@ export const MIGRATIONS: readonly Migration[] = [
   {
     version: 3,
     description: "the shared queue: message state with leases, destination slots, the reconcile job",
-    // queue/postgres-queue-store.ts and queue/destination-slots.ts say what each column means.
+    // postgres-queue-store.ts and postgres-destination-slots.ts say what each column means.
     sql: `
       CREATE TABLE queue_message (
         id          text PRIMARY KEY,

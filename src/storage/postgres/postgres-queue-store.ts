@@ -31,13 +31,13 @@
  * Every commit is synchronous (PostgreSQL's default): a stored state is on
  * the database's stable storage when the promise resolves, `durable` or not.
  */
-import type { PostgresPool } from "../storage/postgres/postgres-pool.ts";
-import type { Now } from "../mail/clock.ts";
-import { domainOf } from "../mail/address.ts";
-import type { QueueId } from "../spool/spool.ts";
-import type { MessageState } from "./queue-state.ts";
-import { LeaseLost, type ClaimKind, type Leases, type QueueRequestOp, type QueueStore, type SaveOptions, type StoreCounts, type StoredMessage, type StoredRow, type WaitingRow } from "./queue-store.ts";
-import { dueOf, restoreRecipients, triedOf, waitingStatus } from "./stored-state.ts";
+import type { PostgresPool } from "./postgres-pool.ts";
+import type { Now } from "../../mail/clock.ts";
+import { domainOf } from "../../mail/address.ts";
+import type { QueueId } from "../../spool/spool.ts";
+import type { MessageState } from "../../queue/queue-state.ts";
+import { LeaseLost, type ClaimKind, type Leases, type QueueRequestOp, type QueueStore, type SaveOptions, type StoreCounts, type StoredMessage, type StoredRow, type WaitingRow } from "../../queue/queue-store.ts";
+import { dueOf, restoreRecipients, triedOf, waitingStatus } from "../../queue/stored-state.ts";
 
 /** Rows touched by one statement of retryAll, and of one reap. */
 const CHUNK = 10_000;
