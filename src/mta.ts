@@ -14,6 +14,8 @@ import { lockDataDir } from "./system/data-dir-lock.ts";
 import { checkOwnerReachable, dropPrivileges, resolveDeliveryOwner, type RunAs } from "./system/privileges.ts";
 import { QueueManager } from "./queue/queue-manager.ts";
 import { SqliteQueueStore } from "./queue/sqlite-queue-store.ts";
+import { PostgresQueueStore } from "./storage/postgres/postgres-queue-store.ts";
+import { PostgresDestinationSlots } from "./storage/postgres/postgres-destination-slots.ts";
 import { openDatabase } from "./storage/postgres/open-database.ts";
 import { nodeName } from "./storage/postgres/node-name.ts";
 import { PostgresSpool } from "./storage/postgres/spool.ts";
@@ -174,14 +176,18 @@ export async function openAccounts(config: Config, log: Logger, database: Postgr
  * or changes the queue opens (`petrel serve`, and the queue tools when no
  * server runs). Without a router the queue only loads, lists and changes
  * state: nothing is delivered, and no DNS resolver or agent is built. The
- * caller holds the data directory's lock.
+ * caller holds the data directory's lock. With `database` (storage.kind
+ * postgres) the queue state is the cluster's, leased per node: `toolOf` names
+ * the queue tools' own lease holder, never sharing the running node's.
  */
 export async function openQueue(
   config: Config,
   options: {
     log: Logger; accounts: AccountStore; clock?: Clock; router?: Router; signingKeys?: SigningKeys; events?: EventSink;
-    /** The cluster's database (storage.kind postgres): the spool is there. */
+    /** The cluster's database (storage.kind postgres): the spool, the queue state and the leases are there. */
     database?: PostgresPool | null;
+    /** A queue tool's lease holder name beside the node's (petrel queue without a local server). */
+    toolOf?: string;
   },
 ): Promise<{ spool: Spool; queue: QueueManager; intake: Intake }> {
   const log = options.log;
@@ -197,8 +203,7 @@ export async function openQueue(
   const stateDir = join(config.dataDir, "queue-state");
   queue = new QueueManager({
     spool,
-    store: new SqliteQueueStore(stateDir),
-    legacyStateDir: stateDir,
+    ...queueStore(config, stateDir, clock, log, options.database ?? null, options.toolOf),
     resolve: (address) => accounts.resolveRecipient(address),
     router: options.router,
     sendDsn: createDsnSender({ submit: (m) => intake.submit(m), hostname: config.hostname, clock }),
@@ -210,6 +215,20 @@ export async function openQueue(
     inflow,
   });
   return { spool, queue, intake };
+}
+
+/** The queue store a configuration asks for: the embedded SQLite, or the cluster's PostgreSQL with this node's leases and destination slots. */
+function queueStore(config: Config, stateDir: string, clock: Clock, log: Logger, database: PostgresPool | null, toolOf: string | undefined) {
+  if (config.storage.kind !== "postgres" || database === null) return { store: new SqliteQueueStore(stateDir), legacyStateDir: stateDir };
+  const node = nodeName(config.storage);
+  const holder = toolOf === undefined ? node : `${node}/${toolOf}`;
+  const leaseMs = config.storage.leaseTime;
+  return {
+    store: new PostgresQueueStore({ pool: database, holder, leaseMs, clock }),
+    node,
+    reconcileInterval: config.storage.reconcileInterval,
+    ...(toolOf === undefined ? { slots: new PostgresDestinationSlots({ pool: database, node, leaseMs, clock, onError: (err: unknown) => log.error({ err }, "destination slots") }) } : {}),
+  };
 }
 
 /**

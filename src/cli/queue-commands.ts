@@ -7,11 +7,13 @@ import { ConfigError } from "../config/config-error.ts";
 import { openAccounts, openQueue } from "../mta.ts";
 import { execute, PAGE_LIMIT, request, type ControlResponse, type ListResult, type QueueRequest } from "../admin/control-socket.ts";
 import { AGE_BUCKET_BOUNDS, formatList, formatSummary, type QueueListItem, type SummaryRow } from "../queue/queue-report.ts";
-import type { RetryResult } from "../queue/queue-manager.ts";
+import type { QueueManager, RetryResult } from "../queue/queue-manager.ts";
+import type { Spool } from "../spool/spool.ts";
 import type { Config } from "../config/schema.ts";
 import { isDirectory } from "../system/data-dir.ts";
 import { DataDirInUse, lockDataDir } from "../system/data-dir-lock.ts";
 import { dropPrivileges, PrivilegeError, resolveRunAs } from "../system/privileges.ts";
+import { openDatabase } from "../storage/postgres/open-database.ts";
 
 /** sysexits EX_TEMPFAIL, as `petrel serve` when the data directory is in use. */
 const EXIT_DATA_DIR_IN_USE = 75;
@@ -20,8 +22,12 @@ const EXIT_DATA_DIR_IN_USE = 75;
  * `petrel queue …`: the queue tools (Postfix's mailq, postqueue, postsuper
  * and qshape in one). With a server running they go through its control
  * socket; without one they open the queue on disk themselves, under the data
- * directory's lock (exit 75 when another process holds it). Either way the
- * same QueueManager methods do the work.
+ * directory's lock (exit 75 when another process holds it). With
+ * storage.kind postgres they open the cluster's queue in the database — no
+ * server on this host needed — under a lease holder of their own: a message
+ * a live node holds is that node's to change (the request goes through the
+ * database, queue-manager.ts `viaHolder`), and the listing names the node
+ * holding each message. Either way the same QueueManager methods do the work.
  */
 
 export interface Io {
@@ -219,6 +225,54 @@ export async function queueCommand(argv: string[], io: Io): Promise<number> {
 
 type Call = (req: QueueRequest) => Promise<ControlResponse>;
 
+/** The queue opened by a tool: started (and, alone on its files, reconciled with the spool first). */
+async function startOffline({ spool, queue }: { spool: Spool; queue: QueueManager }, reconciled: boolean): Promise<{ call: Call; close(): Promise<void> }> {
+  await spool.open();
+  try {
+    await queue.start();
+    if (reconciled) await queue.recovered();
+  } catch (err) {
+    await queue.stop().catch(() => {});
+    await spool.close();
+    throw err;
+  }
+  return {
+    call: (req) => execute(queue, req),
+    async close() {
+      await queue.stop();
+      await spool.close();
+    },
+  };
+}
+
+/** The cluster's queue in PostgreSQL: the state is the database's, so no data directory lock (the leases keep the nodes apart). */
+async function openCluster(config: Config): Promise<{ call: Call; close(): Promise<void> }> {
+  if (config.storage.kind !== "postgres") throw new Error("not a cluster");
+  const runAs = process.getuid!() === 0 ? await resolveRunAs(config) : undefined;
+  if (runAs) dropPrivileges(runAs);
+  const log = pino({ level: "silent" });
+  const database = await openDatabase(config.storage, log);
+  try {
+    // No LISTEN: a queue tool runs for a moment.
+    const accounts = await openAccounts(config, log, database, false);
+    const opened = await startOffline(await openQueue(config, { log, accounts, database, toolOf: `queue-tool-${process.pid}` }), false);
+    return {
+      call: opened.call,
+      async close() {
+        try {
+          await opened.close();
+          await accounts.close?.();
+        } finally {
+          await database.end();
+        }
+      },
+    };
+  } catch (err) {
+    await database.end();
+    throw err;
+  }
+}
+
 /**
  * Run `fn` against the running server if there is one (its control socket),
  * else against the queue on disk — holding the data directory's lock, as the
@@ -252,6 +306,7 @@ async function withQueue<T>(config: Config, fn: (call: Call) => Promise<T>): Pro
 }
 
 async function openOffline(config: Config): Promise<{ call: Call; close(): Promise<void> }> {
+  if (config.storage.kind === "postgres") return openCluster(config);
   if (!(await isDirectory(config.dataDir))) {
     return {
       call: async (req) => req.op === "list" ? { ok: true, result: { items: [], next: null } satisfies ListResult }
@@ -266,22 +321,12 @@ async function openOffline(config: Config): Promise<{ call: Call; close(): Promi
     const runAs = process.getuid!() === 0 ? await resolveRunAs(config) : undefined;
     if (runAs) dropPrivileges(runAs);
     const log = pino({ level: "silent" });
-    const { spool, queue } = await openQueue(config, { log, accounts: await openAccounts(config, log) });
-    await spool.open();
-    try {
-      await queue.start();
-      await queue.recovered();
-    } catch (err) {
-      await queue.stop().catch(() => {});
-      await spool.close();
-      throw err;
-    }
+    const opened = await startOffline(await openQueue(config, { log, accounts: await openAccounts(config, log) }), true);
     return {
-      call: (req) => execute(queue, req),
+      call: opened.call,
       async close() {
         try {
-          await queue.stop();
-          await spool.close();
+          await opened.close();
         } finally {
           await lock.release();
         }

@@ -143,6 +143,8 @@ export const DEFAULTS = {
   },
   storage: {
     poolSize: 20,
+    leaseTime: 30_000,
+    reconcileInterval: 300_000,
   },
   dkim: {
     domains: {},

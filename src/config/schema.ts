@@ -666,6 +666,13 @@ export const configSchema = z.strictObject({
         node: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,62}$/, { message: "expected a node name of letters, digits, '.', '_', ':' and '-'" }).optional(),
         /** Apply the schema's migrations at start (otherwise `petrel db migrate` does, and start-up refuses an old schema). */
         migrate: z.boolean().default(true),
+        /**
+         * How long a node's claim on a message (its lease) lasts unrenewed: a node that dies holds
+         * its messages this long before another node takes them. Renewed every third of it.
+         */
+        leaseTime: positiveDuration(DEFAULTS.storage.leaseTime),
+        /** How often one node of the cluster looks through the spool for messages the queue does not know (a node died between accepting and queueing). */
+        reconcileInterval: positiveDuration(DEFAULTS.storage.reconcileInterval),
       }),
     ])
     .default({ kind: "filesystem" }),

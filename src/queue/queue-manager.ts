@@ -6,7 +6,9 @@ import type { DeliveryOutcome, DeliveryOutcomes, DsnRecipient, DsnSender, Recipi
 import type { Clock } from "../mail/clock.ts";
 import { retryDelay } from "./backoff.ts";
 import { HISTORY_LIMIT, isFinal, type MessageState, type RecipientState } from "./queue-state.ts";
-import type { QueueStore, StoredMessage } from "./queue-store.ts";
+import { LeaseLost, type Leases, type QueueRequestOp, type QueueStore, type StoredMessage } from "./queue-store.ts";
+import type { DestinationSlots } from "./destination-slots.ts";
+import { LeaseKeeper } from "./lease-keeper.ts";
 import { fanOut } from "./fan-out.ts";
 import { listItem, listPage, summary, totals, type InMemory } from "./queue-view.ts";
 import type { QueueListItem, QueuePage, QueueTotals, SummaryRow } from "./queue-report.ts";
@@ -91,6 +93,12 @@ export interface QueueManagerDeps {
   readonly events?: EventSink;
   /** The reception's pacing (Postfix in_flow_delay): given a token for each delivery started, refilled while the queue keeps up. */
   readonly inflow?: InflowControl;
+  /** A cluster (the store has `leases`): this node's name, shown on the messages it holds. */
+  readonly node?: string;
+  /** A cluster: per-destination concurrency held across the nodes (destination-slots.ts). */
+  readonly slots?: DestinationSlots;
+  /** A cluster: how often one node looks through the spool for messages no node queued (ms). */
+  readonly reconcileInterval?: number;
 }
 
 interface Job {
@@ -157,6 +165,13 @@ export class QueueManager {
   /** While reconciling: every message handled since start (reconcile.ts `skip`). */
   private seen: Set<QueueId> | null = new Set();
   private recovery: Promise<void> = Promise.resolve();
+  /** A cluster: the store's leases, renewed by `keeper`. */
+  private readonly leases: Leases | undefined;
+  private keeper: LeaseKeeper | null = null;
+  /** A cluster: messages committed to the spool that could not be queued yet (the database was away); tried again each renewal. */
+  private readonly unqueued = new Set<QueueId>();
+  /** A cluster: messages done whose final state could not be stored yet (the database was away); finished at each renewal. */
+  private readonly unfinished = new Set<Entry>();
 
   constructor(deps: QueueManagerDeps) {
     this.deps = deps;
@@ -165,6 +180,7 @@ export class QueueManager {
     this.random = deps.random ?? Math.random;
     this.events = deps.events ?? noEvents;
     this.activeLimit = deps.settings.activeLimit;
+    this.leases = deps.store.leases;
   }
 
   /**
@@ -175,8 +191,10 @@ export class QueueManager {
    */
   async start(): Promise<void> {
     await this.deps.store.open();
+    await this.deps.slots?.open();
     this.started = this.deps.router !== undefined;
     if (this.started) this.deps.log.info({ activeLimit: this.activeLimit }, "queue started");
+    if (this.leases !== undefined) this.startKeeper(this.leases);
     this.recovery = this.recover();
     this.background(this.recovery);
     this.refill();
@@ -197,14 +215,12 @@ export class QueueManager {
           this.refill();
         }
       }
-      const seen = this.seen!;
-      const admit = (id: QueueId) => this.admitNew(id).then(() => this.dispatch(), (err) => {
-        this.deps.log.error({ queueId: id, err }, "could not queue message");
-      });
-      const started = Date.now();
-      const admitted = await reconcile(this.deps.spool, this.store, (id) => this.messages.has(id) || seen.has(id), admit, () => this.stopped);
-      if (admitted > 0) this.deps.log.info({ messages: admitted }, "spooled messages the queue store did not know were queued again");
-      this.deps.log.info({ ms: Date.now() - started }, "queue recovered");
+      if (this.keeper !== null) {
+        // A cluster: one node at a time (never the queue tools); at a start, unless another node is at it.
+        await this.keeper.reconcileIfTurn(true);
+        return;
+      }
+      await this.reconcileSpool();
     } catch (err) {
       this.deps.log.error({ err }, "could not reconcile the spool with the queue store");
     } finally {
@@ -212,10 +228,86 @@ export class QueueManager {
     }
   }
 
+  /** Queue what the spool holds and the store does not know; false when stopped before the end. */
+  private async reconcileSpool(): Promise<boolean> {
+    const seen = this.seen;
+    const admit = (id: QueueId) => this.admitNew(id).then(() => this.dispatch(), (err) => {
+      this.deps.log.error({ queueId: id, err }, "could not queue message");
+    });
+    const started = Date.now();
+    const admitted = await reconcile(this.deps.spool, this.store, (id) => this.messages.has(id) || seen?.has(id) === true, admit, () => this.stopped);
+    if (admitted > 0) this.deps.log.info({ messages: admitted }, "spooled messages the queue store did not know were queued again");
+    this.deps.log.info({ ms: Date.now() - started }, "queue recovered");
+    return !this.stopped;
+  }
+
+  /** A cluster: renew this node's leases, hand on what was lost or asked, and take turns at the cluster's chores. */
+  private startKeeper(leases: Leases): void {
+    this.keeper = new LeaseKeeper({
+      leases, clock: this.deps.clock, log: this.deps.log, slots: this.deps.slots,
+      reconcileInterval: this.deps.reconcileInterval ?? 300_000,
+      hooks: {
+        held: () => [...this.messages.values()].filter((e) => e.stored && !e.leaving).map((e) => e.state.id),
+        lost: (id) => {
+          const e = this.messages.get(id);
+          if (e !== undefined && !e.leaving) this.drop(e, "lease ended and another node took the message");
+        },
+        request: (id, op) => this.background(this.requested(id, op)),
+        inUse: () => this.inFlight,
+        tick: () => {
+          for (const id of [...this.unqueued]) {
+            this.unqueued.delete(id);
+            this.enqueue(id);
+          }
+          for (const e of [...this.unfinished]) {
+            this.unfinished.delete(e);
+            this.background(this.finishIfDone(e));
+          }
+          this.refill();
+        },
+        ...(this.started ? {
+          reconcile: () => {
+            const p = this.reconcileSpool();
+            this.background(p);
+            return p;
+          },
+        } : {}),
+      },
+    });
+    if (this.deps.slots !== undefined) this.deps.slots.granted = () => this.dispatch();
+    this.keeper.start();
+  }
+
+  /** What a person asked, through the store, of a message this node holds (`petrel queue` on another host). */
+  private async requested(id: QueueId, op: QueueRequestOp): Promise<void> {
+    const by = "petrel queue (cluster)";
+    if (op === "hold") await this.hold(id, by);
+    else if (op === "release") await this.release(id, by);
+    else if (op === "delete") await this.delete(id, by);
+    else await this.retry(id, by);
+  }
+
+  /**
+   * A cluster: out of memory without a word to the store — another node has
+   * the message now (its lease ended), or its state could not be written
+   * before a DSN; whatever is in flight finishes without effect, and the
+   * message is delivered from the store's state by whoever holds it next.
+   */
+  private drop(e: Entry, why: string): void {
+    e.leaving = true;
+    if (this.messages.get(e.state.id) === e) this.messages.delete(e.state.id);
+    this.deps.log.warn({ queueId: e.state.id }, `dropped from memory: ${why}`);
+    this.refill();
+  }
+
   /** A message was just committed to the spool. */
   enqueue(id: QueueId): void {
     this.seen?.add(id);
-    this.background(this.admitNew(id).then(() => this.dispatch(), (err) => this.deps.log.error({ queueId: id, err }, "could not queue message")));
+    this.background(this.admitNew(id).then(() => this.dispatch(), (err) => {
+      this.deps.log.error({ queueId: id, err }, "could not queue message");
+      // A cluster: the message is in the shared spool; queue it when the database answers again.
+      if (this.leases !== undefined && !this.stopped) this.unqueued.add(id);
+    }));
   }
 
   private background(p: Promise<unknown>): void {
@@ -230,7 +322,9 @@ export class QueueManager {
     this.deps.inflow?.releaseAll();
     if (this.timer !== null) this.deps.clock.cancel(this.timer);
     this.timer = null;
+    await this.keeper?.stop();
     await this.settled();
+    await this.deps.slots?.close();
     await this.store.close();
   }
 
@@ -292,7 +386,7 @@ export class QueueManager {
 
   /** Messages after `after` in queue id (arrival) order, at most `limit`. */
   page(after: QueueId | null, limit: number): Promise<QueuePage> {
-    return listPage(this.store, this.inMemory(), after, limit);
+    return listPage(this.store, this.inMemory(), after, limit, this.leases !== undefined ? this.deps.node : undefined);
   }
 
   summary(now = this.deps.clock.now()): Promise<SummaryRow[]> {
@@ -311,19 +405,19 @@ export class QueueManager {
 
   async get(id: QueueId): Promise<{ item: QueueListItem; envelope: Envelope; history: Record<string, RecipientState["history"]> } | null> {
     const e = this.messages.get(id);
-    let found: { state: MessageState; envelope: Envelope } | null = null;
+    let found: { state: MessageState; envelope: Envelope; node?: string | undefined } | null = null;
     if (e !== undefined) {
       if (e.leaving) return null;
-      found = e;
+      found = { state: e.state, envelope: e.envelope, node: this.leases !== undefined ? this.deps.node : undefined };
     } else {
       const stored = await this.store.get(id);
       const envelope = stored ? await this.deps.spool.readEnvelope(id).catch(() => null) : null;
-      if (stored && envelope) found = { state: stored.state, envelope };
+      if (stored && envelope) found = { state: stored.state, envelope, node: stored.holder };
     }
     if (found === null) return null;
     const history: Record<string, RecipientState["history"]> = {};
     for (const r of found.state.recipients) history[r.address] = r.history;
-    return { item: listItem(entryView(found.state, found.envelope)), envelope: found.envelope, history };
+    return { item: listItem(entryView(found.state, found.envelope), found.node), envelope: found.envelope, history };
   }
 
   /**
@@ -332,6 +426,12 @@ export class QueueManager {
    * when `id` is no message in the queue.
    */
   async retry(id: QueueId | "all", by?: string): Promise<RetryResult | null> {
+    const result = await this.retryHere(id, by);
+    if (result === null && id !== "all" && (await this.viaHolder(id, "retry"))) return { scheduled: 1, held: [] };
+    return result;
+  }
+
+  private async retryHere(id: QueueId | "all", by?: string): Promise<RetryResult | null> {
     const result = await this.serially(async (): Promise<RetryResult | null> => {
       const now = this.deps.clock.now();
       const held: QueueId[] = [];
@@ -367,11 +467,11 @@ export class QueueManager {
 
   /** `postsuper -h`: no delivery attempts until released. */
   async hold(id: QueueId, by?: string): Promise<boolean> {
-    return this.setHeld(id, true, by);
+    return (await this.setHeld(id, true, by)) || this.viaHolder(id, "hold");
   }
 
   async release(id: QueueId, by?: string): Promise<boolean> {
-    const ok = await this.setHeld(id, false, by);
+    const ok = (await this.setHeld(id, false, by)) || (await this.viaHolder(id, "release"));
     this.refill();
     this.dispatch();
     return ok;
@@ -379,6 +479,10 @@ export class QueueManager {
 
   /** `postsuper -d`: remove without a bounce. */
   async delete(id: QueueId, by?: string): Promise<boolean> {
+    return (await this.deleteHere(id, by)) || this.viaHolder(id, "delete");
+  }
+
+  private async deleteHere(id: QueueId, by?: string): Promise<boolean> {
     const done = await this.serially(async () => {
       const e = this.messages.get(id);
       if (e !== undefined && !e.leaving) {
@@ -419,6 +523,27 @@ export class QueueManager {
     });
   }
 
+  /**
+   * A cluster: a person's operation on a message another live node holds is
+   * that node's to do (it has the message in memory; doing it here would race
+   * its deliveries): asked through the store, picked up at its next renewal,
+   * waited for here up to two lease times. False when no node holds `id`.
+   */
+  private async viaHolder(id: QueueId, op: QueueRequestOp): Promise<boolean> {
+    const leases = this.leases;
+    if (leases === undefined) return false;
+    const holder = await leases.request(id, op);
+    if (holder === null) return false;
+    const clock = this.deps.clock;
+    const end = clock.now() + 2 * leases.ms;
+    while (await leases.requestPending(id)) {
+      if (clock.now() > end) throw new Error(`node ${holder} holds message ${id} and has not taken the ${op} request within ${Math.round((2 * leases.ms) / 1000)} s (is it stopped?); the request stays for it`);
+      await new Promise<void>((resolve) => clock.schedule(resolve, Math.max(10, Math.min(250, leases.ms / 12))));
+    }
+    this.deps.log.info({ queueId: id, node: holder, op }, "done by the node holding the message");
+    return true;
+  }
+
   /** One store → memory move at a time (see `exclusive`). */
   private serially<T>(fn: () => Promise<T>): Promise<T> {
     const p = this.exclusive.then(fn);
@@ -448,6 +573,17 @@ export class QueueManager {
     const quarantined = envelope.hold !== undefined;
     const state: MessageState = { id, arrival: envelope.receivedAt || now, held: quarantined, ...(quarantined ? { holdReason: envelope.hold } : {}), recipients };
     const entry = newEntry(state, envelope, false);
+    if (this.leases !== undefined) {
+      // A cluster: every node sees the shared spool, so the message is this node's only once its row is (another may have taken it).
+      if (!(await this.leases.adopt(entryView(state, envelope)))) return;
+      entry.stored = true;
+      // Another node may have delivered it and removed it whole (spool, then row) before this row was made: then it is gone.
+      if (!(await this.stillSpooled(id))) {
+        await this.store.remove(id);
+        return;
+      }
+      if (this.messages.has(id)) return;
+    }
     const inMemory = this.messages.size < this.activeLimit;
     if (inMemory) this.keep(entry);
     this.deps.log.info({ queueId: id, recipients: recipients.map((r) => r.address), ...(quarantined ? { held: envelope.hold } : {}) }, "queued");
@@ -457,6 +593,7 @@ export class QueueManager {
     const unknown = recipients.filter((r) => r.status === "bounced");
     if (unknown.length > 0) {
       await this.save(entry, true);
+      if (entry.leaving) return;
       await this.dsn(entry, unknown.map((r) => this.dsnRecipient(entry, r, "failed", r.lastError?.enhanced ?? "5.1.1", r.lastError?.diagnostic)));
     }
     await this.finishIfDone(entry);
@@ -480,7 +617,7 @@ export class QueueManager {
       if (code !== "ENOENT" && code !== "ECORRUPT") {
         // Not readable now (an I/O error): leave it for a later claim.
         this.deps.log.error({ queueId: id, err }, "could not read a queued message");
-        await this.store.save(row, { claimed: false });
+        await this.unclaim(row);
         return null;
       }
       this.deps.log.warn({ queueId: id, err: (err as Error).message }, "queue state without its message in the spool: dropped");
@@ -488,12 +625,32 @@ export class QueueManager {
       return null;
     }
     if (!force && this.messages.size >= this.activeLimit) {
-      await this.store.save(row, { claimed: false });
+      await this.unclaim(row);
       return null;
     }
     const entry = newEntry(row.state, envelope, true);
     this.keep(entry);
+    // Every recipient final: its node stopped between the last state and the removal (a cluster's node died); finish it.
+    if (row.state.recipients.every(isFinal)) this.background(this.finishIfDone(entry));
     return entry;
+  }
+
+  private async stillSpooled(id: QueueId): Promise<boolean> {
+    try {
+      await this.deps.spool.readEnvelope(id);
+      return true;
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === "ENOENT") return false;
+      throw err;
+    }
+  }
+
+  /** A claimed row back to waiting, unclaimed (a row another node took meanwhile is that node's). */
+  private async unclaim(row: StoredMessage): Promise<void> {
+    await this.store.save(row, { claimed: false }).catch((err) => {
+      if (!(err instanceof LeaseLost)) throw err;
+    });
   }
 
   /** Into the active set. */
@@ -506,7 +663,10 @@ export class QueueManager {
   private save(e: Entry, durable = false): Promise<void> {
     e.stored = true;
     e.saving = this.store.save(entryView(e.state, e.envelope), { claimed: true, durable }).catch((err) => {
+      if (err instanceof LeaseLost) return this.drop(e, "another node holds the message now");
       this.deps.log.error({ queueId: e.state.id, err }, "could not save queue state");
+      // A cluster: a state a DSN was to report is not stored, so no DSN goes — whoever holds the message next tries again from what is stored.
+      if (this.leases !== undefined && durable) this.drop(e, "its state could not be stored");
     });
     return e.saving;
   }
@@ -543,7 +703,7 @@ export class QueueManager {
     if (this.messages.get(id) === e) this.messages.delete(id);
     e.stored = true;
     e.saving = this.store.save(entryView(e.state, e.envelope), { claimed: false }).catch((err) => {
-      this.deps.log.error({ queueId: id, err }, "could not save queue state");
+      if (!(err instanceof LeaseLost)) this.deps.log.error({ queueId: id, err }, "could not save queue state");
     });
     this.background(e.saving);
     if (!e.state.held) {
@@ -651,7 +811,10 @@ export class QueueManager {
         this.ready.delete(dest);
         continue;
       }
-      if ((this.inFlight.get(dest) ?? 0) >= s.perDestination) {
+      const busy = this.inFlight.get(dest) ?? 0;
+      if (busy >= s.perDestination || (this.deps.slots !== undefined && busy >= this.deps.slots.held(dest))) {
+        // A cluster: the limit holds across the nodes; ask for more of its slots (dispatch runs again when granted).
+        if (busy < s.perDestination) this.deps.slots!.grow(dest, busy + q.ids.length, s.perDestination);
         this.rr++;
         blocked++;
         continue;
@@ -715,6 +878,8 @@ export class QueueManager {
       this.running.delete(p);
       this.settle(job.msg);
       this.dispatch();
+      // A cluster: slots this node no longer needs for the destination go back to the others now.
+      if (this.deps.slots !== undefined && !(this.ready.get(dest)?.ids.length)) this.deps.slots.shrink(dest, this.inFlight.get(dest) ?? 0);
     });
     this.running.add(p);
   }
@@ -767,6 +932,8 @@ export class QueueManager {
     // saved as it goes (settle).
     if (failed.length > 0) await this.save(e, true);
     else if (!e.state.recipients.every(isFinal) && !this.leavesMemory(e, now)) this.save(e);
+    // Lost to another node while it was saved: that node tells the sender, never both.
+    if (e.leaving) return;
     if (failed.length > 0) await this.dsn(e, failed);
     // RFC 3461 §4.1: a success DSN only for recipients that asked for one (dsnRecipients filters).
     if (succeeded.length > 0) await this.dsn(e, succeeded);
@@ -791,7 +958,7 @@ export class QueueManager {
       return this.dsnRecipient(e, r, "failed", r.lastError?.bounceStatus ?? "4.4.7", `message expired in the queue; last error: ${last}`, r.lastError?.remoteMta);
     });
     e.jobs++;
-    this.background(this.save(e, true).then(() => this.dsn(e, failed)).then(() => this.finishIfDone(e)).finally(() => {
+    this.background(this.save(e, true).then(() => e.leaving ? undefined : this.dsn(e, failed).then(() => this.finishIfDone(e))).finally(() => {
       e.jobs--;
       this.settle(e);
     }));
@@ -809,6 +976,7 @@ export class QueueManager {
     if (due.length === 0) return;
     for (const r of due) r.delayWarned = true;
     await this.save(e, true);
+    if (e.leaving) return;
     const until = new Date(e.state.arrival + this.deps.settings.lifetime);
     await this.dsn(e, due.map((r) => ({
       ...this.dsnRecipient(e, r, "delayed", r.lastError?.enhanced ?? "4.0.0", r.lastError?.diagnostic, r.lastError?.remoteMta),
@@ -866,7 +1034,24 @@ export class QueueManager {
     if (this.messages.has(id) && this.messages.get(id) !== e) return;
     e.leaving = true;
     await e.saving;
+    let again = false;
     try {
+      if (this.leases !== undefined) {
+        // A cluster: the spool is shared — the final state is written, if this node still holds the message, before the message goes.
+        const stored = await this.store.save(entryView(e.state, e.envelope), { claimed: true, durable: true }).then(() => "yes" as const, (err) => {
+          if (err instanceof LeaseLost) return "lost" as const;
+          this.deps.log.error({ queueId: id, err }, "done, but the final state could not be stored: tried again at the next lease renewal");
+          return "retry" as const;
+        });
+        if (stored === "lost") this.deps.log.warn({ queueId: id }, "done here, but another node holds the message now: left to it");
+        if (stored === "retry") {
+          // The database is away: the message stays in memory (leased, renewed once it is back) so the delivery is not repeated.
+          again = true;
+          e.leaving = false;
+          this.unfinished.add(e);
+        }
+        if (stored !== "yes") return;
+      }
       try {
         await this.deps.spool.remove(id);
       } catch (err) {
@@ -874,14 +1059,26 @@ export class QueueManager {
         // final, stays with it; at worst a later start delivers it again — never lost, and no
         // rejection left for no one to handle.
         this.deps.log.error({ queueId: id, err }, "done, but not removed from the spool");
+        if (this.leases !== undefined) {
+          // A cluster: kept in memory under its lease, removed at the next renewal.
+          again = true;
+          e.leaving = false;
+          this.unfinished.add(e);
+          return;
+        }
         await this.save(e, true);
         return;
       }
-      if (e.stored) await this.store.remove(id);
+      if (e.stored) {
+        await this.store.remove(id).catch((err) => {
+          // The message is gone; a state left without it is dropped when next claimed (admitClaimed).
+          this.deps.log.error({ queueId: id, err }, "removed from the spool, but its queue state could not be removed now");
+        });
+      }
       this.deps.log.info({ queueId: id }, "removed");
       this.events.emit({ type: "removed", queueId: id });
     } finally {
-      if (this.messages.get(id) === e) this.messages.delete(id);
+      if (!again && this.messages.get(id) === e) this.messages.delete(id);
       this.refill();
     }
   }

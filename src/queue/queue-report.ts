@@ -16,6 +16,8 @@ export interface QueueListItem {
   readonly held: boolean;
   /** Why a check put it on hold when it arrived (quarantine), while it stays held. */
   readonly heldReason?: string;
+  /** In a cluster: the node whose memory holds it now (its lease); absent while it waits in the store. */
+  readonly node?: string;
   readonly recipients: readonly {
     readonly address: string;
     readonly original: string;
@@ -135,6 +137,7 @@ export function formatList(items: readonly QueueListItem[], now: number): string
     const flag = item.held ? (item.heldReason !== undefined ? ` (held: ${item.heldReason})` : " (held)") : "";
     out += `${item.id}${flag}  ${new Date(item.arrival).toISOString()}  (${age} ago)  ${item.size ?? "?"} bytes\n`;
     out += `  from <${item.sender}>\n`;
+    if (item.node !== undefined) out += `  on node ${item.node}\n`;
     for (const r of item.recipients) {
       const via = r.original !== r.address ? ` (for ${r.original})` : "";
       const when = r.status === "deferred" ? `, next try ${new Date(r.nextAttempt).toISOString()}` : "";

@@ -64,18 +64,62 @@ export interface StoreCounts {
   readonly oldestArrival: number | null;
 }
 
+/** A person's operation asked of the node that holds a message's lease (the queue tools of a cluster). */
+export type QueueRequestOp = "hold" | "release" | "delete" | "retry";
+
+/** A stored row as the queue tools list it: whether this process holds it, and which node does. */
+export type StoredRow = StoredMessage & {
+  readonly claimed: boolean;
+  /** The node whose memory holds the message (a live lease in a shared store); absent when none does. */
+  readonly holder?: string;
+};
+
+/** This node no longer holds the message's lease (it expired and another node claimed it). */
+export class LeaseLost extends Error {
+  override readonly name = "LeaseLost";
+}
+
+/**
+ * What a store shared by several nodes adds: every message this node works
+ * on is leased to it in the store — a new one from the moment it is queued,
+ * since any node may otherwise find it in the shared spool and take it too
+ * — and the leases are renewed while the messages are in memory.
+ */
+export interface Leases {
+  /** How long a lease lasts unrenewed (ms): a dead node's messages wait this long for another node. */
+  readonly ms: number;
+  /** Store a new message's state leased to this node unless the store knows the id already (another node took it): true when this node has it. */
+  adopt(message: StoredMessage): Promise<boolean>;
+  /** Extend this node's leases of `ids`; says which it no longer holds, and the operations people asked of it meanwhile. */
+  renew(ids: readonly QueueId[]): Promise<{ readonly lost: readonly QueueId[]; readonly requests: ReadonlyMap<QueueId, QueueRequestOp> }>;
+  /**
+   * Whether this node should look through the spool for messages no node
+   * queued (reconcile.ts) now: true for one node at a time, when no node
+   * finished doing so within `everyMs` (0: whenever none is at it).
+   */
+  reconcileTurn(everyMs: number): Promise<boolean>;
+  /** This node finished (or gave up) the look `reconcileTurn` gave it. */
+  reconcileDone(complete: boolean): Promise<void>;
+  /** Ask the node holding `id` to do `op` when it next renews; that node's name, or null when no live node holds it. */
+  request(id: QueueId, op: QueueRequestOp): Promise<string | null>;
+  /** Whether the request made of `id` still waits for its holder. */
+  requestPending(id: QueueId): Promise<boolean>;
+}
+
 /**
  * Saves and removes of one message take effect in the order they are called;
  * a read sees every write called before it.
  */
 export interface QueueStore {
+  /** Present when several nodes share the store (see Leases). */
+  readonly leases?: Leases;
   /** Open or create the store; messages claimed by a process that is gone are unclaimed. */
   open(): Promise<void>;
   close(): Promise<void>;
   /** Insert or replace a message's state. */
   save(message: StoredMessage, options: SaveOptions): Promise<void>;
   remove(id: QueueId, options?: { readonly durable?: boolean }): Promise<void>;
-  get(id: QueueId): Promise<(StoredMessage & { readonly claimed: boolean }) | null>;
+  get(id: QueueId): Promise<StoredRow | null>;
   /**
    * Claim up to `limit` messages of `kind` that have a recipient due by
    * `now`, are not held and not claimed, earliest due first. A claimed
@@ -89,7 +133,7 @@ export interface QueueStore {
   /** Which of `ids` the store holds. */
   known(ids: readonly QueueId[]): Promise<Set<QueueId>>;
   /** Messages in queue id order (time order), after `after`, at most `limit`; claimed ones included. */
-  page(after: QueueId | null, limit: number): Promise<(StoredMessage & { readonly claimed: boolean })[]>;
+  page(after: QueueId | null, limit: number): Promise<StoredRow[]>;
   /** Waiting recipients of unclaimed messages by domain, status and age column: `bounds` are ages in ms, ascending. */
   waiting(now: number, bounds: readonly number[]): Promise<WaitingRow[]>;
   counts(): Promise<StoreCounts>;

@@ -20,7 +20,8 @@ export interface InMemory extends StoredMessage {
   readonly stored: boolean;
 }
 
-export function listItem(m: StoredMessage): QueueListItem {
+/** `node`: which node holds it in memory (a cluster's queue tools show it). */
+export function listItem(m: StoredMessage, node?: string): QueueListItem {
   const s = m.state;
   return {
     id: s.id,
@@ -29,6 +30,7 @@ export function listItem(m: StoredMessage): QueueListItem {
     sender: m.sender,
     held: s.held,
     ...(s.held && s.holdReason !== undefined ? { heldReason: s.holdReason } : {}),
+    ...(node !== undefined ? { node } : {}),
     recipients: s.recipients.map((r) => ({
       address: r.address,
       original: r.original,
@@ -40,11 +42,22 @@ export function listItem(m: StoredMessage): QueueListItem {
   };
 }
 
-/** Messages after `after` in queue id order (arrival order), at most `limit`: the store's page merged with what only memory holds. */
-export async function listPage(store: QueueStore, memory: ReadonlyMap<QueueId, InMemory>, after: QueueId | null, limit: number): Promise<QueuePage> {
+/**
+ * Messages after `after` in queue id order (arrival order), at most `limit`: the store's page
+ * merged with what only memory holds. `self`: this node's name in a cluster, shown on what its
+ * memory holds (the store names the holders of the rest).
+ */
+export async function listPage(store: QueueStore, memory: ReadonlyMap<QueueId, InMemory>, after: QueueId | null, limit: number, self?: string): Promise<QueuePage> {
   const rows = await store.page(after, limit + 1);
   const byId = new Map<QueueId, StoredMessage>();
-  for (const row of rows) byId.set(row.state.id, memory.get(row.state.id) ?? row);
+  const holders = new Map<QueueId, string>();
+  for (const row of rows) {
+    const mine = memory.get(row.state.id);
+    byId.set(row.state.id, mine ?? row);
+    const holder = mine !== undefined ? self : row.holder;
+    if (holder !== undefined) holders.set(row.state.id, holder);
+  }
+  if (self !== undefined) for (const id of memory.keys()) holders.set(id, self);
   for (const m of memory.values()) if (!m.stored && (after === null || m.state.id > after)) byId.set(m.state.id, m);
   // Past the store's last row, only memory may hold more; the page ends at the store's last row when it had more.
   const storeMore = rows.length > limit;
@@ -52,7 +65,7 @@ export async function listPage(store: QueueStore, memory: ReadonlyMap<QueueId, I
   const ids = [...byId.keys()].filter((id) => last === null || id <= last).sort();
   const page = ids.slice(0, limit);
   const more = storeMore || ids.length > limit;
-  return { items: page.map((id) => listItem(byId.get(id)!)), next: more && page.length > 0 ? page[page.length - 1] : null };
+  return { items: page.map((id) => listItem(byId.get(id)!, holders.get(id))), next: more && page.length > 0 ? page[page.length - 1] : null };
 }
 
 function waitingIn(s: MessageState): MessageState["recipients"] {

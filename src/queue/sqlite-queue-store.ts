@@ -41,7 +41,8 @@ import { join } from "node:path";
 import { DatabaseSync, type StatementSync } from "./sqlite-module.ts";
 import { domainOf } from "../mail/address.ts";
 import type { QueueId } from "../spool/spool.ts";
-import type { MessageState, RecipientState } from "./queue-state.ts";
+import type { MessageState } from "./queue-state.ts";
+import { dueOf, restoreRecipients, triedOf, waitingStatus } from "./stored-state.ts";
 import type { ClaimKind, QueueStore, SaveOptions, StoreCounts, StoredMessage, WaitingRow } from "./queue-store.ts";
 
 /** The schema this code writes; a newer one is refused (written by a newer Petrel). */
@@ -98,18 +99,6 @@ interface PendingWrite {
   readonly durable: boolean;
   resolve(): void;
   reject(err: unknown): void;
-}
-
-function waitingStatus(r: RecipientState): "queued" | "deferred" | null {
-  if (r.status === "deferred") return "deferred";
-  return r.status === "queued" || r.status === "delivering" ? "queued" : null;
-}
-
-/** The earliest next attempt of a waiting recipient, or null. */
-function dueOf(state: MessageState): number | null {
-  let due = Infinity;
-  for (const r of state.recipients) if (waitingStatus(r) !== null) due = Math.min(due, r.nextAttempt);
-  return due === Infinity ? null : due;
 }
 
 export class SqliteQueueStore implements QueueStore {
@@ -207,7 +196,7 @@ export class SqliteQueueStore implements QueueStore {
   save(message: StoredMessage, options: SaveOptions): Promise<void> {
     const s = message.state;
     const due = dueOf(s);
-    const tried = s.recipients.some((r) => r.attempts > 0) ? 1 : 0;
+    const tried = triedOf(s) ? 1 : 0;
     const json = JSON.stringify(s.recipients);
     return this.write(() => {
       this.st.upsert.run(s.id, s.arrival, message.sender, message.size ?? null, s.held ? 1 : 0, s.holdReason ?? null, due, tried, options.claimed ? 1 : 0, json);
@@ -325,12 +314,7 @@ export class SqliteQueueStore implements QueueStore {
 
   /** A row as the queue's state, with a pending `retry --all` applied to its waiting recipients. */
   private toStored(row: MessageRow): StoredMessage & { claimed: boolean } {
-    const recipients = JSON.parse(row.recipients) as RecipientState[];
-    for (const r of recipients) {
-      // "delivering" exists only in memory: a state saved mid-delivery is read back as waiting.
-      if (r.status === "delivering") r.status = "queued";
-      if (row.retry_at !== null && waitingStatus(r) !== null) r.nextAttempt = Math.min(r.nextAttempt, row.retry_at);
-    }
+    const recipients = restoreRecipients(row.recipients, row.retry_at);
     const state: MessageState = {
       id: row.id, arrival: row.arrival, held: row.held === 1,
       ...(row.hold_reason !== null ? { holdReason: row.hold_reason } : {}),

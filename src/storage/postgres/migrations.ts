@@ -85,6 +85,47 @@ export const MIGRATIONS: readonly Migration[] = [
       );
       CREATE INDEX spool_writer_touched ON spool_writer (touched_at);`,
   },
+  {
+    version: 4,
+    description: "the shared queue: message state with leases, destination slots, the reconcile job",
+    // postgres-queue-store.ts and postgres-destination-slots.ts say what each column means.
+    sql: `
+      CREATE TABLE queue_message (
+        id          text PRIMARY KEY,
+        arrival     bigint NOT NULL,
+        sender      text NOT NULL,
+        size        bigint,
+        held        boolean NOT NULL,
+        hold_reason text,
+        due         bigint,
+        tried       boolean NOT NULL,
+        retry_at    bigint,
+        recipients  text NOT NULL,
+        w_domain    text[] NOT NULL,
+        w_status    text[] NOT NULL,
+        w_count     integer[] NOT NULL,
+        lease_node  text,
+        lease_until bigint,
+        request     text
+      );
+      CREATE INDEX queue_message_due ON queue_message (tried, due) WHERE lease_node IS NULL AND NOT held AND due IS NOT NULL;
+      CREATE INDEX queue_message_lease ON queue_message (lease_until) WHERE lease_node IS NOT NULL;
+      CREATE INDEX queue_message_held ON queue_message (id) WHERE held;
+      CREATE TABLE queue_destination_slot (
+        destination text NOT NULL,
+        node        text NOT NULL,
+        slots       integer NOT NULL,
+        lease_until bigint NOT NULL,
+        PRIMARY KEY (destination, node)
+      );
+      CREATE TABLE queue_reconcile (
+        one         boolean PRIMARY KEY DEFAULT true CHECK (one),
+        node        text,
+        lease_until bigint,
+        finished_at bigint
+      );
+      INSERT INTO queue_reconcile (one) VALUES (true);`,
+  },
 ];
 
 /** Any number; the one lock every node takes while it migrates ("petrel" in ASCII). */
