@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino from "pino";
 import { queueCommand } from "../../src/cli/queue-commands.ts";
-import { FileSpool } from "../../src/spool/file-spool.ts";
+import { PostgresSpool } from "../../src/storage/postgres/spool.ts";
 import type { DeliveryAgent, DeliveryOutcome, DeliveryOutcomes, DeliveryRequest } from "../../src/queue/ports.ts";
 import { createRouter } from "../../src/delivery/router.ts";
 import { systemClock } from "../../src/mail/clock.ts";
@@ -53,7 +53,8 @@ class Agent implements DeliveryAgent {
 
 test("list, show, hold and delete against the cluster without a local server", async () => {
   const dir = await mkdtemp(join(tmpdir(), "petrel-queue-cluster-cli-"));
-  const spool = new FileSpool(join(dir, "data", "spool"), { fsync: false });
+  // storage.kind postgres: the spool is the cluster's too, where the tool reads it.
+  const spool = new PostgresSpool({ pool, node: "mx1", onWarning: () => {} });
   await spool.open();
   const agent = new Agent();
   const node = new QueueManager({
@@ -82,7 +83,7 @@ test("list, show, hold and delete against the cluster without a local server", a
     await writeFile(passwordFile, `${decodeURIComponent(url.password)}\n`, { mode: 0o600 });
     url.password = "";
     const config = join(dir, "petrel.yaml");
-    await writeFile(config, `dataDir: ${dir}/data\nspool:\n  format: files\nstorage:\n  kind: postgres\n  url: ${url.toString()}\n  passwordFile: ${passwordFile}\n  node: mx1\n  leaseTime: 3s\n`);
+    await writeFile(config, `dataDir: ${dir}/data\nstorage:\n  kind: postgres\n  url: ${url.toString()}\n  passwordFile: ${passwordFile}\n  node: mx1\n  leaseTime: 3s\n`);
     await node.start();
     const busy = await spoolMessage("hang@far.test");
     const waiting = await spoolMessage("later@slow.test");
