@@ -183,11 +183,17 @@ test("petrel serve SIGKILLed mid-burst: what it acknowledged and had not deliver
     for (const id of acknowledged.keys()) assert.ok(waiting.includes(id) || deliveredBefore.has(id), `${id} is in the spool or delivered`);
 
     p = await servePetrel(configPath, 1, 30_000);
+    const second = p;
     const delivered = await pollUntil(async () => {
       const found = await readDelivered(dataDir);
       const ids = new Set(found.map((d) => d.id));
       return [...acknowledged.keys()].every((id) => ids.has(id)) ? found : undefined;
-    }, 45_000, 100);
+    }, 45_000, 100).catch(async (err: Error) => {
+      const ids = new Set((await readDelivered(dataDir)).map((d) => d.id));
+      const missing = [...acknowledged.keys()].filter((id) => !ids.has(id));
+      const rows = await db.query("SELECT id, lease_node, lease_until, due, tried, held FROM queue_message WHERE id = ANY($1::text[])", [missing]);
+      throw new Error(`${err.message}: not delivered ${missing.join(" ")}; queue rows ${JSON.stringify(rows.rows)}; log: ${second.stdout().split("\n").slice(-30).join("\n")}`);
+    });
     for (const d of delivered) {
       const sent = acknowledged.get(d.id);
       if (sent !== undefined) assert.ok(d.content.equals(sent), `${d.id} delivered byte-identical`);
