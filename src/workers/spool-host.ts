@@ -1,0 +1,109 @@
+/**
+ * The primary's side of a worker's spool requests: each message a worker
+ * receives is written into the one spool here, in the order its chunks
+ * arrive, and committed through the spool's group commit with everyone
+ * else's; once durable it is handed to the queue manager, and only then is
+ * the worker told `committed` (so its 250 follows). A worker that dies takes
+ * nothing committed with it: its unfinished messages are aborted here.
+ */
+import type { Envelope } from "../mail/envelope.ts";
+import { toSpoolError, type QueueId, type Spool, type SpoolWriter } from "../spool/spool.ts";
+import type { FromWorker, ToWorker } from "./messages.ts";
+
+interface OpenMessage {
+  readonly writer: SpoolWriter;
+  /** The writes so far, in order; the first failure is kept for the commit. */
+  tail: Promise<void>;
+  failure: unknown;
+  /** Its commit has begun: it finishes (and the message is queued) even if the worker dies meanwhile. */
+  committing: boolean;
+}
+
+export class SpoolHost {
+  private readonly spool: Spool;
+  private readonly onCommitted: (id: QueueId) => void;
+  private readonly reply: (message: ToWorker) => void;
+  private readonly open = new Map<QueueId, OpenMessage>();
+
+  constructor(options: { spool: Spool; onCommitted: (id: QueueId) => void; reply: (message: ToWorker) => void }) {
+    this.spool = options.spool;
+    this.onCommitted = options.onCommitted;
+    this.reply = options.reply;
+  }
+
+  /** Messages being received through this worker now. */
+  get size(): number {
+    return this.open.size;
+  }
+
+  /** One spool request from the worker; true when it was one. */
+  handle(m: FromWorker): boolean {
+    switch (m.t) {
+      case "create":
+        void this.create(m.req);
+        return true;
+      case "write": {
+        const o = this.open.get(m.id);
+        if (o) {
+          o.tail = o.tail.then(() => o.failure === undefined ? o.writer.write(m.chunk) : undefined).catch((err: unknown) => {
+            o.failure ??= err;
+          });
+        }
+        return true;
+      }
+      case "commit":
+        void this.commit(m.req, m.id, m.envelope);
+        return true;
+      case "abort": {
+        const o = this.open.get(m.id);
+        if (o) {
+          this.open.delete(m.id);
+          void o.tail.then(() => o.writer.abort()).catch(() => {});
+        }
+        return true;
+      }
+      default:
+        return false;
+    }
+  }
+
+  /** The worker is gone: what it had not committed never got a 250, and is dropped. */
+  async abortAll(): Promise<void> {
+    const all = [...this.open.entries()].filter(([, o]) => !o.committing);
+    for (const [id] of all) this.open.delete(id);
+    await Promise.all(all.map(([, o]) => o.tail.then(() => o.writer.abort()).catch(() => {})));
+  }
+
+  private async create(req: number): Promise<void> {
+    try {
+      const writer = await this.spool.create();
+      this.open.set(writer.id, { writer, tail: Promise.resolve(), failure: undefined, committing: false });
+      this.reply({ t: "created", req, id: writer.id });
+    } catch (err) {
+      this.fail(req, "cannot start a message in the spool", err);
+    }
+  }
+
+  private async commit(req: number, id: QueueId, envelope: Envelope): Promise<void> {
+    const o = this.open.get(id);
+    if (!o) return this.reply({ t: "failed", req, message: `no message ${id} is being received` });
+    o.committing = true;
+    try {
+      await o.tail;
+      if (o.failure !== undefined) throw o.failure;
+      await o.writer.commit(envelope);
+    } catch (err) {
+      this.open.delete(id);
+      await o.writer.abort().catch(() => {});
+      return this.fail(req, "cannot store the message", err);
+    }
+    this.open.delete(id);
+    this.onCommitted(id);
+    this.reply({ t: "committed", req });
+  }
+
+  private fail(req: number, what: string, err: unknown): void {
+    const e = toSpoolError(what, err);
+    this.reply({ t: "failed", req, message: e.message, ...(e.code ? { code: e.code } : {}) });
+  }
+}
