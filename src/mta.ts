@@ -372,6 +372,8 @@ export interface ReceptionOptions {
   readonly events?: EventSink;
   /** In an SMTP worker: the primary's count of connections per client (client-limits.ts). */
   readonly primaryVerdict?: ClientLimitsCheckOptions["primaryVerdict"];
+  /** Log a "listening" line per listener (default true; a worker's listeners are the primary's). */
+  readonly announce?: boolean;
 }
 
 /** Start receiving mail: the checks, the policy pipeline, the intake and the listeners, wired. */
@@ -420,6 +422,7 @@ export async function startReception(config: Config, options: ReceptionOptions):
   try {
     server = await SmtpServer.start(config, {
       log, factory, errorSleep: options.errorSleep, sockets: options.sockets, tls: options.tls, ocspResponse: options.ocspResponse, events,
+      announce: options.announce,
     });
   } catch (err) {
     ownResolver?.close();
@@ -458,8 +461,11 @@ export async function startReception(config: Config, options: ReceptionOptions):
  * (each builds its new checks and applies them, or the reload rejects).
  */
 function workerReception(
-  config: Config, o: { pool: WorkerPool; spool: Spool; sockets: readonly ListenerSocket[]; tls: TlsContextProvider },
+  config: Config, o: { pool: WorkerPool; spool: Spool; sockets: readonly ListenerSocket[]; tls: TlsContextProvider; log: Logger },
 ): Reception {
+  for (const s of o.sockets) {
+    o.log.info({ role: s.listener.role, address: s.address, port: s.port, proxyProtocol: s.listener.proxyProtocol, workers: o.pool.size }, "listening");
+  }
   let closing: Promise<void> | null = null;
   return {
     config,
@@ -678,7 +684,7 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
       })
       : null;
     const smtp = pool
-      ? workerReception(config, { pool, spool, sockets, tls })
+      ? workerReception(config, { pool, spool, sockets, tls, log })
       : await startReception(config, {
         log, accounts, intake, tls, sockets, ...ocspResponse, clock: options.clock, checks: options.checks, resolver,
         errorSleep: options.errorSleep, signingKeys, events,

@@ -97,6 +97,7 @@ async function start(m: Extract<ToWorker, { t: "start" }>): Promise<void> {
     ...(ocsp ? { ocspResponse: ocsp.responder } : {}),
     ...(m.errorSleep !== undefined ? { errorSleep: m.errorSleep } : {}),
     primaryVerdict: takeVerdict,
+    announce: false,
   });
   handlers = (listener, socket) => serves[listener]?.(socket);
   await channel.send({ t: "ready" });

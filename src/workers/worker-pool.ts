@@ -64,7 +64,14 @@ interface Slot {
   child: ChildProcess | null;
   state: WorkerStatus["state"];
   readonly host: SpoolHost;
-  readonly open: Map<number, { readonly address: string; readonly counted: boolean }>;
+  /**
+   * The connections handed to it and not yet closed there. The primary keeps
+   * its own descriptor of each (paused, never read) until the worker says the
+   * connection ended, so a worker that dies — or a handle lost on the way to
+   * it — never leaves a client connected to nobody: closing the last
+   * descriptor here ends the connection.
+   */
+  readonly open: Map<number, { readonly address: string; readonly counted: boolean; readonly socket: net.Socket }>;
   connections: number;
   restarts: number;
   quickFailures: number;
@@ -110,6 +117,10 @@ export class WorkerPool {
     }
     o.sockets.forEach((s, i) => s.serve((socket) => pool.dispatch(i, socket)));
     return pool;
+  }
+
+  get size(): number {
+    return this.slots.length;
   }
 
   status(): WorkerStatus[] {
@@ -174,23 +185,20 @@ export class WorkerPool {
     const verdict: HandoverVerdict = viaProxy ? "local" : countedVerdict(this.admission.admit(address));
     const counted = verdict === "ok";
     const conn = this.nextConn++;
-    slot.open.set(conn, { address, counted });
+    socket.on("error", () => {});
+    slot.open.set(conn, { address, counted, socket });
     slot.connections++;
-    const sent = slot.child?.send({ t: "connection", conn, listener, verdict } satisfies ToWorker, socket, { keepOpen: false }, (err) => {
-      if (!err) return;
-      this.released(slot, conn);
-      socket.destroy();
+    const sent = slot.child?.send({ t: "connection", conn, listener, verdict } satisfies ToWorker, socket, { keepOpen: true }, (err) => {
+      if (err) this.released(slot, conn);
     });
-    if (sent === undefined) {
-      this.released(slot, conn);
-      socket.destroy();
-    }
+    if (sent === undefined) this.released(slot, conn);
   }
 
   private released(slot: Slot, conn: number): void {
     const c = slot.open.get(conn);
     if (!c) return;
     slot.open.delete(conn);
+    c.socket.destroy();
     if (c.counted) this.admission.release(c.address);
   }
 

@@ -21,6 +21,7 @@ import { SmtpClient, expectCode, servePetrel, stopPetrel, tempDir, writeConfig }
 function yaml(dir: string, recipients: number, extra = ""): string {
   return [
     "hostname: mx.example.test",
+    "workers: 1",
     `dataDir: ${dir}`,
     "domains: [example.test, relay.test]",
     "listeners:",

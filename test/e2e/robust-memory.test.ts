@@ -26,6 +26,7 @@ test("a 20 MiB message through DATA raises the server's RSS by less than 10 MiB"
   try {
     const config = await writeConfig(dir, {
       hostname: "mx.example.test",
+      workers: 1,
       dataDir,
       domains: ["example.test"],
       listeners: [{ address: "127.0.0.1", port: 0, role: "mx" }],

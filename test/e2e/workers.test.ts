@@ -1,0 +1,208 @@
+/**
+ * SMTP workers (`workers: 2`): sessions are served by two processes while
+ * the one spool and the one queue manager stay in the primary. What a user
+ * depends on: every message that got its 250 is delivered exactly once —
+ * whichever worker took it, when a worker is killed mid-burst, across a
+ * restart of the whole server —, connections are spread over the workers,
+ * a dead worker is started again while the server keeps listening, the
+ * per-client connection cap holds across workers, and `petrel status`
+ * shows them.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { rm } from "node:fs/promises";
+import pino from "pino";
+import { start, type Running } from "./fixtures/mta-helpers.ts";
+import { SmtpClient, freePort, queuedId, runPetrel, servePetrel, stopPetrel, tempDir, writeConfig } from "./fixtures/robust-helpers.ts";
+import { until } from "../support/until.ts";
+
+const TWO = { workers: 2 };
+
+/** Send `perConnection` messages on each of `connections` parallel connections; the subjects that got a 250, and the ids. */
+async function burst(port: number, connections: number, perConnection: number, tag: string): Promise<{ accepted: Map<string, string>; failed: number }> {
+  const accepted = new Map<string, string>();
+  let failed = 0;
+  await Promise.all(Array.from({ length: connections }, async (_, c) => {
+    let client: SmtpClient | null = null;
+    try {
+      client = await SmtpClient.connect(port);
+      await client.ehlo();
+      for (let m = 0; m < perConnection; m++) {
+        const subject = `${tag}-${c}-${m}`;
+        const r = await client.send("sender@far.test", ["alice@example.test"], `Subject: ${subject}\r\n\r\nbody of ${subject}\r\n`);
+        if (r.code === 250) accepted.set(subject, queuedId(r));
+        else failed++;
+      }
+      await client.quit();
+    } catch {
+      failed++;
+      client?.close();
+    }
+  }));
+  return { accepted, failed };
+}
+
+/** Subject → how many copies are in alice's Maildir. */
+async function delivered(r: Running): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  for (const m of await r.maildir("alice@example.test")) {
+    const subject = /^Subject: (\S+)$/m.exec(m)?.[1] ?? "?";
+    counts.set(subject, (counts.get(subject) ?? 0) + 1);
+  }
+  return counts;
+}
+
+function assertExactlyOnce(copies: Map<string, number>, accepted: Iterable<string>): void {
+  for (const subject of accepted) assert.equal(copies.get(subject), 1, `${subject}: ${copies.get(subject) ?? 0} copies`);
+}
+
+test("with two workers, mail over many connections is accepted and delivered exactly once, and both workers serve", async () => {
+  const r = await start(TWO);
+  try {
+    assert.equal(r.mta.workers?.status().length, 2);
+    const { accepted, failed } = await burst(r.mx, 12, 4, "many");
+    assert.equal(failed, 0);
+    assert.equal(accepted.size, 48);
+    assert.equal(new Set(accepted.values()).size, 48, "queue ids are unique across workers");
+    await until(async () => (await r.maildir("alice@example.test")).length >= 48 && (await r.mta.smtp.spool.list()).length === 0, "delivery of 48");
+    const copies = await delivered(r);
+    assert.equal(copies.size, 48);
+    assertExactlyOnce(copies, accepted.keys());
+    const workers = r.mta.workers!.status();
+    for (const w of workers) assert.ok(w.connections >= 3, `worker ${w.index} served ${w.connections} of 12 connections`);
+    assert.equal(workers.reduce((n, w) => n + w.connections, 0), 12);
+  } finally {
+    await r.stop();
+    await rm(r.dir, { recursive: true, force: true });
+  }
+});
+
+test("a worker killed with SIGKILL mid-burst: every acknowledged message is delivered, the worker is started again, the server keeps listening", async () => {
+  const r = await start(TWO);
+  try {
+    const pool = r.mta.workers!;
+    const victim = pool.status()[0];
+    const sending = burst(r.mx, 10, 8, "kill");
+    // Once both workers are serving messages, kill one where it stands.
+    await until(() => pool.status().every((w) => w.sessions > 0) && pool.status()[0].connections > 0, "sessions on both workers");
+    process.kill(victim.pid!, "SIGKILL");
+    const { accepted, failed } = await sending;
+    assert.ok(failed > 0, "the killed worker's connections broke");
+    assert.ok(accepted.size > 0);
+    const restarted = await until(() => {
+      const w = pool.status()[0];
+      return w.state === "running" && w.pid !== victim.pid && w.restarts === 1 && w;
+    }, "worker 0 started again");
+    assert.notEqual(restarted.pid, null);
+    // The server keeps listening, and the new worker serves too.
+    const after = await burst(r.mx, 4, 1, "after");
+    assert.equal(after.failed, 0);
+    for (const s of after.accepted.keys()) accepted.set(s, after.accepted.get(s)!);
+    await until(async () => (await r.mta.smtp.spool.list()).length === 0 && (await delivered(r)).size >= accepted.size, "delivery of every acknowledged message");
+    assertExactlyOnce(await delivered(r), accepted.keys());
+  } finally {
+    await r.stop();
+    await rm(r.dir, { recursive: true, force: true });
+  }
+});
+
+test("a restart of the whole server delivers what both workers had queued", async () => {
+  const down = await freePort();
+  const deferToDeadLmtp = { transport: [{ domains: ["example.test"], type: "lmtp", host: "127.0.0.1", port: down }] };
+  const r = await start({ ...TWO, ...deferToDeadLmtp });
+  let dir = r.dir;
+  let second: Running | null = null;
+  try {
+    const { accepted, failed } = await burst(r.mx, 8, 3, "restart");
+    assert.equal(failed, 0);
+    assert.equal(accepted.size, 24);
+    for (const w of r.mta.workers!.status()) assert.ok(w.connections > 0, `worker ${w.index} took connections`);
+    await until(async () => (await r.mta.queue.totals()).waiting.deferred === 24, "24 deferred");
+    await r.stop();
+    second = await start(TWO, dir);
+    dir = second.dir;
+    await second.mta.queue.retry("all");
+    await until(async () => (await second!.maildir("alice@example.test")).length >= 24 && (await second!.mta.smtp.spool.list()).length === 0, "delivery after restart");
+    const copies = await delivered(second);
+    assert.equal(copies.size, 24);
+    assertExactlyOnce(copies, accepted.keys());
+  } finally {
+    await second?.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("the per-client connection cap holds across workers", async () => {
+  const r = await start({ ...TWO, limits: { shutdownGrace: 2, connectionsPerClient: 2 } });
+  const open: SmtpClient[] = [];
+  try {
+    for (let i = 0; i < 2; i++) open.push(await SmtpClient.connect(r.mx));
+    // The two admitted connections are on different workers: each alone would admit another.
+    await until(() => r.mta.workers!.status().every((w) => w.sessions === 1), "one session on each worker");
+    const third = await SmtpClient.connect(r.mx, { greeting: false });
+    const refusal = await third.read();
+    assert.equal(refusal.code, 421);
+    assert.match(refusal.text, /4\.7\.0 Error: too many connections from your address/);
+    third.close();
+    // From another address the cap is its own.
+    const other = await SmtpClient.connect(r.mx, { localAddress: "127.0.50.1" });
+    assert.equal((await other.ehlo()).code, 250);
+    other.close();
+    // A closed connection frees its place.
+    await open.shift()!.quit();
+    await until(async () => {
+      const c = await SmtpClient.connect(r.mx, { greeting: false });
+      const reply = await c.read();
+      c.close();
+      return reply.code === 220;
+    }, "a place freed");
+  } finally {
+    for (const c of open) c.close();
+    await r.stop();
+    await rm(r.dir, { recursive: true, force: true });
+  }
+});
+
+test("petrel serve with workers: 2 — petrel status lists them, and the workers stop with the server", async () => {
+  const { dir, cleanup } = await tempDir("petrel-workers-");
+  const configPath = await writeConfig(dir, {
+    hostname: "mx.example.test", dataDir: `${dir}/data`, domains: ["example.test"], workers: 2,
+    listeners: [{ address: "127.0.0.1", port: 0, role: "mx" }],
+    limits: { shutdownGrace: 1000 },
+  });
+  const p = await servePetrel(configPath, 1);
+  try {
+    const port = p.listening[0].port;
+    const c = await SmtpClient.connect(port);
+    await c.ehlo();
+    const status = runPetrel(["status", "--config", configPath, "--json"]);
+    assert.equal((await status.exited).code, 0, status.stderr());
+    const st = JSON.parse(status.stdout()) as { workers: { index: number; pid: number; state: string; sessions: number }[] };
+    assert.deepEqual(st.workers.map((w) => [w.index, w.state]), [[0, "running"], [1, "running"]]);
+    assert.equal(st.workers.reduce((n, w) => n + w.sessions, 0), 1);
+    const text = runPetrel(["status", "--config", configPath]);
+    await text.exited;
+    assert.match(text.stdout(), /SMTP workers: 2\n  worker 0 +running +pid \d+/);
+    await c.quit();
+    const pids = st.workers.map((w) => w.pid);
+    assert.equal((await stopPetrel(p)).code, 0);
+    for (const pid of pids) assert.throws(() => process.kill(pid, 0), { code: "ESRCH" }, `worker ${pid} stopped`);
+  } finally {
+    if (p.child.exitCode === null) await stopPetrel(p);
+    await cleanup();
+  }
+});
+
+test("workers: a clear error for what is not a number of processes", async () => {
+  const { parseConfig } = await import("../../src/config/load.ts");
+  for (const bad of [0, -1, 2.5, "many", 1000]) {
+    assert.throws(() => parseConfig({ workers: bad }, "test"), (err: Error) => {
+      assert.match(err.message, /workers/);
+      assert.match(err.message, /expected "auto" or a whole number of processes from 1 to 256/);
+      return true;
+    });
+  }
+  assert.equal(parseConfig({}, "test").workers, "auto");
+  assert.equal(parseConfig({ workers: 3 }, "test").workers, 3);
+  void pino;
+});
