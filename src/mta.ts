@@ -683,6 +683,7 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
         ...(options.errorSleep !== undefined ? { errorSleep: options.errorSleep } : {}),
       })
       : null;
+    if (pool) admin.metrics?.watchWorkers(() => pool.status());
     const smtp = pool
       ? workerReception(config, { pool, spool, sockets, tls, log })
       : await startReception(config, {

@@ -10,8 +10,9 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { rm } from "node:fs/promises";
-import pino from "pino";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { start, type Running } from "./fixtures/mta-helpers.ts";
 import { SmtpClient, freePort, queuedId, runPetrel, servePetrel, stopPetrel, tempDir, writeConfig } from "./fixtures/robust-helpers.ts";
 import { until } from "../support/until.ts";
@@ -71,7 +72,13 @@ test("with two workers, mail over many connections is accepted and delivered exa
     const workers = r.mta.workers!.status();
     for (const w of workers) assert.ok(w.connections >= 3, `worker ${w.index} served ${w.connections} of 12 connections`);
     assert.equal(workers.reduce((n, w) => n + w.connections, 0), 12);
+    // The metrics count the whole server: the workers' events reach the primary's bus.
+    const metrics = await r.mta.admin.metrics!.registry.metrics();
+    assert.match(metrics, /^petrel_messages_accepted_total\{origin="smtp",role="mx"\} 48$/m);
+    assert.match(metrics, /^petrel_connections_total\{role="mx"\} 12$/m);
+    assert.match(metrics, /^petrel_worker_sessions\{worker="1"\} 0$/m);
   } finally {
+    SmtpClient.closeAll();
     await r.stop();
     await rm(r.dir, { recursive: true, force: true });
   }
@@ -101,6 +108,7 @@ test("a worker killed with SIGKILL mid-burst: every acknowledged message is deli
     await until(async () => (await r.mta.smtp.spool.list()).length === 0 && (await delivered(r)).size >= accepted.size, "delivery of every acknowledged message");
     assertExactlyOnce(await delivered(r), accepted.keys());
   } finally {
+    SmtpClient.closeAll();
     await r.stop();
     await rm(r.dir, { recursive: true, force: true });
   }
@@ -127,7 +135,39 @@ test("a restart of the whole server delivers what both workers had queued", asyn
     assert.equal(copies.size, 24);
     assertExactlyOnce(copies, accepted.keys());
   } finally {
+    SmtpClient.closeAll();
+    await r.stop();
     await second?.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("a reload reaches every worker: new connections on both are served by the new limits", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "petrel-workers-reload-"));
+  const configPath = join(dir, "petrel.yaml");
+  const r = await start({ ...TWO, limits: { shutdownGrace: 2, recipients: 2 } }, dir, undefined, { configPath });
+  const rcpts = async (n: number): Promise<number[]> => {
+    const c = await SmtpClient.connect(r.mx);
+    await c.ehlo();
+    await c.cmd("MAIL FROM:<s@far.test>");
+    const codes: number[] = [];
+    for (let i = 0; i < n; i++) codes.push((await c.cmd(`RCPT TO:<alice+${i}@example.test>`)).code);
+    await c.quit();
+    return codes;
+  };
+  try {
+    // Sequential connections alternate between the two idle workers.
+    for (let i = 0; i < 2; i++) assert.deepEqual(await rcpts(3), [250, 250, 452]);
+    const raw = JSON.parse(await readFile(configPath, "utf8")) as { limits: Record<string, number> };
+    raw.limits.recipients = 3;
+    await writeFile(configPath, JSON.stringify(raw));
+    const report = await r.mta.reload();
+    assert.ok(report.applied.includes("limits"));
+    for (let i = 0; i < 2; i++) assert.deepEqual(await rcpts(4), [250, 250, 250, 452]);
+    for (const w of r.mta.workers!.status()) assert.equal(w.connections, 2, `worker ${w.index}: one connection before and one after the reload`);
+  } finally {
+    SmtpClient.closeAll();
+    await r.stop();
     await rm(dir, { recursive: true, force: true });
   }
 });
@@ -157,7 +197,7 @@ test("the per-client connection cap holds across workers", async () => {
       return reply.code === 220;
     }, "a place freed");
   } finally {
-    for (const c of open) c.close();
+    SmtpClient.closeAll();
     await r.stop();
     await rm(r.dir, { recursive: true, force: true });
   }
@@ -188,6 +228,7 @@ test("petrel serve with workers: 2 — petrel status lists them, and the workers
     assert.equal((await stopPetrel(p)).code, 0);
     for (const pid of pids) assert.throws(() => process.kill(pid, 0), { code: "ESRCH" }, `worker ${pid} stopped`);
   } finally {
+    SmtpClient.closeAll();
     if (p.child.exitCode === null) await stopPetrel(p);
     await cleanup();
   }
@@ -204,5 +245,4 @@ test("workers: a clear error for what is not a number of processes", async () =>
   }
   assert.equal(parseConfig({}, "test").workers, "auto");
   assert.equal(parseConfig({ workers: 3 }, "test").workers, 3);
-  void pino;
 });
