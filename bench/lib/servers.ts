@@ -52,6 +52,8 @@ export interface ServerDef {
   readonly singleProcess: boolean;
   /** Only measured when named with --only. */
   readonly optional?: true;
+  /** Never pinned to the server CPU: it may use every core (the SMTP workers comparison). */
+  readonly everyCpu?: true;
   /** null when it can run here, else why not. */
   unavailable(): string | null;
   start(dataDir: string, cpu: string | null, extra?: NodeExtra): Promise<RunningServer>;
@@ -65,10 +67,10 @@ export interface NodeExtra {
   readonly env?: Record<string, string>;
 }
 
-function nodeServer(script: string, mode: string, address: string) {
+function nodeServer(script: string, mode: string, address: string, more: readonly string[] = []) {
   return async (dataDir: string, cpu: string | null, extra: NodeExtra = {}): Promise<RunningServer> => {
     const dir = script === "petrel-entry.ts" ? petrelBench : BENCH_ROOT;
-    const [cmd, args] = pinned(cpu, NODE, [...(extra.nodeFlags ?? []), join(dir, script), mode, address, String(PORT), dataDir]);
+    const [cmd, args] = pinned(cpu, NODE, [...(extra.nodeFlags ?? []), join(dir, script), mode, address, String(PORT), dataDir, ...more]);
     const s = await spawnReady(cmd, args, START_TIMEOUT, { ...process.env, ...extra.env });
     return { pid: pidOf(s.child), stop: () => stopChild(s.child, 10_000) };
   };
@@ -122,6 +124,38 @@ export const SERVERS: readonly ServerDef[] = [
     unavailable: () => null,
     async start(dataDir, cpu, extra) {
       const s = await nodeServer("petrel-entry.ts", "mta", "127.0.0.13")(dataDir, cpu, extra);
+      return { ...s, maildirNew: join(dataDir, "mail", "bench.test", "u", "new") };
+    },
+  },
+  // 1 vs 2 SMTP workers (--only workers-…): every server may use both CPUs, the load generator
+  // stays on CPU 1 — it shares a core with the server, as it would on no real machine.
+  {
+    id: "workers-durable-1", label: "Petrel journal, accept only, workers: 1 (one process; both CPUs allowed)", kind: "durable", petrel: true,
+    address: "127.0.0.41", singleProcess: true, optional: true, everyCpu: true,
+    unavailable: () => null,
+    start: nodeServer("petrel-entry.ts", "durable", "127.0.0.41"),
+  },
+  {
+    id: "workers-durable-2", label: "Petrel journal, accept only, workers: 2 (primary + 2 workers; both CPUs allowed)", kind: "durable", petrel: true,
+    address: "127.0.0.42", singleProcess: false, optional: true, everyCpu: true,
+    unavailable: () => null,
+    start: nodeServer("petrel-entry.ts", "pool", "127.0.0.42", ["2"]),
+  },
+  {
+    id: "workers-mta-1", label: "Petrel startMta, workers: 1 (one process; both CPUs allowed)", kind: "deliver", petrel: true,
+    address: "127.0.0.43", singleProcess: true, optional: true, everyCpu: true,
+    unavailable: () => null,
+    async start(dataDir, cpu, extra) {
+      const s = await nodeServer("petrel-entry.ts", "mta", "127.0.0.43", ["1"])(dataDir, cpu, extra);
+      return { ...s, maildirNew: join(dataDir, "mail", "bench.test", "u", "new") };
+    },
+  },
+  {
+    id: "workers-mta-2", label: "Petrel startMta, workers: 2 (primary + 2 workers; both CPUs allowed)", kind: "deliver", petrel: true,
+    address: "127.0.0.44", singleProcess: false, optional: true, everyCpu: true,
+    unavailable: () => null,
+    async start(dataDir, cpu, extra) {
+      const s = await nodeServer("petrel-entry.ts", "mta", "127.0.0.44", ["2"])(dataDir, cpu, extra);
       return { ...s, maildirNew: join(dataDir, "mail", "bench.test", "u", "new") };
     },
   },
