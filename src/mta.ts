@@ -90,6 +90,7 @@ import { workerCount } from "./workers/worker-count.ts";
 
 export interface MtaOptions {
   readonly log: Logger;
+  /** The queue's and the agents' time (and the sessions' with `workers: 1`; SMTP workers keep the system clock). */
   readonly clock?: Clock;
   /** Remote delivery agent (outbound SMTP to MX hosts); built from the config when absent. */
   readonly remote?: DeliveryAgent;
@@ -121,7 +122,7 @@ export interface MtaOptions {
   readonly acmeAutoStart?: boolean;
   /** Fetch OCSP responses at once (default true; tests call `ocsp.refresh()`). */
   readonly ocspAutoStart?: boolean;
-  /** More checks, asked after the configured ones (a plugin loader; tests). */
+  /** More checks, asked after the configured ones (a plugin loader; tests); objects of this process, so only with `workers: 1`. */
   readonly checks?: readonly Check[];
   /** The file the configuration came from, read again by `reload()`; absent: the embedded default. */
   readonly configPath?: string;
