@@ -6,7 +6,7 @@
  * here, and the 250 after DATA waits for `committed`.
  */
 import type { Config } from "../config/schema.ts";
-import type { Envelope } from "../mail/envelope.ts";
+import type { SpoolReply, SpoolRequest } from "../spool/remote-spool.ts";
 import type { PetrelEventBody } from "../events/petrel-event.ts";
 import type { AdmitResult } from "../policy/checks/client-limits.ts";
 
@@ -26,19 +26,14 @@ export type ToWorker =
   }
   /** Sent with the socket as its handle. */
   | { readonly t: "connection"; readonly conn: number; readonly listener: number; readonly verdict: HandoverVerdict }
-  | { readonly t: "created"; readonly req: number; readonly id: string }
-  | { readonly t: "committed"; readonly req: number }
-  | { readonly t: "failed"; readonly req: number; readonly message: string; readonly code?: string }
+  | SpoolReply
   | { readonly t: "reload"; readonly req: number; readonly config: Config }
   | { readonly t: "close" };
 
 export type FromWorker =
   | { readonly t: "ready" }
   | { readonly t: "start-failed"; readonly message: string }
-  | { readonly t: "create"; readonly req: number }
-  | { readonly t: "write"; readonly id: string; readonly chunk: Buffer }
-  | { readonly t: "commit"; readonly req: number; readonly id: string; readonly envelope: Envelope }
-  | { readonly t: "abort"; readonly id: string }
+  | SpoolRequest
   | { readonly t: "events"; readonly events: readonly PetrelEventBody[] }
   /** A connection handed over has closed. */
   | { readonly t: "released"; readonly conn: number }

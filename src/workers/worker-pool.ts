@@ -27,7 +27,7 @@ import type { Spool, QueueId } from "../spool/spool.ts";
 import type { EventSink } from "../events/petrel-event.ts";
 import { ClientLimits } from "../policy/checks/client-limits.ts";
 import { networkMatcher, unmapIpv4 } from "../mail/networks.ts";
-import { SpoolHost } from "./spool-host.ts";
+import { SpoolHost } from "../spool/spool-host.ts";
 import type { FromWorker, HandoverVerdict, ToWorker } from "./messages.ts";
 
 export interface WorkerPoolOptions {
@@ -316,8 +316,8 @@ function countedVerdict(r: ReturnType<ClientLimits["admit"]>): HandoverVerdict {
   return r === "banned" ? "ok" : r;
 }
 
-/** worker-main.ts beside this file, .ts from the sources or .js when built. */
+/** src/smtp-worker.ts, .ts from the sources or .js when built. */
 function workerEntry(): string {
   const here = fileURLToPath(import.meta.url);
-  return fileURLToPath(new URL(`./worker-main${extname(here)}`, import.meta.url));
+  return fileURLToPath(new URL(`../smtp-worker${extname(here)}`, import.meta.url));
 }

@@ -1,14 +1,15 @@
 /**
- * The primary's side of a worker's spool requests: each message a worker
- * receives is written into the one spool here, in the order its chunks
- * arrive, and committed through the spool's group commit with everyone
- * else's; once durable it is handed to the queue manager, and only then is
- * the worker told `committed` (so its 250 follows). A worker that dies takes
- * nothing committed with it: its unfinished messages are aborted here.
+ * The owner's side of a `RemoteSpool` (remote-spool.ts), one per process
+ * that writes through it (an SMTP worker): each message is written into the
+ * spool here, in the order its chunks arrive, and committed through the
+ * spool's group commit with everyone else's; once durable it is handed on
+ * (`onCommitted`: the queue manager), and only then is the writer told
+ * `committed` (so its 250 follows). A writer process that dies takes nothing
+ * committed with it: its unfinished messages are aborted here.
  */
 import type { Envelope } from "../mail/envelope.ts";
-import { toSpoolError, type QueueId, type Spool, type SpoolWriter } from "../spool/spool.ts";
-import type { FromWorker, ToWorker } from "./messages.ts";
+import { toSpoolError, type QueueId, type Spool, type SpoolWriter } from "./spool.ts";
+import type { SpoolReply, SpoolRequest } from "./remote-spool.ts";
 
 interface OpenMessage {
   readonly writer: SpoolWriter;
@@ -22,22 +23,23 @@ interface OpenMessage {
 export class SpoolHost {
   private readonly spool: Spool;
   private readonly onCommitted: (id: QueueId) => void;
-  private readonly reply: (message: ToWorker) => void;
+  private readonly reply: (message: SpoolReply) => void;
   private readonly open = new Map<QueueId, OpenMessage>();
 
-  constructor(options: { spool: Spool; onCommitted: (id: QueueId) => void; reply: (message: ToWorker) => void }) {
+  constructor(options: { spool: Spool; onCommitted: (id: QueueId) => void; reply: (message: SpoolReply) => void }) {
     this.spool = options.spool;
     this.onCommitted = options.onCommitted;
     this.reply = options.reply;
   }
 
-  /** Messages being received through this worker now. */
+  /** Messages being written through it now. */
   get size(): number {
     return this.open.size;
   }
 
-  /** One spool request from the worker; true when it was one. */
-  handle(m: FromWorker): boolean {
+  /** One request from the writing process; true when it was one. */
+  handle(m: { readonly t: string }): boolean {
+    if (!isSpoolRequest(m)) return false;
     switch (m.t) {
       case "create":
         void this.create(m.req);
@@ -62,12 +64,10 @@ export class SpoolHost {
         }
         return true;
       }
-      default:
-        return false;
     }
   }
 
-  /** The worker is gone: what it had not committed never got a 250, and is dropped. */
+  /** The writing process is gone: what it had not committed was never acknowledged, and is dropped. */
   async abortAll(): Promise<void> {
     const all = [...this.open.entries()].filter(([, o]) => !o.committing);
     for (const [id] of all) this.open.delete(id);
@@ -106,4 +106,10 @@ export class SpoolHost {
     const e = toSpoolError(what, err);
     this.reply({ t: "failed", req, message: e.message, ...(e.code ? { code: e.code } : {}) });
   }
+}
+
+const REQUESTS: ReadonlySet<string> = new Set<SpoolRequest["t"]>(["create", "write", "commit", "abort"]);
+
+function isSpoolRequest(m: { readonly t: string }): m is SpoolRequest {
+  return REQUESTS.has(m.t);
 }

@@ -1,34 +1,48 @@
 /**
- * The spool as an SMTP worker sees it: the `Spool` of the primary, reached
- * over the IPC channel. A worker only ever writes new messages (create,
- * write, commit, abort); reading and removing belong to the queue manager in
- * the primary, so those methods refuse. `commit()` resolves only when the
- * primary's spool has made the message durable and its queue manager has it
- * — the promise `Spool` makes, kept across the process boundary.
+ * A spool in another process (an SMTP worker's view of the main process's
+ * spool, src/workers/): a `Spool` whose writers send each step of a new
+ * message over a channel to a `SpoolHost` (spool-host.ts) there. Only new
+ * messages are written this way (create, write, commit, abort); reading and
+ * removing belong to the process that owns the spool, so those methods
+ * refuse. `commit()` resolves only when the owner's spool has made the
+ * message durable and handed it on — the promise `Spool` makes, kept across
+ * the process boundary.
  */
 import type { Readable } from "node:stream";
 import type { Envelope } from "../mail/envelope.ts";
-import { SpoolError, type QueueId, type Spool, type SpoolWriter } from "../spool/spool.ts";
-import type { FromWorker, ToWorker } from "./messages.ts";
+import { SpoolError, type QueueId, type Spool, type SpoolWriter } from "./spool.ts";
 
-/** The worker's end of the channel: `send` resolves once the message is handed to the pipe. */
-export interface PrimaryChannel {
-  send(message: FromWorker): Promise<void>;
+/** A step of a new message, to the spool's owner. */
+export type SpoolRequest =
+  | { readonly t: "create"; readonly req: number }
+  | { readonly t: "write"; readonly id: QueueId; readonly chunk: Buffer }
+  | { readonly t: "commit"; readonly req: number; readonly id: QueueId; readonly envelope: Envelope }
+  | { readonly t: "abort"; readonly id: QueueId };
+
+/** The owner's answer to a request that waits for one. */
+export type SpoolReply =
+  | { readonly t: "created"; readonly req: number; readonly id: QueueId }
+  | { readonly t: "committed"; readonly req: number }
+  | { readonly t: "failed"; readonly req: number; readonly message: string; readonly code?: string };
+
+/** The way to the spool's owner: `send` resolves once the request is handed to the pipe. */
+export interface SpoolChannel {
+  send(request: SpoolRequest): Promise<void>;
 }
 
-type Reply = Extract<ToWorker, { req: number }>;
+type Reply = SpoolReply;
 
 export class RemoteSpool implements Spool {
-  private readonly channel: PrimaryChannel;
+  private readonly channel: SpoolChannel;
   private nextReq = 1;
   private readonly pending = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void }>();
   private closed = false;
 
-  constructor(channel: PrimaryChannel) {
+  constructor(channel: SpoolChannel) {
     this.channel = channel;
   }
 
-  /** A reply from the primary to one of this spool's requests. */
+  /** The owner's answer to one of this spool's requests. */
   answer(reply: Reply): void {
     const p = this.pending.get(reply.req);
     if (!p) return;
@@ -36,14 +50,14 @@ export class RemoteSpool implements Spool {
     p.resolve(reply);
   }
 
-  /** The primary is gone: nothing in flight can be committed any more. */
+  /** The owner is gone: nothing in flight can be committed any more. */
   disconnect(): void {
     this.closed = true;
     for (const p of this.pending.values()) p.reject(new SpoolError("the spool's process is gone", { code: "EPIPE" }));
     this.pending.clear();
   }
 
-  async request(message: (req: number) => FromWorker): Promise<Reply> {
+  private async request(message: (req: number) => SpoolRequest): Promise<Reply> {
     if (this.closed) throw new SpoolError("the spool's process is gone", { code: "EPIPE" });
     const req = this.nextReq++;
     const reply = new Promise<Reply>((resolve, reject) => this.pending.set(req, { resolve, reject }));
@@ -89,7 +103,12 @@ export class RemoteSpool implements Spool {
   async close(): Promise<void> {}
 
   /** @internal for RemoteWriter */
-  sendOnly(message: FromWorker): Promise<void> {
+  async commit(id: QueueId, envelope: Envelope): Promise<void> {
+    await this.request((req) => ({ t: "commit", req, id, envelope }));
+  }
+
+  /** @internal for RemoteWriter */
+  sendOnly(message: SpoolRequest): Promise<void> {
     if (this.closed) return Promise.reject(new SpoolError("the spool's process is gone", { code: "EPIPE" }));
     return this.channel.send(message).catch((err: unknown) => {
       throw new SpoolError(`cannot reach the spool: ${(err as Error).message}`, { cause: err, code: "EPIPE" });
@@ -113,7 +132,7 @@ class RemoteWriter implements SpoolWriter {
 
   async commit(envelope: Envelope): Promise<void> {
     this.ended = true;
-    await this.spool.request((req) => ({ t: "commit", req, id: this.id, envelope }));
+    await this.spool.commit(this.id, envelope);
   }
 
   async abort(): Promise<void> {
@@ -124,5 +143,5 @@ class RemoteWriter implements SpoolWriter {
 }
 
 function notHere(what: string): Error {
-  return new Error(`Spool.${what} is not available in an SMTP worker: the queue manager in the primary reads the spool`);
+  return new Error(`Spool.${what} is not available here: only the process that owns the spool reads it`);
 }

@@ -1,9 +1,9 @@
 /**
- * An SMTP worker process (forked by worker-pool.ts): it serves the sessions
+ * An SMTP worker process (forked by workers/worker-pool.ts): it serves the sessions
  * the primary hands it — TLS, the protocol engine, the checks, the intake —
  * through the same builders as a single-process Petrel (mta.ts), with one
  * difference: its spool is the primary's, over the IPC channel
- * (remote-spool.ts), and what happens is told to the primary's event bus.
+ * (spool/remote-spool.ts), and what happens is told to the primary's event bus.
  * It runs as the user the primary switched to before forking it.
  *
  * Signals are the primary's to act on (a service manager may send them to
@@ -12,20 +12,20 @@
  */
 import * as net from "node:net";
 import type { Logger } from "pino";
-import type { Config } from "../config/schema.ts";
-import { buildIntake, loadSigningKeys, openAccounts, startReception, type Reception } from "../mta.ts";
-import { loadTlsContexts } from "../server/smtp-server.ts";
-import type { ListenerSocket } from "../server/listener-sockets.ts";
-import { OcspStapler } from "../server/ocsp-stapler.ts";
-import { AcmeStore } from "../acme/acme-store.ts";
-import { systemClock } from "../mail/clock.ts";
-import { unmapIpv4 } from "../mail/networks.ts";
-import { createLogger } from "../system/logger.ts";
-import type { PetrelEventBody } from "../events/petrel-event.ts";
-import { RemoteSpool, type PrimaryChannel } from "./remote-spool.ts";
-import type { FromWorker, HandoverVerdict, ToWorker } from "./messages.ts";
+import { buildIntake, loadSigningKeys, openAccounts, startReception, type Reception } from "./mta.ts";
+import { loadTlsContexts } from "./server/smtp-server.ts";
+import type { ListenerSocket } from "./server/listener-sockets.ts";
+import { OcspStapler } from "./server/ocsp-stapler.ts";
+import { AcmeStore } from "./acme/acme-store.ts";
+import type { Config } from "./config/schema.ts";
+import { systemClock } from "./mail/clock.ts";
+import { unmapIpv4 } from "./mail/networks.ts";
+import { createLogger } from "./system/logger.ts";
+import type { PetrelEventBody } from "./events/petrel-event.ts";
+import { RemoteSpool, type SpoolChannel } from "./spool/remote-spool.ts";
+import type { FromWorker, HandoverVerdict, ToWorker } from "./workers/messages.ts";
 
-const channel: PrimaryChannel = {
+const channel: SpoolChannel & { send(m: FromWorker): Promise<void> } = {
   send: (m: FromWorker) => new Promise<void>((resolve, reject) => {
     if (!process.connected) return reject(new Error("no channel to the primary"));
     process.send!(m, undefined, {}, (err) => (err ? reject(err) : resolve()));
