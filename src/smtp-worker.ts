@@ -52,7 +52,7 @@ process.on("message", (m: ToWorker, handle?: unknown) => {
     case "connection":
       accept(m.conn, m.listener, m.verdict, handle as net.Socket | undefined);
       break;
-    case "created":
+    case "reserved":
     case "committed":
     case "failed":
       spool.answer(m);

@@ -41,19 +41,14 @@ export class SpoolHost {
   handle(m: { readonly t: string }): boolean {
     if (!isSpoolRequest(m)) return false;
     switch (m.t) {
-      case "create":
-        void this.create(m.req);
+      case "reserve":
+        void this.reserve(m.req, m.count);
         return true;
-      case "write": {
-        const o = this.open.get(m.id);
-        if (o) {
-          o.tail = o.tail.then(() => o.failure === undefined ? o.writer.write(m.chunk) : undefined).catch((err: unknown) => {
-            o.failure ??= err;
-          });
-        }
+      case "write":
+        this.append(m.id, m.chunks);
         return true;
-      }
       case "commit":
+        this.append(m.id, m.chunks);
         void this.commit(m.req, m.id, m.envelope);
         return true;
       case "abort": {
@@ -74,14 +69,29 @@ export class SpoolHost {
     await Promise.all(all.map(([, o]) => o.tail.then(() => o.writer.abort()).catch(() => {})));
   }
 
-  private async create(req: number): Promise<void> {
+  private async reserve(req: number, count: number): Promise<void> {
+    const ids: QueueId[] = [];
     try {
-      const writer = await this.spool.create();
-      this.open.set(writer.id, { writer, tail: Promise.resolve(), failure: undefined, committing: false });
-      this.reply({ t: "created", req, id: writer.id });
+      for (let i = 0; i < Math.min(count, MAX_RESERVE); i++) {
+        const writer = await this.spool.create();
+        this.open.set(writer.id, { writer, tail: Promise.resolve(), failure: undefined, committing: false });
+        ids.push(writer.id);
+      }
     } catch (err) {
-      this.fail(req, "cannot start a message in the spool", err);
+      if (ids.length === 0) return this.fail(req, "cannot start a message in the spool", err);
     }
+    this.reply({ t: "reserved", req, ids });
+  }
+
+  /** Body bytes, written in the order they came, after what came before. */
+  private append(id: QueueId, chunks: readonly Buffer[]): void {
+    const o = this.open.get(id);
+    if (!o || chunks.length === 0) return;
+    o.tail = o.tail.then(async () => {
+      for (const chunk of chunks) if (o.failure === undefined) await o.writer.write(chunk);
+    }).catch((err: unknown) => {
+      o.failure ??= err;
+    });
   }
 
   private async commit(req: number, id: QueueId, envelope: Envelope): Promise<void> {
@@ -108,7 +118,9 @@ export class SpoolHost {
   }
 }
 
-const REQUESTS: ReadonlySet<string> = new Set<SpoolRequest["t"]>(["create", "write", "commit", "abort"]);
+const REQUESTS: ReadonlySet<string> = new Set<SpoolRequest["t"]>(["reserve", "write", "commit", "abort"]);
+/** Entries one request may open ahead (each holds little: no bytes until written). */
+const MAX_RESERVE = 64;
 
 function isSpoolRequest(m: { readonly t: string }): m is SpoolRequest {
   return REQUESTS.has(m.t);

@@ -10,6 +10,7 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -72,10 +73,18 @@ test("with two workers, mail over many connections is accepted and delivered exa
     const workers = r.mta.workers!.status();
     for (const w of workers) assert.ok(w.connections >= 3, `worker ${w.index} served ${w.connections} of 12 connections`);
     assert.equal(workers.reduce((n, w) => n + w.connections, 0), 12);
+    // A body larger than a worker keeps until commit streams to the primary, whole.
+    const big = (randomBytes(225 * 1024).toString("base64").match(/.{1,76}/g) ?? []).join("\r\n");
+    const c = await SmtpClient.connect(r.mx);
+    await c.ehlo();
+    assert.equal((await c.send("sender@far.test", ["bob@example.test"], `Subject: big\r\n\r\n${big}\r\n`)).code, 250);
+    await c.quit();
+    const [bigCopy] = await until(async () => (await r.maildir("bob@example.test")).length === 1 && r.maildir("bob@example.test"), "the big message");
+    assert.ok(bigCopy.endsWith(`Subject: big\n\n${big.replaceAll("\r\n", "\n")}\n`), "the 300 KiB body arrived intact");
     // The metrics count the whole server: the workers' events reach the primary's bus.
     const metrics = await r.mta.admin.metrics!.registry.metrics();
-    assert.match(metrics, /^petrel_messages_accepted_total\{origin="smtp",role="mx"\} 48$/m);
-    assert.match(metrics, /^petrel_connections_total\{role="mx"\} 12$/m);
+    assert.match(metrics, /^petrel_messages_accepted_total\{origin="smtp",role="mx"\} 49$/m);
+    assert.match(metrics, /^petrel_connections_total\{role="mx"\} 13$/m);
     assert.match(metrics, /^petrel_worker_sessions\{worker="1"\} 0$/m);
   } finally {
     SmtpClient.closeAll();
