@@ -219,7 +219,7 @@ test("petrel serve with workers: 2 — petrel status lists them, and the workers
     listeners: [{ address: "127.0.0.1", port: 0, role: "mx" }],
     limits: { shutdownGrace: 1000 },
   });
-  const p = await servePetrel(configPath, 1);
+  const p = await servePetrel(configPath, 1, 45_000); // two more Node processes to start, on a loaded machine
   try {
     const port = p.listening[0].port;
     const c = await SmtpClient.connect(port);
