@@ -99,6 +99,19 @@ export async function waitForGreeting(host: string, port: number, timeoutMs: num
 export const peersDir = join(BENCH_ROOT, ".peers");
 export const nodemailerInstalled = () => existsSync(join(peersDir, "node_modules", "smtp-server", "package.json"));
 
+/** startMta with `workers: n`, on every CPU (the workers comparison). */
+function workersMta(n: number, address: string): ServerDef {
+  return {
+    id: `workers-mta-${n}`, label: `Petrel startMta, workers: ${n} (${n === 1 ? "one process" : `primary + ${n} workers`}; both CPUs allowed)`,
+    kind: "deliver", petrel: true, address, singleProcess: n === 1, optional: true, everyCpu: true,
+    unavailable: () => null,
+    async start(dataDir, cpu, extra) {
+      const s = await nodeServer("petrel-entry.ts", "mta", address, [String(n)])(dataDir, cpu, extra);
+      return { ...s, maildirNew: join(dataDir, "mail", "bench.test", "u", "new") };
+    },
+  };
+}
+
 export const SERVERS: readonly ServerDef[] = [
   {
     id: "petrel-durable", label: "Petrel, default spool: journal (accept only)", kind: "durable", petrel: true,
@@ -141,24 +154,8 @@ export const SERVERS: readonly ServerDef[] = [
     unavailable: () => null,
     start: nodeServer("petrel-entry.ts", "pool", "127.0.0.42", ["2"]),
   },
-  {
-    id: "workers-mta-1", label: "Petrel startMta, workers: 1 (one process; both CPUs allowed)", kind: "deliver", petrel: true,
-    address: "127.0.0.43", singleProcess: true, optional: true, everyCpu: true,
-    unavailable: () => null,
-    async start(dataDir, cpu, extra) {
-      const s = await nodeServer("petrel-entry.ts", "mta", "127.0.0.43", ["1"])(dataDir, cpu, extra);
-      return { ...s, maildirNew: join(dataDir, "mail", "bench.test", "u", "new") };
-    },
-  },
-  {
-    id: "workers-mta-2", label: "Petrel startMta, workers: 2 (primary + 2 workers; both CPUs allowed)", kind: "deliver", petrel: true,
-    address: "127.0.0.44", singleProcess: false, optional: true, everyCpu: true,
-    unavailable: () => null,
-    async start(dataDir, cpu, extra) {
-      const s = await nodeServer("petrel-entry.ts", "mta", "127.0.0.44", ["2"])(dataDir, cpu, extra);
-      return { ...s, maildirNew: join(dataDir, "mail", "bench.test", "u", "new") };
-    },
-  },
+  workersMta(1, "127.0.0.43"),
+  workersMta(2, "127.0.0.44"),
   {
     id: "nodemailer-fsync", label: "nodemailer smtp-server, fsync per message", kind: "durable", petrel: false,
     address: "127.0.0.21", singleProcess: true,
