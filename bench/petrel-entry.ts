@@ -71,6 +71,7 @@ if (mode === "mta") {
   await spool.open();
   const sockets = await bindListeners(config.listeners, config.limits.connections, { pauseOnConnect: true });
   const pool = await WorkerPool.start({ config, count: workers, sockets, spool, onCommitted: () => {}, events: noEvents, log, errorSleep: 0 });
+  pool.serve();
   close = async () => {
     await closeListeners(sockets);
     await pool.close();

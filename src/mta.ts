@@ -656,6 +656,15 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     let delivery = buildDelivery(config, { ...options, accounts, owner });
     const { resolver, tlsRpt } = delivery;
     const { spool, queue, intake } = await openQueue(config, { log, accounts, clock: options.clock, router: delivery.router, signingKeys, events });
+    // SMTP workers load while the spool and the queue open; they serve once both are ready.
+    const poolStarting = workers > 1
+      ? WorkerPool.start({
+        config, count: workers, sockets, spool, onCommitted: (id) => queue.enqueue(id), events, log,
+        ...(options.errorSleep !== undefined ? { errorSleep: options.errorSleep } : {}),
+      })
+      : null;
+    poolStarting?.catch(() => {}); // awaited below; a start that fails there is undone with the rest
+    undo.push(async () => void (await (await poolStarting?.catch(() => null))?.close()));
     accountsOpened = accounts;
     logNameservers(resolver, log);
     await tlsRpt.start();
@@ -678,12 +687,8 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     reports?.start();
     undo.push(() => reports?.close());
     step();
-    const pool = workers > 1
-      ? await WorkerPool.start({
-        config, count: workers, sockets, spool, onCommitted: (id) => queue.enqueue(id), events, log,
-        ...(options.errorSleep !== undefined ? { errorSleep: options.errorSleep } : {}),
-      })
-      : null;
+    const pool = poolStarting ? await poolStarting : null;
+    pool?.serve();
     if (pool) admin.metrics?.watchWorkers(() => pool.status());
     const smtp = pool
       ? workerReception(config, { pool, spool, sockets, tls, log })

@@ -106,7 +106,11 @@ export class WorkerPool {
     this.isTrustedProxy = networkMatcher(o.config.proxyProtocol.trusted);
   }
 
-  /** Start every worker and wait until each serves; a worker that cannot start stops start-up with its reason. */
+  /**
+   * Start every worker and wait until each is ready; a worker that cannot
+   * start stops start-up with its reason. Nothing is handed to them before
+   * `serve()`: they may load while the spool and the queue open.
+   */
   static async start(o: WorkerPoolOptions): Promise<WorkerPool> {
     const pool = new WorkerPool(o);
     try {
@@ -115,8 +119,12 @@ export class WorkerPool {
       await pool.close();
       throw err;
     }
-    o.sockets.forEach((s, i) => s.serve((socket) => pool.dispatch(i, socket)));
     return pool;
+  }
+
+  /** Hand the listeners' connections to the workers from now on (those that waited first). */
+  serve(): void {
+    this.o.sockets.forEach((s, i) => s.serve((socket) => this.dispatch(i, socket)));
   }
 
   get size(): number {

@@ -21,7 +21,6 @@ import { SmtpClient, expectCode, servePetrel, stopPetrel, tempDir, writeConfig }
 function yaml(dir: string, recipients: number, extra = ""): string {
   return [
     "hostname: mx.example.test",
-    "workers: 1",
     `dataDir: ${dir}`,
     "domains: [example.test, relay.test]",
     "listeners:",
@@ -29,6 +28,7 @@ function yaml(dir: string, recipients: number, extra = ""): string {
     "admin: { enabled: false }",
     "limits:",
     `  recipients: ${recipients}`,
+    "workers: 1",
     extra,
   ].join("\n");
 }
