@@ -3,7 +3,7 @@
  * reported as ratios. See bench/README.md for what each scenario means.
  *
  *   node bench/run.ts [--quick] [--runs N] [--only id,id] [--phases throughput,idle,big] [--generator smtp-source|node]
- *                     [--no-pin] [--no-install] [--keep] [--petrel-rev REV] [--cpu-prof [SERVER]] [--out NAME]
+ *                     [--no-pin] [--no-install] [--keep] [--petrel-rev REV] [--cpu-prof [SERVER]] [--out NAME] [--budget SECONDS]
  *
  * Writes bench/results/latest.json and bench/results/latest.md (also printed; --out NAME: NAME.json, NAME.md);
  * --cpu-prof instead profiles one server under the 1 KiB reuse load and
@@ -81,7 +81,9 @@ function nofileSoft(): number {
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
 const started = Date.now();
 const elapsed = () => `${((Date.now() - started) / 1000).toFixed(0)}s`;
-const overBudget = () => Date.now() - started > PLAN.budgetMs;
+/** --budget SECONDS: the invocation's time budget instead of the plan's. */
+const budgetMs = option("--budget") ? Number(option("--budget")) * 1000 : PLAN.budgetMs;
+const overBudget = () => Date.now() - started > budgetMs;
 /** The tree whose src/ is measured (for file names in profiles). */
 let petrelSourceRoot = join(BENCH_ROOT, "..");
 let petrelRevisionLabel = "";
