@@ -23,6 +23,8 @@ import { unmapIpv4 } from "./mail/networks.ts";
 import { createLogger } from "./system/logger.ts";
 import type { PetrelEventBody } from "./events/petrel-event.ts";
 import { RemoteSpool, type SpoolChannel } from "./spool/remote-spool.ts";
+import { openDatabase } from "./storage/postgres/open-database.ts";
+import type { PostgresPool } from "./storage/postgres/postgres-pool.ts";
 import type { FromWorker, HandoverVerdict, ToWorker } from "./workers/messages.ts";
 
 const channel: SpoolChannel & { send(m: FromWorker): Promise<void> } = {
@@ -41,6 +43,10 @@ let handlers: ((listener: number, socket: net.Socket) => void) | null = null;
 let reception: Reception | null = null;
 let stopping: Promise<void> | null = null;
 let log: Logger | null = null;
+let database: PostgresPool | null = null;
+let accounts: { close?(): Promise<void> } | null = null;
+/** Connections a worker holds to the cluster's database: it only reads accounts there. */
+const WORKER_POOL_SIZE = 4;
 
 process.on("message", (m: ToWorker, handle?: unknown) => {
   switch (m.t) {
@@ -73,7 +79,12 @@ process.on("disconnect", () => {
 async function start(m: Extract<ToWorker, { t: "start" }>): Promise<void> {
   const { config } = m;
   log = createLogger(config.log).child({ worker: m.index });
-  const accounts = openAccounts(config, log);
+  // storage.kind postgres: the accounts are in the database; the primary migrated it, a worker only reads.
+  database = config.storage.kind === "postgres"
+    ? await openDatabase({ ...config.storage, migrate: false, poolSize: Math.min(WORKER_POOL_SIZE, config.storage.poolSize) }, log.child({ component: "database" }))
+    : null;
+  const opened = await openAccounts(config, log, database);
+  accounts = opened;
   const signingKeys = await loadSigningKeys(config);
   const acmeStore = config.tls.acme ? new AcmeStore(config.dataDir) : null;
   const tls = await loadTlsContexts(config, log, acmeStore ? { cert: acmeStore.certificatePath, key: acmeStore.certificatePath } : undefined);
@@ -93,7 +104,7 @@ async function start(m: Extract<ToWorker, { t: "start" }>): Promise<void> {
     serve: (onConnection) => void (serves[i] = onConnection),
   }));
   reception = await startReception(config, {
-    log, accounts, intake, tls, sockets, signingKeys, events,
+    log, accounts: opened, intake, tls, sockets, signingKeys, events,
     ...(ocsp ? { ocspResponse: ocsp.responder } : {}),
     ...(m.errorSleep !== undefined ? { errorSleep: m.errorSleep } : {}),
     primaryVerdict: takeVerdict,
@@ -171,6 +182,8 @@ function stop(code: number): Promise<void> {
   stopping ??= (async () => {
     try {
       await reception?.close();
+      await accounts?.close?.();
+      await database?.end();
     } catch (err) {
       log?.error({ err: (err as Error).message }, "SMTP worker did not close cleanly");
     }
