@@ -39,6 +39,8 @@ export interface SpoolChannel {
 const INLINE_BODY = 64 * 1024;
 /** Entries opened ahead at a time. */
 const RESERVE = 8;
+/** Batches a create() may wait for before it gives up (each batch serves every waiter it can). */
+const MAX_ROUNDS = 100;
 /** An entry opened ahead is used within this long, or given back: its queue id says when the message came. */
 const RESERVED_FRESH_MS = 1000;
 
@@ -48,6 +50,8 @@ export class RemoteSpool implements Spool {
   private readonly pending = new Map<number, { resolve: (r: SpoolReply) => void; reject: (e: Error) => void }>();
   private readonly reserved: { id: QueueId; at: number }[] = [];
   private reserving: Promise<void> | null = null;
+  /** create() calls waiting for an entry now. */
+  private waiting = 0;
   private closed = false;
 
   constructor(channel: SpoolChannel) {
@@ -74,19 +78,32 @@ export class RemoteSpool implements Spool {
 
   async create(): Promise<SpoolWriter> {
     if (this.closed) throw gone();
-    for (let attempt = 0; attempt < 3; attempt++) {
-      const now = Date.now();
-      while (this.reserved.length > 0) {
-        const r = this.reserved.shift()!;
-        if (now - r.at <= RESERVED_FRESH_MS) {
+    this.waiting++;
+    try {
+      // Sessions waiting together share each batch, and the next batch is sized for all of them.
+      for (let round = 0; round < MAX_ROUNDS; round++) {
+        const id = this.takeFresh();
+        if (id !== undefined) {
           if (this.reserved.length < RESERVE / 2) void this.reserve().catch(() => {});
-          return new RemoteWriter(this, r.id);
+          return new RemoteWriter(this, id);
         }
-        void this.send({ t: "abort", id: r.id }).catch(() => {});
+        await this.reserve();
       }
-      await this.reserve();
+    } finally {
+      this.waiting--;
     }
     throw new SpoolError("the spool gave no entry to write");
+  }
+
+  /** The next entry opened ahead that is still fresh; stale ones are given back. */
+  private takeFresh(): QueueId | undefined {
+    const now = Date.now();
+    while (this.reserved.length > 0) {
+      const r = this.reserved.shift()!;
+      if (now - r.at <= RESERVED_FRESH_MS) return r.id;
+      void this.send({ t: "abort", id: r.id }).catch(() => {});
+    }
+    return undefined;
   }
 
   list(): Promise<QueueId[]> {
@@ -128,7 +145,7 @@ export class RemoteSpool implements Spool {
 
   /** Open a few entries ahead; one request at a time. */
   private reserve(): Promise<void> {
-    this.reserving ??= this.request((req) => ({ t: "reserve", req, count: RESERVE })).then((r) => {
+    this.reserving ??= this.request((req) => ({ t: "reserve", req, count: Math.max(RESERVE, this.waiting + RESERVE / 2) })).then((r) => {
       if (r.t !== "reserved") throw new SpoolError(`unexpected answer to reserve: ${r.t}`);
       const at = Date.now();
       for (const id of r.ids) this.reserved.push({ id, at });

@@ -67,6 +67,23 @@ test("a message written through a RemoteSpool is the owner's, byte for byte, onc
   }
 });
 
+test("many sessions opening messages at once all get an entry: a batch opened ahead is shared, the next sized for those waiting", async () => {
+  const j = await journal();
+  try {
+    const { remote, committed } = pair(j.spool);
+    const writers = await Promise.all(Array.from({ length: 60 }, () => remote.create()));
+    assert.equal(new Set(writers.map((w) => w.id)).size, 60);
+    await Promise.all(writers.map(async (w, i) => {
+      await w.write(Buffer.from(`message ${i}\r\n`));
+      await w.commit(sampleEnvelope());
+    }));
+    assert.equal(committed.length, 60);
+    assert.equal((await j.spool.list()).length, 60);
+  } finally {
+    await j.done();
+  }
+});
+
 test("a commit that fails in the owner's spool rejects the writer's commit with its SpoolError, and nothing is handed on", async () => {
   const j = await journal();
   try {
