@@ -1,14 +1,16 @@
 /**
  * Petrel as a server under test, in its own process:
  *
- *   node bench/petrel-entry.ts MODE ADDRESS PORT DATADIR
+ *   node bench/petrel-entry.ts MODE ADDRESS PORT DATADIR [WORKERS]
  *
  * MODE is
  *   durable  startReception with the default spool, the journal (accept only: group commit, nothing delivers)
  *   files    startReception with spool.format: files (accept only: a file per message, nothing delivers)
  *   postgres startReception with storage.kind postgres at $PETREL_BENCH_PG_URL (accept only: group commit in PostgreSQL)
  *   discard  startReception with the bench-only DiscardSpool (protocol path and checks, no disk)
- *   mta      the whole startMta (accept + queue manager + Maildir delivery)
+ *   mta      the whole startMta (accept + queue manager + Maildir delivery), with `workers: WORKERS` (default 1)
+ *   pool     WORKERS SMTP worker processes over the journal in this process (accept only, nothing
+ *            delivers): what startMta runs with `workers:` above 1, without the queue manager
  *
  * One mx listener, local domain bench.test with the user u@bench.test (and a
  * catch-all to it), logs silent. Limits that a load generator from one IP
@@ -24,11 +26,16 @@ import { FileAccountStore } from "../src/accounts/file-account-store.ts";
 import { startMta, startReception } from "../src/mta.ts";
 import { DiscardSpool } from "./discard-spool.ts";
 import { openDatabase } from "../src/storage/postgres/open-database.ts";
+import { createSpool } from "../src/spool/create-spool.ts";
+import { bindListeners, closeListeners } from "../src/server/listener-sockets.ts";
+import { WorkerPool } from "../src/workers/worker-pool.ts";
+import { noEvents } from "../src/events/petrel-event.ts";
 
-const [mode, address, portText, dataDir] = process.argv.slice(2);
+const [mode, address, portText, dataDir, workersText] = process.argv.slice(2);
+const workers = Number(workersText ?? 1);
 const pgUrl = process.env.PETREL_BENCH_PG_URL;
-if (!["durable", "files", "discard", "mta", "postgres"].includes(mode) || !address || !portText || !dataDir || (mode === "postgres" && !pgUrl)) {
-  process.stderr.write("usage: [PETREL_BENCH_PG_URL=postgres://…] petrel-entry.ts durable|files|discard|mta|postgres ADDRESS PORT DATADIR\n");
+if (!["durable", "files", "discard", "mta", "postgres", "pool"].includes(mode) || !address || !portText || !dataDir || !(workers >= 1) || (mode === "postgres" && !pgUrl)) {
+  process.stderr.write("usage: [PETREL_BENCH_PG_URL=postgres://…] petrel-entry.ts durable|files|discard|mta|postgres|pool ADDRESS PORT DATADIR [WORKERS]\n");
   process.exit(64);
 }
 
@@ -44,6 +51,8 @@ const config = parseConfig({
   listeners: [{ address, port: Number(portText), role: "mx" }],
   limits: { connections: 20000, connectionsPerClient: 20000, messagesPerConnection: 1000000 },
   log: { level: "silent" },
+  // One process unless a workers scenario asks for more (the other scenarios pin the server to one CPU).
+  workers,
   ...(mode === "files" ? { spool: { format: "files" } } : {}),
   ...(mode === "postgres" ? { storage: { kind: "postgres", url: pgUrl, node: "bench" } } : {}),
 }, "bench");
@@ -69,6 +78,18 @@ if (mode === "mta") {
     await database.end();
   };
   port = server.listeners[0].port;
+} else if (mode === "pool") {
+  const spool = await createSpool(dataDir, "journal", () => {});
+  await spool.open();
+  const sockets = await bindListeners(config.listeners, config.limits.connections, { pauseOnConnect: true });
+  const pool = await WorkerPool.start({ config, count: workers, sockets, spool, onCommitted: () => {}, events: noEvents, log, errorSleep: 0 });
+  pool.serve();
+  close = async () => {
+    await closeListeners(sockets);
+    await pool.close();
+    await spool.close();
+  };
+  port = sockets[0].port;
 } else {
   const spool = mode === "discard" ? new DiscardSpool() : undefined;
   const server = await startReception(config, { log, errorSleep: 0, accounts, spool });

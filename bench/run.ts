@@ -3,9 +3,9 @@
  * reported as ratios. See bench/README.md for what each scenario means.
  *
  *   node bench/run.ts [--quick] [--runs N] [--only id,id] [--phases throughput,idle,big] [--generator smtp-source|node]
- *                     [--no-pin] [--no-install] [--keep] [--petrel-rev REV] [--cpu-prof [SERVER]]
+ *                     [--no-pin] [--no-install] [--keep] [--petrel-rev REV] [--cpu-prof [SERVER]] [--out NAME] [--budget SECONDS]
  *
- * Writes bench/results/latest.json and bench/results/latest.md (also printed);
+ * Writes bench/results/latest.json and bench/results/latest.md (also printed; --out NAME: NAME.json, NAME.md);
  * --cpu-prof instead profiles one server under the 1 KiB reuse load and
  * writes bench/results/profile-SERVER.md.
  */
@@ -39,6 +39,8 @@ const only = option("--only")?.split(",");
 /** --phases throughput,idle,big: run only these (all by default). */
 const phases = option("--phases")?.split(",") ?? ["throughput", "idle", "big"];
 const keep = flag("--keep");
+/** --out NAME: write bench/results/NAME.{json,md} instead of latest (a partial run keeps the full run's figures). */
+const out = option("--out") ?? "latest";
 
 const PLAN = quick
   ? {
@@ -79,7 +81,9 @@ function nofileSoft(): number {
 const log = (msg: string) => process.stderr.write(`${msg}\n`);
 const started = Date.now();
 const elapsed = () => `${((Date.now() - started) / 1000).toFixed(0)}s`;
-const overBudget = () => Date.now() - started > PLAN.budgetMs;
+/** --budget SECONDS: the invocation's time budget instead of the plan's. */
+const budgetMs = option("--budget") ? Number(option("--budget")) * 1000 : PLAN.budgetMs;
+const overBudget = () => Date.now() - started > budgetMs;
 /** The tree whose src/ is measured (for file names in profiles). */
 let petrelSourceRoot = join(BENCH_ROOT, "..");
 let petrelRevisionLabel = "";
@@ -153,7 +157,7 @@ async function throughputPhase(servers: ServerDef[], root: string, generator: Ge
     for (const s of servers) {
       log(`[${elapsed()}] starting ${s.id} on ${s.address}:${PORT}`);
       try {
-        running.set(s.id, await s.start(join(root, s.id), SERVER_CPU));
+        running.set(s.id, await s.start(join(root, s.id), s.everyCpu ? null : SERVER_CPU));
       } catch (err) {
         log(`  ${s.id} did not start: ${(err as Error).message.split("\n")[0]}`);
         result.servers.find((x) => x.id === s.id)!.unavailable = `did not start: ${(err as Error).message.split("\n")[0]}`;
@@ -477,10 +481,10 @@ async function main(): Promise<void> {
     result.meta.durationSeconds = Math.round((Date.now() - started) / 1000);
     const md = renderMarkdown(result);
     await mkdir(join(BENCH_ROOT, "results"), { recursive: true });
-    await writeFile(join(BENCH_ROOT, "results", "latest.json"), JSON.stringify(result, null, 2) + "\n");
-    await writeFile(join(BENCH_ROOT, "results", "latest.md"), md);
+    await writeFile(join(BENCH_ROOT, "results", `${out}.json`), JSON.stringify(result, null, 2) + "\n");
+    await writeFile(join(BENCH_ROOT, "results", `${out}.md`), md);
     process.stdout.write(md);
-    log(`wrote bench/results/latest.json and latest.md in ${elapsed()}`);
+    log(`wrote bench/results/${out}.json and ${out}.md in ${elapsed()}`);
   } finally {
     if (!keep) await rm(root, { recursive: true, force: true }).catch(() => {});
     if (snapshot) await rm(snapshot, { recursive: true, force: true }).catch(() => {});

@@ -26,7 +26,7 @@ import type { Check } from "./policy/check.ts";
 import { PolicyPipeline } from "./policy/pipeline.ts";
 import { relayCheck, type RecipientDirectory } from "./policy/checks/relay.ts";
 import { senderLoginCheck } from "./policy/checks/sender-login.ts";
-import { clientLimitsCheck } from "./policy/checks/client-limits.ts";
+import { clientLimitsCheck, type ClientLimitsCheckOptions } from "./policy/checks/client-limits.ts";
 import { hopCountCheck } from "./policy/checks/hop-count.ts";
 import { RateLimits } from "./policy/checks/rate-limits.ts";
 import { Dnsbl } from "./policy/checks/dnsbl.ts";
@@ -77,6 +77,8 @@ import { loadConfig } from "./config/load.ts";
 import { ConfigError } from "./config/config-error.ts";
 import { setLogLevel } from "./system/logger.ts";
 import { reloadedConfig, restartOnlyChanges, type ReloadReport } from "./config/reload-plan.ts";
+import { WorkerPool } from "./workers/worker-pool.ts";
+import { workerCount } from "./workers/worker-count.ts";
 
 /**
  * Petrel in one process: the composition root that wires the boxes of
@@ -92,6 +94,7 @@ import { reloadedConfig, restartOnlyChanges, type ReloadReport } from "./config/
 
 export interface MtaOptions {
   readonly log: Logger;
+  /** The queue's and the agents' time (and the sessions' with `workers: 1`; SMTP workers keep the system clock). */
   readonly clock?: Clock;
   /** Remote delivery agent (outbound SMTP to MX hosts); built from the config when absent. */
   readonly remote?: DeliveryAgent;
@@ -123,7 +126,7 @@ export interface MtaOptions {
   readonly acmeAutoStart?: boolean;
   /** Fetch OCSP responses at once (default true; tests call `ocsp.refresh()`). */
   readonly ocspAutoStart?: boolean;
-  /** More checks, asked after the configured ones (a plugin loader; tests). */
+  /** More checks, asked after the configured ones (a plugin loader; tests); objects of this process, so only with `workers: 1`. */
   readonly checks?: readonly Check[];
   /** The file the configuration came from, read again by `reload()`; absent: the embedded default. */
   readonly configPath?: string;
@@ -153,6 +156,8 @@ export interface Mta {
   readonly ocsp: OcspStapler | null;
   /** HTTP(S) listeners: ACME challenges, MTA-STS policy. */
   readonly web: readonly WebListener[];
+  /** The SMTP worker processes (`workers:` above 1); null when this process serves the sessions. */
+  readonly workers: WorkerPool | null;
   close(): Promise<void>;
 }
 
@@ -283,12 +288,15 @@ export type PolicyResolver = Resolver & RecordResolver;
  */
 export function buildChecks(
   config: Config,
-  options: { accounts: Accounts & RecipientDirectory; clock?: Clock; log?: Logger; resolver?: RecordResolver; signingKeys?: SigningKeys },
+  options: {
+    accounts: Accounts & RecipientDirectory; clock?: Clock; log?: Logger; resolver?: RecordResolver; signingKeys?: SigningKeys;
+    primaryVerdict?: ClientLimitsCheckOptions["primaryVerdict"];
+  },
 ): Check[] {
   const clock = options.clock ?? systemClock;
   const log = options.log ?? pino({ level: "silent" });
   const checks: Check[] = [
-    clientLimitsCheck({ ...config.limits, clock: options.clock }),
+    clientLimitsCheck({ ...config.limits, clock: options.clock, ...(options.primaryVerdict ? { primaryVerdict: options.primaryVerdict } : {}) }),
   ];
   const rates = config.limits.rates;
   const anyRate = [rates.mx, rates.submission, rates.user].some((r) => r.messages > 0 || r.recipients > 0 || ("connections" in r && r.connections > 0));
@@ -405,6 +413,10 @@ export interface ReceptionOptions {
   readonly ocspResponse?: OcspResponder;
   /** Told connections, refusals, logins that failed (the trace, metrics). */
   readonly events?: EventSink;
+  /** In an SMTP worker: the primary's count of connections per client (client-limits.ts). */
+  readonly primaryVerdict?: ClientLimitsCheckOptions["primaryVerdict"];
+  /** Log a "listening" line per listener (default true; a worker's listeners are the primary's). */
+  readonly announce?: boolean;
 }
 
 /** Start receiving mail: the checks, the policy pipeline, the intake and the listeners, wired. */
@@ -430,7 +442,7 @@ export async function startReception(config: Config, options: ReceptionOptions):
   let pipeline: PolicyPipeline;
   // Plugins are code, loaded once: a reload keeps them (a change of plugins: needs a restart).
   const pipelineFor = (c: Config) => {
-    const builtIn = buildChecks(c, { accounts: options.accounts, clock, log, resolver, signingKeys });
+    const builtIn = buildChecks(c, { accounts: options.accounts, clock, log, resolver, signingKeys, primaryVerdict: options.primaryVerdict });
     return new PolicyPipeline({
       checks: [...builtIn, ...buildMilters(c, log), ...plugins, ...(options.checks ?? [])],
       authservId: c.policy.authservId ?? c.hostname,
@@ -453,6 +465,7 @@ export async function startReception(config: Config, options: ReceptionOptions):
   try {
     server = await SmtpServer.start(config, {
       log, factory, errorSleep: options.errorSleep, sockets: options.sockets, tls: options.tls, ocspResponse: options.ocspResponse, events,
+      announce: options.announce,
     });
   } catch (err) {
     ownResolver?.close();
@@ -479,6 +492,37 @@ export async function startReception(config: Config, options: ReceptionOptions):
         await server.close();
         ownResolver?.close();
         if (ownSpool) await spool.close();
+      })();
+      return closing;
+    },
+  };
+}
+
+/**
+ * Reception by SMTP worker processes (worker-pool.ts): the listeners are
+ * this process's, the sessions the workers'. A reload reaches every worker
+ * (each builds its new checks and applies them, or the reload rejects).
+ */
+function workerReception(
+  config: Config, o: { pool: WorkerPool; spool: Spool; sockets: readonly ListenerSocket[]; tls: TlsContextProvider; log: Logger },
+): Reception {
+  for (const s of o.sockets) {
+    o.log.info({ role: s.listener.role, address: s.address, port: s.port, proxyProtocol: s.listener.proxyProtocol, workers: o.pool.size }, "listening");
+  }
+  let closing: Promise<void> | null = null;
+  return {
+    config,
+    spool: o.spool,
+    listeners: o.sockets.map((s) => ({ role: s.listener.role, address: s.address, port: s.port })),
+    tls: o.tls,
+    async prepare(next) {
+      await o.pool.reload(next);
+      return () => {};
+    },
+    close() {
+      closing ??= (async () => {
+        await closeListeners(o.sockets);
+        await o.pool.close();
       })();
       return closing;
     },
@@ -608,7 +652,10 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
       const dir = join(config.dataDir, "tls");
       await handOver([dir, join(dir, "self-signed.crt"), join(dir, "self-signed.key")], runAs);
     }
-    const sockets = await bindListeners(config.listeners, config.limits.connections);
+    const workers = workerCount(config.workers);
+    if (workers > 1 && options.checks) throw new Error("MtaOptions.checks are objects of this process: they need workers: 1");
+    // With workers, a connection is accepted here and read only by the worker it is handed to.
+    const sockets = await bindListeners(config.listeners, config.limits.connections, { pauseOnConnect: workers > 1 });
     undo.push(() => closeListeners(sockets));
     const adminListeners = await bindAdminListeners(config, { tls, log });
     undo.push(() => closeAdminListeners(adminListeners));
@@ -651,6 +698,15 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     let delivery = buildDelivery(config, { ...options, accounts, owner });
     const { resolver, tlsRpt } = delivery;
     const { spool, queue, intake } = await openQueue(config, { log, accounts, clock: options.clock, router: delivery.router, signingKeys, events, database });
+    // SMTP workers load while the spool and the queue open; they serve once both are ready.
+    const poolStarting = workers > 1
+      ? WorkerPool.start({
+        config, count: workers, sockets, spool, onCommitted: (id) => queue.enqueue(id), events, log,
+        ...(options.errorSleep !== undefined ? { errorSleep: options.errorSleep } : {}),
+      })
+      : null;
+    poolStarting?.catch(() => {}); // awaited below; a start that fails there is undone with the rest
+    undo.push(async () => void (await (await poolStarting?.catch(() => null))?.close()));
     accountsOpened = accounts;
     logNameservers(resolver, log);
     await tlsRpt.start();
@@ -673,10 +729,15 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     reports?.start();
     undo.push(() => reports?.close());
     step();
-    const smtp = await startReception(config, {
-      log, accounts, intake, tls, sockets, ...ocspResponse, clock: options.clock, checks: options.checks, resolver,
-      errorSleep: options.errorSleep, signingKeys, events,
-    });
+    const pool = poolStarting ? await poolStarting : null;
+    pool?.serve();
+    if (pool) admin.metrics?.watchWorkers(() => pool.status());
+    const smtp = pool
+      ? workerReception(config, { pool, spool, sockets, tls, log })
+      : await startReception(config, {
+        log, accounts, intake, tls, sockets, ...ocspResponse, clock: options.clock, checks: options.checks, resolver,
+        errorSleep: options.errorSleep, signingKeys, events,
+      });
     undo.push(() => smtp.close());
     const acme = acmeConfig && store
       ? new AcmeService({
@@ -699,6 +760,7 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
       version: petrelVersion(), pid: process.pid, hostname: config.hostname, dataDir: config.dataDir,
       startedAt, now: Date.now(), listeners: smtp.listeners, queue: await queue.totals(), destinations: await queue.summary(),
       certificates: smtp.tls.certificates(), cluster: node ? { node: node.name, nodes: await node.nodes() } : null,
+      ...(pool ? { workers: pool.status() } : {}),
     });
     let current = config;
     admin.attach({ queue, accounts, status, config: () => current });
@@ -734,7 +796,7 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     // One reload at a time: SIGHUP and `petrel reload` may come together.
     let reloading: Promise<unknown> = Promise.resolve();
     return {
-      smtp, queue, accounts, node, tls, acme, ocsp, web, admin,
+      smtp, queue, accounts, node, tls, acme, ocsp, web, admin, workers: pool,
       reload() {
         const logged = () => reload().catch((err: unknown) => {
           if (err instanceof ConfigError) log.error({ errors: err.issues.map((i) => i.message) }, "configuration not reloaded: it has errors; the server keeps running with the one it had");

@@ -89,6 +89,10 @@ const COMPARISONS: Comparison[] = [
   { label: "Petrel discard ÷ nodemailer discard", petrel: "petrel-discard", peer: "nodemailer-discard" },
   { label: "Petrel discard ÷ smtp-sink", petrel: "petrel-discard", peer: "smtp-sink" },
   { label: "Petrel journal ÷ smtp-sink", petrel: "petrel-durable", peer: "smtp-sink" },
+  // The SMTP workers (--only workers-…): servers on both CPUs, the load generator on CPU 1.
+  { label: "workers: 2 ÷ workers: 1, journal accept only", petrel: "workers-durable-2", peer: "workers-durable-1" },
+  { label: "workers: 2 ÷ workers: 1, startMta (accepted/s)", petrel: "workers-mta-2", peer: "workers-mta-1" },
+  { label: "workers: 2 ÷ workers: 1, startMta (delivered/s)", petrel: "workers-mta-2", peer: "workers-mta-1", delivered: true },
 ];
 
 function headline(result: BenchResult): string[] {
@@ -225,7 +229,8 @@ export function renderMarkdown(result: BenchResult): string {
     "",
     `Petrel ${m.petrel} · ${m.date} · ${m.runs} runs per figure (min / median / max) · load generator ${m.generator} (latency and memory: Node client) · ` +
       `Node ${m.node} · ${m.cpus} · Linux ${m.kernel} · Postfix ${m.postfix ?? "absent"} · smtp-server ${m.smtpServer ?? "absent"} · ` +
-      `${m.pinned ? `server pinned to CPU ${m.pinned.server}, load generator to CPU ${m.pinned.load}` : "no CPU pinning"} · took ${m.durationSeconds} s`,
+      `${m.pinned ? `server pinned to CPU ${m.pinned.server}, load generator to CPU ${m.pinned.load}` : "no CPU pinning"}` +
+      `${m.pinned && result.servers.some((s) => s.id.startsWith("workers-")) ? ` (the workers-… servers are not pinned: they may use every CPU, the load generator's included)` : ""} · took ${m.durationSeconds} s`,
     "",
     quietSummary(result),
     "",

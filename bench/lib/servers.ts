@@ -53,6 +53,8 @@ export interface ServerDef {
   readonly singleProcess: boolean;
   /** Only measured when named with --only. */
   readonly optional?: true;
+  /** Never pinned to the server CPU: it may use every core (the SMTP workers comparison). */
+  readonly everyCpu?: true;
   /** null when it can run here, else why not. */
   unavailable(): string | null;
   start(dataDir: string, cpu: string | null, extra?: NodeExtra): Promise<RunningServer>;
@@ -66,13 +68,13 @@ export interface NodeExtra {
   readonly env?: Record<string, string>;
 }
 
-function nodeServer(script: string, mode: string, address: string) {
+function nodeServer(script: string, mode: string, address: string, more: readonly string[] = []) {
   return async (dataDir: string, cpu: string | null, extra: NodeExtra = {}): Promise<RunningServer> => {
     const petrel = script === "petrel-entry.ts";
     const dir = petrel ? petrelBench : BENCH_ROOT;
     // Petrel as its launchers start it (src/system/node-flags.ts); the peers as Node starts them.
     const flags = [...(petrel ? NODE_FLAGS : []), ...(extra.nodeFlags ?? [])];
-    const [cmd, args] = pinned(cpu, NODE, [...flags, join(dir, script), mode, address, String(PORT), dataDir]);
+    const [cmd, args] = pinned(cpu, NODE, [...flags, join(dir, script), mode, address, String(PORT), dataDir, ...more]);
     const s = await spawnReady(cmd, args, START_TIMEOUT, { ...process.env, ...extra.env });
     return { pid: pidOf(s.child), stop: () => stopChild(s.child, 10_000) };
   };
@@ -100,6 +102,19 @@ export async function waitForGreeting(host: string, port: number, timeoutMs: num
 
 export const peersDir = join(BENCH_ROOT, ".peers");
 export const nodemailerInstalled = () => existsSync(join(peersDir, "node_modules", "smtp-server", "package.json"));
+
+/** startMta with `workers: n`, on every CPU (the workers comparison). */
+function workersMta(n: number, address: string): ServerDef {
+  return {
+    id: `workers-mta-${n}`, label: `Petrel startMta, workers: ${n} (${n === 1 ? "one process" : `primary + ${n} workers`}; both CPUs allowed)`,
+    kind: "deliver", petrel: true, address, singleProcess: n === 1, optional: true, everyCpu: true,
+    unavailable: () => null,
+    async start(dataDir, cpu, extra) {
+      const s = await nodeServer("petrel-entry.ts", "mta", address, [String(n)])(dataDir, cpu, extra);
+      return { ...s, maildirNew: join(dataDir, "mail", "bench.test", "u", "new") };
+    },
+  };
+}
 
 export const SERVERS: readonly ServerDef[] = [
   {
@@ -129,6 +144,22 @@ export const SERVERS: readonly ServerDef[] = [
       return { ...s, maildirNew: join(dataDir, "mail", "bench.test", "u", "new") };
     },
   },
+  // 1 vs 2 SMTP workers (--only workers-…): every server may use both CPUs, the load generator
+  // stays on CPU 1 — it shares a core with the server, as it would on no real machine.
+  {
+    id: "workers-durable-1", label: "Petrel journal, accept only, workers: 1 (one process; both CPUs allowed)", kind: "durable", petrel: true,
+    address: "127.0.0.41", singleProcess: true, optional: true, everyCpu: true,
+    unavailable: () => null,
+    start: nodeServer("petrel-entry.ts", "durable", "127.0.0.41"),
+  },
+  {
+    id: "workers-durable-2", label: "Petrel journal, accept only, workers: 2 (primary + 2 workers; both CPUs allowed)", kind: "durable", petrel: true,
+    address: "127.0.0.42", singleProcess: false, optional: true, everyCpu: true,
+    unavailable: () => null,
+    start: nodeServer("petrel-entry.ts", "pool", "127.0.0.42", ["2"]),
+  },
+  workersMta(1, "127.0.0.43"),
+  workersMta(2, "127.0.0.44"),
   {
     id: "nodemailer-fsync", label: "nodemailer smtp-server, fsync per message", kind: "durable", petrel: false,
     address: "127.0.0.21", singleProcess: true,

@@ -40,6 +40,11 @@ const serverStatusSchema = z.object({
       self: z.boolean(),
     }).openapi("ClusterNode")).readonly(),
   }).nullable().openapi({ description: "The nodes sharing this node's PostgreSQL (storage.kind postgres); null for a single node" }),
+  workers: z.array(z.object({
+    index: z.number(), pid: z.number().nullable(), state: z.enum(["starting", "running", "restarting", "stopped"]),
+    sessions: z.number().openapi({ description: "connections it serves now" }), connections: z.number().openapi({ description: "connections handed to it since start" }),
+    receiving: z.number(), restarts: z.number(),
+  })).readonly().optional().openapi({ description: "The SMTP worker processes; absent with workers: 1" }),
 }).openapi("ServerStatus");
 
 export function adminApi(o: AdminApiOptions): OpenAPIHono<ApiEnv> {

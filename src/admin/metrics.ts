@@ -75,6 +75,27 @@ export class Metrics {
     queueGauges(this.registry, sources);
   }
 
+  /**
+   * The SMTP workers' gauges (read at each scrape): sessions each serves now
+   * and how often each was started again. Everything else the workers do
+   * reaches the counters above as events, so they count the whole server.
+   */
+  watchWorkers(workers: () => readonly { readonly index: number; readonly sessions: number; readonly restarts: number }[]): void {
+    const registers = [this.registry];
+    new Gauge({
+      name: "petrel_worker_sessions", help: "SMTP sessions each worker process serves now", labelNames: ["worker"], registers,
+      collect() {
+        for (const w of workers()) this.set({ worker: String(w.index) }, w.sessions);
+      },
+    });
+    new Gauge({
+      name: "petrel_worker_restarts", help: "Times each SMTP worker process was started again after it died", labelNames: ["worker"], registers,
+      collect() {
+        for (const w of workers()) this.set({ worker: String(w.index) }, w.restarts);
+      },
+    });
+  }
+
   /** An event from the bus. */
   take(e: PetrelEvent): void {
     switch (e.type) {

@@ -10,6 +10,7 @@ import type { ListenerRole } from "../mail/envelope.ts";
 import { altNames } from "../server/tls-certificates.ts";
 import { hostPort } from "../server/listener-sockets.ts";
 import type { ClusterNode } from "../cluster/node-registry.ts";
+import type { WorkerStatus } from "../workers/worker-pool.ts";
 
 export interface ServerStatus {
   readonly version: string;
@@ -25,6 +26,8 @@ export interface ServerStatus {
   readonly certificates: readonly { readonly subject: string; readonly names: readonly string[]; readonly file: string; readonly validTo: string; readonly daysLeft: number }[];
   /** With `storage.kind: postgres`: this node's name and every node of the cluster with its health; null for a single node. */
   readonly cluster: ClusterStatus | null;
+  /** The SMTP worker processes; absent when the sessions are served in this process (`workers: 1`). */
+  readonly workers?: readonly WorkerStatus[];
 }
 
 export interface ClusterStatus {
@@ -53,6 +56,7 @@ export interface StatusSources {
   readonly destinations: readonly SummaryRow[];
   readonly certificates: readonly CertificateInfo[];
   readonly cluster?: ClusterStatus | null;
+  readonly workers?: readonly WorkerStatus[];
 }
 
 const DAY_MS = 86_400_000;
@@ -75,6 +79,7 @@ export function serverStatus(s: StatusSources): ServerStatus {
       daysLeft: Math.floor((c.validTo.getTime() - s.now) / DAY_MS),
     })),
     cluster: s.cluster ?? null,
+    ...(s.workers ? { workers: s.workers.map((w) => ({ ...w })) } : {}),
   };
 }
 
@@ -99,6 +104,13 @@ export function formatStatus(st: ServerStatus): string {
     "listeners:",
     ...st.listeners.map((l) => `  ${hostPort(l.address, l.port).padEnd(24)} ${l.role}`),
   ];
+  if (st.workers) {
+    lines.push(`SMTP workers: ${st.workers.length}`);
+    for (const w of st.workers) {
+      const restarts = w.restarts > 0 ? `, restarted ${w.restarts} time${w.restarts === 1 ? "" : "s"}` : "";
+      lines.push(`  worker ${w.index}  ${w.state.padEnd(10)} pid ${w.pid ?? "-"}  ${w.sessions} session${w.sessions === 1 ? "" : "s"} now, ${w.connections} since start${restarts}`);
+    }
+  }
   const q = st.queue;
   if (q.messages === 0) lines.push("queue: empty");
   else {

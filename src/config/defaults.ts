@@ -25,6 +25,15 @@ export const INTERMEDIATE_CIPHERS =
 /** Broad, for opportunistic TLS between MTAs (RFC 7435). */
 export const OPPORTUNISTIC_CIPHERS = `${TLS13_SUITES}:HIGH:!aNULL:!eNULL:!EXPORT:!DES:!3DES:!RC4:!MD5:!PSK:!SRP:!IDEA:!SEED`;
 
+/** The most SMTP worker processes a configuration may ask for. */
+export const MAX_WORKERS = 256;
+/**
+ * "auto" asks for one worker per CPU up to this: every worker hands its
+ * messages to the one primary (spool writes, queue manager, deliveries), so
+ * past a point more acceptors only queue behind it.
+ */
+export const MAX_AUTO_WORKERS = 32;
+
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const SECOND = 1000;
@@ -138,6 +147,7 @@ export const DEFAULTS = {
     quotaFull: "defer",
     maxReceived: 50,
   },
+  workers: "auto" as "auto" | number,
   spool: {
     format: "journal",
   },

@@ -19,7 +19,7 @@
  */
 import { isIP } from "node:net";
 import * as z from "zod";
-import { DEFAULTS, MAX_MTA_STS_AGE, MIN_COMMAND_LINE } from "./defaults.ts";
+import { DEFAULTS, MAX_MTA_STS_AGE, MAX_WORKERS, MIN_COMMAND_LINE } from "./defaults.ts";
 import { normalizeDomain, normalizeMailbox } from "../mail/address.ts";
 import { LISTENER_ROLES } from "../mail/envelope.ts";
 import { cipherStringProblem } from "./cipher-policy.ts";
@@ -187,6 +187,13 @@ function cipherString(def: string) {
 }
 
 const port = z.number().int().min(0).max(65535);
+
+export const WORKERS_ALLOWED = `expected "auto" or a whole number of processes from 1 to ${MAX_WORKERS}`;
+const workerCount = z.unknown().transform((v, ctx): "auto" | number => {
+  if (v === "auto" || (typeof v === "number" && Number.isInteger(v) && v >= 1 && v <= MAX_WORKERS)) return v;
+  ctx.addIssue({ code: "custom", message: WORKERS_ALLOWED });
+  return z.NEVER;
+});
 
 /** Where one of Petrel's HTTP or HTTPS listeners binds. */
 function bindAddress(def: { address: string; port: number }) {
@@ -639,6 +646,12 @@ export const configSchema = z.strictObject({
         .optional(),
     })
     .prefault({}),
+  /**
+   * Processes that accept SMTP sessions: "auto" (one per CPU, at most
+   * MAX_AUTO_WORKERS) or a number; 1 serves everything in one process.
+   * The spool and the queue manager stay one, in the primary (src/workers/).
+   */
+  workers: workerCount.default(DEFAULTS.workers),
   /** How accepted messages are stored in <dataDir>/spool. */
   spool: z
     .strictObject({

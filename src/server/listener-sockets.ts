@@ -28,12 +28,16 @@ export function hostPort(address: string, port: number): string {
 /**
  * Bind every listener; on failure the ones already bound are closed and the
  * error (with its `address` and `port`) is thrown. At most `maxWaiting`
- * connections wait before serving starts; more are closed.
+ * connections wait before serving starts; more are closed. `pauseOnConnect`:
+ * nothing is read from a connection here, so it can be handed, whole, to
+ * another process (the SMTP workers).
  */
-export async function bindListeners(listeners: readonly ListenerConfig[], maxWaiting: number): Promise<ListenerSocket[]> {
+export async function bindListeners(
+  listeners: readonly ListenerConfig[], maxWaiting: number, options: { readonly pauseOnConnect?: boolean } = {},
+): Promise<ListenerSocket[]> {
   const bound: ListenerSocket[] = [];
   try {
-    for (const l of listeners) bound.push(await bindOne(l, maxWaiting));
+    for (const l of listeners) bound.push(await bindOne(l, maxWaiting, options.pauseOnConnect === true));
   } catch (err) {
     await closeListeners(bound);
     throw err;
@@ -45,10 +49,10 @@ export function closeListeners(sockets: readonly ListenerSocket[]): Promise<void
   return Promise.all(sockets.map((s) => new Promise<void>((resolve) => s.server.close(() => resolve())))).then(() => {});
 }
 
-async function bindOne(l: ListenerConfig, maxWaiting: number): Promise<ListenerSocket> {
+async function bindOne(l: ListenerConfig, maxWaiting: number, pauseOnConnect: boolean): Promise<ListenerSocket> {
   let handler: ((socket: net.Socket) => void) | null = null;
   const waiting: net.Socket[] = [];
-  const server = net.createServer({ noDelay: true }, (socket) => {
+  const server = net.createServer({ noDelay: true, pauseOnConnect }, (socket) => {
     if (handler) return handler(socket);
     if (waiting.length >= maxWaiting) return void socket.destroy();
     socket.on("error", ignoreError);

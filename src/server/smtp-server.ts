@@ -41,6 +41,8 @@ export interface SmtpServerOptions {
   readonly ocspResponse?: OcspResponder;
   /** Told each connection, its TLS and its end (metrics). */
   readonly events?: EventSink;
+  /** Log a "listening" line per listener (default); an SMTP worker serves listeners its primary announced. */
+  readonly announce?: boolean;
 }
 
 
@@ -112,7 +114,7 @@ export class SmtpServer {
       server.on("error", (err) => this.log.error({ err }, "listener error"));
       this.servers.push(server);
       this.bound.push({ role: l.role, address: bound.address, port: bound.port });
-      this.log.info({ role: l.role, address: bound.address, port: bound.port, proxyProtocol: l.proxyProtocol }, "listening");
+      if (options.announce !== false) this.log.info({ role: l.role, address: bound.address, port: bound.port, proxyProtocol: l.proxyProtocol }, "listening");
     }
   }
 

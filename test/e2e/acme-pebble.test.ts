@@ -71,6 +71,7 @@ async function startPetrel(acme: Record<string, unknown>, extra: Record<string, 
   const config = parseConfig({
     admin: { enabled: false },
     hostname: HOST,
+    workers: 1,
     dataDir,
     domains: ["example.test"],
     listeners: [{ address: "127.0.0.1", port: 0, role: "submissions" }],

@@ -86,6 +86,7 @@ async function instance(name: Name, options: { config?: Record<string, unknown>;
   const domain = `${name}.test`;
   const config = parseConfig({
     hostname: `mx.${domain}`,
+    workers: 1,
     dataDir: dir,
     domains: [domain],
     listeners: [{ address: ADDRESS[name], port: mxPort, role: "mx" }, { address: ADDRESS[name], port: 0, role: "submission" }],
@@ -315,7 +316,7 @@ test("a selector in dkim.domains without its key stops start-up with the path an
   const dir = await mkdtemp(join(tmpdir(), "petrel-auth-nokey-"));
   dirs.push(dir);
   const config = parseConfig({
-    hostname: "mx.a.test", dataDir: dir, domains: ["a.test"],
+    workers: 1, hostname: "mx.a.test", dataDir: dir, domains: ["a.test"],
     listeners: [{ address: ADDRESS.a, port: 0, role: "mx" }],
     dns: { servers: [dns.server] }, log: { level: "silent" }, admin: { enabled: false },
     dkim: { domains: { "a.test": { selectors: ["missing"] } } },

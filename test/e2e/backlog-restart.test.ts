@@ -125,6 +125,7 @@ test("a backlog drained across a SIGKILL: every message reaches the peer exactly
   const lmtpPort = await freePort();
   const configPath = await writeConfig(dir, {
     hostname: "mx.example.test",
+    workers: 1,
     dataDir: join(dir, "data"),
     domains: ["example.test"],
     listeners: [{ address: "127.0.0.1", port: 0, role: "mx" }],

@@ -72,6 +72,7 @@ async function setUp(name: string, cert: { names: string[]; daysTo?: number }): 
   const leaf = await makeLeaf(dir, "server", { ...cert, ca });
   const config = {
     hostname: "mx.example.test",
+    workers: 1,
     dataDir,
     domains: ["example.test"],
     listeners: [
@@ -165,6 +166,7 @@ test("no server running, a certificate file missing, no DKIM key, no PTR: named;
   dns.setZone({ ...goodZone(), [reverseName("127.0.0.1")]: {} });
   const configPath = await writeConfig(dir, {
     hostname: "mx.example.test",
+    workers: 1,
     dataDir: join(dir, "data"),
     domains: ["example.test", "localhost"],
     listeners: [{ address: "127.0.0.1", port: 0, role: "mx" }],

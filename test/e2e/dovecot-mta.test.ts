@@ -44,6 +44,7 @@ async function mta(lmtp: boolean): Promise<Mta> {
   const config = parseConfig({
     admin: { enabled: false },
     hostname: "mx.petrel.test",
+    workers: 1,
     // <dataDir>/mail/<domain>/<user> is exactly Dovecot's maildir:<mailRoot>/%d/%n.
     dataDir: dirname(dovecot.mailRoot),
     domains: ["example.com"],

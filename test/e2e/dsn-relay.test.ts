@@ -46,7 +46,7 @@ async function petrel(hostname: string, address: string, domains: string[], user
   const dir = await mkdtemp(join(tmpdir(), "petrel-dsn-"));
   const config = parseConfig({
     admin: { enabled: false },
-    hostname, dataDir: dir, domains,
+    hostname, dataDir: dir, domains, workers: 1,
     listeners: [{ address, port: mxPort, role: "mx" }, { address, port: 0, role: "submission" }],
     dns: { servers: [dns!.server] },
     outbound: { port: mxPort, connectionReuse: 0, sourceAddress: address },

@@ -41,6 +41,7 @@ test("an mx listener with hide: [dsn, CHUNKING] as smtplib sees it; the listener
   try {
     const config = await writeConfig(dir, {
       hostname: "mx.example.test",
+      workers: 1,
       domains: ["example.test"],
       listeners: [
         { address: "127.0.0.1", port: 0, role: "mx", hide: ["dsn", "CHUNKING"] },

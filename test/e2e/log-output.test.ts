@@ -26,6 +26,7 @@ const PASSWORD = "violet-tangerine-harbour-42";
 function baseConfig(dir: string, log: Record<string, unknown>): Record<string, unknown> {
   return {
     hostname: "mx.example.test",
+    workers: 1,
     dataDir: `${dir}/data`,
     domains: ["example.test"],
     listeners: [{ address: "127.0.0.1", port: 0, role: "submission" }],

@@ -103,6 +103,7 @@ before(async () => {
   const config = parseConfig({
     admin: { enabled: false },
     hostname: HOST,
+    workers: 1,
     dataDir: join(dir, "data"),
     domains: ["example.test"],
     listeners: [{ address: "127.0.0.1", port: 0, role: "submissions" }],

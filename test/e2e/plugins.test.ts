@@ -85,6 +85,7 @@ test("petrel serve: a plugin that cannot load stops start-up with exit 78 naming
   await writeFile(bad, `export { default } from ${JSON.stringify(CONTRIB)};\n`);
   const base = {
     hostname: "mx.example.test",
+    workers: 1,
     domains: ["example.test"],
     listeners: [{ address: "127.0.0.1", port: 0, role: "mx" }],
     log: { level: "info" },

@@ -61,6 +61,7 @@ before(async () => {
   const config = parseConfig({
     admin: { enabled: false },
     hostname: "mx.petrel.test",
+    workers: 1,
     dataDir: petrelDir,
     domains: ["petrel.test"],
     listeners: [

@@ -101,6 +101,47 @@ test("as root with user: nobody: the kernel reports nobody's ids once Petrel lis
   }
 });
 
+test("as root with user: nobody and workers: 2: every SMTP worker runs as nobody, and mail through them lands", { timeout: 90_000 }, async () => {
+  const { dir, cleanup } = await reachableTempDir();
+  let p: PetrelProcess | null = null;
+  try {
+    const dataDir = join(dir, "data");
+    p = await servePetrel(await writeConfig(dir, {
+      user: "nobody", group: "nogroup", dataDir, workers: 2,
+      listeners: [{ address: "127.0.0.1", port: 0, role: "mx" }],
+    }), 1, 45_000); // two more Node processes to start, on a machine the other tests load too
+    const parent = p.pid;
+    const workers: number[] = [];
+    for (const name of await readdir("/proc")) {
+      if (!/^\d+$/.test(name)) continue;
+      const status = await readFile(`/proc/${name}/status`, "utf8").catch(() => "");
+      if (new RegExp(`^PPid:\\s+${parent}$`, "m").test(status)) {
+        workers.push(Number(name));
+        assert.deepEqual(ids(status, "Uid"), [nobody.uid, nobody.uid, nobody.uid, nobody.uid], `worker ${name}: no root id left`);
+        assert.deepEqual(ids(status, "Gid"), [nogroup, nogroup, nogroup, nogroup]);
+        assert.ok(!ids(status, "Groups").includes(0), "not in group root");
+      }
+    }
+    assert.equal(workers.length, 2, "two SMTP workers");
+    for (let i = 0; i < 2; i++) {
+      const c = await SmtpClient.connect(p.port("mx"));
+      await c.ehlo();
+      assert.equal((await c.send("sender@example.org", ["postmaster@localhost"], `Subject: via a worker ${i}\r\n\r\nhello\r\n`)).code, 250);
+      await c.quit();
+    }
+    await pollUntil(async () => {
+      const n = await readdir(join(dataDir, "mail", "localhost", "postmaster", "new")).catch(() => [] as string[]);
+      return n.length === 2 ? n : undefined;
+    }, 15_000);
+    assert.equal((await stopPetrel(p)).code, 0);
+    p = null;
+  } finally {
+    if (p) await stopPetrel(p);
+    SmtpClient.closeAll();
+    await cleanup();
+  }
+});
+
 test("a data directory the user cannot write: exit 78 naming dataDir, the user's ids and the chown to run", { timeout: 30_000 }, async () => {
   const { dir, cleanup } = await reachableTempDir();
   try {

@@ -58,6 +58,7 @@ test("petrel queue list/summary/show/hold/release/retry/delete, online and offli
   const closedPort = await freePort();
   const configPath = await writeConfig(dir, {
     hostname: "mx.example.test",
+    workers: 1,
     dataDir: join(dir, "data"),
     domains: ["example.test"],
     listeners: [{ address: "127.0.0.1", port: 0, role: "mx" }],

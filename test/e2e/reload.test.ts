@@ -28,6 +28,7 @@ function yaml(dir: string, recipients: number, extra = ""): string {
     "admin: { enabled: false }",
     "limits:",
     `  recipients: ${recipients}`,
+    "workers: 1",
     extra,
   ].join("\n");
 }

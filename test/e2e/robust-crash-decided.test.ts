@@ -36,6 +36,7 @@ for (const format of ["files", "journal"] as const) {
     const dataDir = join(dir, "data");
     const configPath = await writeConfig(dir, {
       hostname: "mx.example.test",
+      workers: 1,
       dataDir,
       domains: ["example.test"],
       listeners: [{ address: "127.0.0.1", port: 0, role: "mx" }],

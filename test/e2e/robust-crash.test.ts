@@ -55,6 +55,7 @@ for (const format of ["files", "journal"] as const) test(`SIGKILL mid-burst (spo
   const dataDir = join(dir, "data");
   const configPath = await writeConfig(dir, {
     hostname: "mx.example.test",
+    workers: 1,
     dataDir,
     domains: ["example.test"],
     listeners: [{ address: "127.0.0.1", port: 0, role: "mx" }],
@@ -131,6 +132,7 @@ test("a restarted server keeps accepting mail on the same spool", { timeout: 20_
   const dataDir = join(dir, "data");
   const configPath = await writeConfig(dir, {
     hostname: "mx.example.test",
+    workers: 1,
     dataDir,
     domains: ["example.test"],
     listeners: [{ address: "127.0.0.1", port: 0, role: "mx" }],

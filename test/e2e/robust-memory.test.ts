@@ -33,6 +33,7 @@ for (const kind of ["filesystem", "postgres"] as const) test(`a 25 MiB message r
     if (kind === "postgres") pg ??= await startPostgres({ host: "127.0.61.4" });
     const config = await writeConfig(dir, {
       hostname: "mx.example.test",
+      workers: 1,
       dataDir,
       domains: ["example.test"],
       listeners: [{ address: "127.0.0.1", port: 0, role: "mx" }],

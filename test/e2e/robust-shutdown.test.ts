@@ -111,6 +111,7 @@ test("SIGTERM to petrel serve: DATA in flight gets 250, then 421; idle gets 421;
   const dataDir = join(dir, "data");
   const configPath = await writeConfig(dir, {
     hostname: "mx.example.test",
+    workers: 1,
     dataDir,
     domains: ["example.test"],
     listeners: [{ address: "127.0.0.1", port: 0, role: "mx" }],

@@ -92,7 +92,7 @@ test("SIGTERM during a start-up that hangs (FIFOs where the certificate and key 
     const fifos = [join(dataDir, "tls", "self-signed.crt"), join(dataDir, "tls", "self-signed.key")];
     execFileSync(requirePeer("mkfifo", "coreutils"), fifos);
     const path = join(dir, "petrel.yaml");
-    await writeFile(path, `dataDir: ${dataDir}\nlisteners: [{ address: 127.0.0.1, port: 0, role: mx }]\nadmin: { enabled: false }\n`);
+    await writeFile(path, `workers: 1\ndataDir: ${dataDir}\nlisteners: [{ address: 127.0.0.1, port: 0, role: mx }]\nadmin: { enabled: false }\n`);
     p = runPetrel(["serve", "--config", path]);
     // Start-up is stuck once Petrel waits on the FIFO: a reader is then waiting, so a non-blocking
     // open for writing succeeds (ENXIO before). The writer stays open and silent: the read hangs.
@@ -125,7 +125,7 @@ test("the start-up summary writes an IPv6 listener as [::1]:port, in the listeni
   let p: PetrelProcess | null = null;
   try {
     const path = join(dir, "petrel.yaml");
-    await writeFile(path, `dataDir: ${join(dir, "data")}\nlisteners: [{ address: "::1", port: 0, role: mx }]\nadmin: { enabled: false }\n`);
+    await writeFile(path, `workers: 1\ndataDir: ${join(dir, "data")}\nlisteners: [{ address: "::1", port: 0, role: mx }]\nadmin: { enabled: false }\n`);
     p = await servePetrel(path, 1);
     const port = p.port("mx");
     assert.ok(p.stderr().includes(`listening on [::1]:${port}  incoming mail`), p.stderr());
@@ -144,7 +144,7 @@ test("with no dns: section, petrel serve logs the system's DNS servers from /etc
   let p: PetrelProcess | null = null;
   try {
     const path = join(dir, "petrel.yaml");
-    await writeFile(path, `dataDir: ${join(dir, "data")}\nlisteners: [{ address: 127.0.0.1, port: 0, role: mx }]\nadmin: { enabled: false }\n`);
+    await writeFile(path, `workers: 1\ndataDir: ${join(dir, "data")}\nlisteners: [{ address: 127.0.0.1, port: 0, role: mx }]\nadmin: { enabled: false }\n`);
     p = await servePetrel(path, 1);
     const system = parseResolvConf(await readFile("/etc/resolv.conf", "utf8").catch(() => ""));
     const line = p.logs().find((l) => typeof l.msg === "string" && /^(DNS servers from|no nameserver in) \/etc\/resolv\.conf/.test(l.msg));

@@ -25,6 +25,7 @@ test("status of a running server, then of a stopped one", async () => {
   const closedPort = await freePort();
   const configPath = await writeConfig(dir, {
     hostname: "mx.example.test",
+    workers: 1,
     dataDir: `${dir}/data`,
     domains: ["example.test"],
     listeners: [

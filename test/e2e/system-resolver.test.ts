@@ -61,7 +61,7 @@ test("no dns: section → the resolv.conf servers answer the MX lookup, and the 
     const bDir = await tempDir("b");
     b = await startMta(parseConfig({
     admin: { enabled: false },
-      hostname: "mx.b.test", dataDir: bDir, domains: ["b.test"],
+      workers: 1, hostname: "mx.b.test", dataDir: bDir, domains: ["b.test"],
       listeners: [{ address: B, port: mxPort, role: "mx" }],
       dns: { servers: [dns.server] }, limits: { shutdownGrace: 2 }, log: { level: "silent" },
     }, "b.yaml"), { log, errorSleep: 0, fsync: false, controlSocket: false });
@@ -69,7 +69,7 @@ test("no dns: section → the resolv.conf servers answer the MX lookup, and the 
 
     const aConfig = parseConfig({
     admin: { enabled: false },
-      hostname: "mx.a.test", dataDir: await tempDir("a"), domains: ["a.test"],
+      workers: 1, hostname: "mx.a.test", dataDir: await tempDir("a"), domains: ["a.test"],
       listeners: [{ address: A, port: 0, role: "submission" }],
       outbound: { port: mxPort, sourceAddress: A, connectionReuse: 0 },
       limits: { shutdownGrace: 2 }, log: { level: "silent" },

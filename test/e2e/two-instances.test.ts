@@ -57,6 +57,7 @@ async function instance(name: "a" | "b", domains: string[], dir?: string, extra:
   const config = parseConfig({
     admin: { enabled: false },
     hostname: `mx.${name}.test`,
+    workers: 1,
     dataDir: dir,
     domains,
     listeners: [

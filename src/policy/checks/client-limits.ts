@@ -16,6 +16,13 @@ import { tempfail } from "../replies.ts";
 export interface ClientLimitsCheckOptions extends ClientLimitsOptions {
   /** Failed AUTH attempts on one connection before it is closed. */
   readonly authFailuresPerConnection: number;
+  /**
+   * In an SMTP worker: the verdict of the primary, which counts connections
+   * across all workers, for the next connection from this address; undefined
+   * when it did not count it (a client named by a PROXY header), and this
+   * check counts it here.
+   */
+  readonly primaryVerdict?: (address: string) => Exclude<AdmitResult, "banned"> | "local" | undefined;
 }
 
 export function clientLimitsCheck(options: ClientLimitsCheckOptions): Check {
@@ -23,7 +30,9 @@ export function clientLimitsCheck(options: ClientLimitsCheckOptions): Check {
   return {
     name: "client-limits",
     open(client) {
-      const admitted = limits.admit(client.address);
+      const counted = options.primaryVerdict?.(client.address);
+      const here = counted === undefined || counted === "local";
+      const admitted: AdmitResult = here ? limits.admit(client.address) : limits.isBanned(client.address) ? "banned" : counted;
       let failures = 0;
       return {
         connect: () => (admitted === "ok" ? undefined : CONNECT_REFUSALS[admitted]),
@@ -36,7 +45,7 @@ export function clientLimitsCheck(options: ClientLimitsCheckOptions): Check {
             banned ? `${client.address} banned after too many AUTH failures` : `${failures} AUTH failures on this connection`);
         },
         close: () => {
-          if (admitted === "ok") limits.release(client.address);
+          if (admitted === "ok" && here) limits.release(client.address);
         },
       };
     },
