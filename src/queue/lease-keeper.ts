@@ -97,7 +97,7 @@ export class LeaseKeeper {
     if (reconcile === undefined) return false;
     let turn = false;
     try {
-      turn = await this.leases.reconcileTurn(atStart ? 0 : this.reconcileInterval);
+      turn = await this.leases.reconcileTurn(atStart ? 0 : this.reconcileInterval, atStart);
       if (!turn) return false;
       const complete = await reconcile();
       await this.leases.reconcileDone(complete);

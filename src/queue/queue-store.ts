@@ -96,8 +96,9 @@ export interface Leases {
    * Whether this node should look through the spool for messages no node
    * queued (reconcile.ts) now: true for one node at a time, when no node
    * finished doing so within `everyMs` (0: whenever none is at it).
+   * `atStart`: a turn this node's name still holds is a dead predecessor's, taken over.
    */
-  reconcileTurn(everyMs: number): Promise<boolean>;
+  reconcileTurn(everyMs: number, atStart?: boolean): Promise<boolean>;
   /** This node finished (or gave up) the look `reconcileTurn` gave it. */
   reconcileDone(complete: boolean): Promise<void>;
   /** Ask the node holding `id` to do `op` when it next renews; that node's name, or null when no live node holds it. */

@@ -195,3 +195,17 @@ test("a lease of this node's that ended on a row no longer in its memory (its la
   assert.equal((await a.get(forgotten.state.id))?.claimed, false, "free again: claimed like any waiting mail");
   assert.deepEqual((await a.claimDue("incoming", clock.now(), 10)).map((m) => m.state.id), [forgotten.state.id]);
 });
+
+test("the reconcile turn: one node at a time; a node starting again takes over the turn its crashed predecessor held", async () => {
+  const a = node("recon-a");
+  const b = node("recon-b");
+  await pool.query("UPDATE queue_reconcile SET node = NULL, lease_until = NULL, finished_at = NULL");
+  assert.equal(await a.reconcileTurn(0), true);
+  assert.equal(await b.reconcileTurn(0, true), false, "another node is at it");
+  // recon-a dies mid-scan; the same node name starts again within the lease.
+  const again = node("recon-a");
+  assert.equal(await again.reconcileTurn(0), false, "not its own turn outside a start");
+  assert.equal(await again.reconcileTurn(0, true), true, "at its start it takes the turn over at once");
+  await again.reconcileDone(true);
+  assert.equal(await b.reconcileTurn(60_000), false, "finished within the interval");
+});

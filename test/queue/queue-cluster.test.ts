@@ -143,7 +143,11 @@ test("mail queued at any node — even at two at once — is delivered once", as
       // A node that finds the same spooled message (its reconcile) at the same moment.
       if (i % 5 === 0) nodes[(i + 1) % 3].queue.enqueue(id);
     }
-    await until(async () => (await spool.list()).length === 0, "every message delivered and removed");
+    // Bounded generously: three managers, their database round trips and the rest of the suite share two cores.
+    await until(async () => (await spool.list()).length === 0, "every message delivered and removed", {
+      ms: 60_000,
+      context: async () => `delivered ${sink.delivered.size}; queue rows ${JSON.stringify((await pool.query("SELECT id, lease_node, due, tried FROM queue_message")).rows)}`,
+    });
     await Promise.all(nodes.map((n) => n.queue.idle()));
     assert.equal(sink.delivered.size, 45);
     assert.deepEqual([...sink.delivered].filter(([, n]) => n !== 1), [], "none twice");

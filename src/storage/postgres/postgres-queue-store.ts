@@ -227,12 +227,14 @@ export class PostgresQueueStore implements QueueStore, Leases {
   }
 
   /** `everyMs` 0: whenever no other node is at it (a node's start). */
-  async reconcileTurn(everyMs: number): Promise<boolean> {
+  async reconcileTurn(everyMs: number, atStart = false): Promise<boolean> {
     const now = this.clock.now();
+    // At start a turn this holder still has is its dead predecessor's (one live process per node
+    // name: the node registry), cut off by a crash mid-scan: take it now, not when its lease ends.
     const r = await this.pool.query(
       `UPDATE queue_reconcile SET node = $1, lease_until = $2
-       WHERE (node IS NULL OR lease_until < $3) AND (finished_at IS NULL OR finished_at <= $3 - $4::bigint)`,
-      [this.holder, now + this.ms, now, everyMs],
+       WHERE (node IS NULL OR lease_until < $3 OR ($5 AND node = $1)) AND (finished_at IS NULL OR finished_at <= $3 - $4::bigint)`,
+      [this.holder, now + this.ms, now, everyMs, atStart],
     );
     return r.rowCount === 1;
   }
