@@ -208,4 +208,9 @@ test("the reconcile turn: one node at a time; a node starting again takes over t
   assert.equal(await again.reconcileTurn(0, true), true, "at its start it takes the turn over at once");
   await again.reconcileDone(true);
   assert.equal(await b.reconcileTurn(60_000), false, "finished within the interval");
+  // A finish stamped by a node whose clock runs ahead does not keep a starting node from its look.
+  await pool.query("UPDATE queue_reconcile SET finished_at = $1", [clock.now() + 3_600_000]);
+  assert.equal(await b.reconcileTurn(0), false);
+  assert.equal(await b.reconcileTurn(0, true), true, "at its start");
+  await b.reconcileDone(true);
 });

@@ -231,9 +231,11 @@ export class PostgresQueueStore implements QueueStore, Leases {
     const now = this.clock.now();
     // At start a turn this holder still has is its dead predecessor's (one live process per node
     // name: the node registry), cut off by a crash mid-scan: take it now, not when its lease ends.
+    // And at start a recent finish by another node does not count: its clock may run ahead of
+    // ours, and what this node accepted before it died must be found now, not an interval later.
     const r = await this.pool.query(
       `UPDATE queue_reconcile SET node = $1, lease_until = $2
-       WHERE (node IS NULL OR lease_until < $3 OR ($5 AND node = $1)) AND (finished_at IS NULL OR finished_at <= $3 - $4::bigint)`,
+       WHERE (node IS NULL OR lease_until < $3 OR ($5 AND node = $1)) AND ($5 OR finished_at IS NULL OR finished_at <= $3 - $4::bigint)`,
       [this.holder, now + this.ms, now, everyMs, atStart],
     );
     return r.rowCount === 1;
