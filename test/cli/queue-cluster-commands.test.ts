@@ -19,7 +19,7 @@ import { PostgresQueueStore } from "../../src/storage/postgres/postgres-queue-st
 import { migrate } from "../../src/storage/postgres/migrations.ts";
 import { openPostgresPool, type PostgresPool } from "../../src/storage/postgres/postgres-pool.ts";
 import { DEFAULTS } from "../../src/config/defaults.ts";
-import { startPostgres, type PrivatePostgres } from "../support/postgres.ts";
+import { postgresConfigFile, startPostgres, type PrivatePostgres } from "../support/postgres.ts";
 import { io } from "../e2e/fixtures/mta-helpers.ts";
 import { until } from "../support/until.ts";
 
@@ -78,12 +78,7 @@ test("list, show, hold and delete against the cluster without a local server", a
     return w.id;
   };
   try {
-    const url = new URL(server.url);
-    const passwordFile = join(dir, "db-password");
-    await writeFile(passwordFile, `${decodeURIComponent(url.password)}\n`, { mode: 0o600 });
-    url.password = "";
-    const config = join(dir, "petrel.yaml");
-    await writeFile(config, `dataDir: ${dir}/data\nstorage:\n  kind: postgres\n  url: ${url.toString()}\n  passwordFile: ${passwordFile}\n  node: mx1\n  leaseTime: 3s\n`);
+    const config = await postgresConfigFile(server, dir, { node: "mx1", leaseTime: "3s" });
     await node.start();
     const busy = await spoolMessage("hang@far.test");
     const waiting = await spoolMessage("later@slow.test");

@@ -6,7 +6,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { MIGRATIONS, SchemaTooNew, migrate, schemaState } from "../../src/storage/postgres/migrations.ts";
 import { describePostgres, openPostgresPool, type PostgresPool } from "../../src/storage/postgres/postgres-pool.ts";
-import { startPostgres, type PrivatePostgres } from "../support/postgres.ts";
+import { postgresConfigFile, startPostgres, type PrivatePostgres } from "../support/postgres.ts";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -80,12 +80,7 @@ test("the database going away and coming back: the pool recovers without being r
 test("petrel db status and migrate, from the configuration file", async () => {
   const dir = await mkdtemp(join(tmpdir(), "petrel-db-cli-"));
   try {
-    const url = new URL(server.url);
-    const passwordFile = join(dir, "db-password");
-    await writeFile(passwordFile, `${decodeURIComponent(url.password)}\n`, { mode: 0o600 });
-    url.password = "";
-    const config = join(dir, "petrel.yaml");
-    await writeFile(config, `dataDir: ${dir}/data\nstorage:\n  kind: postgres\n  url: ${url.toString()}\n  passwordFile: ${passwordFile}\n  node: cli\n`);
+    const config = await postgresConfigFile(server, dir, { node: "cli" });
     // A database without any Petrel schema (every migration's tables gone with the schema they live in).
     await pool.query("DROP SCHEMA public CASCADE; CREATE SCHEMA public");
     const before = io();

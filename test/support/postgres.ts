@@ -169,3 +169,19 @@ function alive(pid: number): boolean {
     return false;
   }
 }
+
+/**
+ * A petrel.yaml in `dir` for storage.kind postgres on `server`, its password kept in a 0600
+ * `passwordFile` beside it (never in the YAML, as the README advises); `storage` adds keys under
+ * storage:, `rest` adds top-level YAML lines. Returns the config's path.
+ */
+export async function postgresConfigFile(server: PrivatePostgres, dir: string, storage: Record<string, string>, rest = ""): Promise<string> {
+  const url = new URL(server.url);
+  const passwordFile = join(dir, "db-password");
+  writeFileSync(passwordFile, `${decodeURIComponent(url.password)}\n`, { mode: 0o600 });
+  url.password = "";
+  const keys = Object.entries(storage).map(([k, v]) => `  ${k}: ${v}\n`).join("");
+  const config = join(dir, "petrel.yaml");
+  writeFileSync(config, `dataDir: ${dir}/data\nstorage:\n  kind: postgres\n  url: ${url.toString()}\n  passwordFile: ${passwordFile}\n${keys}${rest}`);
+  return config;
+}
