@@ -9,7 +9,7 @@
  * - A message exists for readers (list, scan, readEnvelope, readBody) only once its spool_message
  *   row is committed; that row is written last, in the group-committed transaction
  *   (spool-commit.ts) with synchronous_commit on, so commit() resolving means durable.
- * - Bodies stream in as rows (spool-writer.ts) and out one row at a time, CRC-32 and size
+ * - Bodies stream in as rows (spool-writer.ts) and out in slices of a row, CRC-32 and size
  *   checked at the end, as the file formats do (a damaged body is an ECORRUPT stream error).
  * - Rows of writers that never commit are removed by the writer when it aborts; when it could not
  *   (the database was away, the node was killed) by any node's sweep: a writer whose spool_writer
@@ -58,6 +58,16 @@ export interface PostgresSpoolStats {
 
 /** Fresh envelopes kept at most (about a kilobyte each). */
 const FRESH_LIMIT = 1000;
+
+/**
+ * Body bytes read per query. pg reads bytea as hex text (it decodes binary results as UTF-8),
+ * so a whole 256 KiB row arrives as a 512 KiB protocol message: the reader's buffer doubles
+ * to hold it, the hex is a string in V8's large-object space, and a 25 MiB delivery leaves
+ * some 30 MiB of such garbage for the next full GC (measured: RSS +20-28 MiB). A 16 KiB slice is
+ * a 32 KiB message that fits one socket read and dies young (RSS +6-10 MiB, about as the
+ * filesystem spool), for a round trip per slice.
+ */
+const READ_PIECE = 16 * 1024;
 
 export class PostgresSpool implements Spool {
   private readonly pool: PostgresPool;
@@ -228,7 +238,7 @@ export class PostgresSpool implements Spool {
   }
 
   /**
-   * The body as a byte stream, one row in memory at a time. An invalid id throws at once; an
+   * The body as a byte stream, one slice of a row (READ_PIECE) in memory at a time. An invalid id throws at once; an
    * unknown id, a lost connection and a body whose size or checksum does not match arrive as an
    * 'error' event.
    */
@@ -245,13 +255,18 @@ export class PostgresSpool implements Spool {
         let crc = 0;
         let length = 0;
         for (let seq = 0; seq < chunks; seq++) {
-          // Text results: pg decodes every binary result as UTF-8 text; bytea's hex is decoded natively.
-          const r = await pool.query<{ bytes: Buffer }>("SELECT bytes FROM spool_chunk WHERE id = $1 AND seq = $2", [id, seq]);
-          if (r.rows.length === 0) throw new SpoolError(`chunk ${seq} of ${id} is missing (removed while read?)`, { code: "ECORRUPT" });
-          const bytes = r.rows[0].bytes;
-          crc = crc32(bytes, crc);
-          length += bytes.length;
-          yield bytes;
+          for (let from = 1; ; from += READ_PIECE) {
+            const r = await pool.query<{ bytes: Buffer; total: number }>(
+              "SELECT substring(bytes FROM $3 FOR $4) AS bytes, length(bytes) AS total FROM spool_chunk WHERE id = $1 AND seq = $2",
+              [id, seq, from, READ_PIECE],
+            );
+            if (r.rows.length === 0) throw new SpoolError(`chunk ${seq} of ${id} is missing (removed while read?)`, { code: "ECORRUPT" });
+            const { bytes, total } = r.rows[0];
+            crc = crc32(bytes, crc);
+            length += bytes.length;
+            if (bytes.length > 0) yield bytes;
+            if (from - 1 + READ_PIECE >= total) break;
+          }
         }
         if (length !== size) throw new SpoolError(`body is ${length} bytes, ${size} were committed`, { code: "ECORRUPT" });
         if (crc !== expected) throw new SpoolError("body checksum mismatch", { code: "ECORRUPT" });
