@@ -96,10 +96,7 @@ async function spoolRows(ids: Iterable<string>): Promise<string[]> {
 }
 
 for (const away of ["stop", "kill"] as const) {
-  // todo: once in a fresh CI run a pg client emitted 57P01 (the database stopping) as an 'error'
-  // event no one listened to, which failed this in-process test; the source is an open defect
-  // (issue 16). The three-node test (test/e2e/cluster.test.ts) covers the outage with real nodes.
-  test(`the database ${away === "stop" ? "stopped" : "SIGKILLed"} mid-burst: 451 4.3.0 while away, 250 again once back without a restart, every 250 delivered once`, { timeout: 90_000, todo: "open defect: an unhandled pg client error event seen once when the database stops (issue 16)" }, async () => {
+  test(`the database ${away === "stop" ? "stopped" : "SIGKILLed"} mid-burst: 451 4.3.0 while away, 250 again once back without a restart, every 250 delivered once`, { timeout: 90_000 }, async () => {
     const clock = new ManualClock(Date.now());
     const storage = { kind: "postgres", url: pg.url, poolSize: 8, node: `single-${away}` };
     const node = await start({ storage }, undefined, pino({ level: "silent" }), { clock, controlSocket: false });
@@ -154,10 +151,7 @@ for (const away of ["stop", "kill"] as const) {
   });
 }
 
-// Marked todo while the single-node outage tests above are (they share this database): those run
-// on a manual clock far ahead of this node's, and a reconcile finish they stamped kept this node's
-// start from looking at the spool — fixed in reconcileTurn (at start a finish does not count).
-test("petrel serve SIGKILLed mid-burst: what it acknowledged and had not delivered is in PostgreSQL, and the next start delivers it", { timeout: 90_000, todo: "open defect under full-suite load: one acknowledged message not delivered after the restart (issue 16)" }, async (t) => {
+test("petrel serve SIGKILLed mid-burst: what it acknowledged and had not delivered is in PostgreSQL, and the next start delivers it", { timeout: 90_000 }, async (t) => {
   const { dir, cleanup } = await tempDir("petrel-pg-crash-");
   const dataDir = join(dir, "data");
   const configPath = await writeConfig(dir, {

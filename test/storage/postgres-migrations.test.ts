@@ -5,7 +5,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { MIGRATIONS, SchemaTooNew, migrate, schemaState } from "../../src/storage/postgres/migrations.ts";
-import { describePostgres, openPostgresPool, type PostgresPool } from "../../src/storage/postgres/postgres-pool.ts";
+import { describePostgres, openPostgresPool, withClient, type PostgresPool } from "../../src/storage/postgres/postgres-pool.ts";
 import { postgresConfigFile, startPostgres, type PrivatePostgres } from "../support/postgres.ts";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -75,6 +75,21 @@ test("the database going away and coming back: the pool recovers without being r
   await assert.rejects(pool.query("SELECT 1"));
   await server.start();
   assert.equal((await pool.query<{ one: number }>("SELECT 1 AS one")).rows[0].one, 1);
+});
+
+test("an error a connection emits while being handed out (ReadyForQuery and 57P01 in one read) fails that withClient, not the process; the next opens a new connection", async () => {
+  const handover = openPostgresPool({ url: server.url, poolSize: 1, node: "handover" }, () => {});
+  try {
+    const shutdown = Object.assign(new Error("terminating connection due to administrator command"), { code: "57P01" });
+    // Emitted after pg-pool has taken its idle listener off and before withClient's await resumes:
+    // a tick, as when the socket's handler goes on parsing the same read.
+    handover.once("acquire", (client) => process.nextTick(() => client.emit("error", shutdown)));
+    await assert.rejects(withClient(handover, async (c) => (await c.query("SELECT 1")).rows), (e: unknown) => e === shutdown);
+    assert.deepEqual(await withClient(handover, async (c) => (await c.query<{ one: number }>("SELECT 1 AS one")).rows), [{ one: 1 }]);
+    assert.equal(handover.totalCount, 1, "the connection that failed was closed, not given out again");
+  } finally {
+    await handover.end();
+  }
 });
 
 test("petrel db status and migrate, from the configuration file", async () => {

@@ -36,7 +36,21 @@ export function openPostgresPool(settings: PostgresSettings, onError: (message: 
   // An idle connection the server ends (a restart, a failover) must not crash the process: the
   // pool drops it and the next query opens a new one.
   pool.on("error", (err) => onError(`PostgreSQL ${describePostgres(settings.url)}: idle connection lost: ${err.message}`));
+  // pg-pool takes its idle listener off a connection as it hands it out and calls the acquirer
+  // back at once — often from inside the socket's data handler, which then goes on parsing what
+  // else arrived: a server shutting down sends ReadyForQuery and FATAL 57P01 in one read, so the
+  // error is emitted before withClient's await resumes to listen. Listening from 'acquire' to
+  // 'release' closes that window; withClient reads what was heard.
+  pool.on("acquire", (client) => client.on("error", noteLoss));
+  pool.on("release", (_err, client) => client.removeListener("error", noteLoss));
   return pool;
+}
+
+/** Errors a checked-out connection emitted, by connection. */
+const lostWhileOut = new WeakMap<object, Error>();
+
+function noteLoss(this: object, err: Error): void {
+  if (!lostWhileOut.has(this)) lostWhileOut.set(this, err);
 }
 
 /** The URL with the password of `passwordFile` (the pg client lets the URL's fields win over separate ones). */
@@ -66,7 +80,11 @@ export function describePostgres(url: string): string {
  */
 export async function withClient<T>(pool: PostgresPool, work: (client: PostgresClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
-  let failed: Error | undefined;
+  let failed: Error | undefined = lostWhileOut.get(client);
+  if (failed !== undefined) {
+    client.release(failed);
+    throw failed;
+  }
   const onError = (err: Error): void => {
     failed ??= err;
   };
