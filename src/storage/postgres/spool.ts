@@ -39,7 +39,7 @@ export interface PostgresSpoolOptions {
   readonly onWarning?: (message: string) => void;
   readonly clock?: Now;
   readonly random?: (size: number) => Buffer;
-  /** Body bytes gathered before a row is written (default 256 KiB). */
+  /** Body bytes gathered before a row is written (default 64 KiB). */
   readonly chunkSize?: number;
   /** Gathered body bytes all writers together may hold (default 32 MiB, as the journal's inline budget). */
   readonly budget?: number;
@@ -61,11 +61,12 @@ const FRESH_LIMIT = 1000;
 
 /**
  * Body bytes read per query. pg reads bytea as hex text (it decodes binary results as UTF-8),
- * so a whole 256 KiB row arrives as a 512 KiB protocol message: the reader's buffer doubles
- * to hold it, the hex is a string in V8's large-object space, and a 25 MiB delivery leaves
- * some 30 MiB of such garbage for the next full GC (measured: RSS +20-28 MiB). A 16 KiB slice is
- * a 32 KiB message that fits one socket read and dies young (RSS +6-10 MiB, about as the
- * filesystem spool), for a round trip per slice.
+ * so a whole 64 KiB row arrives as a 128 KiB protocol message over several socket reads: the
+ * reader's buffer doubles to hold it (128, then 256 KiB, per row), the hex is a 128 KiB string
+ * in V8's large-object space, and a 25 MiB delivery leaves tens of MiB of such garbage waiting
+ * for a full GC (measured: RSS +20-28 MiB). A 16 KiB slice is a 32 KiB message that fits one
+ * socket read and dies young (RSS +7-10 MiB, about as the filesystem spool), for a round trip
+ * per slice.
  */
 const READ_PIECE = 16 * 1024;
 
