@@ -19,6 +19,8 @@ import { createResolver } from "../dns/resolver.ts";
 import { runDoctor } from "../diagnostics/doctor.ts";
 import { exitStatus, formatFindings, worstSeverity } from "../diagnostics/finding.ts";
 import { openAccounts } from "../mta.ts";
+import { openDatabase } from "../storage/postgres/open-database.ts";
+import type { PostgresPool } from "../storage/postgres/postgres-pool.ts";
 import type { Io } from "./queue-commands.ts";
 
 export const DOCTOR_USAGE = `Usage: petrel doctor [--config FILE] [options]
@@ -95,12 +97,20 @@ async function askStatus(socket: string): Promise<ServerStatus | null> {
   }
 }
 
-/** The config's domains and those added with `petrel domain add` (accounts.json), each once. */
+/**
+ * The config's domains and those added with `petrel domain add` (accounts.json, or the cluster's
+ * database — read as it is: a diagnosis never migrates a schema), each once.
+ */
 async function localDomains(config: Config): Promise<string[]> {
+  let database: PostgresPool | null = null;
   try {
-    return [...new Set([...config.domains, ...await (await openAccounts(config, pino({ level: "silent" }))).listDomains()])];
+    if (config.storage.kind === "postgres") database = await openDatabase({ ...config.storage, migrate: false }, { info: () => {}, error: () => {} });
+    const accounts = await openAccounts(config, pino({ level: "silent" }), database, false);
+    return [...new Set([...config.domains, ...await accounts.listDomains()])];
   } catch {
     return [...config.domains];
+  } finally {
+    await database?.end();
   }
 }
 

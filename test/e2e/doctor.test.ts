@@ -16,6 +16,7 @@ import { reverseName, startDnsServer, type TestDnsServer, type Zone } from "../s
 import { makeCa, makeLeaf, type TestCa } from "../support/certificates.ts";
 import { requirePeer } from "../support/peers.ts";
 import { until } from "../support/until.ts";
+import { postgresConfigFile, startPostgres } from "../support/postgres.ts";
 import { startFake, type FakeSmtp } from "../client/fake-smtp.ts";
 import { freePort, runPetrel, servePetrel, stopPetrel, tempDir, writeConfig } from "./fixtures/robust-helpers.ts";
 
@@ -194,4 +195,24 @@ test("no server running, a certificate file missing, no DKIM key, no PTR: named;
   assert.equal((await usage.exited).code, 64);
   const badConfig = runPetrel(["doctor", "--config", join(dir, "nope.yaml")]);
   assert.equal((await badConfig.exited).code, 78);
+});
+
+test("on a cluster (storage.kind postgres) the domains added in the database are checked too; a diagnosis does not migrate the schema", async () => {
+  const pg = await startPostgres({ host: "127.0.61.5" });
+  const dir = join(tmp.dir, "cluster");
+  await mkdir(join(dir, "data"), { recursive: true });
+  try {
+    dns.setZone(goodZone());
+    const rest = `hostname: mx.example.test\nworkers: 1\ndomains: [example.test]\nlisteners:\n  - { address: 127.0.0.1, port: 0, role: mx }\ndns:\n  servers: ["${dns.server}"]\n`;
+    const unmigrated = await postgresConfigFile(pg, dir, { node: "doctor" }, rest);
+    const before = await doctor(unmigrated, "--probe", `127.0.0.1:${probe.port}`);
+    assert.doesNotMatch(before.stdout, /cluster\.test/);
+    assert.equal((await runPetrel(["db", "status", "--config", unmigrated]).exited).code, 1, "the diagnosis left the schema unmigrated");
+    const added = runPetrel(["domain", "add", "cluster.test", "--config", unmigrated]);
+    assert.equal((await added.exited).code, 0, added.stderr());
+    const r = await doctor(unmigrated, "--probe", `127.0.0.1:${probe.port}`);
+    has(r.lines, /^FAIL {2}mx +cluster\.test: no MX record/);
+  } finally {
+    await pg.close();
+  }
 });
