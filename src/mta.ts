@@ -20,7 +20,7 @@ import { openDatabase } from "./storage/postgres/open-database.ts";
 import { nodeName } from "./storage/postgres/node-name.ts";
 import { PostgresSpool } from "./storage/postgres/spool.ts";
 import { NodeRegistry } from "./cluster/node-registry.ts";
-import { InflowControl } from "./queue/inflow.ts";
+import { InflowControl, type InflowGate } from "./queue/inflow.ts";
 import { systemClock, type Clock } from "./mail/clock.ts";
 import type { Check } from "./policy/check.ts";
 import { PolicyPipeline } from "./policy/pipeline.ts";
@@ -194,7 +194,7 @@ export async function openQueue(
     /** A queue tool's lease holder name beside the node's (petrel queue without a local server). */
     toolOf?: string;
   },
-): Promise<{ spool: Spool; queue: QueueManager; intake: Intake }> {
+): Promise<{ spool: Spool; queue: QueueManager; intake: Intake; inflow: InflowControl }> {
   const log = options.log;
   const clock = options.clock ?? systemClock;
   const spool = await configuredSpool(config, log, options.database);
@@ -219,7 +219,7 @@ export async function openQueue(
     events: options.events,
     inflow,
   });
-  return { spool, queue, intake };
+  return { spool, queue, intake, inflow };
 }
 
 /** The queue store a configuration asks for: the embedded SQLite, or the cluster's PostgreSQL with this node's leases and destination slots. */
@@ -252,7 +252,7 @@ async function configuredSpool(config: Config, log: Logger, database: PostgresPo
  * and seals what the checks ask to be sealed.
  */
 export function buildIntake(
-  config: Config, options: { spool: Spool; log: Logger; clock?: Clock; onCommitted?: (id: string) => void; signingKeys?: SigningKeys; events?: EventSink; inflow?: InflowControl },
+  config: Config, options: { spool: Spool; log: Logger; clock?: Clock; onCommitted?: (id: string) => void; signingKeys?: SigningKeys; events?: EventSink; inflow?: InflowGate },
 ): Intake {
   const clock = options.clock ?? systemClock;
   const keys = options.signingKeys;
@@ -697,11 +697,11 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     undo.push(async () => void (await accounts.close?.()));
     let delivery = buildDelivery(config, { ...options, accounts, owner });
     const { resolver, tlsRpt } = delivery;
-    const { spool, queue, intake } = await openQueue(config, { log, accounts, clock: options.clock, router: delivery.router, signingKeys, events, database });
+    const { spool, queue, intake, inflow } = await openQueue(config, { log, accounts, clock: options.clock, router: delivery.router, signingKeys, events, database });
     // SMTP workers load while the spool and the queue open; they serve once both are ready.
     const poolStarting = workers > 1
       ? WorkerPool.start({
-        config, count: workers, sockets, spool, onCommitted: (id) => queue.enqueue(id), events, log,
+        config, count: workers, sockets, spool, onCommitted: (id) => queue.enqueue(id), events, log, inflow,
         ...(options.errorSleep !== undefined ? { errorSleep: options.errorSleep } : {}),
       })
       : null;

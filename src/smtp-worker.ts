@@ -23,6 +23,7 @@ import { unmapIpv4 } from "./mail/networks.ts";
 import { createLogger } from "./system/logger.ts";
 import type { PetrelEventBody } from "./events/petrel-event.ts";
 import { RemoteSpool, type SpoolChannel } from "./spool/remote-spool.ts";
+import { RemoteInflow } from "./workers/remote-inflow.ts";
 import { openDatabase } from "./storage/postgres/open-database.ts";
 import type { PostgresPool } from "./storage/postgres/postgres-pool.ts";
 import type { FromWorker, HandoverVerdict, ToWorker } from "./workers/messages.ts";
@@ -37,6 +38,7 @@ const channel: SpoolChannel & { send(m: FromWorker): Promise<void> } = {
 for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(signal, () => {});
 
 const spool = new RemoteSpool(channel);
+const inflow = new RemoteInflow((m) => channel.send(m));
 /** The primary's verdicts, per client address, for connections not yet seen by the client-limits check. */
 const verdicts = new Map<string, { verdict: HandoverVerdict }[]>();
 let handlers: ((listener: number, socket: net.Socket) => void) | null = null;
@@ -66,6 +68,12 @@ process.on("message", (m: ToWorker, handle?: unknown) => {
     case "reload":
       reload(m.req, m.config);
       break;
+    case "inflow-state":
+      inflow.follow(m.state);
+      break;
+    case "inflow-go":
+      inflow.go(m.req);
+      break;
     case "close":
       void stop(0);
       break;
@@ -73,6 +81,7 @@ process.on("message", (m: ToWorker, handle?: unknown) => {
 });
 process.on("disconnect", () => {
   spool.disconnect();
+  inflow.releaseAll();
   void stop(0);
 });
 
@@ -94,7 +103,7 @@ async function start(m: Extract<ToWorker, { t: "start" }>): Promise<void> {
     void ocsp.refresh();
   }
   const events = forwardedEvents();
-  const intake = buildIntake(config, { spool, log, signingKeys, events });
+  const intake = buildIntake(config, { spool, log, signingKeys, events, inflow });
   const serves: ((socket: net.Socket) => void)[] = [];
   const sockets: ListenerSocket[] = config.listeners.map((listener, i) => ({
     listener,

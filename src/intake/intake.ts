@@ -7,7 +7,7 @@ import { messageId, receivedHeader, rfc5322Date } from "../smtp/trace-headers.ts
 import { SpoolError, type QueueId, type Spool, type SpoolWriter } from "../spool/spool.ts";
 import { storedSize } from "../spool/stored-message.ts";
 import type { LocalMessage } from "../queue/ports.ts";
-import type { InflowControl } from "../queue/inflow.ts";
+import type { InflowGate } from "../queue/inflow.ts";
 import type { Decided } from "../policy/merge.ts";
 import { changeRecipients } from "./recipients.ts";
 import type { MessageSigner } from "./message-signer.ts";
@@ -40,7 +40,7 @@ export interface IntakeOptions {
   /** Told each message accepted, and how long its commit took (the message trace, metrics). */
   readonly events?: EventSink;
   /** Paces new messages while the queue falls behind (queue/inflow.ts); received mail waits for it at MAIL. */
-  readonly inflow?: InflowControl;
+  readonly inflow?: InflowGate;
 }
 
 /** What the intake needs to know about a message received over SMTP to build its envelope. */
@@ -69,7 +69,7 @@ export class Intake {
   }
 
   /** The pacing of received mail, when the queue asks for it (Postfix in_flow_delay). */
-  get inflow(): InflowControl | undefined {
+  get inflow(): InflowGate | undefined {
     return this.options.inflow;
   }
 

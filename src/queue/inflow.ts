@@ -19,6 +19,21 @@ import type { Clock } from "../mail/clock.ts";
  * promise and one clock timer, at most one per connection.
  */
 
+/**
+ * What a reception asks before it answers MAIL: undefined to go ahead at once, else a promise that
+ * resolves when it may. InflowControl in the process that runs the queue; an SMTP worker's stand-in
+ * asks the primary's (workers/remote-inflow.ts).
+ */
+export interface InflowGate {
+  take(): Promise<void> | undefined;
+}
+
+/**
+ * What a worker needs to know to answer for itself: `off` (no pacing), `open` (tokens to spare:
+ * go ahead and say so), `paced` (ask for each message).
+ */
+export type InflowState = "off" | "open" | "paced";
+
 /** Tokens held at most by default (Postfix tops its pipe up to default_process_limit, 100). */
 const INFLOW_TOKENS = 100;
 
@@ -28,7 +43,7 @@ interface Waiter {
   done: boolean;
 }
 
-export class InflowControl {
+export class InflowControl implements InflowGate {
   private readonly clock: Clock;
   private readonly limit: number;
   private delay: number;
@@ -38,6 +53,8 @@ export class InflowControl {
   private head = 0;
   private pending = 0;
   private keepingUp: () => boolean = () => false;
+  private announced: InflowState;
+  private readonly listeners: ((state: InflowState) => void)[] = [];
 
   /** `delay` in ms; 0 turns inflow control off. */
   constructor(options: { clock: Clock; delay: number; limit?: number }) {
@@ -45,6 +62,31 @@ export class InflowControl {
     this.delay = options.delay;
     this.limit = options.limit ?? INFLOW_TOKENS;
     this.tokens = this.limit;
+    this.announced = this.state;
+  }
+
+  get state(): InflowState {
+    if (this.delay <= 0) return "off";
+    return this.tokens > 0 && this.pending === 0 ? "open" : "paced";
+  }
+
+  /** Told each time `state` changes (the SMTP workers' stand-ins follow it). */
+  onState(listener: (state: InflowState) => void): void {
+    this.listeners.push(listener);
+  }
+
+  private changed(): void {
+    const now = this.state;
+    if (now === this.announced) return;
+    this.announced = now;
+    for (const l of this.listeners) l(now);
+  }
+
+  /** A message went ahead on a worker's word that tokens were to spare: it spends one, if one is left. */
+  spend(): void {
+    if (this.delay <= 0) return;
+    if (this.tokens > 0) this.tokens--;
+    this.changed();
   }
 
   /** The queue manager says whether it keeps up (nothing due waits for a delivery slot). */
@@ -56,6 +98,7 @@ export class InflowControl {
   setDelay(ms: number): void {
     this.delay = ms;
     if (ms <= 0) this.releaseAll();
+    this.changed();
   }
 
   /** Sessions waiting now (status, tests). */
@@ -75,14 +118,20 @@ export class InflowControl {
     if (this.tokens === 0 && this.pending === 0 && this.keepingUp()) this.tokens = this.limit;
     if (this.tokens > 0 && this.pending === 0) {
       this.tokens--;
+      this.changed();
       return undefined;
     }
-    return new Promise<void>((resolve) => {
+    const p = new Promise<void>((resolve) => {
       const w: Waiter = { resolve, timer: null, done: false };
-      w.timer = this.clock.schedule(() => this.finish(w), this.delay);
+      w.timer = this.clock.schedule(() => {
+        this.finish(w);
+        this.changed();
+      }, this.delay);
       this.waiters.push(w);
       this.pending++;
     });
+    this.changed();
+    return p;
   }
 
   /** The queue took `n` messages in for delivery: their tokens go to waiting sessions first. */
@@ -95,6 +144,7 @@ export class InflowControl {
       this.clock.cancel(w.timer);
       this.finish(w);
     }
+    this.changed();
   }
 
   /** The queue keeps up: the supply back to its limit. */
@@ -108,6 +158,7 @@ export class InflowControl {
       this.clock.cancel(w.timer);
       this.finish(w);
     }
+    this.changed();
   }
 
   private next(): Waiter | null {

@@ -9,6 +9,7 @@ import type { Config } from "../config/schema.ts";
 import type { SpoolReply, SpoolRequest } from "../spool/remote-spool.ts";
 import type { PetrelEventBody } from "../events/petrel-event.ts";
 import type { AdmitResult } from "../policy/checks/client-limits.ts";
+import type { InflowState } from "../queue/inflow.ts";
 
 /**
  * The primary's verdict on a connection it hands over: its count of connections
@@ -28,6 +29,10 @@ export type ToWorker =
   | { readonly t: "connection"; readonly conn: number; readonly listener: number; readonly verdict: HandoverVerdict }
   | SpoolReply
   | { readonly t: "reload"; readonly req: number; readonly config: Config }
+  /** The primary's inflow control changed state (queue/inflow.ts); sent to each worker as it starts too. */
+  | { readonly t: "inflow-state"; readonly state: InflowState }
+  /** The token asked for by `inflow-take` (or its delay has passed): the paced MAIL may be answered. */
+  | { readonly t: "inflow-go"; readonly req: number }
   | { readonly t: "close" };
 
 export type FromWorker =
@@ -37,4 +42,8 @@ export type FromWorker =
   | { readonly t: "events"; readonly events: readonly PetrelEventBody[] }
   /** A connection handed over has closed. */
   | { readonly t: "released"; readonly conn: number }
-  | { readonly t: "reloaded"; readonly req: number; readonly error?: string };
+  | { readonly t: "reloaded"; readonly req: number; readonly error?: string }
+  /** A message went ahead at MAIL while the state was `open`: it spent a token. */
+  | { readonly t: "inflow-took" }
+  /** While `paced`: a MAIL waits for a token (answered by `inflow-go`). */
+  | { readonly t: "inflow-take"; readonly req: number };

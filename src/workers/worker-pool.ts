@@ -29,6 +29,7 @@ import { ClientLimits } from "../policy/checks/client-limits.ts";
 import { networkMatcher, unmapIpv4 } from "../mail/networks.ts";
 import { SpoolHost } from "../spool/spool-host.ts";
 import type { FromWorker, HandoverVerdict, ToWorker } from "./messages.ts";
+import type { InflowControl } from "../queue/inflow.ts";
 
 export interface WorkerPoolOptions {
   readonly config: Config;
@@ -41,6 +42,8 @@ export interface WorkerPoolOptions {
   readonly events: EventSink;
   readonly log: Logger;
   readonly errorSleep?: number;
+  /** The queue's inflow control, which paces the workers' sessions too (workers/remote-inflow.ts). */
+  readonly inflow?: InflowControl;
   /** Restart backoff: the first delay, doubled per quick failure up to `max` (ms). */
   readonly restartDelay?: { readonly min: number; readonly max: number };
 }
@@ -104,6 +107,9 @@ export class WorkerPool {
     this.config = o.config;
     this.admission = admissionFor(o.config);
     this.isTrustedProxy = networkMatcher(o.config.proxyProtocol.trusted);
+    o.inflow?.onState((state) => {
+      for (const s of this.slots) if (s.state === "running") this.send(s, { t: "inflow-state", state });
+    });
   }
 
   /**
@@ -230,6 +236,7 @@ export class WorkerPool {
           case "ready":
             started = true;
             slot.state = "running";
+            if (this.o.inflow) this.send(slot, { t: "inflow-state", state: this.o.inflow.state });
             this.o.log.info({ worker: slot.index, pid: child.pid }, `SMTP worker ${slot.index} serving (pid ${child.pid})`);
             this.flushWaiting();
             resolve();
@@ -247,6 +254,16 @@ export class WorkerPool {
             slot.reloads.get(m.req)?.(m.error);
             slot.reloads.delete(m.req);
             break;
+          case "inflow-took":
+            this.o.inflow?.spend();
+            break;
+          case "inflow-take": {
+            const req = m.req;
+            const paced = this.o.inflow?.take();
+            if (paced === undefined) this.send(slot, { t: "inflow-go", req });
+            else void paced.then(() => this.send(slot, { t: "inflow-go", req }));
+            break;
+          }
         }
       });
       child.on("error", (err) => this.o.log.error({ worker: slot.index, err: err.message }, "SMTP worker process error"));

@@ -127,3 +127,29 @@ test("tokens spent on messages never stored come back when the queue is idle: no
   assert.equal(flow.take(), undefined);
   assert.equal(flow.take(), undefined, "the supply was topped up to its limit");
 });
+
+test("the state the SMTP workers follow: open while tokens are to spare, paced while a message would wait, off without a delay — told once per change", async () => {
+  const clock = new ManualClock();
+  const flow = new InflowControl({ clock, delay: 1000, limit: 2 });
+  const told: string[] = [];
+  flow.onState((s) => told.push(s));
+  assert.equal(flow.state, "open");
+  flow.spend();
+  assert.deepEqual(told, [], "a token left: still open");
+  flow.spend();
+  assert.equal(flow.state, "paced");
+  flow.spend();
+  assert.equal(flow.take() !== undefined, true, "no token: a message waits");
+  flow.put(1);
+  assert.equal(flow.state, "paced", "the token went to the waiting message");
+  flow.put(1);
+  assert.equal(flow.state, "open");
+  const waiting = (flow.take(), flow.take());
+  assert.ok(waiting);
+  clock.advance(1000);
+  assert.equal(await settled(waiting), true, "the delay passed");
+  assert.equal(flow.state, "paced", "tokens spent, no one waiting: still paced");
+  flow.setDelay(0);
+  assert.equal(flow.state, "off");
+  assert.deepEqual(told, ["paced", "open", "paced", "off"]);
+});
