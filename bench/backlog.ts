@@ -1,5 +1,5 @@
 /**
- * `npm run bench:backlog [-- --messages N] [--drain-seconds S] [--source] [--keep]`: a
+ * `npm run bench:backlog [-- --messages N] [--drain-seconds S] [--source] [--keep] [--out NAME]`: a
  * destination down for a day. N small messages (default 1,000,000) wait in
  * the queue for a destination that does not answer, made by
  * bench/backlog-generate.ts with Petrel's own spool and queue store. Then the
@@ -15,7 +15,8 @@
  * - once the destination returns (Postfix's smtp-sink) and `petrel queue retry --all` ran, the
  *   drain rate over a bounded window (messages leaving the queue per second).
  * Bounded in time: every wait has a limit; the machine's load average is recorded with the figures.
- * Not a test: nothing fails on a slow figure. Results: bench/results/backlog.json and .md.
+ * Not a test: nothing fails on a slow figure. Results: bench/results/backlog.json and .md
+ * (`--out NAME`: NAME.json and NAME.md, so that a trial run keeps the reference figures).
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
@@ -25,7 +26,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { request } from "../src/admin/control-socket.ts";
 import type { ServerStatus } from "../src/admin/server-status.ts";
-import { NODE, peakRssOf, rssOf, stopChild, which } from "./lib/proc.ts";
+import { NODE, peakRssOf, resetPeak, rssOf, stopChild, which } from "./lib/proc.ts";
 import { NODE_FLAGS } from "../src/system/node-flags.ts";
 import { waitForGreeting } from "./lib/servers.ts";
 
@@ -42,13 +43,14 @@ const { values } = parseArgs({
     "drain-seconds": { type: "string", default: "60" },
     keep: { type: "boolean", default: false },
     source: { type: "boolean", default: false },
+    out: { type: "string", default: "backlog" },
   },
 });
 const PETREL = values.source ? join(ROOT, "src", "cli", "main.ts") : join(ROOT, "dist", "cli", "main.js");
 const N = Number(values.messages);
 const DRAIN_SECONDS = Number(values["drain-seconds"]);
-if (!Number.isInteger(N) || N < 1 || !(DRAIN_SECONDS > 0)) {
-  process.stderr.write("usage: npm run bench:backlog -- [--messages N] [--drain-seconds S] [--source] [--keep]\n");
+if (!Number.isInteger(N) || N < 1 || !(DRAIN_SECONDS > 0) || !/^[\w.-]+$/.test(values.out)) {
+  process.stderr.write("usage: npm run bench:backlog -- [--messages N] [--drain-seconds S] [--source] [--keep] [--out NAME]\n");
   process.exit(64);
 }
 
@@ -171,6 +173,14 @@ try {
   results.rssRecoveredMiB = +(rssOf(server.pid) / MiB).toFixed(1);
   log(`queue: ${st.queue.messages} messages, ${st.queue.active} in memory; RSS ${results.rssRecoveredMiB} MiB`);
 
+  // Peaks per phase (VmHWM reset between them): which part of the work the memory belongs to.
+  const phasePeaks: Record<string, number> = {};
+  const phaseEnds = (name: string): void => {
+    phasePeaks[name] = +(peakRssOf(server!.pid) / MiB).toFixed(1);
+    resetPeak(server!.pid);
+  };
+  phaseEnds("restart and recovery");
+  results.phasePeaksMiB = phasePeaks;
   results.loadBeforeSummary = load();
   const summary = await run([PETREL, "queue", "summary", "--config", configPath], { timeoutMs: 120_000 });
   if (summary.code !== 0) throw new Error(`petrel queue summary failed: ${summary.stderr}`);
@@ -186,6 +196,7 @@ try {
   const retry = await run([PETREL, "queue", "retry", "--all", "--config", configPath], { timeoutMs: 300_000 });
   if (retry.code !== 0) throw new Error(`petrel queue retry --all failed: ${retry.stderr}`);
   results.retryAllSeconds = +(retry.ms / 1000).toFixed(2);
+  phaseEnds("summary and retry --all");
   log(`petrel queue retry --all: ${results.retryAllSeconds} s; draining for up to ${DRAIN_SECONDS} s`);
   const first = (await status()).queue.messages;
   const t0 = performance.now();
@@ -200,9 +211,10 @@ try {
   const seconds = (performance.now() - t0) / 1000;
   results.drain = { seconds: +seconds.toFixed(1), delivered: first - left, perSecond: Math.round((first - left) / seconds), left, maxActive };
   results.loadAfterDrain = load();
-  results.rssPeakMiB = +(peakRssOf(server.pid) / MiB).toFixed(1);
+  phaseEnds("drain");
+  results.rssPeakMiB = Math.max(...Object.values(phasePeaks));
   results.rssEndMiB = +(rssOf(server.pid) / MiB).toFixed(1);
-  log(`drain: ${JSON.stringify(results.drain)}; RSS peak ${results.rssPeakMiB} MiB (VmHWM since the restart)`);
+  log(`drain: ${JSON.stringify(results.drain)}; RSS peak ${results.rssPeakMiB} MiB (VmHWM since the restart); per phase ${JSON.stringify(phasePeaks)}`);
 } catch (err) {
   results.error = (err as Error).message;
   log(`failed: ${(err as Error).message}`);
@@ -215,7 +227,7 @@ try {
 
 const json = JSON.stringify(results, null, 2);
 await mkdir(join(ROOT, "bench", "results"), { recursive: true });
-await writeFile(join(ROOT, "bench", "results", "backlog.json"), json + "\n");
+await writeFile(join(ROOT, "bench", "results", `${values.out}.json`), json + "\n");
 const d = results.drain as { perSecond: number; seconds: number; delivered: number } | undefined;
 const md = [
   `| backlog of ${N.toLocaleString("en")} messages (queue.activeLimit 20,000); Petrel ${results.petrel}, node ${results.nodeFlags} | measured | target |`,
@@ -223,10 +235,11 @@ const md = [
   `| start → first 220, after a SIGKILL (with an empty queue) | ${results.restartListenMs ?? "–"} ms (${results.emptyStartListenMs ?? "–"} ms) | ≤ 2,000 ms |`,
   `| recovery in the background after that | ${results.restartRecoveryMs ?? "–"} ms | (not blocking) |`,
   `| server RSS once recovered / peak over the run (idle with an empty queue) | ${results.rssRecoveredMiB ?? "–"} / ${results.rssPeakMiB ?? "–"} MiB (${results.rssEmptyMiB ?? "–"} MiB) | ≤ 256 MiB |`,
+  `| peak RSS per phase | ${Object.entries((results.phasePeaksMiB ?? {}) as Record<string, number>).map(([k, v]) => `${k} ${v} MiB`).join("; ") || "–"} | |`,
   `| \`petrel queue summary\` | ${results.summarySeconds ?? "–"} s | ≤ 10 s |`,
   `| \`petrel queue retry --all\` | ${results.retryAllSeconds ?? "–"} s | |`,
   `| drain to smtp-sink | ${d ? `${d.perSecond} msg/s (${d.delivered} in ${d.seconds} s)` : "–"} | |`,
   `| load average before / after the drain | ${results.loadBefore} / ${results.loadAfterDrain ?? "–"} (${results.cpus} CPUs) | |`,
 ].join("\n");
-await writeFile(join(ROOT, "bench", "results", "backlog.md"), md + "\n");
+await writeFile(join(ROOT, "bench", "results", `${values.out}.md`), md + "\n");
 process.stdout.write(md + "\n");
