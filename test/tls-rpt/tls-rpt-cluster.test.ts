@@ -308,3 +308,27 @@ test("a sender started just after midnight waits for the day's counts to be comp
   await s.close();
   assert.deepEqual(mailed.map((m) => m.to), [["tls@c.test"]]);
 });
+
+test("the database away at a write: the counts stay in memory and go in with the next write once it is back", { timeout: 60_000 }, async () => {
+  const clock = new ManualClock(Date.parse("2026-03-01T10:00:00Z"));
+  const errors: string[] = [];
+  const one = counts("mx1", clock, { errors });
+  one.record({ policy: sts });
+  await server.stop();
+  try {
+    await one.flush();
+    one.record({ policy: sts, failure: expired });
+  } finally {
+    await server.start();
+  }
+  assert.match(errors.join("\n"), /TLS-RPT counts for 2026-03-01 not saved \(kept for the next try\)/);
+  // The pool may first hand out a connection the restart ended: that write fails and keeps the counts too.
+  await until(async () => {
+    const before = errors.length;
+    await one.flush();
+    return errors.length === before;
+  }, "a write that succeeds");
+  clock.advance(DAY);
+  const b = await one.takeReport("2026-03-01", new Set(), () => "id");
+  assert.deepEqual(b?.policies.map((p) => [p.successful, p.failed, p.failures.map((f) => [f.resultType, f.count])]), [[1, 1, [["certificate-expired", 1]]]]);
+});
