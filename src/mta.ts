@@ -58,6 +58,8 @@ import { configuredPolicy, formatPolicy } from "./mta-sts/policy.ts";
 import { PolicyCache } from "./mta-sts/sts-cache.ts";
 import { StsPolicies } from "./mta-sts/sts-policies.ts";
 import { TlsRptAggregate } from "./tls-rpt/aggregate.ts";
+import type { TlsRptCounts } from "./tls-rpt/day-counts.ts";
+import { PostgresTlsRptCounts } from "./storage/postgres/postgres-tls-rpt-counts.ts";
 import { TlsReportSender, reportSettings } from "./tls-rpt/report-sender.ts";
 import { serverStatus } from "./admin/server-status.ts";
 import { petrelVersion } from "./system/version.ts";
@@ -244,6 +246,17 @@ async function configuredSpool(config: Config, log: Logger, database: PostgresPo
   if (config.storage.kind !== "postgres") return createSpool(config.dataDir, config.spool.format, (m) => log.warn(m));
   if (!database) throw new Error("storage.kind is postgres but the database is not open: the spool is in PostgreSQL");
   return new PostgresSpool({ pool: database, node: nodeName(config.storage), onWarning: (m) => log.warn(m) });
+}
+
+/**
+ * Where TLS-RPT counts its days: the data directory of this node, or with storage.kind postgres
+ * the cluster's database, so each policy domain gets one report covering every node (RFC 8460 §4).
+ */
+function configuredTlsRptCounts(config: Config, o: { log: Logger; clock: Clock; database: PostgresPool | null }): TlsRptCounts {
+  const onError = (message: string) => o.log.warn(message);
+  if (config.storage.kind !== "postgres") return new TlsRptAggregate({ dir: join(config.dataDir, "tls-rpt"), clock: o.clock, onError });
+  if (!o.database) throw new Error("storage.kind is postgres but the database is not open: the TLS-RPT counts are in PostgreSQL");
+  return new PostgresTlsRptCounts({ pool: o.database, node: nodeName(config.storage), clock: o.clock, onError });
 }
 
 /**
@@ -539,10 +552,10 @@ export function buildDelivery(
   config: Config,
   options: Pick<MtaOptions, "log" | "clock" | "remote" | "fsync" | "resolver" | "ca" | "resolvConf" | "mtaStsPort"> & {
     accounts: AccountStore; owner?: MaildirOwner;
-    /** The TLS-RPT counts already kept (a reload builds new agents, not a second writer of the counts). */
-    tlsRpt?: TlsRptAggregate;
+    /** The TLS-RPT counts already kept (a reload builds new agents, not a second writer of the counts); this node's files when absent. */
+    tlsRpt?: TlsRptCounts;
   },
-): { router: Router; resolver: PolicyResolver; tlsRpt: TlsRptAggregate; close: () => Promise<void> } {
+): { router: Router; resolver: PolicyResolver; tlsRpt: TlsRptCounts; close: () => Promise<void> } {
   const { log, accounts } = options;
   const clock = options.clock ?? systemClock;
   const local = new LocalAgent({
@@ -695,7 +708,8 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     undo.push(async () => void (await node?.close()));
     const accounts = await openAccounts(config, log, database);
     undo.push(async () => void (await accounts.close?.()));
-    let delivery = buildDelivery(config, { ...options, accounts, owner });
+    const tlsRptCounts = configuredTlsRptCounts(config, { log, clock, database });
+    let delivery = buildDelivery(config, { ...options, accounts, owner, tlsRpt: tlsRptCounts });
     const { resolver, tlsRpt } = delivery;
     const { spool, queue, intake, inflow } = await openQueue(config, { log, accounts, clock: options.clock, router: delivery.router, signingKeys, events, database });
     // SMTP workers load while the spool and the queue open; they serve once both are ready.

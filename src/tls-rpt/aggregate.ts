@@ -15,18 +15,10 @@ import { mkdir, readdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { writeAtomically } from "../disk/atomic-file.ts";
 import type { Clock } from "../mail/clock.ts";
-import type { FailureDetail, ReportedPolicy, TlsSessionRecorder, TlsSessionResult } from "./session-result.ts";
+import { utcDay, type PolicyCounts, type TakenReport, type TlsRptCounts } from "./day-counts.ts";
+import type { FailureDetail, ReportedPolicy, TlsSessionResult } from "./session-result.ts";
 
-export interface FailureGroup extends FailureDetail {
-  count: number;
-}
-
-export interface PolicyCounts {
-  readonly policy: ReportedPolicy;
-  successful: number;
-  failed: number;
-  failures: FailureGroup[];
-}
+export { utcDay, type FailureGroup, type PolicyCounts } from "./day-counts.ts";
 
 /** One UTC day: policy domain → its policies' counts. `sent`: policy domains whose report is out. */
 export interface DayCounts {
@@ -46,11 +38,6 @@ export interface AggregateOptions {
 const FLUSH_EVERY_MS = 60_000;
 const DAY_FILE = /^(\d{4}-\d{2}-\d{2})\.json$/;
 
-/** "2026-01-31" for a time in ms. */
-export function utcDay(ms: number): string {
-  return new Date(ms).toISOString().slice(0, 10);
-}
-
 function sameFailure(a: FailureDetail, b: FailureDetail): boolean {
   return a.resultType === b.resultType && a.sendingMtaIp === b.sendingMtaIp && a.receivingMxHostname === b.receivingMxHostname &&
     a.receivingIp === b.receivingIp && a.failureReasonCode === b.failureReasonCode;
@@ -60,7 +47,9 @@ function samePolicy(a: ReportedPolicy, b: ReportedPolicy): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
-export class TlsRptAggregate implements TlsSessionRecorder {
+export class TlsRptAggregate implements TlsRptCounts {
+  /** One node: its counts of the day before midnight are in its memory or its file. */
+  readonly settleMs = 0;
   readonly #o: AggregateOptions;
   /** Days held in memory (today, and any day read back for sending). */
   readonly #days = new Map<string, DayCounts>();
@@ -126,6 +115,29 @@ export class TlsRptAggregate implements TlsSessionRecorder {
     if (!d || d.sent.includes(domain)) return;
     d.sent.push(domain);
     this.#dirty.add(day);
+  }
+
+  async takeReport(day: string, passed: ReadonlySet<string>, idFor: (domain: string) => string): Promise<TakenReport | undefined> {
+    const counts = await this.day(day);
+    if (!counts) return undefined;
+    const next = Object.entries(counts.domains).find(([domain]) => !counts.sent.includes(domain) && !passed.has(domain));
+    return next ? { domain: next[0], policies: next[1], reportId: idFor(next[0]) } : undefined;
+  }
+
+  async reportSent(day: string, domain: string): Promise<void> {
+    await this.day(day); // back in memory if a flush let it go meanwhile
+    this.markSent(day, domain);
+  }
+
+  /** Nothing to write: a report not marked sent is tried again at the next run. */
+  async reportDeferred(): Promise<void> {}
+
+  async dayDone(day: string, giveUp: boolean): Promise<void> {
+    const counts = this.#days.get(day);
+    if (!counts) return; // unreadable: left as it is
+    const pending = Object.keys(counts.domains).some((domain) => !counts.sent.includes(domain));
+    if (!pending || giveUp) await this.remove(day);
+    else await this.flush();
   }
 
   /** Forget a day entirely (all its reports are out, or it is too old to report). */

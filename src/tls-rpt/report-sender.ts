@@ -10,6 +10,12 @@
  * A day whose TXT lookups failed for some domain is tried again at the next run, and given up
  * after `keepDays`. The sessions that carry reports are not counted in later reports: the
  * report carries "TLS-Required: No", and the remote agent does not count such messages.
+ *
+ * With the counts in the cluster's database every node runs this, and each policy domain's
+ * report is taken by one node only (`takeReport`, day-counts.ts), with the cluster's totals. A
+ * day is taken only `settleMs` after it ended, once every node has written the counts it made
+ * before midnight (they write each minute): the run falls in the hour after midnight but not
+ * before `settleMs` — a node started just after midnight waits for that moment too.
  */
 import * as https from "node:https";
 import { isIP } from "node:net";
@@ -18,12 +24,13 @@ import type { Logger } from "pino";
 import type { Config } from "../config/schema.ts";
 import type { Resolver } from "../dns/resolver.ts";
 import type { Clock } from "../mail/clock.ts";
-import { utcDay, type TlsRptAggregate } from "./aggregate.ts";
-import { buildReport, parseTlsRptRecord, type ReportIdentity } from "./report.ts";
+import { utcDay, type PolicyCounts, type TlsRptCounts } from "./day-counts.ts";
+import { buildReport, parseTlsRptRecord, reportId, type ReportIdentity } from "./report.ts";
 import { composeReportMail, gzipReport } from "./report-mail.ts";
 
 export interface ReportSenderOptions {
-  readonly aggregate: TlsRptAggregate;
+  /** Where the day counts are and how a report is taken (one node's files, or the cluster's database). */
+  readonly aggregate: TlsRptCounts;
   readonly resolver: Pick<Resolver, "resolveTxt" | "resolveAddresses">;
   readonly clock: Clock;
   readonly identity: ReportIdentity;
@@ -60,6 +67,8 @@ const HOUR = 3_600_000;
 export class TlsReportSender {
   readonly #o: ReportSenderOptions;
   #timer: unknown;
+  /** A run at the moment a finished day's counts are complete (a start just after midnight). */
+  #settleTimer: unknown;
   #running: Promise<void> | undefined;
   #closed = false;
 
@@ -81,6 +90,7 @@ export class TlsReportSender {
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#timer !== undefined) this.#o.clock.cancel(this.#timer);
+    if (this.#settleTimer !== undefined) this.#o.clock.cancel(this.#settleTimer);
     await this.#running;
   }
 
@@ -88,7 +98,8 @@ export class TlsReportSender {
     if (this.#closed) return;
     const now = this.#o.clock.now();
     const midnight = Date.parse(`${utcDay(now)}T00:00:00Z`) + DAY;
-    const at = midnight + Math.floor((this.#o.random ?? Math.random)() * HOUR);
+    const settle = this.#o.aggregate.settleMs;
+    const at = midnight + settle + Math.floor((this.#o.random ?? Math.random)() * (HOUR - settle));
     this.#timer = this.#o.clock.schedule(() => {
       this.#trigger();
       this.#scheduleNext();
@@ -106,25 +117,36 @@ export class TlsReportSender {
   /** Send every finished day's reports now. */
   async run(): Promise<void> {
     const { aggregate } = this.#o;
-    const today = utcDay(this.#o.clock.now());
+    const now = this.#o.clock.now();
+    const today = Date.parse(`${utcDay(now)}T00:00:00Z`);
     for (const day of await aggregate.finishedDays()) {
-      const counts = await aggregate.day(day);
-      if (!counts) continue;
-      let pending = false;
-      for (const [domain, policies] of Object.entries(counts.domains)) {
-        if (counts.sent.includes(domain)) continue;
-        const done = await this.#sendOne(day, domain, policies);
-        if (done) aggregate.markSent(day, domain);
-        else pending = true;
+      const complete = Date.parse(`${day}T00:00:00Z`) + DAY + aggregate.settleMs;
+      if (now < complete) {
+        this.#runAt(complete);
+        continue;
       }
-      const age = (Date.parse(`${today}T00:00:00Z`) - Date.parse(`${day}T00:00:00Z`)) / DAY;
-      if (!pending || age > (this.#o.keepDays ?? 3)) await aggregate.remove(day);
-      else await aggregate.flush();
+      const passed = new Set<string>();
+      const take = () => aggregate.takeReport(day, passed, (domain) => reportId(this.#o.identity, day, domain));
+      for (let taken = await take(); taken; taken = await take()) {
+        passed.add(taken.domain);
+        if (await this.#sendOne(day, taken.domain, taken.policies, taken.reportId)) await aggregate.reportSent(day, taken.domain);
+        else await aggregate.reportDeferred(day, taken.domain, today + DAY);
+      }
+      const age = (today - Date.parse(`${day}T00:00:00Z`)) / DAY;
+      await aggregate.dayDone(day, age > (this.#o.keepDays ?? 3));
     }
   }
 
+  #runAt(at: number): void {
+    if (this.#closed || this.#settleTimer !== undefined) return;
+    this.#settleTimer = this.#o.clock.schedule(() => {
+      this.#settleTimer = undefined;
+      this.#trigger();
+    }, at - this.#o.clock.now());
+  }
+
   /** True when the domain's report is out (or it takes none); false to try again later. */
-  async #sendOne(day: string, domain: string, policies: Parameters<typeof buildReport>[3]): Promise<boolean> {
+  async #sendOne(day: string, domain: string, policies: readonly PolicyCounts[], id: string): Promise<boolean> {
     const o = this.#o;
     const txt = await o.resolver.resolveTxt(`_smtp._tls.${domain}`);
     if (txt.kind === "temporary") {
@@ -133,7 +155,7 @@ export class TlsReportSender {
     }
     const rua = txt.kind === "txt" ? parseTlsRptRecord(txt.records) : undefined;
     if (!rua) return true;
-    const report = buildReport(o.identity, day, domain, policies);
+    const report = buildReport(o.identity, day, domain, policies, id);
     if (rua.mailto.length > 0) {
       const message = composeReportMail({ identity: o.identity, day, policyDomain: domain, report, from: o.from, to: rua.mailto, hostname: o.hostname, now: new Date(o.clock.now()) });
       try {

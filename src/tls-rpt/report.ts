@@ -3,7 +3,7 @@
  * §4.4 (field names as the RFC spells them), and the `_smtp._tls` TXT record that says where
  * it goes (RFC 8460 §3).
  */
-import type { PolicyCounts } from "./aggregate.ts";
+import type { PolicyCounts } from "./day-counts.ts";
 
 export interface ReportIdentity {
   /** "organization-name": who sends the report. */
@@ -44,13 +44,14 @@ export function reportId(identity: ReportIdentity, day: string, domain: string):
   return `${day}.${domain}@${identity.submitter}`;
 }
 
-export function buildReport(identity: ReportIdentity, day: string, domain: string, counts: readonly PolicyCounts[]): TlsReport {
+/** `id`: the report-id a retry keeps (day-counts.ts `TakenReport`), else this identity's. */
+export function buildReport(identity: ReportIdentity, day: string, domain: string, counts: readonly PolicyCounts[], id?: string): TlsReport {
   const { start, end } = dayBounds(day);
   return {
     "organization-name": identity.organization,
     "date-range": { "start-datetime": iso(start), "end-datetime": iso(end) },
     "contact-info": identity.contact,
-    "report-id": reportId(identity, day, domain),
+    "report-id": id ?? reportId(identity, day, domain),
     policies: counts.map((c) => {
       const p = c.policy;
       return {

@@ -126,6 +126,47 @@ export const MIGRATIONS: readonly Migration[] = [
       );
       INSERT INTO queue_reconcile (one) VALUES (true);`,
   },
+  {
+    version: 5,
+    description: "TLS-RPT day counts of the whole cluster, and who sends each day's reports",
+    // postgres-tls-rpt-counts.ts says what each column means. Policies and failure groups are
+    // keyed by a hash of their canonical JSON: a TLSA policy's records can outgrow an index entry.
+    sql: `
+      CREATE TABLE tlsrpt_day (
+        day    text PRIMARY KEY,
+        closed boolean NOT NULL DEFAULT false,
+        done   boolean NOT NULL DEFAULT false
+      );
+      CREATE TABLE tlsrpt_domain (
+        day        text NOT NULL REFERENCES tlsrpt_day ON DELETE CASCADE,
+        domain     text NOT NULL,
+        sent       boolean NOT NULL DEFAULT false,
+        holder     text,
+        hold_until bigint,
+        report_id  text,
+        PRIMARY KEY (day, domain)
+      );
+      CREATE TABLE tlsrpt_policy (
+        day        text NOT NULL,
+        domain     text NOT NULL,
+        policy_key text NOT NULL,
+        policy     text NOT NULL,
+        successful bigint NOT NULL,
+        failed     bigint NOT NULL,
+        PRIMARY KEY (day, domain, policy_key),
+        FOREIGN KEY (day, domain) REFERENCES tlsrpt_domain ON DELETE CASCADE
+      );
+      CREATE TABLE tlsrpt_failure (
+        day         text NOT NULL,
+        domain      text NOT NULL,
+        policy_key  text NOT NULL,
+        failure_key text NOT NULL,
+        failure     text NOT NULL,
+        count       bigint NOT NULL,
+        PRIMARY KEY (day, domain, policy_key, failure_key),
+        FOREIGN KEY (day, domain, policy_key) REFERENCES tlsrpt_policy ON DELETE CASCADE
+      );`,
+  },
 ];
 
 /** Any number; the one lock every node takes while it migrates ("petrel" in ASCII). */
