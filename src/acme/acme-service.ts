@@ -166,7 +166,7 @@ export class AcmeService {
       }
       if (!taken.taken) {
         const next = Math.max(now + WAIT_MIN, taken.until);
-        this.log.info({ reason, holder: taken.holder, leaseUntil: new Date(taken.until).toISOString() }, "another node is ordering the certificate; this one serves it once stored");
+        this.log.info({ reason, holder: taken.holder, leaseUntil: new Date(taken.until).toISOString() }, "another node holds the lease to order the certificate (ordering, or waiting to retry a failed order); this node serves the certificate once it is stored");
         this.reschedule(next);
         return { kind: "waiting", reason, holder: taken.holder, until: taken.until, next };
       }
@@ -180,6 +180,7 @@ export class AcmeService {
     }
     this.log.info({ reason, names, directory: this.o.directory }, "ordering a certificate");
     const keeping = lease ? this.keepLease(lease) : undefined;
+    let retryAt: number | undefined;
     try {
       const certificate = await this.order(names);
       this.failures = 0;
@@ -201,10 +202,12 @@ export class AcmeService {
       );
       if (held && !held.selfSigned) this.warnIfNearExpiry(held, now);
       this.reschedule(next);
+      retryAt = next;
       return { kind: "failed", reason, error, failures: this.failures, next };
     } finally {
       keeping?.();
-      if (lease) await this.release(lease);
+      if (lease && retryAt !== undefined) await this.holdUntil(lease, retryAt);
+      else if (lease) await this.release(lease);
     }
   }
 
@@ -263,6 +266,19 @@ export class AcmeService {
       stopped = true;
       this.o.clock.cancel(timer);
     };
+  }
+
+  /**
+   * After a failed order the lease stays this node's until its retry: the doubling delay is the
+   * cluster's, not each node's (N nodes taking turns would ask a failing CA N times as often). A
+   * node that dies meanwhile frees it at that time.
+   */
+  private async holdUntil(lease: OrderLease, at: number): Promise<void> {
+    try {
+      await lease.holdUntil(at);
+    } catch (err) {
+      this.log.warn({ error: (err as Error).message }, "cannot keep the lease until the retry; another node may order before then");
+    }
   }
 
   private async release(lease: OrderLease): Promise<void> {

@@ -6,7 +6,9 @@
  * reach. A single node needs no lease (its data directory is locked).
  *
  * The lease is held for `leaseTime` and renewed while the order runs; a node
- * that dies while ordering loses it when that time has passed.
+ * that dies while ordering loses it when that time has passed. After a failed
+ * order its node keeps it until its retry, so that the retry delay, doubled
+ * per failure, holds for the whole cluster.
  */
 export type LeaseTaken =
   | { readonly taken: true }
@@ -19,6 +21,8 @@ export interface OrderLease {
   acquire(): Promise<LeaseTaken>;
   /** Extend a lease this node holds; false when it was lost (expired and taken by another). */
   renew(): Promise<boolean>;
+  /** Keep a lease this node holds until `at` (ms), renewed no more: the retry after a failed order. */
+  holdUntil(at: number): Promise<void>;
   /** Give the lease up (only if this node holds it). */
   release(): Promise<void>;
 }

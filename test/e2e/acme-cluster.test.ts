@@ -10,6 +10,8 @@
  *   once its follow timer (injected clock) looks in the database.
  * - a node that holds the lease and stops: the other waits until the lease time has passed on its
  *   clock, then orders.
+ * - a failed order: its node keeps the lease until its retry, so the other waits as long; the
+ *   retry succeeds once the name reaches a node again, and the other node serves the result.
  *
  * Each case gets a database of its own on the one server. PEBBLE_LOG=1 prints Pebble's log.
  */
@@ -24,6 +26,7 @@ import pino from "pino";
 import { parseConfig } from "../../src/config/load.ts";
 import { startMta, type Mta } from "../../src/mta.ts";
 import { ManualClock } from "../../src/mail/clock.ts";
+import { MIN_RETRY } from "../../src/acme/renewal.ts";
 import { ACME_LEASE_TIME, PostgresOrderLease } from "../../src/storage/postgres/acme-lease.ts";
 import { startDnsServer, type TestDnsServer } from "../support/dns-server.ts";
 import { requirePebble, startPebble, type Pebble } from "../support/pebble.ts";
@@ -40,6 +43,13 @@ const PEBBLE_ADDRESS = "127.0.65.3";
 const A = "127.0.65.11";
 const B = "127.0.65.12";
 
+/** Where nothing listens: the CA's validation is refused. */
+const NOWHERE = "127.0.65.29";
+
+function zone(address: string) {
+  return { [HOST]: { A: [address] }, "example.test": { SOA: {}, MX: [[10, HOST]] as [number, string][] } };
+}
+
 let db: PrivatePostgres;
 let dns: TestDnsServer;
 let pebble: Pebble;
@@ -50,7 +60,7 @@ before(async () => {
   requirePebble();
   db = await startPostgres({ host: DB_ADDRESS });
   // Only node B is where the name points: the CA's requests for A's orders reach B.
-  dns = await startDnsServer({ [HOST]: { A: [B] }, "example.test": { SOA: {}, MX: [[10, HOST]] } }, { address: DNS_ADDRESS });
+  dns = await startDnsServer(zone(B), { address: DNS_ADDRESS });
   pebble = await startPebble({ dnsServer: dns.server, httpPort: HTTP_PORT, tlsPort: TLS_PORT, host: PEBBLE_ADDRESS });
   root = await pebble.root();
 });
@@ -237,5 +247,35 @@ describe("ACME shared by two nodes on PostgreSQL, with Pebble", () => {
       assert.equal(count(b, "ordering a certificate"), 1);
       assert.equal((await served(b)).serialNumber, after.certificate.serialNumber);
     });
+  });
+
+  test("a failed order keeps its node's lease until the retry; the other node waits as long; the retry's certificate reaches both", async () => {
+    dns.setZone(zone(NOWHERE));
+    try {
+      await withNodes("http-01", async (a, b) => {
+        const failed = await a.mta.acme!.check();
+        assert.equal(failed.kind, "failed", JSON.stringify(failed));
+        assert.ok(failed.kind === "failed");
+        assert.equal(failed.next, a.clock.now() + MIN_RETRY);
+        const waiting = await b.mta.acme!.check();
+        assert.deepEqual(waiting, { kind: "waiting", reason: "missing", holder: "a", until: failed.next, next: failed.next });
+        assert.equal(count(b, "ordering a certificate"), 0);
+
+        // The name reaches a node again; A's own timer retries at its time and succeeds.
+        dns.setZone(zone(B));
+        a.clock.advance(MIN_RETRY);
+        const now = await a.mta.acme!.check(); // runs after the timer's check
+        assert.equal(now.kind, "current", JSON.stringify(now));
+        assert.ok(now.kind === "current");
+        assert.equal(count(a, "ordering a certificate"), 2);
+        assert.equal(count(a, "certificate issued and in service"), 1);
+        assert.equal((await served(a)).serialNumber, now.certificate.serialNumber);
+        b.clock.advance(60_000);
+        await until(async () => (await served(b).catch(() => null))?.serialNumber === now.certificate.serialNumber, "node B serving the retried certificate");
+        assert.equal(count(b, "ordering a certificate"), 0);
+      });
+    } finally {
+      dns.setZone(zone(B));
+    }
   });
 });

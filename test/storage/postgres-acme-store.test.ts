@@ -48,7 +48,7 @@ async function node(name: string): Promise<{ store: PostgresAcmeStore; served: F
   return { store: new PostgresAcmeStore({ pool, node: name, served }), served };
 }
 
-test("the order lease: one of ten nodes taking it at once gets it; only the holder renews; free after its time or its release", async () => {
+test("the order lease: one of ten nodes taking it at once gets it; only the holder renews; held until a retry; free after its time or its release", async () => {
   await pool.query("UPDATE acme_order_lease SET node = NULL, lease_until = NULL");
   const clock = new ManualClock(Date.UTC(2026, 11, 4));
   const leases = Array.from({ length: 10 }, (_, i) => new PostgresOrderLease({ pool, node: `n${i}`, clock }));
@@ -74,6 +74,11 @@ test("the order lease: one of ten nodes taking it at once gets it; only the hold
   clock.advance(1);
   assert.deepEqual(await other.acquire(), { taken: true });
   assert.equal(await mine.renew(), false);
+  // After a failed order the holder keeps it until its retry, past the lease time.
+  const retry = clock.now() + 3 * ACME_LEASE_TIME;
+  await other.holdUntil(retry);
+  clock.advance(2 * ACME_LEASE_TIME);
+  assert.deepEqual(await mine.acquire(), { taken: false, holder: `n${leases.indexOf(other)}`, until: retry });
   // A release frees it at once.
   await other.release();
   assert.deepEqual(await mine.acquire(), { taken: true });

@@ -60,6 +60,10 @@ export class PostgresOrderLease implements OrderLease {
     return r.rowCount === 1;
   }
 
+  async holdUntil(at: number): Promise<void> {
+    await this.#pool.query("UPDATE acme_order_lease SET lease_until = $2::bigint WHERE one AND node = $1", [this.#node, at]);
+  }
+
   async release(): Promise<void> {
     await this.#pool.query("UPDATE acme_order_lease SET node = NULL, lease_until = NULL WHERE one AND node = $1", [this.#node]);
   }
