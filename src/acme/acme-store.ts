@@ -124,6 +124,11 @@ export class FileAcmeStore implements AcmeStore {
     return undefined;
   }
 
+  /** The account key file's content, without making one (undefined when there is none). */
+  async existingAccountKey(): Promise<string | undefined> {
+    return readIfExists(this.accountKeyPath);
+  }
+
   /** The certificate file's content (key, then chain), or undefined when there is none. */
   async servedPem(): Promise<string | undefined> {
     return readIfExists(this.certificatePath);

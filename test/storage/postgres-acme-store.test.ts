@@ -4,7 +4,8 @@
  * time; the account key is one for all nodes; a certificate one node stores becomes another
  * node's served file through `adopt`; challenges published by one node are found by another; a
  * node whose database does not answer answers the CA's request with a 404, within the lookup's
- * bound, and stays up.
+ * bound, and stays up; a node that ran alone before brings its account key and CA-issued
+ * certificate into an empty database (never a placeholder).
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -25,6 +26,7 @@ import { generateSelfSigned } from "../../src/server/tls-certificates.ts";
 import { startHttpListener } from "../../src/web/web-listener.ts";
 import { ManualClock } from "../../src/mail/clock.ts";
 import { startPostgres, type PrivatePostgres } from "../support/postgres.ts";
+import { createTestCa } from "../support/test-ca.ts";
 
 let server: PrivatePostgres;
 let pool: PostgresPool;
@@ -114,6 +116,29 @@ test("one account key for all nodes; a certificate stored by one node is adopted
   const replaced = await a.store.saveCertificate(next.key, next.cert);
   assert.notEqual(replaced.serialNumber, saved.serialNumber);
   assert.equal((await b.store.adopt())?.serialNumber, replaced.serialNumber);
+});
+
+test("a node that ran alone brings its account key and certificate into an empty database; a placeholder stays out", async () => {
+  await pool.query("TRUNCATE acme_account, acme_certificate");
+  // A node still on its placeholder, first: nothing of it is stored.
+  const fresh = await node("fresh");
+  await fresh.served.ensurePlaceholder("mail.example.test", ["mail.example.test"]);
+  assert.equal(await fresh.store.adopt(), undefined);
+  assert.equal(await fresh.store.current(), undefined);
+
+  const old = await node("old");
+  const ca = await createTestCa();
+  const issued = await ca.issue(["mail.example.test"]);
+  const accountKey = await old.served.accountKey(); // made and kept in its acme/ while it ran alone
+  const saved = await old.served.saveCertificate(issued.key, issued.cert);
+  assert.equal(saved.selfSigned, false);
+  assert.equal(await old.store.adopt(), undefined); // stored from its own file, which it serves already
+  assert.deepEqual(await old.store.current(), saved);
+  assert.equal(await old.store.accountKey(), accountKey);
+  // The node on its placeholder serves that certificate now, under that account.
+  assert.deepEqual(await fresh.store.adopt(), saved);
+  assert.equal(await fresh.store.accountKey(), accountKey);
+  assert.equal(await readFile(fresh.served.certificatePath, "utf8"), await readFile(old.served.certificatePath, "utf8"));
 });
 
 test("challenges one node publishes are answered by another over HTTP-01; removed ones are not", async () => {

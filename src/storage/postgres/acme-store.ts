@@ -13,6 +13,10 @@
  * (FileAcmeStore) is this node's copy of the row, written when this node stores a certificate and
  * when `adopt` finds the row different from it. The private keys are in the database: its access
  * and its backups are as sensitive as the data directory was.
+ *
+ * A node that ran alone before (its <dataDir>/acme/ holds an account key and a CA-issued
+ * certificate) brings them into an empty database, so that moving to a cluster neither orders a
+ * duplicate certificate nor makes a new account; nodes doing so at once keep the first one stored.
  */
 import { describeCertificate, type HeldCertificate } from "../../acme/renewal.ts";
 import { joinPem, newPrivateKey, type AcmeStore, type ChallengeKey, type FileAcmeStore, type StoredChallenge } from "../../acme/acme-store.ts";
@@ -44,7 +48,8 @@ export class PostgresAcmeStore implements AcmeStore {
   async accountKey(): Promise<string> {
     const existing = await this.#pool.query<{ private_key: string }>("SELECT private_key FROM acme_account");
     if (existing.rows[0]) return existing.rows[0].private_key;
-    await this.#pool.query("INSERT INTO acme_account (private_key) VALUES ($1) ON CONFLICT (one) DO NOTHING", [newPrivateKey("ecdsa")]);
+    const key = (await this.#served.existingAccountKey()) ?? newPrivateKey("ecdsa");
+    await this.#pool.query("INSERT INTO acme_account (private_key) VALUES ($1) ON CONFLICT (one) DO NOTHING", [key]);
     return (await this.#pool.query<{ private_key: string }>("SELECT private_key FROM acme_account")).rows[0].private_key;
   }
 
@@ -72,7 +77,8 @@ export class PostgresAcmeStore implements AcmeStore {
   }
 
   async adopt(): Promise<HeldCertificate | undefined> {
-    const row = await this.#row();
+    let row = await this.#row();
+    if (!row && await this.#storeServed()) row = await this.#row();
     if (!row) return undefined;
     const pem = joinPem(row.key_pem, row.chain_pem);
     if ((await this.#served.servedPem()) === pem) return undefined;
@@ -108,6 +114,27 @@ export class PostgresAcmeStore implements AcmeStore {
     if (!row) return undefined;
     if (k.type === "http-01") return { type: "http-01", token: k.token, keyAuthorization: row.answer };
     return row.private_key === null ? undefined : { type: "tls-alpn-01", name: keyOf(k), certPem: row.answer, keyPem: row.private_key };
+  }
+
+  /** An empty database takes this node's own CA-issued certificate (never the placeholder); true if stored. */
+  async #storeServed(): Promise<boolean> {
+    const pem = await this.#served.servedPem();
+    const key = pem?.match(/-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----\n?/);
+    if (!pem || !key) return false;
+    const chain = pem.replace(key[0], "");
+    let described: HeldCertificate;
+    try {
+      described = describeCertificate(chain);
+    } catch {
+      return false;
+    }
+    if (described.selfSigned) return false;
+    await this.#pool.query(
+      `INSERT INTO acme_certificate (key_pem, chain_pem, serial, not_after, node, stored_at)
+       VALUES ($1, $2, $3, to_timestamp($4::double precision / 1000), $5, now()) ON CONFLICT (one) DO NOTHING`,
+      [key[0], chain, described.serialNumber, described.notAfter, this.#node],
+    );
+    return true;
   }
 
   async #row(): Promise<{ key_pem: string; chain_pem: string } | undefined> {
