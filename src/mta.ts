@@ -48,7 +48,9 @@ import { startControlSocket } from "./admin/control-socket.ts";
 import type { TlsContextProvider } from "./server/tls-contexts.ts";
 import { OcspStapler } from "./server/ocsp-stapler.ts";
 import type { OcspResponder } from "./server/ocsp.ts";
-import { AcmeStore } from "./acme/acme-store.ts";
+import { FileAcmeStore, type AcmeStore } from "./acme/acme-store.ts";
+import { PostgresAcmeStore } from "./storage/postgres/acme-store.ts";
+import { PostgresOrderLease } from "./storage/postgres/acme-lease.ts";
 import { AcmeService } from "./acme/acme-service.ts";
 import { acmeHttp01Handler, acmeTlsAlpnResponder, ChallengeResponses } from "./acme/challenges.ts";
 import { certificateNames } from "./acme/renewal.ts";
@@ -625,6 +627,14 @@ export function buildDelivery(
 }
 
 /**
+ * How often a node of a cluster looks for a certificate another node stored: a look of one row,
+ * by the clock rather than LISTEN/NOTIFY, since a notification sent while a node's connection is
+ * down is lost and a certificate is needed within minutes, not milliseconds (a renewed one comes
+ * a month before the old one expires; a first one replaces a placeholder).
+ */
+const ACME_FOLLOW_EVERY = 60_000;
+
+/**
  * Start Petrel. The order matters: the data directory is checked and locked
  * before anything in it is opened (a second instance stops there, having
  * changed nothing); listeners are bound — SMTP, and the HTTP/HTTPS listeners
@@ -646,7 +656,7 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     step();
     const acmeConfig = config.tls.acme;
     const mtaSts = config.mtaSts;
-    const store = acmeConfig ? new AcmeStore(config.dataDir) : null;
+    const store = acmeConfig ? new FileAcmeStore(config.dataDir) : null;
     if (store) {
       // Served until the first certificate arrives; written as root, so handed to the user that renews it.
       await store.ensurePlaceholder(config.hostname, certificateNames(config.hostname, acmeConfig!.domains, mtaSts ? config.domains : []));
@@ -753,15 +763,21 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
         errorSleep: options.errorSleep, signingKeys, events,
       });
     undo.push(() => smtp.close());
-    const acme = acmeConfig && store
+    // storage.kind postgres: one certificate for the cluster, in the database; this node's file is its copy.
+    const acmeStore: AcmeStore | null = store && database && node ? new PostgresAcmeStore({ pool: database, node: node.name, served: store }) : store;
+    if (acmeStore && database) {
+      challenges.share(acmeStore, { onError: (message) => log.warn({ component: "acme" }, message) });
+    }
+    const acme = acmeConfig && acmeStore
       ? new AcmeService({
         directory: acmeConfig.directory,
         email: acmeConfig.email,
         challenge: acmeConfig.challenge,
         names: async () => certificateNames(config.hostname, acmeConfig.domains, mtaSts ? await accounts.listDomains() : []),
-        store,
+        store: acmeStore,
         challenges,
         clock: options.clock ?? systemClock,
+        ...(database && node ? { lease: new PostgresOrderLease({ pool: database, node: node.name, clock }), followEvery: ACME_FOLLOW_EVERY } : {}),
         log,
         onCertificate: () => tls.reload(),
         ...(acmeConfig.ca ? { ca: await readFile(acmeConfig.ca, "utf8") } : {}),

@@ -16,7 +16,7 @@ import { buildIntake, loadSigningKeys, openAccounts, startReception, type Recept
 import { loadTlsContexts } from "./server/smtp-server.ts";
 import type { ListenerSocket } from "./server/listener-sockets.ts";
 import { OcspStapler } from "./server/ocsp-stapler.ts";
-import { AcmeStore } from "./acme/acme-store.ts";
+import { FileAcmeStore } from "./acme/acme-store.ts";
 import type { Config } from "./config/schema.ts";
 import { systemClock } from "./mail/clock.ts";
 import { unmapIpv4 } from "./mail/networks.ts";
@@ -95,7 +95,7 @@ async function start(m: Extract<ToWorker, { t: "start" }>): Promise<void> {
   const opened = await openAccounts(config, log, database);
   accounts = opened;
   const signingKeys = await loadSigningKeys(config);
-  const acmeStore = config.tls.acme ? new AcmeStore(config.dataDir) : null;
+  const acmeStore = config.tls.acme ? new FileAcmeStore(config.dataDir) : null;
   const tls = await loadTlsContexts(config, log, acmeStore ? { cert: acmeStore.certificatePath, key: acmeStore.certificatePath } : undefined);
   const ocsp = config.tls.ocspStapling ? new OcspStapler({ chains: () => tls.chains(), clock: systemClock, log }) : null;
   if (ocsp) {

@@ -11,6 +11,12 @@
  * logged and retried with a doubling delay; the held certificate stays in
  * service, and a warning is logged once a sixth of its lifetime is left.
  *
+ * Nodes of a cluster share one certificate (AcmeStore in the database): one
+ * node orders at a time, under an OrderLease; the others skip while it is held,
+ * and every node looks every `followEvery` for a certificate another node
+ * stored, and serves it through the same `onCertificate`. The challenge answers
+ * are published in the store too, since the CA's request may reach any node.
+ *
  * Time comes from the injected Clock, so a test drives renewal by moving it
  * and calling `check()`. The protocol itself is acme-client's.
  */
@@ -21,6 +27,7 @@ import type { Logger } from "pino";
 import type { Clock } from "../mail/clock.ts";
 import { type AcmeStore, type CertificateKeyType, newPrivateKey } from "./acme-store.ts";
 import type { ChallengeResponses } from "./challenges.ts";
+import type { OrderLease } from "./order-lease.ts";
 import { type HeldCertificate, nextCheck, orderReason, type OrderReason, retryDelay, warningTime } from "./renewal.ts";
 
 const require = createRequire(import.meta.url);
@@ -51,17 +58,27 @@ export interface AcmeServiceOptions {
   readonly ca?: string;
   /** How acme-client polls the CA for a status (ms); its defaults are 5 s to 30 s. */
   readonly polling?: { readonly min: number; readonly max: number };
+  /** Nodes sharing the certificate: the one lease an order needs. None: this node orders alone. */
+  readonly lease?: OrderLease;
+  /** Nodes sharing the certificate: how often (ms) to look for one another node stored. */
+  readonly followEvery?: number;
 }
 
 export type AcmeCheck =
   | { readonly kind: "current"; readonly certificate: HeldCertificate; readonly next: number }
   | { readonly kind: "issued"; readonly reason: Exclude<OrderReason, null>; readonly certificate: HeldCertificate; readonly next: number }
-  | { readonly kind: "failed"; readonly reason: Exclude<OrderReason, null> | "unreadable"; readonly error: string; readonly failures: number; readonly next: number };
+  | { readonly kind: "failed"; readonly reason: Exclude<OrderReason, null> | "unreadable"; readonly error: string; readonly failures: number; readonly next: number }
+  /** An order is needed, but another node holds the lease and is ordering (its certificate is followed). */
+  | { readonly kind: "waiting"; readonly reason: Exclude<OrderReason, null>; readonly holder: string; readonly until: number; readonly next: number };
+
+/** While another node orders, look again no sooner than this (its lease may be renewed for long). */
+const WAIT_MIN = 60_000;
 
 export class AcmeService {
   private readonly o: AcmeServiceOptions;
   private readonly log: Logger;
   private timer: unknown = undefined;
+  private followTimer: unknown = undefined;
   /** Checks run one after another; the last one's settled promise. */
   private chain: Promise<unknown> = Promise.resolve();
   private failures = 0;
@@ -85,6 +102,7 @@ export class AcmeService {
   /** Check at once, then whenever the last check said. */
   start(): void {
     this.reschedule(this.o.clock.now());
+    this.scheduleFollow();
   }
 
   /**
@@ -101,6 +119,8 @@ export class AcmeService {
     this.closed = true;
     if (this.timer !== undefined) this.o.clock.cancel(this.timer);
     this.timer = undefined;
+    if (this.followTimer !== undefined) this.o.clock.cancel(this.followTimer);
+    this.followTimer = undefined;
     await this.chain;
     if (this.interceptor !== undefined) acmeClient().axios.interceptors.request.eject(this.interceptor);
   }
@@ -113,7 +133,7 @@ export class AcmeService {
     let held: HeldCertificate | undefined;
     try {
       names = await this.o.names();
-      held = await this.o.store.current();
+      held = await this.held();
     } catch (err) {
       // The accounts file or the data directory is unreadable: try again later, change nothing.
       this.failures++;
@@ -129,7 +149,38 @@ export class AcmeService {
       this.reschedule(next);
       return { kind: "current", certificate: held!, next };
     }
+    const lease = this.o.lease;
+    if (lease) {
+      let taken;
+      try {
+        taken = await lease.acquire();
+        // Another node may have stored a certificate between the look above and the lease.
+        if (taken.taken) held = await this.held();
+      } catch (err) {
+        if (taken?.taken) await this.release(lease);
+        this.failures++;
+        const next = now + retryDelay(this.failures);
+        this.log.error({ error: (err as Error).message }, "cannot take the lease to order a certificate");
+        this.reschedule(next);
+        return { kind: "failed", reason: "unreadable", error: (err as Error).message, failures: this.failures, next };
+      }
+      if (!taken.taken) {
+        const next = Math.max(now + WAIT_MIN, taken.until);
+        this.log.info({ reason, holder: taken.holder, leaseUntil: new Date(taken.until).toISOString() }, "another node holds the lease to order the certificate (ordering, or waiting to retry a failed order); this node serves the certificate once it is stored");
+        this.reschedule(next);
+        return { kind: "waiting", reason, holder: taken.holder, until: taken.until, next };
+      }
+      if (orderReason(held, names, now) === null) {
+        await this.release(lease);
+        this.failures = 0;
+        const next = nextCheck(held!, now);
+        this.reschedule(next);
+        return { kind: "current", certificate: held!, next };
+      }
+    }
     this.log.info({ reason, names, directory: this.o.directory }, "ordering a certificate");
+    const keeping = lease ? this.keepLease(lease) : undefined;
+    let retryAt: number | undefined;
     try {
       const certificate = await this.order(names);
       this.failures = 0;
@@ -151,7 +202,91 @@ export class AcmeService {
       );
       if (held && !held.selfSigned) this.warnIfNearExpiry(held, now);
       this.reschedule(next);
+      retryAt = next;
       return { kind: "failed", reason, error, failures: this.failures, next };
+    } finally {
+      keeping?.();
+      if (lease && retryAt !== undefined) await this.holdUntil(lease, retryAt);
+      else if (lease) await this.release(lease);
+    }
+  }
+
+  /** The held certificate, after serving one another node stored if it differs from this node's. */
+  private async held(): Promise<HeldCertificate | undefined> {
+    const adopted = await this.o.store.adopt();
+    if (adopted) {
+      await this.o.onCertificate(adopted);
+      this.log.info(
+        { names: adopted.names, serial: adopted.serialNumber, notAfter: new Date(adopted.notAfter).toISOString() },
+        "certificate stored by another node now in service",
+      );
+    }
+    return this.o.store.current();
+  }
+
+  /** Look for a certificate another node stored, every `followEvery`, between the checks. */
+  private scheduleFollow(): void {
+    const every = this.o.followEvery;
+    if (every === undefined || this.closed) return;
+    this.followTimer = this.o.clock.schedule(() => {
+      this.followTimer = undefined;
+      const run = this.chain.then(() => this.held());
+      this.chain = run.catch(() => undefined);
+      // Scheduled again once this look is done, never from within the clock's own firing.
+      void run.then(
+        () => this.scheduleFollow(),
+        (err: unknown) => {
+          this.log.warn({ error: (err as Error).message }, "cannot look for a certificate stored by another node; trying again later");
+          this.scheduleFollow();
+        },
+      );
+    }, every);
+  }
+
+  /** Renew the lease at a third of its time while an order runs; the returned function stops it. */
+  private keepLease(lease: OrderLease): () => void {
+    let timer: unknown;
+    let stopped = false;
+    const schedule = () => {
+      timer = this.o.clock.schedule(() => {
+        void lease.renew().then(
+          (held) => {
+            if (!held) this.log.error({}, "the lease to order a certificate expired and another node took it; this order goes on");
+            if (!stopped && held) schedule();
+          },
+          (err: unknown) => {
+            this.log.warn({ error: (err as Error).message }, "cannot renew the lease to order a certificate; trying again");
+            if (!stopped) schedule();
+          },
+        );
+      }, lease.leaseTime / 3);
+    };
+    schedule();
+    return () => {
+      stopped = true;
+      this.o.clock.cancel(timer);
+    };
+  }
+
+  /**
+   * After a failed order the lease stays this node's until its retry: the doubling delay is the
+   * cluster's, not each node's (N nodes taking turns would ask a failing CA N times as often). A
+   * node that dies meanwhile frees it at that time.
+   */
+  private async holdUntil(lease: OrderLease, at: number): Promise<void> {
+    try {
+      await lease.holdUntil(at);
+    } catch (err) {
+      this.log.warn({ error: (err as Error).message }, "cannot keep the lease until the retry; another node may order before then");
+    }
+  }
+
+  private async release(lease: OrderLease): Promise<void> {
+    try {
+      await lease.release();
+    } catch (err) {
+      // It expires by itself: the other nodes wait at most the lease time.
+      this.log.warn({ error: (err as Error).message }, "cannot release the lease to order a certificate; it expires by itself");
     }
   }
 
@@ -184,16 +319,25 @@ export class AcmeService {
       challengePriority: priority,
       challengeCreateFn: async (authz, challenge, keyAuthorization) => {
         const type: string = challenge.type; // acme-client's types know only http-01 and dns-01
-        if (type === "http-01") o.challenges.addHttp01(challenge.token, keyAuthorization);
-        else if (type === "tls-alpn-01") {
+        // Answered here from memory, and published for the other nodes the CA's request may reach.
+        if (type === "http-01") {
+          o.challenges.addHttp01(challenge.token, keyAuthorization);
+          await o.store.addChallenge({ type: "http-01", token: challenge.token, keyAuthorization });
+        } else if (type === "tls-alpn-01") {
           const [alpnKey, alpnCert] = await acme.crypto.createAlpnCertificate(authz, keyAuthorization);
           o.challenges.addTlsAlpn01(authz.identifier.value, alpnCert, alpnKey);
+          await o.store.addChallenge({ type: "tls-alpn-01", name: authz.identifier.value.toLowerCase(), certPem: alpnCert.toString(), keyPem: alpnKey.toString() });
         } else throw new Error(`challenge ${challenge.type} is not one Petrel answers`);
       },
       challengeRemoveFn: async (authz, challenge) => {
         const type: string = challenge.type;
-        if (type === "http-01") o.challenges.removeHttp01(challenge.token);
-        else if (type === "tls-alpn-01") o.challenges.removeTlsAlpn01(authz.identifier.value);
+        if (type === "http-01") {
+          o.challenges.removeHttp01(challenge.token);
+          await o.store.removeChallenge({ type: "http-01", token: challenge.token });
+        } else if (type === "tls-alpn-01") {
+          o.challenges.removeTlsAlpn01(authz.identifier.value);
+          await o.store.removeChallenge({ type: "tls-alpn-01", name: authz.identifier.value.toLowerCase() });
+        }
       },
     });
     return o.store.saveCertificate(key, chain);

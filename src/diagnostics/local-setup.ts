@@ -7,7 +7,7 @@ import { X509Certificate, createPrivateKey } from "node:crypto";
 import { constants } from "node:fs";
 import { access, readFile, stat, statfs } from "node:fs/promises";
 import { join } from "node:path";
-import { AcmeStore } from "../acme/acme-store.ts";
+import { FileAcmeStore } from "../acme/acme-store.ts";
 import type { Config } from "../config/schema.ts";
 import { certificateFindings, fileCertificateFacts } from "./certificate.ts";
 import { fail, ok, warn, type Finding } from "./finding.ts";
@@ -31,7 +31,7 @@ function configuredPairs(config: Config): ConfiguredPair[] {
   const pairs: ConfiguredPair[] = [];
   if (t.acme) {
     // One file: the key, then the chain (acme/acme-store.ts); a self-signed placeholder until the first issuance.
-    const file = new AcmeStore(config.dataDir).certificatePath;
+    const file = new FileAcmeStore(config.dataDir).certificatePath;
     pairs.push({
       what: "the ACME certificate", cert: file, key: file, name: config.hostname, madeByPetrel: true,
       selfSignedFix: `no certificate has been issued yet (this is the placeholder): look for the ACME service's errors in Petrel's log; the CA must reach ${config.hostname} on port ${t.acme.challenge === "tls-alpn-01" ? "443" : "80"}`,

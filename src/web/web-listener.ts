@@ -38,10 +38,12 @@ interface Common {
 /**
  * A protocol whose handshakes get their own certificate, chosen by server name: ACME's
  * TLS-ALPN-01 ("acme-tls/1", RFC 8737). Undefined from `context`: no such handshake for that name.
+ * `context` may have to ask elsewhere (another node's challenge, in the cluster's database); the
+ * ClientHello waits, paused, for its answer.
  */
 export interface AlpnResponder {
   readonly protocol: string;
-  readonly context: (servername: string | undefined) => tls.SecureContext | undefined;
+  readonly context: (servername: string | undefined) => tls.SecureContext | undefined | Promise<tls.SecureContext | undefined>;
 }
 
 export interface HttpsListenerOptions extends Common {
@@ -82,7 +84,7 @@ export function startHttpsListener(o: HttpsListenerOptions): Promise<WebListener
       }
       socket.unshift(buf); // the TLS socket reads the ClientHello again from here
       socket.setTimeout(0);
-      if (o.alpn && hello.alpn.includes(o.alpn.protocol)) answerAlpn(socket, hello.servername, o.alpn, log);
+      if (o.alpn && hello.alpn.includes(o.alpn.protocol)) void answerAlpn(socket, hello.servername, o.alpn, log);
       else serveHttps(socket, o.tls, settings, web);
     };
     socket.on("data", onData);
@@ -92,8 +94,14 @@ export function startHttpsListener(o: HttpsListenerOptions): Promise<WebListener
 }
 
 /** RFC 8737 §3: the challenge certificate, the protocol, then close; no application data. */
-function answerAlpn(socket: net.Socket, servername: string | undefined, alpn: AlpnResponder, log: Logger): void {
-  const context = alpn.context(servername);
+async function answerAlpn(socket: net.Socket, servername: string | undefined, alpn: AlpnResponder, log: Logger): Promise<void> {
+  let context: tls.SecureContext | undefined;
+  try {
+    context = await alpn.context(servername);
+  } catch {
+    context = undefined;
+  }
+  if (socket.destroyed) return;
   if (!context) {
     log.info({ servername, protocol: alpn.protocol }, "ALPN handshake for a name with nothing to answer");
     socket.destroy();

@@ -10,7 +10,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../../src/config/load.ts";
-import { AcmeStore } from "../../src/acme/acme-store.ts";
+import { FileAcmeStore } from "../../src/acme/acme-store.ts";
 import { certificateSetup, dataDirSetup } from "../../src/diagnostics/local-setup.ts";
 import { makeLeaf } from "../support/certificates.ts";
 
@@ -29,7 +29,7 @@ test("the ACME certificate: missing before the first start, then the placeholder
   assert.deepEqual(missing.map((f) => [f.severity, f.message, f.fix]), [
     ["fail", `the ACME certificate: ${join(dataDir, "acme", "certificate.pem")} does not exist`, "start petrel serve: it writes this file when it starts"],
   ]);
-  await new AcmeStore(dataDir).ensurePlaceholder("mx.example.test", ["mx.example.test"]);
+  await new FileAcmeStore(dataDir).ensurePlaceholder("mx.example.test", ["mx.example.test"]);
   const placeholder = await certificateSetup(config, Date.now());
   assert.equal(placeholder[0].severity, "ok");
   assert.match(placeholder[0].message, /^the ACME certificate: .*certificate\.pem and its key are readable and belong together$/);

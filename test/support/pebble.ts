@@ -26,6 +26,8 @@ export interface PebbleOptions {
   readonly tlsPort: number;
   /** Written into every issued certificate's Authority Information Access. */
   readonly ocspResponderUrl?: string;
+  /** The loopback address Pebble listens on (default: a random one). */
+  readonly host?: string;
 }
 
 export interface Pebble {
@@ -57,7 +59,7 @@ export function uniqueLoopback(): string {
 export async function startPebble(o: PebbleOptions): Promise<Pebble> {
   const pebbleBin = requirePebble();
   const dir = await mkdtemp(join(tmpdir(), "petrel-pebble-"));
-  const host = uniqueLoopback();
+  const host = o.host ?? uniqueLoopback();
   const pems = await generateSelfSigned("localhost", { extraNames: [host] });
   await writeFile(join(dir, "cert.pem"), pems.cert);
   await writeFile(join(dir, "key.pem"), pems.key, { mode: 0o600 });

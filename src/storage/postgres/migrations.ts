@@ -167,6 +167,41 @@ export const MIGRATIONS: readonly Migration[] = [
         FOREIGN KEY (day, domain, policy_key) REFERENCES tlsrpt_policy ON DELETE CASCADE
       );`,
   },
+  {
+    version: 6,
+    description: "ACME shared by the nodes: the account key, the certificate, the open challenges, the lease to order",
+    // storage/postgres/acme-store.ts and acme-lease.ts say what each column means.
+    sql: `
+      CREATE TABLE acme_account (
+        one         boolean PRIMARY KEY DEFAULT true CHECK (one),
+        private_key text NOT NULL,
+        created_at  timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE TABLE acme_certificate (
+        one        boolean PRIMARY KEY DEFAULT true CHECK (one),
+        key_pem    text NOT NULL,
+        chain_pem  text NOT NULL,
+        serial     text NOT NULL,
+        not_after  timestamptz NOT NULL,
+        node       text NOT NULL,
+        stored_at  timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE TABLE acme_challenge (
+        type        text NOT NULL CHECK (type IN ('http-01', 'tls-alpn-01')),
+        key         text NOT NULL,
+        answer      text NOT NULL,
+        private_key text,
+        node        text NOT NULL,
+        created_at  timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (type, key)
+      );
+      CREATE TABLE acme_order_lease (
+        one         boolean PRIMARY KEY DEFAULT true CHECK (one),
+        node        text,
+        lease_until bigint
+      );
+      INSERT INTO acme_order_lease (one) VALUES (true);`,
+  },
 ];
 
 /** Any number; the one lock every node takes while it migrates ("petrel" in ASCII). */
