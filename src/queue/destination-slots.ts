@@ -7,7 +7,7 @@
 export interface DestinationSlots {
   /** Slots this node holds for `destination` now. */
   held(destination: string): number;
-  /** Ask for `want` slots in all (at most `limit` in the cluster); `granted()` is called when more are held. */
+  /** Ask for `want` slots in all (at most `limit` in the cluster); `granted()` is called when more are held (or it may be asked again). */
   grow(destination: string, want: number, limit: number): void;
   /** Give back what `destination` holds beyond `keep` (nothing waits for it here). */
   shrink(destination: string, keep: number): void;
@@ -15,6 +15,6 @@ export interface DestinationSlots {
   renew(inUse: ReadonlyMap<string, number>): Promise<void>;
   open(): Promise<void>;
   close(): Promise<void>;
-  /** Called when `grow` got more slots. */
+  /** Called when `grow` got more slots, and when a grow that got none may be asked again. */
   granted: () => void;
 }

@@ -144,7 +144,12 @@ test("mail queued at any node — even at two at once — is delivered once", as
       if (i % 5 === 0) nodes[(i + 1) % 3].queue.enqueue(id);
     }
     // Bounded generously: three managers, their database round trips and the rest of the suite share two cores.
-    await until(async () => (await spool.list()).length === 0, "every message delivered and removed", {
+    // Time moves a second a poll: a node whose request for more of the destination's slots was
+    // refused (another held them all) asks again a second later by its clock.
+    await until(async () => {
+      await tick(nodes, 1000);
+      return (await spool.list()).length === 0;
+    }, "every message delivered and removed", {
       ms: 60_000,
       context: async () => `delivered ${sink.delivered.size}; queue rows ${JSON.stringify((await pool.query("SELECT id, lease_node, due, tried FROM queue_message")).rows)}`,
     });
@@ -219,6 +224,31 @@ test("queue.perDestination holds across the cluster, not per node", async () => 
   } finally {
     open();
     await stopAll(nodes);
+  }
+});
+
+test("a node refused a destination's slots asks again a second later, not only at its next renewal", async () => {
+  const sink = new Sink();
+  let open!: () => void;
+  sink.gate = new Promise((r) => (open = r));
+  const [a, b] = ["a", "b"].map((n) => node(n, sink, { perDestination: 1 }));
+  const slotRow = async (n: string) => (await pool.query<{ slots: number }>("SELECT slots FROM queue_destination_slot WHERE destination = 'one.test' AND node = $1", [n])).rows[0];
+  try {
+    for (const n of [a, b]) await n.queue.start();
+    a.queue.enqueue(await spoolMessage("first@one.test"));
+    await until(() => sink.inFlight === 1, "a delivers the first, holding the one slot");
+    b.queue.enqueue(await spoolMessage("second@one.test"));
+    await until(async () => (await slotRow("b"))?.slots === 0, "b asked and got nothing");
+    open();
+    sink.gate = null;
+    await until(async () => sink.delivered.has("first@one.test") && (await slotRow("a")) === undefined, "a delivered and gave the slot back");
+    await tick([a, b], 999);
+    assert.equal(sink.delivered.has("second@one.test"), false, "not before the second has passed");
+    await tick([a, b], 1);
+    await until(() => sink.delivered.has("second@one.test"), "b delivers once the second has passed (its renewal is 9 s away)");
+  } finally {
+    open();
+    await stopAll([a, b]);
   }
 });
 

@@ -25,7 +25,7 @@
  */
 import type { PostgresPool } from "./postgres-pool.ts";
 import { inTransaction } from "./postgres-pool.ts";
-import type { Now } from "../../mail/clock.ts";
+import type { Clock } from "../../mail/clock.ts";
 import type { DestinationSlots } from "../../queue/destination-slots.ts";
 
 
@@ -39,17 +39,19 @@ export class PostgresDestinationSlots implements DestinationSlots {
   private readonly pool: PostgresPool;
   private readonly node: string;
   private readonly leaseMs: number;
-  private readonly clock: Now;
+  private readonly clock: Clock;
   private readonly slots = new Map<string, number>();
   private readonly asking = new Set<string>();
   /** Destinations whose last grow got nothing, and when it may be asked again. */
   private readonly refused = new Map<string, number>();
   private readonly onError: (err: unknown) => void;
+  /** The timer that lets the queue ask again once a refusal has run out. */
+  private retry: unknown = null;
   granted: () => void = () => {};
   /** The node's slot writes, one after another: a give-back never lands after a later grant. */
   private writes: Promise<unknown> = Promise.resolve();
 
-  constructor(options: { pool: PostgresPool; node: string; leaseMs: number; clock: Now; onError: (err: unknown) => void }) {
+  constructor(options: { pool: PostgresPool; node: string; leaseMs: number; clock: Clock; onError: (err: unknown) => void }) {
     this.pool = options.pool;
     this.node = options.node;
     this.leaseMs = options.leaseMs;
@@ -70,12 +72,25 @@ export class PostgresDestinationSlots implements DestinationSlots {
       const before = this.held(destination);
       this.slots.set(destination, got);
       if (got > before) this.granted();
-      else this.refused.set(destination, this.clock.now() + REFUSED_MS);
+      else this.refuse(destination);
     }, (err) => {
       this.asking.delete(destination);
-      this.refused.set(destination, this.clock.now() + REFUSED_MS);
+      this.refuse(destination);
       this.onError(err);
     });
+  }
+
+  /**
+   * Not asked again for REFUSED_MS — and then asked, through the queue's dispatch: the nodes that
+   * held the slots may have given them back meanwhile, and nothing else would make this node look
+   * before its next renewal (a third of the lease: 10 s by default).
+   */
+  private refuse(destination: string): void {
+    this.refused.set(destination, this.clock.now() + REFUSED_MS);
+    this.retry ??= this.clock.schedule(() => {
+      this.retry = null;
+      this.granted();
+    }, REFUSED_MS);
   }
 
   private async ask(destination: string, want: number, limit: number): Promise<number> {
@@ -140,6 +155,8 @@ export class PostgresDestinationSlots implements DestinationSlots {
   }
 
   async close(): Promise<void> {
+    if (this.retry !== null) this.clock.cancel(this.retry);
+    this.retry = null;
     this.slots.clear();
     await this.pool.query("DELETE FROM queue_destination_slot WHERE node = $1", [this.node]).catch(() => {});
   }
