@@ -1,5 +1,5 @@
 /**
- * `npm run bench:backlog [-- --messages N] [--drain-seconds S] [--source] [--keep] [--out NAME]`: a
+ * `npm run bench:backlog [-- --messages N] [--drain-seconds S] [--source] [--keep] [--out NAME] [--node-flags "FLAGS"]`: a
  * destination down for a day. N small messages (default 1,000,000) wait in
  * the queue for a destination that does not answer, made by
  * bench/backlog-generate.ts with Petrel's own spool and queue store. Then the
@@ -44,13 +44,16 @@ const { values } = parseArgs({
     keep: { type: "boolean", default: false },
     source: { type: "boolean", default: false },
     out: { type: "string", default: "backlog" },
+    /** V8 flags to try beside the launchers' own (e.g. "--trace-gc"), recorded with the results. */
+    "node-flags": { type: "string", default: "" },
   },
 });
 const PETREL = values.source ? join(ROOT, "src", "cli", "main.ts") : join(ROOT, "dist", "cli", "main.js");
 const N = Number(values.messages);
+const EXTRA_FLAGS = values["node-flags"].split(/\s+/).filter((f) => f !== "");
 const DRAIN_SECONDS = Number(values["drain-seconds"]);
 if (!Number.isInteger(N) || N < 1 || !(DRAIN_SECONDS > 0) || !/^[\w.-]+$/.test(values.out)) {
-  process.stderr.write("usage: npm run bench:backlog -- [--messages N] [--drain-seconds S] [--source] [--keep] [--out NAME]\n");
+  process.stderr.write("usage: npm run bench:backlog -- [--messages N] [--drain-seconds S] [--source] [--keep] [--out NAME] [--node-flags \"FLAGS\"]\n");
   process.exit(64);
 }
 
@@ -97,7 +100,7 @@ interface Serving {
 async function serve(logName: string): Promise<Serving> {
   const out = openSync(join(work, logName), "w");
   const since = performance.now();
-  const child = spawn(NODE, [...NODE_FLAGS, PETREL, "serve", "--config", configPath], { stdio: ["ignore", out, out] });
+  const child = spawn(NODE, [...NODE_FLAGS, ...EXTRA_FLAGS, PETREL, "serve", "--config", configPath], { stdio: ["ignore", out, out] });
   closeSync(out);
   const listenMs = await greeted(SERVER.host, SERVER.port, 120_000, since);
   return { child, pid: child.pid!, listenMs };
@@ -117,7 +120,7 @@ async function recovered(logName: string, limitMs: number): Promise<number> {
 
 const results: Record<string, unknown> = {
   messages: N, cpus: cpus().length, loadBefore: load(), startedAt: new Date().toISOString(),
-  petrel: values.source ? "TypeScript sources (src/cli/main.ts)" : "compiled (dist/cli/main.js)", nodeFlags: NODE_FLAGS.join(" "),
+  petrel: values.source ? "TypeScript sources (src/cli/main.ts)" : "compiled (dist/cli/main.js)", nodeFlags: [...NODE_FLAGS, ...EXTRA_FLAGS].join(" "),
 };
 let server: Serving | null = null;
 let sink: ChildProcess | null = null;
