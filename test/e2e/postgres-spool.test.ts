@@ -39,31 +39,48 @@ interface Burst {
   readonly refused: string[];
   /** Replies by session, in order: 250 or the code. */
   readonly codes: number[][];
+  /** What a session's client met other than a reply (a timeout, a reset), by session; it connects again. */
+  readonly errors: string[][];
+  /** The burst's state in a line, for a wait that times out. */
+  describe(): string;
   /** Stop sending; rethrows a session's failure unless the server was killed under it. */
   stop(serverKilled?: boolean): Promise<void>;
 }
 
 /**
  * `sessions` clients sending derived messages back to back until stop(); a refused message is not
- * sent again (a new one follows). A client the server closes (421 after too many errors) connects
- * again, as a real one would.
+ * sent again (a new one follows). A client the server closes (421 after too many errors), or that
+ * gets no reply in time, connects again, as a real one would.
  */
 function burst(port: number, sessions: number, to: string, host = "127.0.0.1", onAcknowledged: (count: number) => void = () => {}): Burst {
   const acknowledged = new Map<string, Buffer>();
   const refused: string[] = [];
   const codes: number[][] = Array.from({ length: sessions }, () => []);
+  const errors: string[][] = Array.from({ length: sessions }, () => []);
   let stopping = false;
   const run = async (s: number): Promise<void> => {
     let c: SmtpClient | null = null;
     try {
       for (let i = 0; i < 3000 && !stopping; i++) {
-        if (c === null || c.isClosed) {
-          c?.close();
-          c = await SmtpClient.connect(port, { host });
-          await c.ehlo(`burst${s}.example.org`);
-        }
         const content = derivedMessage(s, i);
-        const r = await c.send(`sender${s}@example.org`, [to], content);
+        let r: Awaited<ReturnType<SmtpClient["send"]>>;
+        try {
+          if (c === null || c.isClosed) {
+            c?.close();
+            c = await SmtpClient.connect(port, { host });
+            await c.ehlo(`burst${s}.example.org`);
+          }
+          r = await c.send(`sender${s}@example.org`, [to], content);
+        } catch (err) {
+          // A client that got no reply (a slow server under a loaded machine, a reset) tries again on a new
+          // connection, as a real one would; what it sent may still be stored — unacknowledged, whole.
+          errors[s].push((err as Error).message);
+          c?.close();
+          c = null;
+          if (errors[s].length > 100) throw err;
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          continue;
+        }
         codes[s].push(r.code);
         if (r.code === 250) {
           acknowledged.set(queuedId(r), content);
@@ -82,7 +99,8 @@ function burst(port: number, sessions: number, to: string, host = "127.0.0.1", o
   };
   const done = Promise.allSettled(Array.from({ length: sessions }, (_, s) => run(s)));
   return {
-    acknowledged, refused, codes,
+    acknowledged, refused, codes, errors,
+    describe: () => `${acknowledged.size} acknowledged, ${refused.length} refused; per session: ${codes.map((c, i) => `${c.length} replies (last ${c.slice(-3).join(",") || "none"}), ${errors[i].length} errors${errors[i].length > 0 ? ` (last: ${errors[i].at(-1)})` : ""}`).join("; ")}`,
     async stop(serverKilled = false) {
       stopping = true;
       const failed = (await done).find((r) => r.status === "rejected");
@@ -108,10 +126,12 @@ for (const away of ["stop", "kill"] as const) {
       await (away === "stop" ? pg.stop() : pg.kill());
       const refusedAt = current.refused.length;
       // Every session is refused at least once while the database is away.
-      await pollUntil(() => (current.codes.every((c) => c.includes(451)) && current.refused.length >= refusedAt + 3 ? true : undefined), 30_000);
+      await pollUntil(() => (current.codes.every((c) => c.includes(451)) && current.refused.length >= refusedAt + 3 ? true : undefined), 30_000)
+        .catch((err: Error) => Promise.reject(new Error(`${err.message}: while the database was away: ${current.describe()}`)));
       await pg.start();
       const ackedWhileBack = current.acknowledged.size;
-      await pollUntil(() => (current.acknowledged.size >= ackedWhileBack + 20 ? true : undefined), 30_000);
+      await pollUntil(() => (current.acknowledged.size >= ackedWhileBack + 20 ? true : undefined), 30_000)
+        .catch((err: Error) => Promise.reject(new Error(`${err.message}: after the database came back: ${current.describe()}`)));
       await b.stop();
       b = null;
 
