@@ -38,17 +38,32 @@ export interface GeneratedKey extends KeyPaths {
 /** Make a new key pair; refuses to replace an existing key (rotation uses a new selector). */
 export async function generateDkimKey(dataDir: string, domain: string, selector: string, algorithm: KeyAlgorithm): Promise<GeneratedKey> {
   const paths = dkimKeyPaths(dataDir, domain, selector);
-  const pair =
-    algorithm === "rsa"
-      ? generateKeyPairSync("rsa", { modulusLength: RSA_BITS })
-      : generateKeyPairSync("ed25519");
+  const pair = newKeyPair(algorithm);
   for (const dir of [join(dataDir, "dkim"), paths.dir]) {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     await chmod(dir, 0o700);
   }
-  await writeNew(paths.key, pair.privateKey.export({ type: "pkcs8", format: "pem" }) as string);
-  await writeNew(paths.pub, pair.publicKey.export({ type: "spki", format: "pem" }) as string);
+  await writeNew(paths.key, pair.privateKeyPem);
+  await writeNew(paths.pub, pair.publicKeyPem);
   return { ...paths, algorithm, publicKey: pair.publicKey };
+}
+
+export interface KeyPair {
+  readonly publicKey: KeyObject;
+  /** PKCS#8 PEM. */
+  readonly privateKeyPem: string;
+  /** SPKI PEM. */
+  readonly publicKeyPem: string;
+}
+
+/** A new key pair of `algorithm` (RSA of RSA_BITS), as PEM text to store. */
+export function newKeyPair(algorithm: KeyAlgorithm): KeyPair {
+  const pair = algorithm === "rsa" ? generateKeyPairSync("rsa", { modulusLength: RSA_BITS }) : generateKeyPairSync("ed25519");
+  return {
+    publicKey: pair.publicKey,
+    privateKeyPem: pair.privateKey.export({ type: "pkcs8", format: "pem" }) as string,
+    publicKeyPem: pair.publicKey.export({ type: "spki", format: "pem" }) as string,
+  };
 }
 
 async function writeNew(path: string, text: string): Promise<void> {
@@ -84,16 +99,21 @@ export async function loadDkimKey(dataDir: string, domain: string, selector: str
   if ((mode & 0o077) !== 0) {
     throw new Error(`DKIM key ${paths.key} is readable by others (mode ${mode.toString(8).padStart(4, "0")}): run "chmod 600 ${paths.key}"`);
   }
+  return signingKey(await readFile(paths.key), paths.key, domain, selector);
+}
+
+/** A private key (PEM) that can sign, or an error naming `where` it came from. */
+export function signingKey(pem: string | Buffer, where: string, domain: string, selector: string): DkimSigningKey {
   let privateKey: KeyObject;
   try {
-    privateKey = createPrivateKey(await readFile(paths.key));
+    privateKey = createPrivateKey(pem);
   } catch (err) {
-    throw new Error(`DKIM key ${paths.key} is not a PEM private key: ${(err as Error).message}`);
+    throw new Error(`DKIM key ${where} is not a PEM private key: ${(err as Error).message}`);
   }
   try {
     dkimAlgorithm(privateKey);
   } catch (err) {
-    throw new Error(`DKIM key ${paths.key}: ${(err as Error).message}`);
+    throw new Error(`DKIM key ${where}: ${(err as Error).message}`);
   }
   return { domain: checkedDomain(domain), selector, privateKey };
 }
@@ -125,7 +145,7 @@ export async function listDkimKeys(dataDir: string, domain: string): Promise<Sto
   return out;
 }
 
-function keyAlgorithm(key: KeyObject): KeyAlgorithm {
+export function keyAlgorithm(key: KeyObject): KeyAlgorithm {
   if (key.asymmetricKeyType === "rsa" || key.asymmetricKeyType === "ed25519") return key.asymmetricKeyType;
   throw new Error(`unsupported DKIM key type ${key.asymmetricKeyType}`);
 }
@@ -146,7 +166,7 @@ export function recordPublicKey(record: string): string | undefined {
   return tag?.slice(tag.indexOf("=") + 1).replace(/\s+/g, "");
 }
 
-function checkedDomain(domain: string): string {
+export function checkedDomain(domain: string): string {
   const name = normalizeDomain(domain);
   if (name === undefined) throw new Error(`invalid domain "${domain}"`);
   return name;

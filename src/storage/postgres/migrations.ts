@@ -202,6 +202,21 @@ export const MIGRATIONS: readonly Migration[] = [
       );
       INSERT INTO acme_order_lease (one) VALUES (true);`,
   },
+  {
+    version: 7,
+    description: "DKIM keys shared by the nodes, one per (domain, selector)",
+    // storage/postgres/dkim-key-store.ts says what each column means.
+    sql: `
+      CREATE TABLE dkim_key (
+        domain      text NOT NULL,
+        selector    text NOT NULL,
+        private_key text NOT NULL,
+        public_key  text NOT NULL,
+        node        text NOT NULL,
+        created_at  timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (domain, selector)
+      );`,
+  },
 ];
 
 /** Any number; the one lock every node takes while it migrates ("petrel" in ASCII). */
