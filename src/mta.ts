@@ -62,6 +62,7 @@ import { StsPolicies } from "./mta-sts/sts-policies.ts";
 import { TlsRptAggregate } from "./tls-rpt/aggregate.ts";
 import type { TlsRptCounts } from "./tls-rpt/day-counts.ts";
 import { PostgresTlsRptCounts } from "./storage/postgres/postgres-tls-rpt-counts.ts";
+import { PostgresDkimKeyStore } from "./storage/postgres/dkim-key-store.ts";
 import { TlsReportSender, reportSettings } from "./tls-rpt/report-sender.ts";
 import { serverStatus } from "./admin/server-status.ts";
 import { petrelVersion } from "./system/version.ts";
@@ -285,9 +286,18 @@ export function buildIntake(
   });
 }
 
-/** The DKIM keys of `dkim.domains`, loaded once: a missing or unsafe key stops start-up with its path. */
-export function loadSigningKeys(config: Config): Promise<SigningKeys> {
-  return SigningKeys.load(config.dataDir, config.dkim.domains);
+/**
+ * The DKIM keys of `dkim.domains`, at start-up and at each reload: a missing or unsafe key stops
+ * start-up (fails the reload) with its path. storage.kind postgres: the cluster's keys, from the
+ * database (`database`), so that every node and every SMTP worker signs with the same key.
+ */
+export function loadSigningKeys(config: Config, database: PostgresPool | null = null, log?: Pick<Logger, "info" | "warn">): Promise<SigningKeys> {
+  if (config.storage.kind !== "postgres" || database === null) return SigningKeys.load(config.dataDir, config.dkim.domains);
+  const store = new PostgresDkimKeyStore({ pool: database, node: nodeName(config.storage) });
+  return SigningKeys.load(config.dataDir, config.dkim.domains, {
+    store,
+    note: (level, message) => log?.[level]({ component: "dkim" }, message),
+  });
 }
 
 /** The resolver the checks ask (DNS lists, plugins) and the agents share. */
@@ -700,7 +710,6 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     await lock.writePidFile();
     step();
 
-    const signingKeys = await loadSigningKeys(config);
     const clock = options.clock ?? systemClock;
     const admin = await AdminService.open(config, { clock, log, listeners: adminListeners });
     undo.push(() => admin.close());
@@ -716,6 +725,8 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
       })
       : null;
     undo.push(async () => void (await node?.close()));
+    // After the database: a cluster's keys are there (a key only in this node's files is moved in now).
+    const signingKeys = await loadSigningKeys(config, database, log);
     const accounts = await openAccounts(config, log, database);
     undo.push(async () => void (await accounts.close?.()));
     const tlsRptCounts = configuredTlsRptCounts(config, { log, clock, database });
@@ -798,11 +809,15 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
       const file = await loadConfig(options.configPath);
       const { live, restart } = restartOnlyChanges(current, file);
       const next = reloadedConfig(current, file, live);
-      // Everything that can fail is built before anything is applied.
+      // Everything that can fail is built before anything is applied. The DKIM keys are loaded
+      // again (dkim.domains may name new selectors) here first, then by the SMTP workers in prepare:
+      // a key only in this node's files is moved into a cluster's database by this process.
+      const nextKeys = await loadSigningKeys(next, database, log);
       const applyReception = await smtp.prepare(next);
       const routing = live.some((k) => k === "transport" || k === "outbound");
       const nextDelivery = routing ? buildDelivery(next, { ...options, accounts, owner, resolver, tlsRpt }) : null;
       applyReception();
+      signingKeys.replaceWith(nextKeys);
       if (live.includes("dns.servers")) (resolver as Partial<ClosableResolver>).setServers?.(next.dns.servers);
       (resolver as Partial<ClosableResolver>).reloadNameservers?.();
       if (nextDelivery || live.includes("queue")) {

@@ -18,6 +18,7 @@ import type { ListenerSocket } from "./server/listener-sockets.ts";
 import { OcspStapler } from "./server/ocsp-stapler.ts";
 import { FileAcmeStore } from "./acme/acme-store.ts";
 import type { Config } from "./config/schema.ts";
+import type { SigningKeys } from "./mailauth/signing-keys.ts";
 import { systemClock } from "./mail/clock.ts";
 import { unmapIpv4 } from "./mail/networks.ts";
 import { createLogger } from "./system/logger.ts";
@@ -47,7 +48,8 @@ let stopping: Promise<void> | null = null;
 let log: Logger | null = null;
 let database: PostgresPool | null = null;
 let accounts: { close?(): Promise<void> } | null = null;
-/** Connections a worker holds to the cluster's database: it only reads accounts there. */
+let signingKeys: SigningKeys | null = null;
+/** Connections a worker holds to the cluster's database: it only reads accounts and DKIM keys there. */
 const WORKER_POOL_SIZE = 4;
 
 process.on("message", (m: ToWorker, handle?: unknown) => {
@@ -94,7 +96,9 @@ async function start(m: Extract<ToWorker, { t: "start" }>): Promise<void> {
     : null;
   const opened = await openAccounts(config, log, database);
   accounts = opened;
-  const signingKeys = await loadSigningKeys(config);
+  // From the database as the accounts are (storage.kind postgres), not passed by the primary: the
+  // private keys stay off the IPC channel, and a reload reads them again the same way.
+  signingKeys = await loadSigningKeys(config, database);
   const acmeStore = config.tls.acme ? new FileAcmeStore(config.dataDir) : null;
   const tls = await loadTlsContexts(config, log, acmeStore ? { cert: acmeStore.certificatePath, key: acmeStore.certificatePath } : undefined);
   const ocsp = config.tls.ocspStapling ? new OcspStapler({ chains: () => tls.chains(), clock: systemClock, log }) : null;
@@ -162,7 +166,9 @@ function reload(req: number, config: Config): void {
   if (!r) return void channel.send({ t: "reloaded", req, error: "not started" }).catch(() => {});
   (async () => {
     const apply = await r.prepare(config);
+    const nextKeys = await loadSigningKeys(config, database);
     apply();
+    signingKeys?.replaceWith(nextKeys);
     await r.tls.reload();
   })().then(
     () => channel.send({ t: "reloaded", req }),

@@ -10,11 +10,12 @@ import type { Config } from "./schema.ts";
  * Applied by a reload: limits, the banner and PROXY peers (new connections);
  * the checks (a new policy pipeline for new connections; those in progress
  * keep theirs); routes, outbound settings and the queue's timing (new
- * deliveries); DNS servers; the log level; the password policy.
+ * deliveries); DNS servers; the log level; the password policy; the DKIM selectors that sign
+ * (their keys are loaded again on every reload, so new mail is signed with the new ones).
  */
 export const LIVE_KEYS = [
   "limits", "smtp", "proxyProtocol", "submission", "policy", "milters", "dnsbl",
-  "transport", "outbound", "queue", "dns.servers", "log.level", "passwords",
+  "transport", "outbound", "queue", "dns.servers", "log.level", "passwords", "dkim",
 ] as const;
 
 export type LiveKey = (typeof LIVE_KEYS)[number];
