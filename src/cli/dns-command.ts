@@ -5,6 +5,10 @@
  */
 import { parseArgs } from "node:util";
 import { loadConfig } from "../config/load.ts";
+import type { Config } from "../config/schema.ts";
+import { PostgresDkimKeyStore } from "../storage/postgres/dkim-key-store.ts";
+import { openDatabase } from "../storage/postgres/open-database.ts";
+import { nodeName } from "../storage/postgres/node-name.ts";
 import { normalizeDomain } from "../mail/address.ts";
 import { createResolver } from "../dns/resolver.ts";
 import { checkRecords, formatCheck } from "../dns-records/check.ts";
@@ -14,7 +18,7 @@ import type { CommandIo } from "./accounts-commands.ts";
 
 export const DNS_USAGE = `Usage: petrel dns DOMAIN [--check] [--config FILE]
   Prints the DNS records DOMAIN needs (MX, SPF, a DKIM key record per key in
-  <dataDir>/dkim/DOMAIN/, DMARC; MTA-STS and TLS-RPT when mtaSts is set) in zone-file form. --check compares them with what the
+  <dataDir>/dkim/DOMAIN/ or, with storage.kind postgres, in the database, DMARC; MTA-STS and TLS-RPT when mtaSts is set) in zone-file form. --check compares them with what the
   configured resolvers (dns.servers) answer; the exit status is 1 when one needs attention.
 `;
 
@@ -39,7 +43,7 @@ export async function dnsCommand(argv: string[], io: Io): Promise<number> {
     return 2;
   }
   const config = await loadConfig(parsed.values.config);
-  const { records, problems } = await domainRecords(config, domain);
+  const { records, problems } = await recordsOf(config, domain);
   for (const p of problems) io.stderr.write(`petrel dns: ${p.text}\n`);
   if (!parsed.values.check) {
     io.stdout.write(`; DNS records for ${domain}, to publish at its DNS provider (zone-file form).\n\n${zoneText(records)}`);
@@ -59,5 +63,16 @@ export async function dnsCommand(argv: string[], io: Io): Promise<number> {
     return attention > 0 || problems.length > 0 ? 1 : 0;
   } finally {
     resolver.close();
+  }
+}
+
+/** The records, with the DKIM keys of the cluster's database when storage.kind is postgres. */
+async function recordsOf(config: Config, domain: string): ReturnType<typeof domainRecords> {
+  if (config.storage.kind !== "postgres") return domainRecords(config, domain);
+  const database = await openDatabase({ ...config.storage, migrate: false }, { info: () => {}, error: () => {} });
+  try {
+    return await domainRecords(config, domain, new PostgresDkimKeyStore({ pool: database, node: nodeName(config.storage) }));
+  } finally {
+    await database.end();
   }
 }
