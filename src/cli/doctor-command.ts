@@ -20,6 +20,8 @@ import { runDoctor } from "../diagnostics/doctor.ts";
 import { exitStatus, formatFindings, worstSeverity } from "../diagnostics/finding.ts";
 import { openAccounts } from "../mta.ts";
 import { openDatabase } from "../storage/postgres/open-database.ts";
+import { PostgresDkimKeyStore } from "../storage/postgres/dkim-key-store.ts";
+import { nodeName } from "../storage/postgres/node-name.ts";
 import type { PostgresPool } from "../storage/postgres/postgres-pool.ts";
 import type { Io } from "./queue-commands.ts";
 
@@ -75,15 +77,21 @@ export async function doctorCommand(argv: readonly string[], io: Io): Promise<nu
   } catch (err) {
     return usage(io, `--dns: ${(err as Error).message}`);
   }
+  // The cluster's database, read as it is (a diagnosis never migrates a schema); none when it does not open.
+  const database = config.storage.kind === "postgres"
+    ? await openDatabase({ ...config.storage, migrate: false }, { info: () => {}, error: () => {} }).catch(() => null)
+    : null;
   try {
     const controlSocket = join(config.dataDir, "control.sock");
     const status = await askStatus(controlSocket);
-    const domains = await localDomains(config);
-    const findings = await runDoctor({ config, status, controlSocket, domains, resolver, probe, timeoutMs: timeout * 1000, now: Date.now() });
+    const domains = await localDomains(config, database);
+    const dkimKeys = database && config.storage.kind === "postgres" ? new PostgresDkimKeyStore({ pool: database, node: nodeName(config.storage) }) : undefined;
+    const findings = await runDoctor({ config, status, controlSocket, domains, resolver, probe, timeoutMs: timeout * 1000, now: Date.now(), ...(dkimKeys ? { dkimKeys } : {}) });
     io.stdout.write(values.json ? JSON.stringify({ findings, worst: worstSeverity(findings) }, null, 2) + "\n" : formatFindings(findings));
     return exitStatus(findings);
   } finally {
     resolver.close();
+    await database?.end();
   }
 }
 
@@ -101,16 +109,13 @@ async function askStatus(socket: string): Promise<ServerStatus | null> {
  * The config's domains and those added with `petrel domain add` (accounts.json, or the cluster's
  * database — read as it is: a diagnosis never migrates a schema), each once.
  */
-async function localDomains(config: Config): Promise<string[]> {
-  let database: PostgresPool | null = null;
+async function localDomains(config: Config, database: PostgresPool | null): Promise<string[]> {
   try {
-    if (config.storage.kind === "postgres") database = await openDatabase({ ...config.storage, migrate: false }, { info: () => {}, error: () => {} });
+    if (config.storage.kind === "postgres" && database === null) return [...config.domains];
     const accounts = await openAccounts(config, pino({ level: "silent" }), database, false);
     return [...new Set([...config.domains, ...await accounts.listDomains()])];
   } catch {
     return [...config.domains];
-  } finally {
-    await database?.end();
   }
 }
 

@@ -8,6 +8,7 @@
 import type { ServerStatus } from "../admin/server-status.ts";
 import type { Config } from "../config/schema.ts";
 import { publicDns, type DoctorResolver } from "./domain-dns.ts";
+import type { DkimKeyStore } from "../mailauth/dkim-key-store.ts";
 import type { Finding } from "./finding.ts";
 import { certificateSetup, dataDirSetup } from "./local-setup.ts";
 import { outboundPort } from "./outbound-port.ts";
@@ -21,6 +22,8 @@ export interface DoctorInputs {
   /** The local domains: the config's and those added with petrel domain add. */
   readonly domains: readonly string[];
   readonly resolver: DoctorResolver;
+  /** storage.kind postgres: the cluster's DKIM keys, checked instead of the data directory's files. */
+  readonly dkimKeys?: DkimKeyStore;
   /** Where to test outbound port 25 (--probe); default a well-known MX. */
   readonly probe?: { readonly host: string; readonly port: number };
   /** For each network probe. */
@@ -35,7 +38,7 @@ export async function runDoctor(d: DoctorInputs): Promise<Finding[]> {
   findings.push(...await runningServer(config, d.status, { timeoutMs: d.timeoutMs, heloName, controlSocket: d.controlSocket }));
   findings.push(...await certificateSetup(config, d.now));
   findings.push(...await dataDirSetup(config));
-  findings.push(...await publicDns(config, d.domains, d.resolver));
+  findings.push(...await publicDns(config, d.domains, d.resolver, d.dkimKeys));
   findings.push(...await outboundPort(config, { resolver: d.resolver, probe: d.probe, heloName, timeoutMs: d.timeoutMs }));
   return findings;
 }

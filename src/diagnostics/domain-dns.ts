@@ -2,13 +2,14 @@
  * `petrel doctor`, the public DNS of the local domains as the configured
  * resolvers answer — the checks of `petrel dns --check` (dns-records/):
  * the MX names this server, SPF lets it send, the DKIM record of each key
- * in <dataDir>/dkim/<domain>/ holds that key, a DMARC record exists — and
+ * in <dataDir>/dkim/<domain>/ (a cluster's: in the database) holds that key, a DMARC record exists — and
  * forward-confirmed reverse DNS of the sending addresses under the HELO
  * name, each turned into a finding with what to do.
  */
 import type { Config } from "../config/schema.ts";
 import { checkRecords, type RecordCheck } from "../dns-records/check.ts";
 import { domainRecords } from "../dns-records/domain-records.ts";
+import type { DkimKeyStore } from "../mailauth/dkim-key-store.ts";
 import type { PublishedRecord } from "../dns-records/records.ts";
 import type { RecordResolver } from "../dns/records.ts";
 import type { Resolver } from "../dns/resolver.ts";
@@ -21,7 +22,7 @@ export function isPublicDomain(domain: string): boolean {
   return domain.includes(".") && !/(^|\.)localhost$/i.test(domain);
 }
 
-export async function publicDns(config: Config, domains: readonly string[], resolver: DoctorResolver): Promise<Finding[]> {
+export async function publicDns(config: Config, domains: readonly string[], resolver: DoctorResolver, dkimKeys?: DkimKeyStore): Promise<Finding[]> {
   if (!isPublicDomain(config.hostname)) {
     return [warn("dns", `hostname is "${config.hostname}", not a public name: other servers can neither find this one nor trust its HELO, so no public DNS was checked`,
       "set hostname: to this server's public DNS name (the one its MX records give)")];
@@ -33,7 +34,7 @@ export async function publicDns(config: Config, domains: readonly string[], reso
       findings.push(info("dns", `${domain} is not a public domain name: no DNS to check`));
       continue;
     }
-    const found = await domainRecords(config, domain);
+    const found = await domainRecords(config, domain, dkimKeys);
     for (const p of found.problems) {
       if (p.kind === "no-key") findings.push(info("dkim", `${p.text} (mail from ${domain} goes out unsigned, and DMARC then rests on SPF alone)`));
       else if (p.kind === "selector-without-key") findings.push(fail("dkim", p.text, `petrel dkim keygen ${domain} --selector SELECTOR, then publish its record`));

@@ -209,6 +209,14 @@ test("keygen once on node A: both nodes (B with SMTP workers) sign with that key
   const printed = runPetrel(["dns", "example.test", "--config", configB]);
   assert.equal((await printed.exited).code, 0, printed.stderr());
   assert.deepEqual(printedRecord(printed.stdout(), "s1"), s1);
+  // …and --check (as petrel doctor) compares the database's key with the published one.
+  const checked = runPetrel(["dns", "example.test", "--check", "--config", configB]);
+  await checked.exited;
+  assert.match(checked.stdout(), /^DKIM +ok +s1\._domainkey\.example\.test: the key matches$/m, checked.stderr());
+  const doctor = runPetrel(["doctor", "--json", "--probe", "127.0.67.29:9", "--timeout", "1", "--config", configA]);
+  await doctor.exited;
+  const findings = (JSON.parse(doctor.stdout()) as { findings: { check: string; severity: string; message: string }[] }).findings;
+  assert.deepEqual(findings.filter((f) => f.check === "dkim").map((f) => [f.severity, f.message]), [["ok", "s1._domainkey.example.test: the key matches"]]);
 
   const a = await startNode(configA, NODE_A);
   const b = await startNode(configB, NODE_B);
