@@ -7,6 +7,7 @@
  * selector is refused and changes nothing; a single node's key file moves in when it turns
  * cluster (and a second node's different file under that selector is not used); a key in neither
  * place stops `petrel serve`, naming it. Each case gets a database of its own on the one server.
+ * And the same reload on a single node, whose keys stay files.
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -33,6 +34,7 @@ const NODE_A = "127.0.67.11";
 const NODE_B = "127.0.67.12";
 const NODE_SOLO = "127.0.67.13";
 const NODE_NONE = "127.0.67.14";
+const NODE_FILES = "127.0.67.15";
 const PASSWORD = "alice-password-123";
 
 let server: PrivatePostgres;
@@ -323,4 +325,28 @@ test("a key named in dkim.domains that is neither in the database nor a file sto
   // Nothing was left registered as running.
   const nodes = await query<{ name: string; stopped_at: Date | null }>(db, "SELECT name, stopped_at FROM petrel_node");
   assert.ok(nodes.every((n) => n.stopped_at !== null), JSON.stringify(nodes));
+});
+
+test("a single node (keys in files, no database): a reload signs with a selector added to dkim.domains; the keys stay files", { timeout: 60_000 }, async () => {
+  const dir = await tempDir("files");
+  const path = join(dir, "petrel.yaml");
+  await writeFile(path, `dataDir: ${dir}/data\n${nodeYaml(NODE_FILES, ["f1"])}`);
+  const f1 = await keygen(path, "f1");
+  const f2 = await keygen(path, "f2");
+  assert.equal(f2.code, 0, f2.stderr);
+  publish({ f1: printedRecord(f1.stdout, "f1"), f2: printedRecord(f2.stdout, "f2") });
+  const node = await startNode(path, NODE_FILES);
+  try {
+    await node.mta.accounts.addUser("alice@example.test", PASSWORD);
+    await node.mta.accounts.addUser("bob@example.test", "bob-password-1234");
+    await send(node, "one key");
+    assert.deepEqual(await verdicts(await delivered([node], "one key")), ["example.test f1 pass"]);
+    await writeFile(path, (await readFile(path, "utf8")).replace("selectors: [f1]", "selectors: [f1, f2]"));
+    assert.deepEqual((await node.mta.reload()).applied, ["certificates", "dkim"]);
+    await send(node, "two keys");
+    assert.deepEqual(await verdicts(await delivered([node], "two keys")), ["example.test f1 pass", "example.test f2 pass"]);
+    assert.equal((await stat(join(dir, "data", "dkim", "example.test", "f2.key"))).mode & 0o777, 0o600);
+  } finally {
+    await node.mta.close();
+  }
 });
