@@ -810,14 +810,16 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
       const { live, restart } = restartOnlyChanges(current, file);
       const next = reloadedConfig(current, file, live);
       // Everything that can fail is built before anything is applied. The DKIM keys are loaded
-      // again (dkim.domains may name new selectors) here first, then by the SMTP workers in prepare:
-      // a key only in this node's files is moved into a cluster's database by this process.
-      const nextKeys = await loadSigningKeys(next, database, log);
+      // again when dkim.domains changed (new selectors: a rotation) here first, then by the SMTP
+      // workers in prepare: a key only in this node's files is moved into a cluster's database by
+      // this process. Unchanged, they are kept — a key under a selector never changes, and a
+      // reload of anything else must not fail because the cluster's database is away.
+      const nextKeys = live.includes("dkim") ? await loadSigningKeys(next, database, log) : null;
       const applyReception = await smtp.prepare(next);
       const routing = live.some((k) => k === "transport" || k === "outbound");
       const nextDelivery = routing ? buildDelivery(next, { ...options, accounts, owner, resolver, tlsRpt }) : null;
       applyReception();
-      signingKeys.replaceWith(nextKeys);
+      if (nextKeys !== null) signingKeys.replaceWith(nextKeys);
       if (live.includes("dns.servers")) (resolver as Partial<ClosableResolver>).setServers?.(next.dns.servers);
       (resolver as Partial<ClosableResolver>).reloadNameservers?.();
       if (nextDelivery || live.includes("queue")) {

@@ -49,6 +49,8 @@ let log: Logger | null = null;
 let database: PostgresPool | null = null;
 let accounts: { close?(): Promise<void> } | null = null;
 let signingKeys: SigningKeys | null = null;
+/** The dkim.domains the keys were loaded for. */
+let signingDomains = "";
 /** Connections a worker holds to the cluster's database: it only reads accounts and DKIM keys there. */
 const WORKER_POOL_SIZE = 4;
 
@@ -99,6 +101,7 @@ async function start(m: Extract<ToWorker, { t: "start" }>): Promise<void> {
   // From the database as the accounts are (storage.kind postgres), not passed by the primary: the
   // private keys stay off the IPC channel, and a reload reads them again the same way.
   signingKeys = await loadSigningKeys(config, database);
+  signingDomains = JSON.stringify(config.dkim.domains);
   const acmeStore = config.tls.acme ? new FileAcmeStore(config.dataDir) : null;
   const tls = await loadTlsContexts(config, log, acmeStore ? { cert: acmeStore.certificatePath, key: acmeStore.certificatePath } : undefined);
   const ocsp = config.tls.ocspStapling ? new OcspStapler({ chains: () => tls.chains(), clock: systemClock, log }) : null;
@@ -166,9 +169,14 @@ function reload(req: number, config: Config): void {
   if (!r) return void channel.send({ t: "reloaded", req, error: "not started" }).catch(() => {});
   (async () => {
     const apply = await r.prepare(config);
-    const nextKeys = await loadSigningKeys(config, database);
+    // As the primary: the keys are loaded again only when dkim.domains changed.
+    const dkim = JSON.stringify(config.dkim.domains);
+    const nextKeys = dkim !== signingDomains ? await loadSigningKeys(config, database) : null;
     apply();
-    signingKeys?.replaceWith(nextKeys);
+    if (nextKeys !== null) {
+      signingKeys?.replaceWith(nextKeys);
+      signingDomains = dkim;
+    }
     await r.tls.reload();
   })().then(
     () => channel.send({ t: "reloaded", req }),
