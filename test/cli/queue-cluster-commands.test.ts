@@ -16,10 +16,9 @@ import { createRouter } from "../../src/delivery/router.ts";
 import { systemClock } from "../../src/mail/clock.ts";
 import { QueueManager } from "../../src/queue/queue-manager.ts";
 import { PostgresQueueStore } from "../../src/storage/postgres/postgres-queue-store.ts";
-import { migrate } from "../../src/storage/postgres/migrations.ts";
-import { openPostgresPool, type PostgresPool } from "../../src/storage/postgres/postgres-pool.ts";
+import type { PostgresPool } from "../../src/storage/postgres/postgres-pool.ts";
 import { DEFAULTS } from "../../src/config/defaults.ts";
-import { postgresConfigFile, startPostgres, type PrivatePostgres } from "../support/postgres.ts";
+import { postgresConfigFile, startMigratedPostgres, stopMigratedPostgres, type PrivatePostgres } from "../support/postgres.ts";
 import { io } from "../e2e/fixtures/mta-helpers.ts";
 import { until } from "../support/until.ts";
 
@@ -27,15 +26,8 @@ const LEASE = 3_000;
 let server: PrivatePostgres;
 let pool: PostgresPool;
 
-before(async () => {
-  server = await startPostgres();
-  pool = openPostgresPool({ url: server.url, poolSize: 8, node: "test" }, () => {});
-  await migrate(pool);
-});
-after(async () => {
-  await pool?.end();
-  await server?.close();
-});
+before(async () => ({ server, pool } = await startMigratedPostgres({ poolSize: 8, node: "test" })));
+after(() => stopMigratedPostgres(server, pool));
 
 /** hang@ waits until released; later@ is deferred. */
 class Agent implements DeliveryAgent {

@@ -6,25 +6,17 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { migrate } from "../../src/storage/postgres/migrations.ts";
-import { openPostgresPool, type PostgresPool } from "../../src/storage/postgres/postgres-pool.ts";
+import type { PostgresPool } from "../../src/storage/postgres/postgres-pool.ts";
 import { listNodes, NodeNameInUse, NodeRegistry } from "../../src/cluster/node-registry.ts";
 import { ManualClock } from "../../src/mail/clock.ts";
-import { startPostgres, type PrivatePostgres } from "../support/postgres.ts";
+import { startMigratedPostgres, stopMigratedPostgres, type PrivatePostgres } from "../support/postgres.ts";
 import { until } from "../support/until.ts";
 
 let server: PrivatePostgres;
 let pool: PostgresPool;
 
-before(async () => {
-  server = await startPostgres({ host: "127.0.63.20" });
-  pool = openPostgresPool({ url: server.url, poolSize: 4, node: "registry-test" }, () => {});
-  await migrate(pool);
-});
-after(async () => {
-  await pool?.end();
-  await server?.close();
-});
+before(async () => ({ server, pool } = await startMigratedPostgres({ host: "127.0.63.20", poolSize: 4, node: "registry-test" })));
+after(() => stopMigratedPostgres(server, pool));
 
 const T0 = Date.UTC(2026, 5, 1, 12);
 

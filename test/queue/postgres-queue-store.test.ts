@@ -4,28 +4,20 @@
  */
 import { after, before, beforeEach, test } from "node:test";
 import assert from "node:assert/strict";
-import { migrate } from "../../src/storage/postgres/migrations.ts";
-import { openPostgresPool, type PostgresPool } from "../../src/storage/postgres/postgres-pool.ts";
+import type { PostgresPool } from "../../src/storage/postgres/postgres-pool.ts";
 import { ManualClock } from "../../src/mail/clock.ts";
 import { PostgresQueueStore } from "../../src/storage/postgres/postgres-queue-store.ts";
 import { LeaseLost, type StoredMessage } from "../../src/queue/queue-store.ts";
 import type { RecipientState } from "../../src/queue/queue-state.ts";
-import { startPostgres, type PrivatePostgres } from "../support/postgres.ts";
+import { startMigratedPostgres, stopMigratedPostgres, type PrivatePostgres } from "../support/postgres.ts";
 
 const LEASE = 30_000;
 let server: PrivatePostgres;
 let pool: PostgresPool;
 const clock = new ManualClock();
 
-before(async () => {
-  server = await startPostgres();
-  pool = openPostgresPool({ url: server.url, poolSize: 8, node: "test" }, () => {});
-  await migrate(pool);
-});
-after(async () => {
-  await pool?.end();
-  await server?.close();
-});
+before(async () => ({ server, pool } = await startMigratedPostgres({ poolSize: 8, node: "test" })));
+after(() => stopMigratedPostgres(server, pool));
 beforeEach(async () => {
   await pool.query("DELETE FROM queue_message");
 });

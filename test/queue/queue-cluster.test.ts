@@ -18,9 +18,8 @@ import { ManualClock } from "../../src/mail/clock.ts";
 import { QueueManager, type QueueSettings } from "../../src/queue/queue-manager.ts";
 import { PostgresQueueStore } from "../../src/storage/postgres/postgres-queue-store.ts";
 import { PostgresDestinationSlots } from "../../src/storage/postgres/postgres-destination-slots.ts";
-import { migrate } from "../../src/storage/postgres/migrations.ts";
-import { openPostgresPool, type PostgresPool } from "../../src/storage/postgres/postgres-pool.ts";
-import { startPostgres, type PrivatePostgres } from "../support/postgres.ts";
+import type { PostgresPool } from "../../src/storage/postgres/postgres-pool.ts";
+import { startMigratedPostgres, stopMigratedPostgres, type PrivatePostgres } from "../support/postgres.ts";
 import { until } from "../support/until.ts";
 
 const LEASE = 30_000;
@@ -35,15 +34,8 @@ let pool: PostgresPool;
 let dir: string;
 let spool: Spool;
 
-before(async () => {
-  server = await startPostgres();
-  pool = openPostgresPool({ url: server.url, poolSize: 20, node: "test" }, () => {});
-  await migrate(pool);
-});
-after(async () => {
-  await pool?.end();
-  await server?.close();
-});
+before(async () => ({ server, pool } = await startMigratedPostgres({ poolSize: 20, node: "test" })));
+after(() => stopMigratedPostgres(server, pool));
 beforeEach(async () => {
   await pool.query("DELETE FROM queue_message; DELETE FROM queue_destination_slot; UPDATE queue_reconcile SET node = NULL, lease_until = NULL, finished_at = NULL");
   if (dir) {

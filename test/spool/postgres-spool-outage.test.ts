@@ -6,25 +6,17 @@
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { migrate } from "../../src/storage/postgres/migrations.ts";
-import { openPostgresPool, withClient, type PostgresPool } from "../../src/storage/postgres/postgres-pool.ts";
+import { withClient, type PostgresPool } from "../../src/storage/postgres/postgres-pool.ts";
 import { PostgresSpool } from "../../src/storage/postgres/spool.ts";
 import { SpoolError } from "../../src/spool/spool.ts";
-import { startPostgres, type PrivatePostgres } from "../support/postgres.ts";
+import { startMigratedPostgres, stopMigratedPostgres, type PrivatePostgres } from "../support/postgres.ts";
 import { readAll, sampleEnvelope, store } from "./helpers.ts";
 
 let server: PrivatePostgres;
 let pool: PostgresPool;
 
-before(async () => {
-  server = await startPostgres({ host: "127.0.61.2" });
-  pool = openPostgresPool({ url: server.url, poolSize: 10, node: "outage" }, () => {});
-  await migrate(pool);
-});
-after(async () => {
-  await pool?.end();
-  await server?.close();
-});
+before(async () => ({ server, pool } = await startMigratedPostgres({ host: "127.0.61.2", poolSize: 10, node: "outage" })));
+after(() => stopMigratedPostgres(server, pool));
 
 const spoolError = (e: unknown) => e instanceof SpoolError;
 

@@ -6,25 +6,17 @@
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { migrate } from "../../src/storage/postgres/migrations.ts";
-import { openPostgresPool, type PostgresPool } from "../../src/storage/postgres/postgres-pool.ts";
+import type { PostgresPool } from "../../src/storage/postgres/postgres-pool.ts";
 import { PostgresSpool, type PostgresSpoolOptions } from "../../src/storage/postgres/spool.ts";
 import { SpoolError } from "../../src/spool/spool.ts";
-import { startPostgres, type PrivatePostgres } from "../support/postgres.ts";
+import { startMigratedPostgres, stopMigratedPostgres, type PrivatePostgres } from "../support/postgres.ts";
 import { bigBody, readAll, sampleEnvelope, store } from "./helpers.ts";
 
 let server: PrivatePostgres;
 let pool: PostgresPool;
 
-before(async () => {
-  server = await startPostgres({ host: "127.0.61.1" });
-  pool = openPostgresPool({ url: server.url, poolSize: 20, node: "unit" }, () => {});
-  await migrate(pool);
-});
-after(async () => {
-  await pool?.end();
-  await server?.close();
-});
+before(async () => ({ server, pool } = await startMigratedPostgres({ host: "127.0.61.1", poolSize: 20, node: "unit" })));
+after(() => stopMigratedPostgres(server, pool));
 
 async function withSpool(fn: (spool: PostgresSpool, warnings: string[]) => Promise<void>, options: Partial<PostgresSpoolOptions> = {}): Promise<void> {
   const warnings: string[] = [];

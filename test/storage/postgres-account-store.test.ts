@@ -6,26 +6,18 @@
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { migrate } from "../../src/storage/postgres/migrations.ts";
-import { openPostgresPool, type PostgresPool } from "../../src/storage/postgres/postgres-pool.ts";
+import type { PostgresPool } from "../../src/storage/postgres/postgres-pool.ts";
 import { PostgresAccountStore } from "../../src/storage/postgres/account-store.ts";
 import { ManualClock } from "../../src/mail/clock.ts";
-import { startPostgres, type PrivatePostgres } from "../support/postgres.ts";
+import { startMigratedPostgres, stopMigratedPostgres, type PrivatePostgres } from "../support/postgres.ts";
 import { until } from "../support/until.ts";
 import { accountStoreContract } from "../accounts/account-store-contract.ts";
 
 let server: PrivatePostgres;
 let pool: PostgresPool;
 
-before(async () => {
-  server = await startPostgres({ host: "127.0.63.1" });
-  pool = openPostgresPool({ url: server.url, poolSize: 8, node: "accounts-test" }, () => {});
-  await migrate(pool);
-});
-after(async () => {
-  await pool?.end();
-  await server?.close();
-});
+before(async () => ({ server, pool } = await startMigratedPostgres({ host: "127.0.63.1", poolSize: 8, node: "accounts-test" })));
+after(() => stopMigratedPostgres(server, pool));
 
 /** Empty accounts tables (the tests of this file run one after the other). */
 async function emptyTables(): Promise<void> {

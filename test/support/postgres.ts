@@ -16,6 +16,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { PeerMissing, requirePeerFile } from "./peers.ts";
+import { migrate } from "../../src/storage/postgres/migrations.ts";
+import { openPostgresPool, type PostgresPool } from "../../src/storage/postgres/postgres-pool.ts";
 
 export interface PrivatePostgres {
   /** A connection URL with the test role's password. */
@@ -184,4 +186,28 @@ export async function postgresConfigFile(server: PrivatePostgres, dir: string, s
   const config = join(dir, "petrel.yaml");
   writeFileSync(config, `dataDir: ${dir}/data\nstorage:\n  kind: postgres\n  url: ${url.toString()}\n  passwordFile: ${passwordFile}\n${keys}${rest}`);
   return config;
+}
+
+/**
+ * A private PostgreSQL with Petrel's schema and a pool on it, for a test file's `before`:
+ *
+ *   before(async () => ({ server, pool } = await startMigratedPostgres({ host: "127.0.61.1", poolSize: 8, node: "unit" })));
+ *   after(() => stopMigratedPostgres(server, pool));
+ */
+export async function startMigratedPostgres(options: { readonly host?: string; readonly poolSize: number; readonly node: string }): Promise<{ server: PrivatePostgres; pool: PostgresPool }> {
+  const server = await startPostgres(options.host === undefined ? {} : { host: options.host });
+  const pool = openPostgresPool({ url: server.url, poolSize: options.poolSize, node: options.node }, () => {});
+  try {
+    await migrate(pool);
+  } catch (err) {
+    await stopMigratedPostgres(server, pool);
+    throw err;
+  }
+  return { server, pool };
+}
+
+/** The `after` of startMigratedPostgres: either may be missing when `before` failed. */
+export async function stopMigratedPostgres(server: PrivatePostgres | undefined, pool: PostgresPool | undefined): Promise<void> {
+  await pool?.end();
+  await server?.close();
 }
