@@ -15,7 +15,6 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino from "pino";
-import { migrate } from "../../src/storage/postgres/migrations.ts";
 import { openPostgresPool, type PostgresPool } from "../../src/storage/postgres/postgres-pool.ts";
 import { PostgresAcmeStore } from "../../src/storage/postgres/acme-store.ts";
 import { ACME_LEASE_TIME, PostgresOrderLease } from "../../src/storage/postgres/acme-lease.ts";
@@ -25,21 +24,16 @@ import { describeCertificate } from "../../src/acme/renewal.ts";
 import { generateSelfSigned } from "../../src/server/tls-certificates.ts";
 import { startHttpListener } from "../../src/web/web-listener.ts";
 import { ManualClock } from "../../src/mail/clock.ts";
-import { startPostgres, type PrivatePostgres } from "../support/postgres.ts";
+import { startMigratedPostgres, stopMigratedPostgres, type PrivatePostgres } from "../support/postgres.ts";
 import { createTestCa } from "../support/test-ca.ts";
 
 let server: PrivatePostgres;
 let pool: PostgresPool;
 const dirs: string[] = [];
 
-before(async () => {
-  server = await startPostgres({ host: "127.0.65.20" });
-  pool = openPostgresPool({ url: server.url, poolSize: 12, node: "acme-test" }, () => {});
-  await migrate(pool);
-});
+before(async () => ({ server, pool } = await startMigratedPostgres({ host: "127.0.65.20", poolSize: 12, node: "acme-test" })));
 after(async () => {
-  await pool?.end();
-  await server?.close();
+  await stopMigratedPostgres(server, pool);
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 

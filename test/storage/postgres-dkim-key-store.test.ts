@@ -11,23 +11,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateDkimKey, dkimRecordValue } from "../../src/mailauth/dkim-keys.ts";
 import { generateStoredDkimKey, listStoredDkimKeys, loadStoredDkimKey } from "../../src/mailauth/cluster-dkim-keys.ts";
-import { migrate } from "../../src/storage/postgres/migrations.ts";
 import { openPostgresPool, type PostgresPool } from "../../src/storage/postgres/postgres-pool.ts";
 import { PostgresDkimKeyStore } from "../../src/storage/postgres/dkim-key-store.ts";
-import { startPostgres, type PrivatePostgres } from "../support/postgres.ts";
+import { startMigratedPostgres, stopMigratedPostgres, type PrivatePostgres } from "../support/postgres.ts";
 
 let server: PrivatePostgres;
 let pool: PostgresPool;
 const dirs: string[] = [];
 
-before(async () => {
-  server = await startPostgres({ host: "127.0.67.20" });
-  pool = openPostgresPool({ url: server.url, poolSize: 12, node: "dkim-test" }, () => {});
-  await migrate(pool);
-});
+before(async () => ({ server, pool } = await startMigratedPostgres({ host: "127.0.67.20", poolSize: 12, node: "dkim-test" })));
 after(async () => {
-  await pool?.end();
-  await server?.close();
+  await stopMigratedPostgres(server, pool);
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 

@@ -11,8 +11,7 @@ import * as https from "node:https";
 import type { AddressInfo } from "node:net";
 import { gunzipSync } from "node:zlib";
 import { ManualClock } from "../../src/mail/clock.ts";
-import { migrate } from "../../src/storage/postgres/migrations.ts";
-import { openPostgresPool, type PostgresPool } from "../../src/storage/postgres/postgres-pool.ts";
+import type { PostgresPool } from "../../src/storage/postgres/postgres-pool.ts";
 import { PostgresTlsRptCounts } from "../../src/storage/postgres/postgres-tls-rpt-counts.ts";
 import { TlsReportSender } from "../../src/tls-rpt/report-sender.ts";
 import { reportsInMessage, type ReceivedReport } from "../../src/tls-rpt/inbound.ts";
@@ -20,7 +19,7 @@ import type { TlsReport } from "../../src/tls-rpt/report.ts";
 import type { PolicyCounts } from "../../src/tls-rpt/day-counts.ts";
 import type { FailureDetail, TlsSessionResult } from "../../src/tls-rpt/session-result.ts";
 import { createResolver, type ClosableResolver } from "../../src/dns/resolver.ts";
-import { startPostgres, type PrivatePostgres } from "../support/postgres.ts";
+import { startMigratedPostgres, stopMigratedPostgres, type PrivatePostgres } from "../support/postgres.ts";
 import { startDnsServer, type TestDnsServer } from "../support/dns-server.ts";
 import { createTestCa, type TestCa } from "../support/test-ca.ts";
 import { until } from "../support/until.ts";
@@ -42,9 +41,7 @@ let collector: https.Server;
 const posted: { path: string; report: TlsReport }[] = [];
 
 before(async () => {
-  server = await startPostgres({ host: "127.0.64.1" });
-  pool = openPostgresPool({ url: server.url, poolSize: 12, node: "test" }, () => {});
-  await migrate(pool);
+  ({ server, pool } = await startMigratedPostgres({ host: "127.0.64.1", poolSize: 12, node: "test" }));
   ca = await createTestCa();
   const pair = await ca.issue(["reports.b.test"]);
   collector = https.createServer({ cert: pair.cert, key: pair.key }, (req, res) => {
@@ -68,8 +65,7 @@ after(async () => {
   resolver?.close();
   await dns?.close();
   await new Promise<void>((resolve) => (collector ? collector.close(() => resolve()) : resolve()));
-  await pool?.end();
-  await server?.close();
+  await stopMigratedPostgres(server, pool);
 });
 beforeEach(async () => {
   await pool.query("DELETE FROM tlsrpt_day");
