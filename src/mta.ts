@@ -5,6 +5,7 @@ import { createSpool } from "./spool/create-spool.ts";
 import type { Spool } from "./spool/spool.ts";
 import { FileAccountStore } from "./accounts/file-account-store.ts";
 import { PostgresAccountStore } from "./storage/postgres/account-store.ts";
+import { PostgresAuthBans } from "./storage/postgres/auth-bans.ts";
 import type { Accounts, AccountStore } from "./accounts/account-store.ts";
 import type { PostgresPool } from "./storage/postgres/postgres-pool.ts";
 import { SmtpServer, loadTlsContexts, type BoundListener } from "./server/smtp-server.ts";
@@ -26,7 +27,7 @@ import type { Check } from "./policy/check.ts";
 import { PolicyPipeline } from "./policy/pipeline.ts";
 import { relayCheck, type RecipientDirectory } from "./policy/checks/relay.ts";
 import { senderLoginCheck } from "./policy/checks/sender-login.ts";
-import { clientLimitsCheck, type ClientLimitsCheckOptions } from "./policy/checks/client-limits.ts";
+import { clientLimitsCheck, type ClientLimitsCheckOptions, type SharedBans } from "./policy/checks/client-limits.ts";
 import { hopCountCheck } from "./policy/checks/hop-count.ts";
 import { RateLimits } from "./policy/checks/rate-limits.ts";
 import { Dnsbl } from "./policy/checks/dnsbl.ts";
@@ -143,6 +144,8 @@ export interface Mta {
   readonly accounts: AccountStore;
   /** This node in the cluster's registry (`storage.kind: postgres`), else null. */
   readonly node: NodeRegistry | null;
+  /** The AUTH-failure bans shared by the nodes (`storage.kind: postgres`), else null. */
+  readonly authBans: PostgresAuthBans | null;
   /**
    * `petrel reload` and SIGHUP: read the configuration file again and apply
    * what can change without dropping a connection (ReloadReport says what
@@ -316,12 +319,20 @@ export function buildChecks(
   options: {
     accounts: Accounts & RecipientDirectory; clock?: Clock; log?: Logger; resolver?: RecordResolver; signingKeys?: SigningKeys;
     primaryVerdict?: ClientLimitsCheckOptions["primaryVerdict"];
+    primaryAuthFailed?: ClientLimitsCheckOptions["primaryAuthFailed"];
+    /** The cluster's AUTH-failure bans (storage.kind postgres). */
+    sharedBans?: SharedBans;
   },
 ): Check[] {
   const clock = options.clock ?? systemClock;
   const log = options.log ?? pino({ level: "silent" });
   const checks: Check[] = [
-    clientLimitsCheck({ ...config.limits, clock: options.clock, ...(options.primaryVerdict ? { primaryVerdict: options.primaryVerdict } : {}) }),
+    clientLimitsCheck({
+      ...config.limits, clock: options.clock,
+      ...(options.primaryVerdict ? { primaryVerdict: options.primaryVerdict } : {}),
+      ...(options.primaryAuthFailed ? { primaryAuthFailed: options.primaryAuthFailed } : {}),
+      ...(options.sharedBans ? { shared: options.sharedBans } : {}),
+    }),
   ];
   const rates = config.limits.rates;
   const anyRate = [rates.mx, rates.submission, rates.user].some((r) => r.messages > 0 || r.recipients > 0 || ("connections" in r && r.connections > 0));
@@ -440,6 +451,10 @@ export interface ReceptionOptions {
   readonly events?: EventSink;
   /** In an SMTP worker: the primary's count of connections per client (client-limits.ts). */
   readonly primaryVerdict?: ClientLimitsCheckOptions["primaryVerdict"];
+  /** In an SMTP worker: a failed AUTH told to the primary, which counts them across workers (client-limits.ts). */
+  readonly primaryAuthFailed?: ClientLimitsCheckOptions["primaryAuthFailed"];
+  /** The cluster's AUTH-failure bans (storage.kind postgres), kept across reloads. */
+  readonly sharedBans?: SharedBans;
   /** Log a "listening" line per listener (default true; a worker's listeners are the primary's). */
   readonly announce?: boolean;
 }
@@ -467,7 +482,10 @@ export async function startReception(config: Config, options: ReceptionOptions):
   let pipeline: PolicyPipeline;
   // Plugins are code, loaded once: a reload keeps them (a change of plugins: needs a restart).
   const pipelineFor = (c: Config) => {
-    const builtIn = buildChecks(c, { accounts: options.accounts, clock, log, resolver, signingKeys, primaryVerdict: options.primaryVerdict });
+    const builtIn = buildChecks(c, {
+      accounts: options.accounts, clock, log, resolver, signingKeys, primaryVerdict: options.primaryVerdict,
+      primaryAuthFailed: options.primaryAuthFailed, sharedBans: options.sharedBans,
+    });
     return new PolicyPipeline({
       checks: [...builtIn, ...buildMilters(c, log), ...plugins, ...(options.checks ?? [])],
       authservId: c.policy.authservId ?? c.hostname,
@@ -729,6 +747,14 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     const signingKeys = await loadSigningKeys(config, database, log);
     const accounts = await openAccounts(config, log, database);
     undo.push(async () => void (await accounts.close?.()));
+    // storage.kind postgres: AUTH-failure bans count across the nodes (each keeps the bans in memory).
+    const sharedBans = database
+      ? await PostgresAuthBans.open({
+        pool: database, clock,
+        onError: (message) => log.error({}, message), onReconnect: () => log.info({}, "AUTH bans: listening to the database again; reloaded"),
+      })
+      : null;
+    undo.push(async () => void (await sharedBans?.close()));
     const tlsRptCounts = configuredTlsRptCounts(config, { log, clock, database });
     let delivery = buildDelivery(config, { ...options, accounts, owner, tlsRpt: tlsRptCounts });
     const { resolver, tlsRpt } = delivery;
@@ -736,7 +762,8 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     // SMTP workers load while the spool and the queue open; they serve once both are ready.
     const poolStarting = workers > 1
       ? WorkerPool.start({
-        config, count: workers, sockets, spool, onCommitted: (id) => queue.enqueue(id), events, log, inflow,
+        config, count: workers, sockets, spool, onCommitted: (id) => queue.enqueue(id), events, log, inflow, clock,
+        ...(sharedBans ? { sharedBans } : {}),
         ...(options.errorSleep !== undefined ? { errorSleep: options.errorSleep } : {}),
       })
       : null;
@@ -771,7 +798,7 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
       ? workerReception(config, { pool, spool, sockets, tls, log })
       : await startReception(config, {
         log, accounts, intake, tls, sockets, ...ocspResponse, clock: options.clock, checks: options.checks, resolver,
-        errorSleep: options.errorSleep, signingKeys, events,
+        errorSleep: options.errorSleep, signingKeys, events, ...(sharedBans ? { sharedBans } : {}),
       });
     undo.push(() => smtp.close());
     // storage.kind postgres: one certificate for the cluster, in the database; this node's file is its copy.
@@ -843,7 +870,7 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
     // One reload at a time: SIGHUP and `petrel reload` may come together.
     let reloading: Promise<unknown> = Promise.resolve();
     return {
-      smtp, queue, accounts, node, tls, acme, ocsp, web, admin, workers: pool,
+      smtp, queue, accounts, node, authBans: sharedBans, tls, acme, ocsp, web, admin, workers: pool,
       reload() {
         const logged = () => reload().catch((err: unknown) => {
           if (err instanceof ConfigError) log.error({ errors: err.issues.map((i) => i.message) }, "configuration not reloaded: it has errors; the server keeps running with the one it had");
@@ -868,6 +895,7 @@ export async function startMta(config: Config, options: MtaOptions): Promise<Mta
           await tlsRpt.close();
           await spool.close();
           await accounts.close?.();
+          await sharedBans?.close();
           await node?.close();
           await database?.end();
           tls.close();

@@ -42,6 +42,9 @@ const spool = new RemoteSpool(channel);
 const inflow = new RemoteInflow((m) => channel.send(m));
 /** The primary's verdicts, per client address, for connections not yet seen by the client-limits check. */
 const verdicts = new Map<string, { verdict: HandoverVerdict }[]>();
+/** AUTH failures told to the primary, waiting for its `auth-verdict`. */
+const authAsked = new Map<number, (banned: boolean | undefined) => void>();
+let nextAuthReq = 1;
 let handlers: ((listener: number, socket: net.Socket) => void) | null = null;
 let reception: Reception | null = null;
 let stopping: Promise<void> | null = null;
@@ -78,6 +81,10 @@ process.on("message", (m: ToWorker, handle?: unknown) => {
     case "inflow-go":
       inflow.go(m.req);
       break;
+    case "auth-verdict":
+      authAsked.get(m.req)?.(m.banned);
+      authAsked.delete(m.req);
+      break;
     case "close":
       void stop(0);
       break;
@@ -86,6 +93,9 @@ process.on("message", (m: ToWorker, handle?: unknown) => {
 process.on("disconnect", () => {
   spool.disconnect();
   inflow.releaseAll();
+  // Nobody will answer: the sessions fall back to this worker's own count.
+  for (const answer of authAsked.values()) answer(undefined);
+  authAsked.clear();
   void stop(0);
 });
 
@@ -124,6 +134,7 @@ async function start(m: Extract<ToWorker, { t: "start" }>): Promise<void> {
     ...(ocsp ? { ocspResponse: ocsp.responder } : {}),
     ...(m.errorSleep !== undefined ? { errorSleep: m.errorSleep } : {}),
     primaryVerdict: takeVerdict,
+    primaryAuthFailed: tellAuthFailed,
     announce: false,
   });
   handlers = (listener, socket) => serves[listener]?.(socket);
@@ -154,6 +165,18 @@ function takeVerdict(address: string): HandoverVerdict | undefined {
   const entry = list?.shift();
   if (list && list.length === 0) verdicts.delete(address);
   return entry?.verdict;
+}
+
+/** A failed AUTH, counted by the primary across all workers: whether the address is banned now. */
+function tellAuthFailed(address: string): Promise<boolean | undefined> {
+  const req = nextAuthReq++;
+  return new Promise((resolve) => {
+    authAsked.set(req, resolve);
+    channel.send({ t: "auth-failed", req, address }).catch(() => {
+      authAsked.delete(req);
+      resolve(undefined);
+    });
+  });
 }
 
 function forgetVerdict(address: string, entry: { verdict: HandoverVerdict }): void {

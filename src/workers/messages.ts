@@ -12,11 +12,12 @@ import type { AdmitResult } from "../policy/checks/client-limits.ts";
 import type { InflowState } from "../queue/inflow.ts";
 
 /**
- * The primary's verdict on a connection it hands over: its count of connections
- * per client across all workers (`ok`, `client-full`, `server-full`), or `local`
- * when it cannot know the client (a PROXY header names it) and the worker counts.
+ * The primary's verdict on a connection it hands over: by its count of connections
+ * per client across all workers (`ok`, `client-full`, `server-full`) and of AUTH
+ * failures told by every worker (`banned`), or `local` when it cannot know the
+ * client (a PROXY header names it) and the worker counts.
  */
-export type HandoverVerdict = Exclude<AdmitResult, "banned"> | "local";
+export type HandoverVerdict = AdmitResult | "local";
 
 export type ToWorker =
   | {
@@ -33,6 +34,8 @@ export type ToWorker =
   | { readonly t: "inflow-state"; readonly state: InflowState }
   /** The token asked for by `inflow-take` (or its delay has passed): the paced MAIL may be answered. */
   | { readonly t: "inflow-go"; readonly req: number }
+  /** The answer to `auth-failed`: whether the address is banned now, by the count across all workers. */
+  | { readonly t: "auth-verdict"; readonly req: number; readonly banned: boolean }
   | { readonly t: "close" };
 
 export type FromWorker =
@@ -46,4 +49,6 @@ export type FromWorker =
   /** A message went ahead at MAIL while the state was `open`: it spent a token. */
   | { readonly t: "inflow-took" }
   /** While `paced`: a MAIL waits for a token (answered by `inflow-go`). */
-  | { readonly t: "inflow-take"; readonly req: number };
+  | { readonly t: "inflow-take"; readonly req: number }
+  /** A failed AUTH from this client address (answered by `auth-verdict`). */
+  | { readonly t: "auth-failed"; readonly req: number; readonly address: string };

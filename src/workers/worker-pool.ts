@@ -12,7 +12,10 @@
  * The connection caps (`limits.connections`, `limits.connectionsPerClient`)
  * are counted here, across workers, for every connection whose client is
  * its peer address; behind a trusted PROXY peer the worker counts the named
- * client itself. A worker that dies is started again after a backoff; what
+ * client itself. AUTH failures are counted here too: every worker tells each
+ * one (`auth-failed`), so `limits.authFailuresPerClient` is one count for the
+ * server, and a banned address is refused at connect on whichever worker its
+ * next connection lands (the verdict `banned`). A worker that dies is started again after a backoff; what
  * it had committed is in the spool already, what it had not was never
  * acknowledged.
  */
@@ -25,7 +28,8 @@ import type { Config } from "../config/schema.ts";
 import type { ListenerSocket } from "../server/listener-sockets.ts";
 import type { Spool, QueueId } from "../spool/spool.ts";
 import type { EventSink } from "../events/petrel-event.ts";
-import { ClientLimits } from "../policy/checks/client-limits.ts";
+import { ClientLimits, type SharedBans } from "../policy/checks/client-limits.ts";
+import type { Now } from "../mail/clock.ts";
 import { networkMatcher, unmapIpv4 } from "../mail/networks.ts";
 import { SpoolHost } from "../spool/spool-host.ts";
 import type { FromWorker, HandoverVerdict, ToWorker } from "./messages.ts";
@@ -46,6 +50,10 @@ export interface WorkerPoolOptions {
   readonly inflow?: InflowControl;
   /** Restart backoff: the first delay, doubled per quick failure up to `max` (ms). */
   readonly restartDelay?: { readonly min: number; readonly max: number };
+  /** The time of the AUTH-failure bans counted here (the system clock when absent). */
+  readonly clock?: Now;
+  /** The cluster's AUTH-failure bans (storage.kind postgres). */
+  readonly sharedBans?: SharedBans;
 }
 
 /** One worker as `petrel status` shows it. */
@@ -105,7 +113,7 @@ export class WorkerPool {
   private constructor(o: WorkerPoolOptions) {
     this.o = o;
     this.config = o.config;
-    this.admission = admissionFor(o.config);
+    this.admission = new ClientLimits(admissionLimits(o.config, o));
     this.isTrustedProxy = networkMatcher(o.config.proxyProtocol.trusted);
     o.inflow?.onState((state) => {
       for (const s of this.slots) if (s.state === "running") this.send(s, { t: "inflow-state", state });
@@ -147,7 +155,8 @@ export class WorkerPool {
   /** A reload: every running worker serves new connections by `config`; rejects with the first worker's error. */
   async reload(config: Config): Promise<void> {
     this.config = config;
-    this.admission = admissionFor(config);
+    // The counts go on: connections still open and the failures and bans so far.
+    this.admission.configure(admissionLimits(config, this.o));
     this.isTrustedProxy = networkMatcher(config.proxyProtocol.trusted);
     const answers = this.slots.filter((s) => s.state === "running" && s.child).map((s) => new Promise<string | undefined>((resolve) => {
       const req = this.nextReq++;
@@ -196,7 +205,7 @@ export class WorkerPool {
   private handOver(slot: Slot, listener: number, socket: net.Socket): void {
     const address = unmapIpv4(socket.remoteAddress ?? "unknown");
     const viaProxy = this.o.sockets[listener].listener.proxyProtocol && this.isTrustedProxy(address);
-    const verdict: HandoverVerdict = viaProxy ? "local" : countedVerdict(this.admission.admit(address));
+    const verdict: HandoverVerdict = viaProxy ? "local" : this.admission.admit(address);
     const counted = verdict === "ok";
     const conn = this.nextConn++;
     socket.on("error", () => {});
@@ -256,6 +265,9 @@ export class WorkerPool {
             break;
           case "inflow-took":
             this.o.inflow?.spend();
+            break;
+          case "auth-failed":
+            this.send(slot, { t: "auth-verdict", req: m.req, banned: this.admission.authFailed(m.address) });
             break;
           case "inflow-take": {
             const req = m.req;
@@ -332,13 +344,8 @@ export class WorkerPool {
   }
 }
 
-function admissionFor(config: Config): ClientLimits {
-  // AUTH failures are counted by the workers; the primary only counts connections.
-  return new ClientLimits({ ...config.limits, authFailuresPerClient: Number.MAX_SAFE_INTEGER });
-}
-
-function countedVerdict(r: ReturnType<ClientLimits["admit"]>): HandoverVerdict {
-  return r === "banned" ? "ok" : r;
+function admissionLimits(config: Config, o: Pick<WorkerPoolOptions, "clock" | "sharedBans">): ConstructorParameters<typeof ClientLimits>[0] {
+  return { ...config.limits, ...(o.clock ? { clock: o.clock } : {}), ...(o.sharedBans ? { shared: o.sharedBans } : {}) };
 }
 
 /** src/smtp-worker.ts, .ts from the sources or .js when built. */

@@ -18,11 +18,17 @@ export interface ClientLimitsCheckOptions extends ClientLimitsOptions {
   readonly authFailuresPerConnection: number;
   /**
    * In an SMTP worker: the verdict of the primary, which counts connections
-   * across all workers, for the next connection from this address; undefined
-   * when it did not count it (a client named by a PROXY header), and this
-   * check counts it here.
+   * and AUTH failures across all workers, for the next connection from this
+   * address ("banned" included); undefined when it did not count it (a client
+   * named by a PROXY header), and this check counts it here.
    */
-  readonly primaryVerdict?: (address: string) => Exclude<AdmitResult, "banned"> | "local" | undefined;
+  readonly primaryVerdict?: (address: string) => AdmitResult | "local" | undefined;
+  /**
+   * In an SMTP worker: tell the primary of a failed AUTH from `address`; it
+   * answers whether the address is banned now (by its count across all
+   * workers), or undefined when it could not be asked (the channel is gone).
+   */
+  readonly primaryAuthFailed?: (address: string) => Promise<boolean | undefined>;
 }
 
 export function clientLimitsCheck(options: ClientLimitsCheckOptions): Check {
@@ -32,17 +38,31 @@ export function clientLimitsCheck(options: ClientLimitsCheckOptions): Check {
     open(client) {
       const counted = options.primaryVerdict?.(client.address);
       const here = counted === undefined || counted === "local";
-      const admitted: AdmitResult = here ? limits.admit(client.address) : limits.isBanned(client.address) ? "banned" : counted;
+      // A connection the primary counted is banned by the primary's count alone (it has every
+      // worker's failures, and the server's clock); one it could not count (PROXY) by this count.
+      const admitted: AdmitResult = here ? limits.admit(client.address) : counted;
       let failures = 0;
+      const verdict = (banned: boolean): CheckResult | undefined => {
+        if (!banned && failures < options.authFailuresPerConnection) return undefined;
+        return tempfail(421, "4.7.0", "Error: too many failed authentication attempts, closing connection",
+          banned ? `${client.address} banned after too many AUTH failures` : `${failures} AUTH failures on this connection`);
+      };
       return {
         connect: () => (admitted === "ok" ? undefined : CONNECT_REFUSALS[admitted]),
         auth: (_session, outcome) => {
           if (outcome.user !== null) return undefined;
           failures++;
-          const banned = limits.authFailed(client.address);
-          if (!banned && failures < options.authFailuresPerConnection) return undefined;
-          return tempfail(421, "4.7.0", "Error: too many failed authentication attempts, closing connection",
-            banned ? `${client.address} banned after too many AUTH failures` : `${failures} AUTH failures on this connection`);
+          const bannedHere = limits.authFailed(client.address);
+          const told = options.primaryAuthFailed?.(client.address);
+          if (told === undefined) return verdict(bannedHere);
+          // Behind a trusted PROXY peer the primary saw only the proxy's address, so it could not
+          // refuse this client at connect: the ban that holds at connect there is this worker's own
+          // count. The primary still counts these failures, so a client that also connects directly
+          // (or through the same proxy to another worker, once banned here) adds up across workers.
+          return told.then(
+            (banned) => verdict(banned === undefined ? bannedHere : here ? bannedHere || banned : banned),
+            () => verdict(bannedHere),
+          );
         },
         close: () => {
           if (admitted === "ok" && here) limits.release(client.address);
@@ -64,12 +84,26 @@ export interface ClientLimitsOptions {
   readonly authFailuresPerClient: number;
   readonly authBanTime: number;
   readonly clock?: Now;
+  /** The bans of a cluster (storage.kind postgres): failures told to every node, bans heard from any. */
+  readonly shared?: SharedBans;
+}
+
+/**
+ * AUTH-failure bans shared beyond this process (the nodes of a cluster). Never waits: the SMTP
+ * path asks a copy in memory, and a failure is told in the background; while the others cannot
+ * be reached, this process's own count still bans.
+ */
+export interface SharedBans {
+  /** Banned anywhere, as far as this node has heard. */
+  isBanned(address: string): boolean;
+  /** A failed AUTH from `address`, told to the others; past `limit` within `banTime` it is banned for `banTime`. */
+  authFailed(address: string, limit: { readonly failures: number; readonly banTime: number }): void;
 }
 
 export type AdmitResult = "ok" | "server-full" | "client-full" | "banned";
 
 export class ClientLimits {
-  private readonly opts: ClientLimitsOptions;
+  private opts: ClientLimitsOptions;
   private readonly clock: Now;
   private total = 0;
   private readonly perClient = new Map<string, number>();
@@ -83,6 +117,11 @@ export class ClientLimits {
 
   get connections(): number {
     return this.total;
+  }
+
+  /** New limits (a reload): the connections counted and the failures and bans so far stay. */
+  configure(opts: Omit<ClientLimitsOptions, "clock">): void {
+    this.opts = { ...opts, clock: this.clock };
   }
 
   /** A new connection from `ip`: admit it (and count it) or say why not. */
@@ -106,6 +145,11 @@ export class ClientLimits {
 
   /** Record a failed AUTH; true when the client is now banned. */
   authFailed(ip: string): boolean {
+    this.opts.shared?.authFailed(ip, { failures: this.opts.authFailuresPerClient, banTime: this.opts.authBanTime });
+    return this.countFailure(ip) || this.opts.shared?.isBanned(ip) === true;
+  }
+
+  private countFailure(ip: string): boolean {
     const now = this.clock.now();
     let f = this.failures.get(ip);
     if (!f || now - f.since > this.opts.authBanTime) {
@@ -121,6 +165,10 @@ export class ClientLimits {
   }
 
   isBanned(ip: string): boolean {
+    return this.bannedHere(ip) || this.opts.shared?.isBanned(ip) === true;
+  }
+
+  private bannedHere(ip: string): boolean {
     const f = this.failures.get(ip);
     if (!f) return false;
     const now = this.clock.now();

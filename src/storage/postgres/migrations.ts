@@ -217,6 +217,25 @@ export const MIGRATIONS: readonly Migration[] = [
         PRIMARY KEY (domain, selector)
       );`,
   },
+  {
+    version: 8,
+    description: "AUTH failures and bans shared by the nodes",
+    // Times are milliseconds of the nodes' clocks, as the leases are. Rows expire: a failure row
+    // when its window (limits.authBanTime) is over, a ban when its time is; the writer deletes
+    // them, so both tables hold only the addresses of the last window.
+    sql: `
+      CREATE TABLE auth_failure (
+        address  text PRIMARY KEY,
+        failures integer NOT NULL,
+        since    bigint NOT NULL
+      );
+      CREATE INDEX auth_failure_since ON auth_failure (since);
+      CREATE TABLE auth_ban (
+        address text PRIMARY KEY,
+        until   bigint NOT NULL
+      );
+      CREATE INDEX auth_ban_until ON auth_ban (until);`,
+  },
 ];
 
 /** Any number; the one lock every node takes while it migrates ("petrel" in ASCII). */
