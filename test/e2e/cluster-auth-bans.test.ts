@@ -26,6 +26,10 @@ const ONE_NODE = "127.0.66.22";
 /** Fails while the database is stopped. */
 const OFFLINE = "127.0.66.23";
 const GOOD = "127.0.66.24";
+/** Banned while no node listened. */
+const MISSED = "127.0.66.25";
+/** Fails on a node with SMTP workers. */
+const WORKERS = "127.0.66.26";
 
 let db: PrivatePostgres;
 const clock = new ManualClock(Date.now());
@@ -146,8 +150,15 @@ test("failures spread over two nodes reach the limit once; the other node, and a
   assert.equal(n3.mta.authBans!.banned().size, 0);
 });
 
-test("the database stopped: sessions go on, and a node's own count still bans", async () => {
+test("the database stopped: sessions go on, and a node's own count still bans; back, a node loads the bans it missed", async () => {
   const [n1, n2] = nodes;
+  // A ban whose announcement no node heard (written without NOTIFY): a node learns it only by
+  // loading, which it does after its LISTEN connection comes back.
+  const pg = new Client({ connectionString: db.url });
+  await pg.connect();
+  await pg.query("INSERT INTO auth_ban (address, until) VALUES ($1, $2)", [MISSED, clock.now() + BAN_MS]);
+  await pg.end();
+  assert.match(await greeting(n1, MISSED), /^220 /);
   await db.stop();
   try {
     const good = await authReady(n1, GOOD);
@@ -165,4 +176,41 @@ test("the database stopped: sessions go on, and a node's own count still bans", 
   } finally {
     await db.start();
   }
+  for (const n of [n1, n2]) {
+    await until(async () => /^421 4\.7\.0 /.test(await greeting(n, MISSED)), "the node reconnected and loaded the bans", { ms: 30_000 });
+  }
+});
+
+test("a node with two SMTP workers: a cluster ban is refused at connect on it, and its workers' failures count for the cluster", async () => {
+  const [n1] = nodes;
+  const w = await start({
+    workers: 2,
+    storage: { kind: "postgres", url: db.url, node: "w1", poolSize: 4 },
+    listeners: [{ address: "127.0.66.14", port: 0, role: "mx" }, { address: "127.0.66.14", port: 0, role: "submission" }],
+    limits: { shutdownGrace: 2, authFailuresPerConnection: 3, authFailuresPerClient: 4, authBanTime: BAN_MS / 1000 },
+  }, undefined, pino({ level: "silent" }), { clock });
+  nodes.push(w);
+  at.set(w, "127.0.66.14");
+  // Banned on node 1 before this node started (the previous test).
+  assert.match(await greeting(w, OFFLINE), /^220 /, "node 1's ban of the offline test was never written");
+  assert.match(await greeting(w, MISSED), /^421 4\.7\.0 /);
+  // One failure on each worker of this node, two on node 1: banned everywhere.
+  const a = await authReady(w, WORKERS);
+  const b = await authReady(w, WORKERS);
+  assert.deepEqual(w.mta.workers!.status().map((s) => s.sessions), [1, 1]);
+  await fail(a);
+  await fail(b);
+  const c = await authReady(n1, WORKERS);
+  await fail(c);
+  await written();
+  assert.match(await greeting(n1, WORKERS), /^220 /, "3 of 4");
+  await fail(c);
+  await written();
+  assert.match(await greeting(n1, WORKERS), /^421 4\.7\.0 /);
+  await until(async () => /^421 4\.7\.0 /.test(await greeting(w, WORKERS)), "the node with workers refuses the address banned on node 1");
+  // Its open sessions end at their next failure.
+  await fail(a);
+  assert.match((await a.read()).text, /^421 4\.7\.0 /);
+  b.close();
+  c.close();
 });
