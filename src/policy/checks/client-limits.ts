@@ -100,6 +100,9 @@ export interface SharedBans {
   authFailed(address: string, limit: { readonly failures: number; readonly banTime: number }): void;
 }
 
+/** Addresses with AUTH failures kept before the first sweep of those whose window is over. */
+const SWEEP_MIN = 1024;
+
 export type AdmitResult = "ok" | "server-full" | "client-full" | "banned";
 
 export class ClientLimits {
@@ -109,6 +112,7 @@ export class ClientLimits {
   private readonly perClient = new Map<string, number>();
   /** IP → failures within the current window, and when the window (or ban) started. */
   private readonly failures = new Map<string, { count: number; since: number; bannedUntil: number }>();
+  private sweepAt = SWEEP_MIN;
 
   constructor(opts: ClientLimitsOptions) {
     this.opts = opts;
@@ -155,6 +159,7 @@ export class ClientLimits {
     if (!f || now - f.since > this.opts.authBanTime) {
       f = { count: 0, since: now, bannedUntil: 0 };
       this.failures.set(ip, f);
+      if (this.failures.size > this.sweepAt) this.sweep(now);
     }
     f.count++;
     if (f.count >= this.opts.authFailuresPerClient) {
@@ -162,6 +167,17 @@ export class ClientLimits {
       return true;
     }
     return false;
+  }
+
+  /**
+   * An address that failed once and never came back would stay: windows and bans that are over
+   * go whenever the table has doubled since the last sweep (amortised constant time per entry).
+   */
+  private sweep(now: number): void {
+    for (const [ip, f] of this.failures) {
+      if (f.bannedUntil <= now && now - f.since > this.opts.authBanTime) this.failures.delete(ip);
+    }
+    this.sweepAt = Math.max(SWEEP_MIN, 2 * this.failures.size);
   }
 
   isBanned(ip: string): boolean {

@@ -26,6 +26,8 @@ export const AUTH_BANS_CHANNEL = "petrel_auth_bans";
 /** Reconnection of the LISTEN connection: first wait, doubled up to the last. */
 const RECONNECT_FIRST_MS = 250;
 const RECONNECT_MAX_MS = 10_000;
+/** Bans kept in memory before the first sweep of ended ones. */
+const SWEEP_MIN = 1024;
 
 export interface PostgresAuthBansOptions {
   readonly pool: PostgresPool;
@@ -54,6 +56,7 @@ export class PostgresAuthBans implements SharedBans {
   readonly #onReconnect: () => void;
   /** Address → until (ms): the bans this node has heard of. */
   readonly #banned = new Map<string, number>();
+  #sweepAt = SWEEP_MIN;
   readonly #writes = new Set<Promise<void>>();
   #writeFailing = false;
   #listener: pg.Client | null = null;
@@ -137,7 +140,14 @@ export class PostgresAuthBans implements SharedBans {
 
   /** A ban heard of (never shortened: the later end wins). */
   #learn(address: string, until: number): void {
-    if (until > (this.#banned.get(address) ?? 0)) this.#banned.set(address, until);
+    if (until <= (this.#banned.get(address) ?? 0)) return;
+    this.#banned.set(address, until);
+    // An address banned once and never seen again would stay: ended bans go whenever the map has
+    // doubled since the last sweep (amortised constant time per ban).
+    if (this.#banned.size <= this.#sweepAt) return;
+    const now = this.#clock.now();
+    for (const [a, u] of this.#banned) if (u <= now) this.#banned.delete(a);
+    this.#sweepAt = Math.max(SWEEP_MIN, 2 * this.#banned.size);
   }
 
   async #load(): Promise<void> {
