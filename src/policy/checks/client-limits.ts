@@ -55,10 +55,11 @@ export function clientLimitsCheck(options: ClientLimitsCheckOptions): Check {
           const bannedHere = limits.authFailed(client.address);
           const told = options.primaryAuthFailed?.(client.address);
           if (told === undefined) return verdict(bannedHere);
-          // Behind a trusted PROXY peer the primary saw only the proxy's address, so it could not
-          // refuse this client at connect: the ban that holds at connect there is this worker's own
-          // count. The primary still counts these failures, so a client that also connects directly
-          // (or through the same proxy to another worker, once banned here) adds up across workers.
+          // Behind a trusted PROXY peer (verdict "local") the primary saw only the proxy's address,
+          // so it could not refuse this client at connect: what refuses it there is this worker's
+          // own count, per worker as before. The primary still counts these failures with the
+          // others, so such a session ends at its next failure once the server's count bans the
+          // address (either count closes it), and the address's direct connections are refused.
           return told.then(
             (banned) => verdict(banned === undefined ? bannedHere : here ? bannedHere || banned : banned),
             () => verdict(bannedHere),
