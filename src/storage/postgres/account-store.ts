@@ -20,11 +20,11 @@
  * password changed anywhere counts at once. While the LISTEN connection is down the node answers
  * from its last copy rather than wait for a database that is probably away.
  */
-import pg from "pg";
 import type { Clock } from "../../mail/clock.ts";
 import { systemClock } from "../../mail/clock.ts";
 import type { Config } from "../../config/schema.ts";
 import { inTransaction, type PostgresClient, type PostgresPool } from "./postgres-pool.ts";
+import { ListenConnection } from "./listen-connection.ts";
 import type { AccountsFile } from "../../accounts/accounts-file.ts";
 import { SnapshotAccountStore, type AccountRules, type AccountsSource } from "../../accounts/snapshot-account-store.ts";
 
@@ -32,9 +32,6 @@ import { SnapshotAccountStore, type AccountRules, type AccountsSource } from "..
 export const ACCOUNTS_CHANNEL = "petrel_accounts";
 /** The advisory lock every account writer takes ("account" in ASCII); any number distinct from the migrations'. */
 const ACCOUNTS_LOCK = 0x6163636f756e74;
-/** Reconnection of the LISTEN connection: first wait, doubled up to the last. */
-const RECONNECT_FIRST_MS = 250;
-const RECONNECT_MAX_MS = 10_000;
 
 export interface PostgresAccountStoreOptions extends AccountRules {
   readonly pool: PostgresPool;
@@ -117,11 +114,8 @@ class PostgresAccountsSource implements AccountsSource {
   readonly #onReconnect: () => void;
   /** Nothing until the first load (open() waits for it). */
   #loaded: Loaded = { version: -1, data: { version: 1, domains: [], users: [], aliases: [] } };
-  #listener: pg.Client | null = null;
-  #listening = false;
+  #connection: ListenConnection | null = null;
   #closed = false;
-  #retry: unknown = null;
-  #retryDelay = RECONNECT_FIRST_MS;
   #loads: Promise<unknown> = Promise.resolve();
 
   constructor(pool: PostgresPool, options: PostgresAccountStoreOptions) {
@@ -168,7 +162,7 @@ class PostgresAccountsSource implements AccountsSource {
   }
 
   async catchUp(): Promise<boolean> {
-    if (!this.#listening) return false;
+    if (this.#connection?.listening !== true) return false;
     try {
       const r = await this.#pool.query<{ version: string }>("SELECT version FROM account_change WHERE id = 1");
       const version = Number(r.rows[0].version);
@@ -206,56 +200,19 @@ class PostgresAccountsSource implements AccountsSource {
 
   /** Open the LISTEN connection, then load (changes announced while it was down are otherwise lost). */
   async listen(): Promise<void> {
-    const options = this.#pool.options;
-    const client = new pg.Client({ ...options, application_name: `${options.application_name ?? "petrel"} accounts`.slice(0, 63) });
-    client.on("notification", (n) => {
-      if (n.channel === ACCOUNTS_CHANNEL) void this.#reload(Number(n.payload)).catch(() => undefined);
+    this.#connection = await ListenConnection.open({
+      pool: this.#pool, channel: ACCOUNTS_CHANNEL, label: "accounts", timer: this.#clock,
+      onNotification: (payload) => void this.#reload(Number(payload)).catch(() => undefined),
+      onListening: async () => void (await this.#reload()),
+      onError: this.#onError,
+      onReconnect: this.#onReconnect,
     });
-    const lost = (why: string) => {
-      if (this.#listener !== client) return;
-      this.#listener = null;
-      this.#listening = false;
-      client.removeAllListeners("end");
-      client.end().catch(() => undefined);
-      if (this.#closed) return;
-      this.#onError(`accounts: the LISTEN connection to the database was lost (${why}); reconnecting`);
-      this.#scheduleReconnect();
-    };
-    client.on("error", (err) => lost(err.message));
-    client.on("end", () => lost("closed by the server"));
-    this.#listener = client;
-    try {
-      await client.connect();
-      await client.query(`LISTEN ${ACCOUNTS_CHANNEL}`);
-      this.#listening = true;
-      this.#retryDelay = RECONNECT_FIRST_MS;
-      await this.#reload();
-    } catch (err) {
-      lost((err as Error).message);
-      throw err;
-    }
-  }
-
-  #scheduleReconnect(): void {
-    const delay = this.#retryDelay;
-    this.#retryDelay = Math.min(RECONNECT_MAX_MS, delay * 2);
-    this.#retry = this.#clock.schedule(() => {
-      this.#retry = null;
-      if (this.#closed) return;
-      this.listen().then(() => this.#onReconnect(), () => undefined);
-    }, delay);
+    if (this.#closed) await this.#connection.close();
   }
 
   async close(): Promise<void> {
     this.#closed = true;
-    if (this.#retry !== null) this.#clock.cancel(this.#retry);
-    const client = this.#listener;
-    this.#listener = null;
-    this.#listening = false;
-    if (client) {
-      client.removeAllListeners("end");
-      await client.end().catch(() => undefined);
-    }
+    await this.#connection?.close();
     await this.#loads.catch(() => undefined);
   }
 }

@@ -9,23 +9,20 @@
  * the transaction commits. Every node LISTENs on a connection of its own and keeps the banned
  * addresses in memory: the SMTP path asks that copy and never waits for the database, and a
  * failure is written in the background. Notifications sent while the LISTEN connection is down
- * are lost, so after every (re)connection the node loads the bans in force again (the account
- * store does the same for the same reason).
+ * are lost, so after every (re)connection the node loads the bans in force again
+ * (listen-connection.ts, as the account store does).
  *
  * While the database is away the writes fail (logged once per outage) and the node bans by its
  * own count (ClientLimits), as a single node does; failures it saw then are not added to the
  * cluster's count later.
  */
-import pg from "pg";
 import { systemClock, type Clock, type Now } from "../../mail/clock.ts";
 import type { SharedBans } from "../../policy/checks/client-limits.ts";
 import { inTransaction, type PostgresPool } from "./postgres-pool.ts";
+import { ListenConnection } from "./listen-connection.ts";
 
 /** The NOTIFY channel; the payload is "<until> <address>" (until: ms of the writer's clock). */
 export const AUTH_BANS_CHANNEL = "petrel_auth_bans";
-/** Reconnection of the LISTEN connection: first wait, doubled up to the last. */
-const RECONNECT_FIRST_MS = 250;
-const RECONNECT_MAX_MS = 10_000;
 /** Bans kept in memory before the first sweep of ended ones. */
 const SWEEP_MIN = 1024;
 
@@ -59,10 +56,7 @@ export class PostgresAuthBans implements SharedBans {
   #sweepAt = SWEEP_MIN;
   readonly #writes = new Set<Promise<void>>();
   #writeFailing = false;
-  #listener: pg.Client | null = null;
-  #closed = false;
-  #retry: unknown = null;
-  #retryDelay = RECONNECT_FIRST_MS;
+  #connection: ListenConnection | null = null;
 
   private constructor(options: PostgresAuthBansOptions) {
     this.#pool = options.pool;
@@ -75,12 +69,7 @@ export class PostgresAuthBans implements SharedBans {
   /** Listen for bans and load those in force (resolves once both are done). */
   static async open(options: PostgresAuthBansOptions): Promise<PostgresAuthBans> {
     const bans = new PostgresAuthBans(options);
-    try {
-      await bans.#listen();
-    } catch (err) {
-      await bans.close();
-      throw err;
-    }
+    await bans.#listen();
     return bans;
   }
 
@@ -157,57 +146,22 @@ export class PostgresAuthBans implements SharedBans {
 
   /** Open the LISTEN connection, then load (bans announced while it was down are otherwise lost). */
   async #listen(): Promise<void> {
-    const options = this.#pool.options;
-    const client = new pg.Client({ ...options, application_name: `${options.application_name ?? "petrel"} bans`.slice(0, 63) });
-    client.on("notification", (n) => {
-      if (n.channel !== AUTH_BANS_CHANNEL || n.payload === undefined) return;
-      const space = n.payload.indexOf(" ");
-      const until = Number(n.payload.slice(0, space));
-      if (space > 0 && Number.isFinite(until)) this.#learn(n.payload.slice(space + 1), until);
+    this.#connection = await ListenConnection.open({
+      pool: this.#pool, channel: AUTH_BANS_CHANNEL, label: "AUTH bans", timer: this.#timer,
+      onNotification: (payload) => {
+        const space = payload.indexOf(" ");
+        const until = Number(payload.slice(0, space));
+        if (space > 0 && Number.isFinite(until)) this.#learn(payload.slice(space + 1), until);
+      },
+      onListening: () => this.#load(),
+      onError: this.#onError,
+      onReconnect: this.#onReconnect,
     });
-    const lost = (why: string) => {
-      if (this.#listener !== client) return;
-      this.#listener = null;
-      client.removeAllListeners("end");
-      client.end().catch(() => undefined);
-      if (this.#closed) return;
-      this.#onError(`AUTH bans: the LISTEN connection to the database was lost (${why}); reconnecting`);
-      this.#scheduleReconnect();
-    };
-    client.on("error", (err) => lost(err.message));
-    client.on("end", () => lost("closed by the server"));
-    this.#listener = client;
-    try {
-      await client.connect();
-      await client.query(`LISTEN ${AUTH_BANS_CHANNEL}`);
-      this.#retryDelay = RECONNECT_FIRST_MS;
-      await this.#load();
-    } catch (err) {
-      lost((err as Error).message);
-      throw err;
-    }
-  }
-
-  #scheduleReconnect(): void {
-    const delay = this.#retryDelay;
-    this.#retryDelay = Math.min(RECONNECT_MAX_MS, delay * 2);
-    this.#retry = this.#timer.schedule(() => {
-      this.#retry = null;
-      if (this.#closed) return;
-      this.#listen().then(() => this.#onReconnect(), () => undefined);
-    }, delay);
   }
 
   /** Stop listening once the writes under way are done (the pool is the caller's). */
   async close(): Promise<void> {
-    this.#closed = true;
-    if (this.#retry !== null) this.#timer.cancel(this.#retry);
     await this.settled();
-    const client = this.#listener;
-    this.#listener = null;
-    if (client) {
-      client.removeAllListeners("end");
-      await client.end().catch(() => undefined);
-    }
+    await this.#connection?.close();
   }
 }
