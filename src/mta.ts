@@ -27,7 +27,7 @@ import type { Check } from "./policy/check.ts";
 import { PolicyPipeline } from "./policy/pipeline.ts";
 import { relayCheck, type RecipientDirectory } from "./policy/checks/relay.ts";
 import { senderLoginCheck } from "./policy/checks/sender-login.ts";
-import { clientLimitsCheck, type ClientLimitsCheckOptions, type SharedBans } from "./policy/checks/client-limits.ts";
+import { ClientLimits, clientLimitsCheck, type ClientLimitsCheckOptions, type SharedBans } from "./policy/checks/client-limits.ts";
 import { hopCountCheck } from "./policy/checks/hop-count.ts";
 import { RateLimits } from "./policy/checks/rate-limits.ts";
 import { Dnsbl } from "./policy/checks/dnsbl.ts";
@@ -322,6 +322,8 @@ export function buildChecks(
     primaryAuthFailed?: ClientLimitsCheckOptions["primaryAuthFailed"];
     /** The cluster's AUTH-failure bans (storage.kind postgres). */
     sharedBans?: SharedBans;
+    /** The reception's per-client counts, kept across reloads. */
+    clientLimits?: ClientLimits;
   },
 ): Check[] {
   const clock = options.clock ?? systemClock;
@@ -332,6 +334,7 @@ export function buildChecks(
       ...(options.primaryVerdict ? { primaryVerdict: options.primaryVerdict } : {}),
       ...(options.primaryAuthFailed ? { primaryAuthFailed: options.primaryAuthFailed } : {}),
       ...(options.sharedBans ? { shared: options.sharedBans } : {}),
+      ...(options.clientLimits ? { limits: options.clientLimits } : {}),
     }),
   ];
   const rates = config.limits.rates;
@@ -481,10 +484,12 @@ export async function startReception(config: Config, options: ReceptionOptions):
   let plugins: Check[];
   let pipeline: PolicyPipeline;
   // Plugins are code, loaded once: a reload keeps them (a change of plugins: needs a restart).
+  // Connections counted, AUTH failures and bans outlive a reload: one set of counts for the reception.
+  const clientLimits = new ClientLimits({ ...config.limits, clock, ...(options.sharedBans ? { shared: options.sharedBans } : {}) });
   const pipelineFor = (c: Config) => {
     const builtIn = buildChecks(c, {
       accounts: options.accounts, clock, log, resolver, signingKeys, primaryVerdict: options.primaryVerdict,
-      primaryAuthFailed: options.primaryAuthFailed, sharedBans: options.sharedBans,
+      primaryAuthFailed: options.primaryAuthFailed, sharedBans: options.sharedBans, clientLimits,
     });
     return new PolicyPipeline({
       checks: [...builtIn, ...buildMilters(c, log), ...plugins, ...(options.checks ?? [])],

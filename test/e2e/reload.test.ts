@@ -119,3 +119,44 @@ test("SIGHUP makes petrel serve read its configuration again", { timeout: 30_000
     await cleanup();
   }
 });
+
+test("reload keeps the AUTH-failure bans: an address banned before is still refused at connect after it", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "petrel-reload-bans-"));
+  const path = join(dir, "petrel.yaml");
+  const config = (recipients: number) => [
+    "hostname: mx.example.test",
+    `dataDir: ${dir}`,
+    "domains: [example.test]",
+    "listeners:",
+    "  - { address: 127.0.0.1, port: 0, role: mx }",
+    "  - { address: 127.0.0.1, port: 0, role: submission }",
+    "admin: { enabled: false }",
+    "workers: 1",
+    "limits:",
+    `  recipients: ${recipients}`,
+    "  authFailuresPerConnection: 1",
+    "  authFailuresPerClient: 2",
+  ].join("\n");
+  await writeFile(path, config(2));
+  const mta = await startMta(await loadConfig(path), { log: pino({ level: "silent" }), errorSleep: 0, fsync: false, configPath: path });
+  try {
+    const [mx, submission] = mta.smtp.listeners.map((l) => l.port);
+    for (let i = 0; i < 2; i++) {
+      const c = await SmtpClient.connect(submission);
+      await c.ehlo();
+      await c.startTls();
+      await c.ehlo();
+      assert.match((await c.authPlain("nobody@example.test", "wrong")).text, /^535 5\.7\.8 /);
+      assert.match((await c.read()).text, /^421 4\.7\.0 /);
+      c.close();
+    }
+    assert.match((await SmtpClient.connect(mx)).greeting!.text, /^421 4\.7\.0 .*authentication/i, "banned");
+    await writeFile(path, config(5));
+    assert.deepEqual((await mta.reload()).applied, ["certificates", "limits"]);
+    assert.match((await SmtpClient.connect(mx)).greeting!.text, /^421 4\.7\.0 .*authentication/i, "still banned after the reload");
+  } finally {
+    SmtpClient.closeAll();
+    await mta.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});

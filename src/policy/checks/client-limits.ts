@@ -29,10 +29,16 @@ export interface ClientLimitsCheckOptions extends ClientLimitsOptions {
    * workers), or undefined when it could not be asked (the channel is gone).
    */
   readonly primaryAuthFailed?: (address: string) => Promise<boolean | undefined>;
+  /**
+   * The counts to keep: a reception's own, given again to the check a reload builds so that the
+   * connections counted, the failures and the bans outlive the reload (new limits apply to them).
+   */
+  readonly limits?: ClientLimits;
 }
 
 export function clientLimitsCheck(options: ClientLimitsCheckOptions): Check {
-  const limits = new ClientLimits(options);
+  const limits = options.limits ?? new ClientLimits(options);
+  options.limits?.configure(options);
   return {
     name: "client-limits",
     open(client) {
