@@ -12,7 +12,7 @@ import { rm } from "node:fs/promises";
 import pino from "pino";
 import pg from "pg";
 import { start, type Running } from "./fixtures/mta-helpers.ts";
-import { SmtpClient } from "./fixtures/robust-helpers.ts";
+import { SmtpClient, failAuth, readyForAuth } from "./fixtures/robust-helpers.ts";
 import { startPostgres, type PrivatePostgres } from "../support/postgres.ts";
 import { ManualClock } from "../../src/mail/clock.ts";
 import { until } from "../support/until.ts";
@@ -63,18 +63,8 @@ after(async () => {
 });
 
 /** A session on a node's submission listener after STARTTLS, from `from`. */
-async function authReady(n: Running, from: string): Promise<SmtpClient> {
-  const c = await SmtpClient.connect(n.submission, { host: at.get(n)!, localAddress: from });
-  assert.equal(c.greeting!.code, 220, c.greeting!.text);
-  await c.ehlo();
-  await c.startTls();
-  await c.ehlo();
-  return c;
-}
-
-async function fail(c: SmtpClient): Promise<void> {
-  assert.match((await c.authPlain("alice@example.test", "wrong password")).text, /^535 5\.7\.8 /);
-}
+const authReady = (n: Running, from: string) => readyForAuth(n.submission, { host: at.get(n)!, localAddress: from });
+const fail = (c: SmtpClient) => failAuth(c);
 
 /** The greeting a new connection from `from` gets on a node's mx listener. */
 async function greeting(n: Running, from: string): Promise<string> {

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startPetrel, ALICE, type TestPetrel } from "./petrel.ts";
 import {
-  SmtpClient, dataPayload, derivedMessage, expectCode, listDir, queuedId, readSpool, within,
+  SmtpClient, dataPayload, derivedMessage, expectCode, failAuth, listDir, queuedId, readSpool, within,
 } from "./fixtures/robust-helpers.ts";
 
 async function withPetrel(overrides: Record<string, unknown>, fn: (p: TestPetrel) => Promise<void>): Promise<void> {
@@ -191,10 +191,6 @@ test("dataTimeout: 1 s — a client that stops mid-DATA gets 421 4.4.2 and nothi
   });
 });
 
-async function failAuth(c: SmtpClient): Promise<void> {
-  const r = await c.authPlain(ALICE.address, "wrong password");
-  assert.match(r.text, /^535 5\.7\.8 /);
-}
 
 test("authFailuresPerConnection: 2, authFailuresPerClient: 3 — disconnect after 2, then the IP is banned with 421 4.7.0", async () => {
   await withPetrel({ limits: { authFailuresPerConnection: 2, authFailuresPerClient: 3 } }, async (p) => {

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { rm } from "node:fs/promises";
 import pino from "pino";
 import { start } from "./fixtures/mta-helpers.ts";
-import { SmtpClient } from "./fixtures/robust-helpers.ts";
+import { SmtpClient, failAuth, readyForAuth } from "./fixtures/robust-helpers.ts";
 import { ManualClock } from "../../src/mail/clock.ts";
 import { until } from "../support/until.ts";
 
@@ -19,19 +19,8 @@ const ATTACKER = "127.0.66.5";
 const OTHER = "127.0.66.6";
 const BAN_MS = 10 * 60_000;
 
-/** A session on submission after STARTTLS, ready for AUTH. */
-async function authReady(port: number, from: string): Promise<SmtpClient> {
-  const c = await SmtpClient.connect(port, { host: SERVER, localAddress: from });
-  assert.equal(c.greeting!.code, 220, c.greeting!.text);
-  await c.ehlo();
-  await c.startTls();
-  await c.ehlo();
-  return c;
-}
-
-async function fail(c: SmtpClient): Promise<void> {
-  assert.match((await c.authPlain("alice@example.test", "wrong password")).text, /^535 5\.7\.8 /);
-}
+const authReady = (port: number, from: string) => readyForAuth(port, { host: SERVER, localAddress: from });
+const fail = (c: SmtpClient) => failAuth(c);
 
 test("with two workers, AUTH failures spread over both add up to one ban at the limit; then 421 at connect on either worker until it expires", async () => {
   const clock = new ManualClock(Date.now());
