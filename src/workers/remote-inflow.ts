@@ -45,11 +45,6 @@ export class RemoteInflow implements InflowGate {
     resolve?.();
   }
 
-  /** Sessions waiting now (tests). */
-  get pending(): number {
-    return this.waiting.size;
-  }
-
   releaseAll(): void {
     for (const req of [...this.waiting.keys()]) this.go(req);
   }
