@@ -30,7 +30,7 @@ import { MIN_RETRY } from "../../src/acme/renewal.ts";
 import { ACME_LEASE_TIME, PostgresOrderLease } from "../../src/storage/postgres/acme-lease.ts";
 import { startDnsServer, type TestDnsServer } from "../support/dns-server.ts";
 import { requirePebble, startPebble, type Pebble } from "../support/pebble.ts";
-import { startPostgres, type PrivatePostgres } from "../support/postgres.ts";
+import { createDatabase, startPostgres, type PrivatePostgres } from "../support/postgres.ts";
 import { until } from "../support/until.ts";
 
 const HOST = "mail.example.test";
@@ -73,19 +73,7 @@ after(async () => {
 });
 
 /** A database of its own on the one server, for one case. */
-async function freshDatabase(): Promise<string> {
-  const name = `acme_${++databases}`;
-  const admin = new pg.Client({ connectionString: db.url });
-  await admin.connect();
-  try {
-    await admin.query(`CREATE DATABASE ${name}`);
-  } finally {
-    await admin.end();
-  }
-  const u = new URL(db.url);
-  u.pathname = `/${name}`;
-  return u.toString();
-}
+const freshDatabase = (): Promise<string> => createDatabase(db, `acme_${++databases}`);
 
 interface Node {
   name: string;

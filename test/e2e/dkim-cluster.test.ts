@@ -24,7 +24,7 @@ import { createResolver } from "../../src/dns/resolver.ts";
 import { mailauthResolver } from "../../src/mailauth/dns-resolver.ts";
 import { DkimMessageVerifier } from "../../src/mailauth/dkim-verify.ts";
 import { startDnsServer, type TestDnsServer, type Zone } from "../support/dns-server.ts";
-import { postgresConfigFile, startPostgres, type PrivatePostgres } from "../support/postgres.ts";
+import { createDatabase, postgresConfigFile, startPostgres, type PrivatePostgres } from "../support/postgres.ts";
 import { until } from "../support/until.ts";
 import { runPetrel, serveMustExit } from "./fixtures/robust-helpers.ts";
 
@@ -55,17 +55,7 @@ after(async () => {
 
 /** A database of its own on the one server, for one case. */
 async function freshDatabase(): Promise<PrivatePostgres> {
-  const name = `dkim_${++databases}`;
-  const admin = new pg.Client({ connectionString: server.url });
-  await admin.connect();
-  try {
-    await admin.query(`CREATE DATABASE ${name}`);
-  } finally {
-    await admin.end();
-  }
-  const u = new URL(server.url);
-  u.pathname = `/${name}`;
-  return { ...server, url: u.toString() };
+  return { ...server, url: await createDatabase(server, `dkim_${++databases}`) };
 }
 
 async function query<T extends pg.QueryResultRow>(db: PrivatePostgres, sql: string, params: unknown[] = []): Promise<T[]> {

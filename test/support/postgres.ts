@@ -18,6 +18,7 @@ import { randomBytes } from "node:crypto";
 import { PeerMissing, requirePeerFile } from "./peers.ts";
 import { migrate } from "../../src/storage/postgres/migrations.ts";
 import { openPostgresPool, type PostgresPool } from "../../src/storage/postgres/postgres-pool.ts";
+import pg from "pg";
 
 export interface PrivatePostgres {
   /** A connection URL with the test role's password. */
@@ -210,4 +211,19 @@ export async function startMigratedPostgres(options: { readonly host?: string; r
 export async function stopMigratedPostgres(server: PrivatePostgres | undefined, pool: PostgresPool | undefined): Promise<void> {
   await pool?.end();
   await server?.close();
+}
+
+/** A new, empty database `name` on the server (one per test case); the URL that reaches it. */
+export async function createDatabase(server: PrivatePostgres, name: string): Promise<string> {
+  if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`not a plain database name: ${name}`);
+  const admin = new pg.Client({ connectionString: server.url });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end();
+  }
+  const u = new URL(server.url);
+  u.pathname = `/${name}`;
+  return u.toString();
 }
